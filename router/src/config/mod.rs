@@ -1,0 +1,454 @@
+//! Configuration: TOML files and quick-mode URIs, read into validated settings.
+//!
+//! Raw text is read by [`reader::Section`] (which collects every problem with its position), each
+//! component's table by that component's own `parse` (beside its code), and cross-references
+//! (sink names in routes and `default_sinks`) are resolved here. The runtime only ever sees the
+//! validated [`Config`]. Quick-mode arguments (`--source stdin`, `--sink file:PATH?opt=val`) are
+//! turned into the same tables and validated by the same code.
+
+pub mod reader;
+pub mod uri;
+
+use std::time::Duration;
+
+use reader::{ConfigErrors, Diagnostics, Located, Origin, Section};
+
+use crate::sinks::dead_letter::DeadLetterConfig;
+use crate::sinks::file::FileSinkConfig;
+use crate::sinks::stdout::StdoutConfig;
+use crate::sources::stdin::StdinConfig;
+use crate::stages::builtin::filter::FilterConfig;
+use crate::stages::builtin::route::RouteConfig;
+use crate::topology::queue::Limits;
+
+/// The embedded default config: stdin -> newline records -> files under `./edge-router-out/`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Most sinks in one pipeline (route masks are 64-bit).
+pub const MAX_SINKS: usize = 64;
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pipeline-wide settings.
+    pub pipeline: PipelineConfig,
+    /// Sources, in config order.
+    pub sources: Vec<SourceConfig>,
+    /// Stages, in pipeline order.
+    pub stages: Vec<StageConfig>,
+    /// Sinks, in config order (route masks index this list).
+    pub sinks: Vec<SinkConfig>,
+    /// Where records that cannot be processed or delivered go.
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// Pipeline-wide settings (`[pipeline]`).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Limits of every queue unless a component sets its own.
+    pub queue: Limits,
+    /// Sinks that records go to unless a route stage says otherwise (bit mask).
+    pub default_sinks: u64,
+    /// How long shutdown may take after SIGINT/SIGTERM before giving up.
+    pub shutdown_grace: Duration,
+}
+
+/// One source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Its name (key under `[sources]`).
+    pub name: String,
+    /// What it is.
+    pub kind: SourceKind,
+}
+
+/// Source kinds.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// Standard input.
+    Stdin(StdinConfig),
+}
+
+/// One stage.
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    /// Its name (`name` key, or `stages[N]`).
+    pub name: String,
+    /// What it is.
+    pub kind: StageKind,
+}
+
+/// Stage kinds.
+#[derive(Debug, Clone)]
+pub enum StageKind {
+    /// Built-in filter.
+    Filter(FilterConfig),
+    /// Built-in router.
+    Route(RouteConfig),
+}
+
+/// One sink.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Its name (key under `[sinks]`).
+    pub name: String,
+    /// What it is.
+    pub kind: SinkKind,
+    /// Limits of its queue.
+    pub queue: Limits,
+}
+
+/// Sink kinds.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// Local files.
+    File(FileSinkConfig),
+    /// Standard output.
+    Stdout(StdoutConfig),
+}
+
+impl SinkKind {
+    /// A short description for the start-up line, e.g. `files edge-router-out/records.ndjson`.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkKind::File(f) => format!("file {}", f.path.source_text()),
+            SinkKind::Stdout(_) => "standard output".to_owned(),
+        }
+    }
+
+    /// True for the stdout sink.
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, SinkKind::Stdout(_))
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![reader::ConfigError {
+            location: reader::Location::Arg(name.clone()),
+            key_path: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    parse_str(&name, &text)
+}
+
+/// Validates config text; `name` is used in messages.
+pub fn parse_str(name: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let doc = reader::parse_document(name, text)?;
+    let origin = Origin::File {
+        name: name.to_owned(),
+        text: std::sync::Arc::from(text),
+    };
+    let mut d = Diagnostics::new();
+    let mut root = Section::root(doc.as_table(), origin, "");
+    let config = read_root(&mut root, &mut d);
+    root.finish(&mut d);
+    d.finish(())?;
+    config.ok_or_else(ConfigErrors::default)
+}
+
+const DEFAULT_QUEUE: Limits = Limits {
+    records_max: 1 << 16,
+    bytes_max: 16 << 20,
+};
+
+fn read_limits(s: &mut Section<'_>, d: &mut Diagnostics, default: Limits) -> Limits {
+    Limits {
+        records_max: s.int_or(d, "queue_records_max", default.records_max, 1..=(1 << 26)),
+        bytes_max: s.size_or(
+            d,
+            "queue_bytes_max",
+            default.bytes_max,
+            (4 << 10)..=(16 << 30),
+        ),
+    }
+}
+
+fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
+    let mut pipeline = root.opt_table(d, "pipeline");
+    let (queue, default_names, grace_ms) = match &mut pipeline {
+        Some(p) => (
+            read_limits(p, d, DEFAULT_QUEUE),
+            p.opt_str_list(d, "default_sinks"),
+            p.int_or(d, "shutdown_grace_ms", 10_000, 0..=3_600_000),
+        ),
+        None => (DEFAULT_QUEUE, None, 10_000),
+    };
+
+    let mut sources = Vec::new();
+    let source_tables = root.named_tables(d, "sources");
+    if source_tables.is_empty() {
+        d.error(&root.spot(), "no sources: add a `[sources.NAME]` table");
+    }
+    for (name, mut t) in source_tables {
+        if let Some(s) = read_source(&name, &mut t, d) {
+            sources.push(s);
+        }
+        t.finish(d);
+    }
+    if sources.len() > 1 {
+        // Only stdin exists so far, and there is only one standard input.
+        d.error(
+            &root.spot_of("sources"),
+            "only one stdin source is possible",
+        );
+    }
+
+    let mut sinks = Vec::new();
+    let sink_tables = root.named_tables(d, "sinks");
+    if sink_tables.is_empty() {
+        d.error(&root.spot(), "no sinks: add a `[sinks.NAME]` table");
+    }
+    if sink_tables.len() > MAX_SINKS {
+        d.error(
+            &root.spot_of("sinks"),
+            format!("at most {MAX_SINKS} sinks are supported"),
+        );
+    }
+    let mut sink_names: Vec<String> = Vec::new();
+    for (name, mut t) in sink_tables {
+        sink_names.push(name.value.clone());
+        if let Some(s) = read_sink(&name, &mut t, d, queue) {
+            sinks.push(s);
+        }
+        t.finish(d);
+    }
+    let stdout_sinks = sinks.iter().filter(|s| s.kind.is_stdout()).count();
+    if stdout_sinks > 1 {
+        d.error(&root.spot_of("sinks"), "only one stdout sink is possible");
+    }
+
+    let default_sinks = match &default_names {
+        Some(names) => resolve_sinks(names, &sink_names, d),
+        None => all_sinks(sink_names.len()),
+    };
+
+    let mut stages = Vec::new();
+    for (i, mut t) in root.table_array(d, "stages").into_iter().enumerate() {
+        if let Some(s) = read_stage(i, &mut t, d, &sink_names, default_sinks) {
+            stages.push(s);
+        }
+        t.finish(d);
+    }
+
+    let dead_letter = match root.opt_table(d, "dead_letter") {
+        Some(mut t) => {
+            let c = DeadLetterConfig::parse(&mut t, d);
+            t.finish(d);
+            c
+        }
+        None => DeadLetterConfig::default(),
+    };
+    if let Some(p) = pipeline {
+        p.finish(d);
+    }
+    Some(Config {
+        pipeline: PipelineConfig {
+            queue,
+            default_sinks,
+            shutdown_grace: Duration::from_millis(grace_ms),
+        },
+        sources,
+        stages,
+        sinks,
+        dead_letter,
+    })
+}
+
+fn all_sinks(n: usize) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}
+
+/// Resolves sink names to a mask, reporting unknown names.
+fn resolve_sinks(names: &[Located<String>], sink_names: &[String], d: &mut Diagnostics) -> u64 {
+    let mut mask = 0u64;
+    for n in names {
+        match sink_names.iter().position(|s| *s == n.value) {
+            Some(i) if i < 64 => mask |= 1 << i,
+            _ => d.error(
+                &n.spot,
+                format!(
+                    "unknown sink {:?}; the sinks are: {}",
+                    n.value,
+                    sink_names.join(", ")
+                ),
+            ),
+        }
+    }
+    mask
+}
+
+fn read_source(
+    name: &Located<String>,
+    t: &mut Section<'_>,
+    d: &mut Diagnostics,
+) -> Option<SourceConfig> {
+    let kind = t.required_str(d, "kind")?;
+    let k = match kind.value.as_str() {
+        "stdin" => SourceKind::Stdin(StdinConfig::parse(t, d)),
+        other => {
+            d.error(
+                &kind.spot,
+                format!("unknown source kind {other:?}; expected one of: stdin"),
+            );
+            return None;
+        }
+    };
+    Some(SourceConfig {
+        name: name.value.clone(),
+        kind: k,
+    })
+}
+
+fn read_sink(
+    name: &Located<String>,
+    t: &mut Section<'_>,
+    d: &mut Diagnostics,
+    queue: Limits,
+) -> Option<SinkConfig> {
+    let kind = t.required_str(d, "kind")?;
+    let queue = read_limits(t, d, queue);
+    let k = match kind.value.as_str() {
+        "file" => SinkKind::File(FileSinkConfig::parse(t, d)?),
+        "stdout" => SinkKind::Stdout(StdoutConfig::parse(t, d)),
+        other => {
+            d.error(
+                &kind.spot,
+                format!("unknown sink kind {other:?}; expected one of: file, stdout"),
+            );
+            return None;
+        }
+    };
+    Some(SinkConfig {
+        name: name.value.clone(),
+        kind: k,
+        queue,
+    })
+}
+
+fn read_stage(
+    i: usize,
+    t: &mut Section<'_>,
+    d: &mut Diagnostics,
+    sink_names: &[String],
+    default_sinks: u64,
+) -> Option<StageConfig> {
+    let name = t
+        .opt_str(d, "name")
+        .map_or_else(|| format!("stages[{i}]"), |n| n.value);
+    let kind = t.required_str(d, "kind")?;
+    let k = match kind.value.as_str() {
+        "filter" => StageKind::Filter(FilterConfig::parse(t, d)?),
+        "route" => {
+            let mut r = RouteConfig::parse(t, d)?;
+            for rule in &mut r.rules {
+                rule.mask = resolve_sinks(&rule.sink_names, sink_names, d);
+            }
+            r.default_mask = match &r.default_names {
+                Some(names) => resolve_sinks(names, sink_names, d),
+                None => default_sinks,
+            };
+            StageKind::Route(r)
+        }
+        other => {
+            d.error(
+                &kind.spot,
+                format!("unknown stage kind {other:?}; expected one of: filter, route"),
+            );
+            return None;
+        }
+    };
+    Some(StageConfig { name, kind: k })
+}
+
+/// Builds a config from quick-mode arguments: one `--source` URI (default `stdin`), one or more
+/// `--sink` URIs, and optionally a dead-letter path.
+pub fn from_quick(
+    source: Option<&str>,
+    sinks: &[String],
+    dead_letter: Option<&str>,
+) -> Result<Config, ConfigErrors> {
+    let mut d = Diagnostics::new();
+    let source_arg = source.unwrap_or("stdin");
+    let mut sources = Vec::new();
+    match uri::to_table(source_arg, uri::Role::Source) {
+        Ok((kind_name, table)) => {
+            let origin = Origin::Arg(format!("--source {source_arg:?}"));
+            let mut s = Section::root(&table, origin, &format!("sources.{kind_name}"));
+            let name = Located {
+                value: kind_name.clone(),
+                spot: s.spot(),
+            };
+            if let Some(src) = read_source(&name, &mut s, &mut d) {
+                sources.push(src);
+            }
+            s.finish(&mut d);
+        }
+        Err(e) => d.push(e),
+    }
+    let mut sink_cfgs = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for arg in sinks {
+        match uri::to_table(arg, uri::Role::Sink) {
+            Ok((kind_name, table)) => {
+                let mut name = kind_name.clone();
+                let mut n = 2;
+                while names.contains(&name) {
+                    name = format!("{kind_name}-{n}");
+                    n += 1;
+                }
+                names.push(name.clone());
+                let origin = Origin::Arg(format!("--sink {arg:?}"));
+                let mut s = Section::root(&table, origin, &format!("sinks.{name}"));
+                let located = Located {
+                    value: name,
+                    spot: s.spot(),
+                };
+                if let Some(sink) = read_sink(&located, &mut s, &mut d, DEFAULT_QUEUE) {
+                    sink_cfgs.push(sink);
+                }
+                s.finish(&mut d);
+            }
+            Err(e) => d.push(e),
+        }
+    }
+    if sinks.is_empty() {
+        d.push(reader::ConfigError {
+            location: reader::Location::Arg("--sink".into()),
+            key_path: String::new(),
+            message: "quick mode needs at least one --sink".into(),
+        });
+    }
+    if sink_cfgs.iter().filter(|s| s.kind.is_stdout()).count() > 1 {
+        d.push(reader::ConfigError {
+            location: reader::Location::Arg("--sink".into()),
+            key_path: String::new(),
+            message: "only one stdout sink is possible".into(),
+        });
+    }
+    let dead_letter = match dead_letter {
+        Some(p) => DeadLetterConfig {
+            path: p.into(),
+            fsync_each: false,
+        },
+        None => DeadLetterConfig::default(),
+    };
+    let n = sink_cfgs.len();
+    d.finish(Config {
+        pipeline: PipelineConfig {
+            queue: DEFAULT_QUEUE,
+            default_sinks: all_sinks(n),
+            shutdown_grace: Duration::from_secs(10),
+        },
+        sources,
+        stages: Vec::new(),
+        sinks: sink_cfgs,
+        dead_letter,
+    })
+}
+
+#[cfg(test)]
+mod tests;

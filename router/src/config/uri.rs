@@ -1,0 +1,174 @@
+//! Quick-mode URIs: `stdin`, `stdout`, `file:PATH` with `?key=value&...` options.
+//!
+//! A URI becomes a TOML table (`kind`, `path` and one key per query parameter, values as
+//! strings) that is then validated by exactly the code that reads the config file, so every
+//! option and range is the same in both places. Query values are percent-decoded.
+
+use toml_edit::{Table, value};
+
+use crate::config::reader::{ConfigError, Location};
+
+/// Which flag a URI came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `--source`.
+    Source,
+    /// `--sink`.
+    Sink,
+}
+
+fn error(arg: &str, role: Role, message: String) -> ConfigError {
+    let flag = match role {
+        Role::Source => "--source",
+        Role::Sink => "--sink",
+    };
+    ConfigError {
+        location: Location::Arg(format!("{flag} {arg:?}")),
+        key_path: String::new(),
+        message,
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as a space is *not* applied: paths may contain `+`).
+pub fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape at byte {i} of {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} decodes to invalid UTF-8"))
+}
+
+/// Turns a quick-mode URI into `(kind, table)`.
+pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
+    let (head, query) = match arg.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (arg, None),
+    };
+    let (scheme, rest) = match head.split_once(':') {
+        Some((s, r)) => (s, Some(r)),
+        None => (head, None),
+    };
+    let kinds: &[&str] = match role {
+        Role::Source => &["stdin"],
+        Role::Sink => &["file", "stdout"],
+    };
+    if !kinds.contains(&scheme) {
+        return Err(error(
+            arg,
+            role,
+            format!(
+                "unknown scheme {scheme:?}; expected one of: {}",
+                kinds
+                    .iter()
+                    .map(|k| if *k == "file" {
+                        "file:PATH".to_owned()
+                    } else {
+                        (*k).to_owned()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut table = Table::new();
+    table.insert("kind", value(scheme));
+    match (scheme, rest) {
+        ("file", Some(path)) => {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            let path = percent_decode(path).map_err(|e| error(arg, role, e))?;
+            if path.is_empty() {
+                return Err(error(
+                    arg,
+                    role,
+                    "file: needs a path, e.g. file:out/records.ndjson".into(),
+                ));
+            }
+            table.insert("path", value(path));
+        }
+        ("file", None) => {
+            return Err(error(
+                arg,
+                role,
+                "file: needs a path, e.g. file:out/records.ndjson".into(),
+            ));
+        }
+        (_, Some(extra)) if !extra.is_empty() => {
+            return Err(error(
+                arg,
+                role,
+                format!("{scheme} takes no address (found {extra:?})"),
+            ));
+        }
+        _ => {}
+    }
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            error(
+                arg,
+                role,
+                format!("option {pair:?} needs a value (key=value)"),
+            )
+        })?;
+        let k = percent_decode(k).map_err(|e| error(arg, role, e))?;
+        let v = percent_decode(v).map_err(|e| error(arg, role, e))?;
+        if k == "kind" || (k == "path" && scheme == "file") {
+            return Err(error(
+                arg,
+                role,
+                format!("option `{k}` is given by the URI itself"),
+            ));
+        }
+        if table.contains_key(&k) {
+            return Err(error(arg, role, format!("option `{k}` is given twice")));
+        }
+        table.insert(&k, value(v));
+    }
+    Ok((scheme.to_owned(), table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_uri_with_options() {
+        let (kind, t) = to_table(
+            "file:out/{partition_key}.ndjson?rotate_bytes=1MiB&delimiter=%0A",
+            Role::Sink,
+        )
+        .unwrap();
+        assert_eq!(kind, "file");
+        assert_eq!(t["path"].as_str(), Some("out/{partition_key}.ndjson"));
+        assert_eq!(t["rotate_bytes"].as_str(), Some("1MiB"));
+        assert_eq!(t["delimiter"].as_str(), Some("\n"));
+        let (_, t) = to_table("file:///tmp/x", Role::Sink).unwrap();
+        assert_eq!(t["path"].as_str(), Some("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_uris_say_what_is_wrong() {
+        let e = to_table("kinesis://x", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("unknown scheme \"kinesis\""), "{e}");
+        let e = to_table("file:", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("needs a path"), "{e}");
+        let e = to_table("stdout?x", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("needs a value"), "{e}");
+        let e = to_table("stdin?a=1&a=2", Role::Source).unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
+        let e = to_table("file:x?y=%zz", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("percent escape"), "{e}");
+    }
+}

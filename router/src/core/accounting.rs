@@ -1,0 +1,256 @@
+//! Per-component counters and the accounting invariant.
+//!
+//! Every component owns one [`Counters`] (shared atomics, updated once per batch, not per record).
+//! A [`Snapshot`] of all of them gives the totals the `--stats` report prints, and
+//! [`Totals::in_flight`] is what the accounting invariant leaves over:
+//! `read + fanout_copies == written + dead_lettered + dropped_by_stage + in_flight`, with
+//! `in_flight == 0` after a clean exit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// What kind of component a set of counters belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Reads records in.
+    Source,
+    /// Filters, enriches or routes.
+    Stage,
+    /// Writes records out.
+    Sink,
+    /// The dead-letter sink.
+    DeadLetter,
+}
+
+/// Counters of one component. All counts are records unless named `bytes`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records that came in (for a source: records read, including those it dead-lettered).
+    pub records_in: AtomicU64,
+    /// Payload bytes that came in.
+    pub bytes_in: AtomicU64,
+    /// Records passed on (for a sink: written).
+    pub records_out: AtomicU64,
+    /// Payload bytes passed on (for a sink: written, without delimiters).
+    pub bytes_out: AtomicU64,
+    /// Records a stage decided to drop.
+    pub dropped: AtomicU64,
+    /// Records sent to the dead-letter sink by this component.
+    pub dead_lettered: AtomicU64,
+    /// For the dispatcher: extra copies made when a record goes to more than one sink.
+    pub fanout_copies: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `records` / `bytes` to the "in" counters.
+    pub fn add_in(&self, records: u64, bytes: u64) {
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds `records` / `bytes` to the "out" counters.
+    pub fn add_out(&self, records: u64, bytes: u64) {
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts dropped records.
+    pub fn add_dropped(&self, records: u64) {
+        self.dropped.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Counts dead-lettered records.
+    pub fn add_dead_lettered(&self, records: u64) {
+        self.dead_lettered.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Counts extra fan-out copies.
+    pub fn add_fanout_copies(&self, records: u64) {
+        self.fanout_copies.fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> CounterValues {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterValues {
+            records_in: get(&self.records_in),
+            bytes_in: get(&self.bytes_in),
+            records_out: get(&self.records_out),
+            bytes_out: get(&self.bytes_out),
+            dropped: get(&self.dropped),
+            dead_lettered: get(&self.dead_lettered),
+            fanout_copies: get(&self.fanout_copies),
+        }
+    }
+}
+
+/// A plain copy of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CounterValues {
+    /// See [`Counters::records_in`].
+    pub records_in: u64,
+    /// See [`Counters::bytes_in`].
+    pub bytes_in: u64,
+    /// See [`Counters::records_out`].
+    pub records_out: u64,
+    /// See [`Counters::bytes_out`].
+    pub bytes_out: u64,
+    /// See [`Counters::dropped`].
+    pub dropped: u64,
+    /// See [`Counters::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`Counters::fanout_copies`].
+    pub fanout_copies: u64,
+}
+
+/// A named component's counters, registered with the [`Registry`].
+#[derive(Debug)]
+pub struct Component {
+    /// Config name, e.g. `sinks.out`.
+    pub name: String,
+    /// Kind of component.
+    pub kind: Kind,
+    /// The counters.
+    pub counters: Arc<Counters>,
+}
+
+/// All components' counters.
+#[derive(Debug, Default)]
+pub struct Registry {
+    components: Vec<Component>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers a component and returns its counters.
+    pub fn register(&mut self, name: impl Into<String>, kind: Kind) -> Arc<Counters> {
+        let counters = Arc::new(Counters::default());
+        self.components.push(Component {
+            name: name.into(),
+            kind,
+            counters: counters.clone(),
+        });
+        counters
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        let components: Vec<ComponentSnapshot> = self
+            .components
+            .iter()
+            .map(|c| ComponentSnapshot {
+                name: c.name.clone(),
+                kind: c.kind,
+                counters: c.counters.snapshot(),
+            })
+            .collect();
+        let mut t = Totals::default();
+        for c in &components {
+            let v = &c.counters;
+            match c.kind {
+                Kind::Source => {
+                    t.read += v.records_in;
+                    t.bytes_read += v.bytes_in;
+                }
+                Kind::Sink => {
+                    t.written += v.records_out;
+                    t.bytes_written += v.bytes_out;
+                }
+                Kind::Stage => t.dropped_by_stage += v.dropped,
+                Kind::DeadLetter => {}
+            }
+            if c.kind != Kind::DeadLetter {
+                t.dead_lettered += v.dead_lettered;
+            }
+            t.fanout_copies += v.fanout_copies;
+        }
+        Snapshot {
+            totals: t,
+            components,
+        }
+    }
+}
+
+/// One component's counters at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComponentSnapshot {
+    /// Config name.
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Values.
+    #[serde(flatten)]
+    pub counters: CounterValues,
+}
+
+/// Pipeline-wide totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Records read by all sources.
+    pub read: u64,
+    /// Payload bytes read.
+    pub bytes_read: u64,
+    /// Records written by all sinks (a record sent to two sinks counts twice).
+    pub written: u64,
+    /// Payload bytes written.
+    pub bytes_written: u64,
+    /// Records sent to the dead-letter sink.
+    pub dead_lettered: u64,
+    /// Records a stage dropped on purpose.
+    pub dropped_by_stage: u64,
+    /// Extra copies made by fan-out to more than one sink.
+    pub fanout_copies: u64,
+}
+
+impl Totals {
+    /// Records read but not yet written, dead-lettered or dropped: zero after a clean exit.
+    /// Negative values (which would mean double counting) are reported as such.
+    pub fn in_flight(&self) -> i128 {
+        (self.read as i128 + self.fanout_copies as i128)
+            - (self.written as i128 + self.dead_lettered as i128 + self.dropped_by_stage as i128)
+    }
+}
+
+/// Counters of every component at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// Totals over all components.
+    pub totals: Totals,
+    /// Each component.
+    pub components: Vec<ComponentSnapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_invariant() {
+        let mut r = Registry::new();
+        let src = r.register("sources.stdin", Kind::Source);
+        let stage = r.register("stages.route", Kind::Stage);
+        let a = r.register("sinks.a", Kind::Sink);
+        let b = r.register("sinks.b", Kind::Sink);
+        let dl = r.register("dead_letter", Kind::DeadLetter);
+        src.add_in(10, 100);
+        src.add_dead_lettered(1);
+        stage.add_dropped(2);
+        stage.add_fanout_copies(3);
+        a.add_out(7, 70);
+        b.add_out(2, 20);
+        b.add_dead_lettered(1);
+        dl.add_in(2, 0);
+        dl.add_out(2, 0);
+        let t = r.snapshot().totals;
+        assert_eq!(t.read, 10);
+        assert_eq!(t.written, 9);
+        assert_eq!(t.dead_lettered, 2);
+        assert_eq!(t.in_flight(), 0);
+    }
+}

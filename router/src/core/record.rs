@@ -1,0 +1,424 @@
+//! Records and batches.
+//!
+//! A [`Batch`] owns one chunk of bytes (a [`Bytes`], one reference count for the whole batch) and
+//! a list of [`Span`]s into it, one per record. Records are never separate allocations: a record is
+//! an index into its batch, and a payload becomes a `Bytes` of its own only when a record leaves
+//! its batch (for example into the dead-letter sink). Per-record metadata (partition key, explicit
+//! hash key, attributes) lives in an optional side table that only sources which have it fill in;
+//! the source name and arrival time are per batch, since every record of a batch arrived with the
+//! same read.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// The byte range `start..end` of one record's payload inside its batch's chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Offset of the first payload byte.
+    pub start: u32,
+    /// Offset one past the last payload byte (the delimiter is not part of the payload).
+    pub end: u32,
+}
+
+impl Span {
+    /// Payload length in bytes.
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// Optional per-record metadata, present only for sources that supply it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Partition key chosen by the producer (e.g. from a Kinesis-compatible `PutRecords`).
+    pub partition_key: Option<Box<str>>,
+    /// Explicit 128-bit hash key as a decimal string.
+    pub explicit_hash_key: Option<Box<str>>,
+    /// String attributes, in the order the producer gave them.
+    pub attributes: Vec<(Box<str>, Box<str>)>,
+}
+
+/// Where a batch's records came from in their source, for dead-letter reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionBase {
+    /// Line-framed data: the chunk's first byte is on this 1-based line.
+    Line(u64),
+    /// The source has no meaningful position.
+    None,
+}
+
+/// The position of one record in its source, as reported in dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line number.
+    Line(u64),
+    /// Unknown.
+    None,
+}
+
+/// Batch-level facts shared by all records of a batch.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Name of the source component (the key of its config table).
+    pub source: Arc<str>,
+    /// Arrival time as Unix nanoseconds (wall clock; used for path templates).
+    pub arrival_unix_nanos: u64,
+    /// Arrival time on the monotonic clock (used for latency).
+    pub arrival: Instant,
+    /// Position of the chunk's first byte in the source.
+    pub position: PositionBase,
+}
+
+/// A batch of records: one chunk of bytes, spans into it, and metadata.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    data: Bytes,
+    spans: Vec<Span>,
+    payload_bytes: u64,
+    origin: Origin,
+    meta: Option<Vec<RecordMeta>>,
+    routes: Option<Vec<u64>>,
+}
+
+/// A borrowed view of one record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    /// Payload bytes.
+    pub payload: &'a [u8],
+    /// Metadata, when the source supplied any.
+    pub meta: Option<&'a RecordMeta>,
+    /// Batch-level facts.
+    pub origin: &'a Origin,
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record's own partition key, if the source gave one.
+    pub fn partition_key(&self) -> Option<&'a str> {
+        self.meta.and_then(|m| m.partition_key.as_deref())
+    }
+
+    /// Looks up an attribute by name.
+    pub fn attribute(&self, name: &str) -> Option<&'a str> {
+        self.meta.and_then(|m| {
+            m.attributes
+                .iter()
+                .find(|(k, _)| &**k == name)
+                .map(|(_, v)| &**v)
+        })
+    }
+}
+
+impl Batch {
+    /// Makes a batch from a chunk and spans into it.
+    ///
+    /// Spans must lie inside `data`; spans that do not are a bug in the caller and are dropped
+    /// (with a debug assertion) rather than risking a panic on the data path.
+    pub fn new(data: Bytes, mut spans: Vec<Span>, origin: Origin) -> Batch {
+        let limit = data.len();
+        debug_assert!(
+            spans
+                .iter()
+                .all(|s| s.start <= s.end && s.end as usize <= limit)
+        );
+        spans.retain(|s| s.start <= s.end && s.end as usize <= limit);
+        let payload_bytes = spans.iter().map(|s| s.len() as u64).sum();
+        Batch {
+            data,
+            spans,
+            payload_bytes,
+            origin,
+            meta: None,
+            routes: None,
+        }
+    }
+
+    /// Attaches per-record metadata; `meta` must have one entry per record.
+    pub fn with_meta(mut self, meta: Vec<RecordMeta>) -> Batch {
+        debug_assert_eq!(meta.len(), self.spans.len());
+        if meta.len() == self.spans.len() {
+            self.meta = Some(meta);
+        }
+        self
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when the batch holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Sum of the payload lengths.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload_bytes
+    }
+
+    /// Bytes of memory this batch keeps alive (its whole chunk plus the span table): what queue
+    /// byte limits count.
+    pub fn retained_bytes(&self) -> u64 {
+        (self.data.len() + self.spans.len() * std::mem::size_of::<Span>()) as u64
+    }
+
+    /// The chunk the spans point into.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The record spans, in order.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    /// Batch-level facts.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Payload of record `i`.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let s = self.spans[i];
+        &self.data[s.start as usize..s.end as usize]
+    }
+
+    /// Payload of record `i` as its own `Bytes` (one reference count; no copy).
+    pub fn payload_bytes_of(&self, i: usize) -> Bytes {
+        let s = self.spans[i];
+        self.data.slice(s.start as usize..s.end as usize)
+    }
+
+    /// Per-record metadata of record `i`, if any.
+    pub fn meta(&self, i: usize) -> Option<&RecordMeta> {
+        self.meta.as_ref().and_then(|m| m.get(i))
+    }
+
+    /// A view of record `i`.
+    pub fn record(&self, i: usize) -> RecordRef<'_> {
+        RecordRef {
+            payload: self.payload(i),
+            meta: self.meta(i),
+            origin: &self.origin,
+        }
+    }
+
+    /// Iterates over all records.
+    pub fn records(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        (0..self.len()).map(|i| self.record(i))
+    }
+
+    /// The source position of record `i`.
+    pub fn position(&self, i: usize) -> Position {
+        self.positions(&[i])
+            .first()
+            .copied()
+            .unwrap_or(Position::None)
+    }
+
+    /// The source positions of several records (indices ascending) in one pass over the chunk.
+    pub fn positions(&self, indices: &[usize]) -> Vec<Position> {
+        match self.origin.position {
+            PositionBase::None => vec![Position::None; indices.len()],
+            PositionBase::Line(first) => {
+                let mut out = Vec::with_capacity(indices.len());
+                let mut line = first;
+                let mut counted_to = 0usize;
+                for &i in indices {
+                    let start = self.spans.get(i).map_or(counted_to, |s| s.start as usize);
+                    if start >= counted_to {
+                        line += memchr::memchr_iter(b'\n', &self.data[counted_to..start]).count()
+                            as u64;
+                        counted_to = start;
+                    }
+                    out.push(Position::Line(line));
+                }
+                out
+            }
+        }
+    }
+
+    /// Destination masks set by a route stage (bit `n` = sink `n`), one per record; `None` means
+    /// every record goes to the default sinks.
+    pub fn routes(&self) -> Option<&[u64]> {
+        self.routes.as_deref()
+    }
+
+    /// Sets the destination mask of every record (see [`Batch::routes`]).
+    pub fn set_routes(&mut self, routes: Vec<u64>) {
+        debug_assert_eq!(routes.len(), self.spans.len());
+        if routes.len() == self.spans.len() {
+            self.routes = Some(routes);
+        }
+    }
+
+    /// Keeps only the records for which `keep(index, record)` is true, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, RecordRef<'_>) -> bool) {
+        let mask: Vec<bool> = (0..self.len()).map(|i| keep(i, self.record(i))).collect();
+        self.retain_mask(&mask);
+    }
+
+    /// Keeps only the records whose entry in `mask` is true (missing entries count as true).
+    pub fn retain_mask(&mut self, mask: &[bool]) {
+        let keep = |i: usize| mask.get(i).copied().unwrap_or(true);
+        let mut i = 0;
+        self.spans.retain(|_| {
+            let k = keep(i);
+            i += 1;
+            k
+        });
+        if let Some(meta) = &mut self.meta {
+            let mut i = 0;
+            meta.retain(|_| {
+                let k = keep(i);
+                i += 1;
+                k
+            });
+        }
+        if let Some(routes) = &mut self.routes {
+            let mut i = 0;
+            routes.retain(|_| {
+                let k = keep(i);
+                i += 1;
+                k
+            });
+        }
+        self.payload_bytes = self.spans.iter().map(|s| s.len() as u64).sum();
+    }
+
+    /// A new batch sharing this chunk with only the records at `indices` (ascending).
+    pub fn select(&self, indices: &[usize]) -> Batch {
+        let spans: Vec<Span> = indices
+            .iter()
+            .filter_map(|&i| self.spans.get(i))
+            .copied()
+            .collect();
+        let meta = self
+            .meta
+            .as_ref()
+            .map(|m| indices.iter().filter_map(|&i| m.get(i)).cloned().collect());
+        let payload_bytes = spans.iter().map(|s| s.len() as u64).sum();
+        Batch {
+            data: self.data.clone(),
+            spans,
+            payload_bytes,
+            origin: self.origin.clone(),
+            meta,
+            routes: None,
+        }
+    }
+
+    /// Drops the route masks (after dispatch a sink's batch has no use for them).
+    pub fn clear_routes(&mut self) {
+        self.routes = None;
+    }
+
+    /// Splits the batch in two at record `at`: `self` keeps `..at`, the result holds `at..`.
+    pub fn split_off(&mut self, at: usize) -> Batch {
+        let at = at.min(self.len());
+        let spans = self.spans.split_off(at);
+        let meta = self.meta.as_mut().map(|m| m.split_off(at.min(m.len())));
+        let routes = self.routes.as_mut().map(|r| r.split_off(at.min(r.len())));
+        let tail_bytes: u64 = spans.iter().map(|s| s.len() as u64).sum();
+        self.payload_bytes -= tail_bytes;
+        Batch {
+            data: self.data.clone(),
+            spans,
+            payload_bytes: tail_bytes,
+            origin: self.origin.clone(),
+            meta,
+            routes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(line: u64) -> Origin {
+        Origin {
+            source: Arc::from("stdin"),
+            arrival_unix_nanos: 0,
+            arrival: Instant::now(),
+            position: PositionBase::Line(line),
+        }
+    }
+
+    fn batch(text: &str) -> Batch {
+        let mut spans = Vec::new();
+        let mut start = 0u32;
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                if i as u32 > start {
+                    spans.push(Span {
+                        start,
+                        end: i as u32,
+                    });
+                }
+                start = i as u32 + 1;
+            }
+        }
+        Batch::new(Bytes::copy_from_slice(text.as_bytes()), spans, origin(10))
+    }
+
+    #[test]
+    fn payloads_and_sizes() {
+        let b = batch("ab\ncde\n\nf\n");
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.payload(1), b"cde");
+        assert_eq!(b.payload_bytes(), 6);
+        assert_eq!(&b.payload_bytes_of(2)[..], b"f");
+    }
+
+    #[test]
+    fn positions_count_lines_including_skipped_ones() {
+        let b = batch("ab\ncde\n\nf\n");
+        assert_eq!(
+            b.positions(&[0, 1, 2]),
+            vec![Position::Line(10), Position::Line(11), Position::Line(13)]
+        );
+        assert_eq!(b.position(2), Position::Line(13));
+    }
+
+    #[test]
+    fn retain_keeps_meta_and_routes_aligned() {
+        let mut b = batch("a\nb\nc\n").with_meta(vec![
+            RecordMeta {
+                partition_key: Some("ka".into()),
+                ..Default::default()
+            },
+            RecordMeta::default(),
+            RecordMeta {
+                partition_key: Some("kc".into()),
+                ..Default::default()
+            },
+        ]);
+        b.set_routes(vec![1, 2, 4]);
+        b.retain(|_, r| r.payload != b"b");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.record(1).partition_key(), Some("kc"));
+        assert_eq!(b.routes(), Some(&[1u64, 4][..]));
+        assert_eq!(b.payload_bytes(), 2);
+    }
+
+    #[test]
+    fn select_and_split_share_the_chunk() {
+        let mut b = batch("a\nbb\nccc\n");
+        let s = b.select(&[0, 2]);
+        assert_eq!(s.payload(1), b"ccc");
+        assert_eq!(s.payload_bytes(), 4);
+        let tail = b.split_off(1);
+        assert_eq!(b.len(), 1);
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail.payload_bytes() + b.payload_bytes(), 6);
+        assert_eq!(tail.position(0), Position::Line(11));
+    }
+}

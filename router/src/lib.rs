@@ -1,0 +1,12 @@
+//! edge-router: move streaming records from edge hosts into Amazon Kinesis.
+//!
+//! Data flows one way: source -> framing -> stages -> partitioner -> sink. See
+//! `ARCHITECTURE.md` at the repository root for the codemap and the invariants.
+
+pub mod config;
+pub mod core;
+pub mod sinks;
+pub mod sources;
+pub mod stages;
+pub mod stats;
+pub mod topology;

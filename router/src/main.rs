@@ -1,0 +1,226 @@
+//! The `edge-router` command: `run` a pipeline, `validate` a config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use edge_router::config::{self, Config};
+use edge_router::stats;
+use edge_router::topology::build;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit code for a config that does not validate.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code when shutdown did not finish within the grace period.
+const EXIT_UNFLUSHED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "edge-router",
+    version,
+    about = "Move streaming records from edge hosts into Amazon Kinesis, through sandboxed WebAssembly stages."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: from a config file (-c), from quick-mode URIs (--source/--sink), or with
+    /// the embedded default (stdin -> files under ./edge-router-out/).
+    Run(RunArgs),
+    /// Check a config file and report every problem with file, line, column and key.
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["source", "sink", "dead_letter"])]
+    config: Option<PathBuf>,
+    /// Quick mode: where records come from (`stdin`, `stdin?framing=json`).
+    #[arg(long, value_name = "URI")]
+    source: Option<String>,
+    /// Quick mode: where records go (`file:PATH?opt=val`, `stdout`); repeat for fan-out.
+    #[arg(long, value_name = "URI")]
+    sink: Vec<String>,
+    /// Quick mode: dead-letter file (default edge-router-out/dead-letter.ndjson).
+    #[arg(long, value_name = "PATH")]
+    dead_letter: Option<String>,
+    /// Print counters and latency to stderr at exit (`--stats` for a table, `--stats=json`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "human")]
+    stats: Option<StatsFormat>,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// Config file (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatsFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Run(args) => match run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("edge-router: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn validate(args: &ValidateArgs) -> ExitCode {
+    match config::load_file(&args.config) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} source(s), {} stage(s), {} sink(s))",
+                args.config.display(),
+                c.sources.len(),
+                c.stages.len(),
+                c.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} problem(s)", args.config.display(), errors.0.len());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Loads the config the arguments ask for.
+fn load(args: &RunArgs) -> Result<(Config, bool), config::reader::ConfigErrors> {
+    if let Some(path) = &args.config {
+        return config::load_file(path).map(|c| (c, false));
+    }
+    if !args.sink.is_empty() || args.source.is_some() || args.dead_letter.is_some() {
+        return config::from_quick(
+            args.source.as_deref(),
+            &args.sink,
+            args.dead_letter.as_deref(),
+        )
+        .map(|c| (c, false));
+    }
+    config::parse_str("<embedded default config>", config::DEFAULT_CONFIG).map(|c| (c, true))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config, is_default) = match load(&args) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if is_default {
+        let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
+        eprintln!(
+            "edge-router: no config given; reading records from stdin, writing them to {} (dead letters: {})",
+            sinks.join(", "),
+            config.dead_letter.path.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(supervise(config, args.stats))
+}
+
+async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow::Result<ExitCode> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let grace = config.pipeline.shutdown_grace;
+    let mut running = build::start(&config, None)?;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut signals = 0u32;
+    let mut failures: Vec<String> = Vec::new();
+    let mut gave_up = false;
+    let begin_shutdown = |running: &build::Running, deadline: &mut Option<tokio::time::Instant>| {
+        running.stop();
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
+    };
+    while running.pending() > 0 {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigint.recv() => signals += 1,
+            _ = sigterm.recv() => signals += 1,
+            finished = running.next_finished() => {
+                let Some(f) = finished else { break };
+                if let Err(e) = f.result {
+                    tracing::error!(component = %f.component, "{e:#}");
+                    failures.push(format!("{e:#}"));
+                    begin_shutdown(&running, &mut deadline);
+                }
+                continue;
+            }
+            _ = sleep => {
+                gave_up = true;
+                break;
+            }
+        }
+        if signals == 1 {
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "stopping: no more input is read; draining queues and flushing sinks"
+            );
+            begin_shutdown(&running, &mut deadline);
+        } else if signals > 1 {
+            tracing::warn!("second signal: giving up on draining");
+            gave_up = true;
+            break;
+        }
+    }
+    let report = running.report();
+    match stats_format {
+        Some(StatsFormat::Human) => eprintln!("{}", stats::human(&report)),
+        Some(StatsFormat::Json) => eprintln!("{}", stats::json(&report)),
+        None => {}
+    }
+    if gave_up {
+        eprintln!(
+            "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
+            grace.as_millis(),
+            report.in_flight.max(0)
+        );
+        // Do not wait for threads that are stuck.
+        std::thread::sleep(Duration::from_millis(10));
+        return Ok(ExitCode::from(EXIT_UNFLUSHED));
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("edge-router: {f}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

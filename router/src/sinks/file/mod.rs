@@ -1,0 +1,459 @@
+//! The file sink: records as delimited lines in local files.
+//!
+//! Owns the output files: path templates (one file per partition key / attribute / hour),
+//! a cap on open files (least recently used is closed), rotation by size and age (the full file
+//! is renamed with a sequence suffix, never overwriting anything), gzip/zstd compression, the
+//! fsync policy and an optional write rate limit. Files are opened in append mode, so a restart
+//! continues a file instead of truncating it.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::core::rate_limit::TokenBucket;
+use crate::core::record::{Batch, Span};
+use crate::core::template::{max_rotation_seq, rotated_path};
+use crate::sinks::{BlockingSink, WriteFailure, write_lines};
+pub use config::{Compression, FileSinkConfig, Fsync};
+
+/// An output stream: a file, possibly behind a compressor.
+enum Output {
+    Plain(File),
+    Gzip(flate2::write::GzEncoder<File>),
+    Zstd(zstd::stream::write::Encoder<'static, File>),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Plain(f) => f.write(buf),
+            Output::Gzip(g) => g.write(buf),
+            Output::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Plain(f) => f.write_all(buf),
+            Output::Gzip(g) => g.write_all(buf),
+            Output::Zstd(z) => z.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Plain(f) => f.flush(),
+            Output::Gzip(g) => g.flush(),
+            Output::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+impl Output {
+    fn open(file: File, compression: Compression) -> io::Result<Output> {
+        Ok(match compression {
+            Compression::None => Output::Plain(file),
+            Compression::Gzip(level) => Output::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::new(level),
+            )),
+            Compression::Zstd(level) => {
+                Output::Zstd(zstd::stream::write::Encoder::new(file, level)?)
+            }
+        })
+    }
+
+    /// Ends the compressed stream and returns the file.
+    fn finish(self) -> io::Result<File> {
+        match self {
+            Output::Plain(f) => Ok(f),
+            Output::Gzip(g) => g.finish(),
+            Output::Zstd(z) => z.finish(),
+        }
+    }
+
+    fn file(&self) -> &File {
+        match self {
+            Output::Plain(f) => f,
+            Output::Gzip(g) => g.get_ref(),
+            Output::Zstd(z) => z.get_ref(),
+        }
+    }
+}
+
+struct OpenFile {
+    out: Output,
+    /// Bytes in the file (at open: its length on disk; then plus what we wrote, uncompressed).
+    size: u64,
+    opened_at: Instant,
+    last_used: u64,
+    /// Written since the last fsync.
+    dirty: bool,
+}
+
+/// The file sink.
+pub struct FileSink {
+    name: String,
+    cfg: FileSinkConfig,
+    files: HashMap<PathBuf, OpenFile>,
+    /// Next rotation sequence number per path, once the directory has been looked at.
+    next_seq: HashMap<PathBuf, u64>,
+    use_counter: u64,
+    staging: Vec<u8>,
+    limiter: Option<TokenBucket>,
+    last_fsync: Instant,
+    path_buf: String,
+}
+
+impl FileSink {
+    /// A file sink named `name` (for messages); opens nothing until the first record.
+    pub fn new(name: &str, cfg: FileSinkConfig) -> FileSink {
+        let now = Instant::now();
+        let limiter = (cfg.rate_limit_bytes_per_sec > 0).then(|| {
+            // A burst of a tenth of a second keeps the rate smooth at any batch size.
+            let rate = cfg.rate_limit_bytes_per_sec;
+            TokenBucket::new(rate, (rate / 10).max(1), now)
+        });
+        FileSink {
+            name: name.to_owned(),
+            cfg,
+            files: HashMap::new(),
+            next_seq: HashMap::new(),
+            use_counter: 0,
+            staging: Vec::with_capacity(64 * 1024),
+            limiter,
+            last_fsync: now,
+            path_buf: String::new(),
+        }
+    }
+
+    fn open(&mut self, path: &Path) -> io::Result<()> {
+        self.use_counter += 1;
+        if let Some(f) = self.files.get_mut(path) {
+            f.last_used = self.use_counter;
+            return Ok(());
+        }
+        if self.files.len() >= self.cfg.max_open_files
+            && let Some(lru) = self
+                .files
+                .iter()
+                .min_by_key(|(_, f)| f.last_used)
+                .map(|(p, _)| p.clone())
+        {
+            self.close_file(&lru)?;
+        }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| with_path(e, "creating directory", dir))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| with_path(e, "opening", path))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let out = Output::open(file, self.cfg.compression)?;
+        self.files.insert(
+            path.to_owned(),
+            OpenFile {
+                out,
+                size,
+                opened_at: Instant::now(),
+                last_used: self.use_counter,
+                dirty: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Finishes and closes one file (fsync unless the policy is `never`).
+    fn close_file(&mut self, path: &Path) -> io::Result<()> {
+        if let Some(f) = self.files.remove(path) {
+            let file = f
+                .out
+                .finish()
+                .map_err(|e| with_path(e, "finishing", path))?;
+            if self.cfg.fsync != Fsync::Never {
+                file.sync_all().map_err(|e| with_path(e, "syncing", path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the file at `path` and renames it to the next free rotation name.
+    fn rotate(&mut self, path: &Path) -> io::Result<()> {
+        self.close_file(path)?;
+        if !path.exists() {
+            return Ok(());
+        }
+        let seq = match self.next_seq.get(path) {
+            Some(&s) => s,
+            None => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                let names: Vec<std::ffi::OsString> = std::fs::read_dir(&dir)
+                    .map_err(|e| with_path(e, "listing", &dir))?
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    .collect();
+                max_rotation_seq(path, names.iter().map(|n| n.as_os_str())) + 1
+            }
+        };
+        let mut seq = seq;
+        let mut target = rotated_path(path, seq);
+        // Never overwrite: skip names that appeared since we looked.
+        while target.exists() {
+            seq += 1;
+            target = rotated_path(path, seq);
+        }
+        std::fs::rename(path, &target).map_err(|e| with_path(e, "renaming", path))?;
+        self.next_seq.insert(path.to_owned(), seq + 1);
+        Ok(())
+    }
+
+    /// Writes `spans` of `data` to the file at `path`, rotating as needed. Returns the number
+    /// of records written before an error.
+    fn write_group(
+        &mut self,
+        path: &Path,
+        data: &[u8],
+        spans: &[Span],
+    ) -> Result<(), (io::Error, usize)> {
+        let dl = self.cfg.delimiter.len();
+        let mut done = 0;
+        while done < spans.len() {
+            self.open(path).map_err(|e| (e, done))?;
+            let Some(file) = self.files.get_mut(path) else {
+                return Err((io::Error::other("file vanished from the open set"), done));
+            };
+            let now = Instant::now();
+            let aged = self
+                .cfg
+                .rotate_age
+                .is_some_and(|age| now.duration_since(file.opened_at) >= age && file.size > 0);
+            let rest = &spans[done..];
+            let n = if self.cfg.rotate_bytes > 0 {
+                records_fitting(
+                    rest,
+                    dl,
+                    self.cfg.rotate_bytes.saturating_sub(file.size),
+                    file.size == 0,
+                )
+            } else {
+                rest.len()
+            };
+            if aged || n == 0 {
+                self.rotate(path).map_err(|e| (e, done))?;
+                continue;
+            }
+            let part = &rest[..n];
+            let bytes = write_lines(
+                &mut file.out,
+                data,
+                part,
+                &self.cfg.delimiter,
+                &mut self.staging,
+            )
+            .map_err(|e| (with_path(e, "writing", path), done))?;
+            file.size += bytes;
+            file.dirty = true;
+            done += n;
+            if let Some(limiter) = &mut self.limiter {
+                let wait = limiter.take_debt(bytes, Instant::now());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+            }
+            if done < spans.len() {
+                self.rotate(path).map_err(|e| (e, done))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_dirty(&mut self) -> io::Result<()> {
+        for (path, f) in &mut self.files {
+            if f.dirty {
+                f.out.flush().map_err(|e| with_path(e, "flushing", path))?;
+                f.out
+                    .file()
+                    .sync_data()
+                    .map_err(|e| with_path(e, "syncing", path))?;
+                f.dirty = false;
+            }
+        }
+        self.last_fsync = Instant::now();
+        Ok(())
+    }
+}
+
+/// How many of `spans`, as lines with a `delim_len`-byte delimiter, fit in `room` bytes. A file
+/// that is still empty takes at least one record, however large: records are never split.
+fn records_fitting(spans: &[Span], delim_len: usize, room: u64, file_empty: bool) -> usize {
+    let mut used = 0u64;
+    for (i, s) in spans.iter().enumerate() {
+        used += (s.len() + delim_len) as u64;
+        if used > room {
+            return if i == 0 && file_empty { 1 } else { i };
+        }
+    }
+    spans.len()
+}
+
+fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+impl BlockingSink for FileSink {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), WriteFailure> {
+        let data = batch.data().clone();
+        let fail = |e: io::Error, unwritten: Vec<usize>, name: &str| WriteFailure {
+            error: anyhow::Error::new(e).context(format!("file sink `{name}`")),
+            unwritten,
+        };
+        let timed = self.cfg.path.at_time(batch.origin().arrival_unix_nanos);
+        if timed.is_fixed() {
+            timed.render(None, "", &|_| None, &mut self.path_buf);
+            let path = PathBuf::from(&self.path_buf);
+            if let Err((e, done)) = self.write_group(&path, &data, batch.spans()) {
+                return Err(fail(e, (done..batch.len()).collect(), &self.name));
+            }
+        } else {
+            // Group the records by the path they render to, keeping their order.
+            let mut groups: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+            let mut index: HashMap<PathBuf, usize> = HashMap::new();
+            let source = &*batch.origin().source;
+            let mut buf = std::mem::take(&mut self.path_buf);
+            for (i, rec) in batch.records().enumerate() {
+                let key = self.cfg.partition.key(&rec);
+                timed.render(
+                    key.as_deref(),
+                    source,
+                    &|name| rec.attribute(name).map(str::as_bytes),
+                    &mut buf,
+                );
+                let g = match index.get(Path::new(&buf)) {
+                    Some(&g) => g,
+                    None => {
+                        groups.push((PathBuf::from(&buf), Vec::new()));
+                        index.insert(PathBuf::from(&buf), groups.len() - 1);
+                        groups.len() - 1
+                    }
+                };
+                groups[g].1.push(i);
+            }
+            self.path_buf = buf;
+            for (g, (path, idx)) in groups.iter().enumerate() {
+                let spans: Vec<Span> = idx.iter().map(|&i| batch.spans()[i]).collect();
+                if let Err((e, done)) = self.write_group(path, &data, &spans) {
+                    let mut unwritten: Vec<usize> = idx[done..].to_vec();
+                    for (_, later) in &groups[g + 1..] {
+                        unwritten.extend_from_slice(later);
+                    }
+                    unwritten.sort_unstable();
+                    return Err(fail(e, unwritten, &self.name));
+                }
+            }
+        }
+        if self.cfg.fsync == Fsync::Batch
+            && let Err(e) = self.sync_dirty()
+        {
+            // Everything was written; only the fsync failed. Report it as fatal without
+            // dead-lettering records that are in the file.
+            return Err(fail(e, Vec::new(), &self.name));
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let fsync = match self.cfg.fsync {
+            Fsync::Interval(every) if self.files.values().any(|f| f.dirty) => {
+                Some(self.last_fsync + every)
+            }
+            _ => None,
+        };
+        let age = self.cfg.rotate_age.and_then(|age| {
+            self.files
+                .values()
+                .filter(|f| f.size > 0)
+                .map(|f| f.opened_at + age)
+                .min()
+        });
+        match (fsync, age) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) -> io::Result<()> {
+        if let Some(age) = self.cfg.rotate_age {
+            let due: Vec<PathBuf> = self
+                .files
+                .iter()
+                .filter(|(_, f)| f.size > 0 && now.duration_since(f.opened_at) >= age)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in due {
+                self.rotate(&p)?;
+            }
+        }
+        if let Fsync::Interval(every) = self.cfg.fsync
+            && now.duration_since(self.last_fsync) >= every
+        {
+            self.sync_dirty()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        for p in paths {
+            self.close_file(&p)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("name", &self.name)
+            .field("open_files", &self.files.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(lens: &[u32]) -> Vec<Span> {
+        let mut at = 0;
+        lens.iter()
+            .map(|&l| {
+                let s = Span {
+                    start: at,
+                    end: at + l,
+                };
+                at += l + 1;
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_fitting_never_splits_and_takes_one_into_an_empty_file() {
+        let s = spans(&[4, 4, 4]);
+        assert_eq!(records_fitting(&s, 1, 10, false), 2);
+        assert_eq!(records_fitting(&s, 1, 9, false), 1);
+        assert_eq!(records_fitting(&s, 1, 4, false), 0);
+        assert_eq!(records_fitting(&s, 1, 4, true), 1);
+        assert_eq!(records_fitting(&s, 1, 100, false), 3);
+    }
+}

@@ -1,0 +1,287 @@
+//! Sinks: where records leave the router.
+//!
+//! Each sink runs on a thread of its own, fed by its bounded queue. [`run_blocking_sink`] is the
+//! driver shared by the thread-based sinks: it takes batches from the queue, hands them to the
+//! sink, wakes it for timed work (rotation, fsync), records latency, and on a fatal error
+//! dead-letters every record it can no longer deliver before reporting the error. The sink
+//! itself only knows how to write. [`write_lines`] is the shared "records as delimited lines"
+//! writer.
+
+pub mod dead_letter;
+pub mod file;
+pub mod stdout;
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::record::{Batch, Span};
+use crate::topology::DeadLetterTx;
+use crate::topology::queue::Receiver;
+
+/// A sink that writes batches from a thread of its own.
+pub trait BlockingSink: Send {
+    /// Writes one batch. On failure, returns the error and the indices of the records that
+    /// were not written (everything from the first record that may not have reached its file).
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), WriteFailure>;
+
+    /// When the sink next needs [`BlockingSink::on_timer`] even without new records.
+    fn next_deadline(&self) -> Option<Instant>;
+
+    /// Timed work: rotation by age, interval fsync.
+    fn on_timer(&mut self, now: Instant) -> io::Result<()>;
+
+    /// Flushes and closes everything (called once, at the end).
+    fn close(&mut self) -> io::Result<()>;
+}
+
+/// A failed write: what went wrong and which records of the batch did not make it.
+#[derive(Debug)]
+pub struct WriteFailure {
+    /// The error, with the path or stream it concerns.
+    pub error: anyhow::Error,
+    /// Indices (ascending) of the records that were not written.
+    pub unwritten: Vec<usize>,
+}
+
+/// What a sink thread hands back when it ends.
+#[derive(Debug)]
+pub struct SinkReport {
+    /// End-to-end latency (arrival to written) in microseconds, one entry per record.
+    pub latency_us: Histogram<u64>,
+}
+
+/// A new latency histogram (1 us to 1 hour, 3 significant digits).
+pub fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants that `new_with_bounds` accepts.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
+    })
+}
+
+/// Runs a sink until its queue closes, then closes the sink.
+///
+/// Every batch taken from the queue is either written (counted in `records_out`) or
+/// dead-lettered (counted in `dead_lettered`). After a fatal error the queue is closed (the
+/// dispatcher dead-letters what it can no longer queue) and what was in it is dead-lettered.
+pub fn run_blocking_sink(
+    name: &str,
+    mut sink: Box<dyn BlockingSink>,
+    rx: Receiver<Batch>,
+    dead: DeadLetterTx,
+    counters: Arc<Counters>,
+) -> Result<SinkReport, anyhow::Error> {
+    let mut latency = latency_histogram();
+    loop {
+        let next = match sink.next_deadline() {
+            Some(deadline) => match rx.blocking_recv_until(deadline) {
+                Ok(b) => b,
+                Err(()) => {
+                    if let Err(e) = sink.on_timer(Instant::now()) {
+                        return Err(fail(name, &rx, &dead, &counters, e.into(), None));
+                    }
+                    continue;
+                }
+            },
+            None => rx.blocking_recv(),
+        };
+        let Some(batch) = next else { break };
+        match sink.write_batch(&batch) {
+            Ok(()) => {
+                record_latency(&mut latency, &batch, batch.len() as u64);
+                counters.add_out(batch.len() as u64, batch.payload_bytes());
+            }
+            Err(f) => {
+                let written = batch.len() - f.unwritten.len();
+                record_latency(&mut latency, &batch, written as u64);
+                let unwritten_bytes: u64 = f
+                    .unwritten
+                    .iter()
+                    .map(|&i| batch.spans()[i].len() as u64)
+                    .sum();
+                counters.add_out(written as u64, batch.payload_bytes() - unwritten_bytes);
+                let lost = Some((batch, f.unwritten));
+                return Err(fail(name, &rx, &dead, &counters, f.error, lost));
+            }
+        }
+        if let Some(d) = sink.next_deadline()
+            && d <= Instant::now()
+            && let Err(e) = sink.on_timer(Instant::now())
+        {
+            return Err(fail(name, &rx, &dead, &counters, e.into(), None));
+        }
+    }
+    sink.close()
+        .map_err(|e| anyhow::Error::new(e).context(format!("sink `{name}`: closing")))?;
+    Ok(SinkReport {
+        latency_us: latency,
+    })
+}
+
+fn record_latency(h: &mut Histogram<u64>, batch: &Batch, n: u64) {
+    if n > 0 {
+        let us = batch.origin().arrival.elapsed().as_micros();
+        let us = u64::try_from(us).unwrap_or(u64::MAX).clamp(1, h.high());
+        // Saturating: a value at the high bound is always recordable.
+        let _ = h.record_n(us, n);
+    }
+}
+
+/// Handles a fatal sink error: dead-letters the records that did not make it, closes the queue
+/// and dead-letters what was queued. Returns the error to report.
+fn fail(
+    name: &str,
+    rx: &Receiver<Batch>,
+    dead: &DeadLetterTx,
+    counters: &Counters,
+    error: anyhow::Error,
+    lost: Option<(Batch, Vec<usize>)>,
+) -> anyhow::Error {
+    let error = error.context(format!("sink `{name}` failed"));
+    let reason = format!("{error:#}");
+    if let Some((batch, unwritten)) = lost {
+        let letters = DeadLetter::from_batch(&batch, &unwritten, &reason);
+        let _ = dead.send(letters, counters);
+    }
+    for batch in rx.close() {
+        let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), counters);
+    }
+    error
+}
+
+/// Writes records as lines: each payload followed by `delim`.
+///
+/// Runs of adjacent records that are already followed by the delimiter in the chunk are written
+/// as one slice; small pieces are gathered in `staging` first so the writer sees few, large
+/// writes. Returns the number of bytes written (payloads plus delimiters).
+pub fn write_lines<W: Write + ?Sized>(
+    w: &mut W,
+    data: &[u8],
+    spans: &[Span],
+    delim: &[u8],
+    staging: &mut Vec<u8>,
+) -> io::Result<u64> {
+    const DIRECT: usize = 32 * 1024;
+    let mut total = 0u64;
+    let mut put = |w: &mut W, piece: &[u8], staging: &mut Vec<u8>| -> io::Result<()> {
+        total += piece.len() as u64;
+        if piece.len() >= DIRECT {
+            if !staging.is_empty() {
+                w.write_all(staging)?;
+                staging.clear();
+            }
+            w.write_all(piece)
+        } else {
+            staging.extend_from_slice(piece);
+            if staging.len() >= DIRECT {
+                w.write_all(staging)?;
+                staging.clear();
+            }
+            Ok(())
+        }
+    };
+    let single = if let [d] = delim { Some(*d) } else { None };
+    let mut i = 0;
+    while i < spans.len() {
+        let first = spans[i];
+        let start = first.start as usize;
+        let mut end = first.end as usize;
+        i += 1;
+        if let Some(d) = single {
+            // Extend the run while the next record starts right after our delimiter.
+            while i < spans.len() && data.get(end) == Some(&d) && spans[i].start as usize == end + 1
+            {
+                end = spans[i].end as usize;
+                i += 1;
+            }
+            if data.get(end) == Some(&d) {
+                put(w, &data[start..end + 1], staging)?;
+                continue;
+            }
+        }
+        put(w, &data[start..end], staging)?;
+        put(w, delim, staging)?;
+    }
+    if !staging.is_empty() {
+        w.write_all(staging)?;
+        staging.clear();
+    }
+    Ok(total)
+}
+
+/// Bytes that `spans` take as lines with a delimiter of `delim_len` bytes.
+pub fn line_bytes(spans: &[Span], delim_len: usize) -> u64 {
+    spans.iter().map(|s| (s.len() + delim_len) as u64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans_of(text: &[u8]) -> Vec<Span> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, &b) in text.iter().enumerate() {
+            if b == b'\n' || b == b'|' {
+                if i > start {
+                    out.push(Span {
+                        start: start as u32,
+                        end: i as u32,
+                    });
+                }
+                start = i + 1;
+            }
+        }
+        if start < text.len() {
+            out.push(Span {
+                start: start as u32,
+                end: text.len() as u32,
+            });
+        }
+        out
+    }
+
+    /// Counts write calls, to check that runs become single writes.
+    struct Counting(Vec<u8>, usize);
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(buf);
+            self.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_with_mixed_delimiters_come_out_uniform() {
+        let data = b"a\nbb|ccc\n\nd";
+        let spans = spans_of(data);
+        let mut w = Counting(Vec::new(), 0);
+        let n = write_lines(&mut w, data, &spans, b"\n", &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\nbb\nccc\nd\n");
+        assert_eq!(n, w.0.len() as u64);
+        let mut w = Counting(Vec::new(), 0);
+        write_lines(&mut w, data, &spans, b"\r\n", &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\r\nbb\r\nccc\r\nd\r\n");
+        assert_eq!(line_bytes(&spans, 2), w.0.len() as u64);
+    }
+
+    #[test]
+    fn a_large_contiguous_run_is_one_write() {
+        let mut data = Vec::new();
+        for i in 0..10_000 {
+            data.extend_from_slice(format!("record-{i}\n").as_bytes());
+        }
+        let spans = spans_of(&data);
+        let mut w = Counting(Vec::new(), 0);
+        write_lines(&mut w, &data, &spans, b"\n", &mut Vec::new()).unwrap();
+        assert_eq!(w.0, data);
+        assert_eq!(w.1, 1);
+    }
+}

@@ -1,0 +1,366 @@
+//! The stdin source: records from standard input (or any injected reader, for tests).
+//!
+//! Reads into one growing buffer, frames complete lines with [`LineFramer`], and freezes the
+//! consumed bytes into a batch's chunk: records are spans into what was read, never copies.
+//! When input is immediately available it keeps reading until a chunk is full, so batches stay
+//! large under load and small (prompt) when input trickles in. Oversized and (with `json`
+//! framing) invalid lines go to the dead-letter sink with their line number.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::reader::{Diagnostics, Section};
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::framing::{FramerConfig, LineFramer, Rejected, json_errors};
+use crate::core::record::{Batch, Origin, Position, PositionBase, Span};
+use crate::topology::{DeadLetterClosed, DeadLetterTx, Outlet};
+
+/// How the byte stream is cut into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One record per line (LF or CRLF); payloads are arbitrary bytes.
+    Lines,
+    /// One JSON document per line; invalid lines are dead-lettered.
+    Json,
+}
+
+/// Settings of the stdin source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StdinConfig {
+    /// Framing.
+    pub framing: Framing,
+    /// Largest record payload; longer lines are dead-lettered.
+    pub max_record_bytes: usize,
+    /// Skip empty lines.
+    pub skip_empty: bool,
+    /// Target chunk size: how much is read before a batch is passed on (when input is
+    /// immediately available).
+    pub read_bytes: usize,
+}
+
+impl Default for StdinConfig {
+    fn default() -> Self {
+        StdinConfig {
+            framing: Framing::Lines,
+            max_record_bytes: 1 << 20,
+            skip_empty: true,
+            read_bytes: 256 << 10,
+        }
+    }
+}
+
+impl StdinConfig {
+    /// Reads a `kind = "stdin"` source table.
+    pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> StdinConfig {
+        let def = StdinConfig::default();
+        let framing = match s.choice(d, "framing", &["lines", "json"], "lines") {
+            "json" => Framing::Json,
+            _ => Framing::Lines,
+        };
+        StdinConfig {
+            framing,
+            max_record_bytes: s.size_or(
+                d,
+                "max_record_bytes",
+                def.max_record_bytes as u64,
+                1..=(64 << 20),
+            ) as usize,
+            skip_empty: s.bool_or(d, "skip_empty", def.skip_empty),
+            read_bytes: s.size_or(
+                d,
+                "read_bytes",
+                def.read_bytes as u64,
+                (4 << 10)..=(16 << 20),
+            ) as usize,
+        }
+    }
+}
+
+/// Something to read records from.
+pub trait Input: Send {
+    /// Reads at most `max` bytes, appending them to `buf`. `Ok(0)` is end of input.
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize>;
+
+    /// Waits up to `timeout` for input (or end of input) to be available. `Ok(false)` means
+    /// nothing yet. Readers that cannot tell return `Ok(true)`.
+    fn wait_readable(&mut self, _timeout: Duration) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    /// True when a read would return at once. Readers that cannot tell return `false`, which
+    /// makes every read its own batch.
+    fn ready_now(&mut self) -> bool {
+        false
+    }
+}
+
+fn read_appending(r: &mut impl Read, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + max, 0);
+    loop {
+        match r.read(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Input for Box<dyn Input> {
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        (**self).read_into(buf, max)
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        (**self).wait_readable(timeout)
+    }
+
+    fn ready_now(&mut self) -> bool {
+        (**self).ready_now()
+    }
+}
+
+/// Any `Read` as an [`Input`] (used by tests with in-memory data).
+pub struct ReadInput<R>(pub R);
+
+impl<R: Read + Send> Input for ReadInput<R> {
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        read_appending(&mut self.0, buf, max)
+    }
+}
+
+/// The process's standard input, read straight from file descriptor 0 (no extra buffering) and
+/// polled so that shutdown is noticed even while no input arrives.
+pub struct StdinInput;
+
+impl StdinInput {
+    fn poll(timeout: Duration) -> io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let fd = rustix::stdio::stdin();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) => Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+struct Fd0;
+
+impl Read for Fd0 {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::io::read(rustix::stdio::stdin(), buf).map_err(io::Error::from)
+    }
+}
+
+impl Input for StdinInput {
+    fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        read_appending(&mut Fd0, buf, max)
+    }
+
+    fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
+        StdinInput::poll(timeout)
+    }
+
+    fn ready_now(&mut self) -> bool {
+        StdinInput::poll(Duration::ZERO).unwrap_or(false)
+    }
+}
+
+/// Why the source stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading failed.
+    #[error("source `{source_name}`: reading input: {error}")]
+    Read {
+        /// The source.
+        source_name: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The dead-letter sink is gone.
+    #[error("source `{0}`: {1}")]
+    DeadLetter(String, DeadLetterClosed),
+}
+
+/// The stdin source.
+pub struct StdinSource {
+    name: Arc<str>,
+    cfg: StdinConfig,
+    counters: Arc<Counters>,
+    outlet: Outlet,
+    dead: DeadLetterTx,
+    stop: Arc<AtomicBool>,
+}
+
+/// How often a source waiting for input checks for shutdown.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// Reads never ask for less than this (the buffer grows first).
+const MIN_READ: usize = 16 << 10;
+
+impl StdinSource {
+    /// A source named `name` that passes batches to `outlet` until input ends or `stop` is set.
+    pub fn new(
+        name: &str,
+        cfg: StdinConfig,
+        counters: Arc<Counters>,
+        outlet: Outlet,
+        dead: DeadLetterTx,
+        stop: Arc<AtomicBool>,
+    ) -> StdinSource {
+        StdinSource {
+            name: Arc::from(name),
+            cfg,
+            counters,
+            outlet,
+            dead,
+            stop,
+        }
+    }
+
+    /// Reads until end of input (or until stopped), passing on every record read.
+    ///
+    /// When stopped, what was already read is still framed and passed on (a partial last line
+    /// becomes a record, as at end of input): nothing read is dropped.
+    pub fn run(self, mut input: impl Input) -> Result<(), SourceError> {
+        let mut framer = LineFramer::new(FramerConfig {
+            max_record_bytes: self.cfg.max_record_bytes,
+            skip_empty: self.cfg.skip_empty,
+        });
+        let chunk = self.cfg.read_bytes.max(MIN_READ);
+        let mut buf = BytesMut::with_capacity(chunk);
+        let mut spans: Vec<Span> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
+        let read_err = |error| SourceError::Read {
+            source_name: self.name.to_string(),
+            error,
+        };
+        let mut eof = false;
+        while !eof {
+            if self.stop.load(Ordering::Relaxed) {
+                eof = true;
+            } else {
+                match input.wait_readable(STOP_POLL) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return Err(read_err(e)),
+                }
+                // Read until a chunk's worth is here, or no more input is ready right now.
+                loop {
+                    if buf.capacity() - buf.len() < MIN_READ {
+                        buf.reserve(chunk.max(framer.max_line_buffer() / 4));
+                    }
+                    let want = (buf.capacity() - buf.len()).min(chunk);
+                    let n = input.read_into(&mut buf, want).map_err(read_err)?;
+                    if n == 0 {
+                        eof = true;
+                        break;
+                    }
+                    if buf.len() >= chunk || !input.ready_now() {
+                        break;
+                    }
+                }
+            }
+            let scanned = framer.scan(&buf, eof, &mut spans, &mut rejected);
+            let data = buf.split_to(scanned.consumed).freeze();
+            self.pass_on(data, &mut spans, &mut rejected, scanned.first_line)?;
+        }
+        Ok(())
+    }
+
+    fn pass_on(
+        &self,
+        data: Bytes,
+        spans: &mut Vec<Span>,
+        rejected: &mut Vec<Rejected>,
+        first_line: u64,
+    ) -> Result<(), SourceError> {
+        let dl_err = |e| SourceError::DeadLetter(self.name.to_string(), e);
+        let arrival = Instant::now();
+        let arrival_unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let read = (spans.len() + rejected.len()) as u64;
+        let read_bytes: u64 = spans.iter().map(|s| s.len() as u64).sum::<u64>()
+            + rejected.iter().map(|r| r.size).sum::<u64>();
+        self.counters.add_in(read, read_bytes);
+        if !rejected.is_empty() {
+            let letters = rejected
+                .drain(..)
+                .map(|r| DeadLetter {
+                    reason: format!(
+                        "source `{}`: record of {} bytes exceeds max_record_bytes ({})",
+                        self.name, r.size, self.cfg.max_record_bytes
+                    ),
+                    source: self.name.clone(),
+                    position: Position::Line(r.line),
+                    size: r.size,
+                    payload: Bytes::from(r.prefix),
+                    truncated: true,
+                    arrival_unix_nanos,
+                })
+                .collect();
+            self.dead.send(letters, &self.counters).map_err(dl_err)?;
+        }
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let origin = Origin {
+            source: self.name.clone(),
+            arrival_unix_nanos,
+            arrival,
+            position: PositionBase::Line(first_line),
+        };
+        let mut batch = Batch::new(data, std::mem::take(spans), origin);
+        if self.cfg.framing == Framing::Json {
+            let bad = json_errors(batch.data(), batch.spans());
+            if !bad.is_empty() {
+                let idx: Vec<usize> = bad.iter().map(|(i, _)| *i).collect();
+                let positions = batch.positions(&idx);
+                let letters = bad
+                    .iter()
+                    .zip(positions)
+                    .map(|((i, msg), position)| DeadLetter {
+                        reason: format!("source `{}`: {msg}", self.name),
+                        source: self.name.clone(),
+                        position,
+                        size: batch.spans()[*i].len() as u64,
+                        payload: batch.payload_bytes_of(*i),
+                        truncated: false,
+                        arrival_unix_nanos,
+                    })
+                    .collect();
+                let mut keep = vec![true; batch.len()];
+                for i in idx {
+                    keep[i] = false;
+                }
+                batch.retain_mask(&keep);
+                self.dead.send(letters, &self.counters).map_err(dl_err)?;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.counters
+            .add_out(batch.len() as u64, batch.payload_bytes());
+        self.outlet
+            .emit(batch, &self.dead, &self.counters)
+            .map_err(dl_err)
+    }
+}

@@ -1,0 +1,60 @@
+//! The `--stats` report printed at exit: a human table or one line of JSON.
+
+use std::fmt::Write as _;
+
+use crate::topology::build::Report;
+
+/// Formats the report as a table for people.
+pub fn human(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:<11} {:>12} {:>12} {:>10} {:>14}",
+        "component", "kind", "records in", "records out", "dropped", "dead-lettered"
+    );
+    for c in &r.counters.components {
+        let v = &c.counters;
+        let kind = serde_json::to_value(c.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<28} {:<11} {:>12} {:>12} {:>10} {:>14}",
+            c.name, kind, v.records_in, v.records_out, v.dropped, v.dead_lettered
+        );
+    }
+    let t = &r.counters.totals;
+    let _ = writeln!(
+        s,
+        "totals: read {} ({} bytes), written {} ({} bytes), dead-lettered {}, dropped by stages {}, fan-out copies {}, in flight {}",
+        t.read,
+        t.bytes_read,
+        t.written,
+        t.bytes_written,
+        t.dead_lettered,
+        t.dropped_by_stage,
+        t.fanout_copies,
+        r.in_flight
+    );
+    let l = &r.latency_us;
+    let _ = writeln!(
+        s,
+        "latency arrival->written (us): p50 {} p90 {} p99 {} p99.9 {} max {} over {} records",
+        l.p50, l.p90, l.p99, l.p999, l.max, l.count
+    );
+    for q in &r.queues {
+        let _ = writeln!(
+            s,
+            "queue {:<24} peak {} / {} records, {} / {} bytes",
+            q.name, q.records_peak, q.records_max, q.bytes_peak, q.bytes_max
+        );
+    }
+    let _ = write!(s, "elapsed {} ms", r.elapsed_ms);
+    s
+}
+
+/// Formats the report as one line of JSON.
+pub fn json(r: &Report) -> String {
+    serde_json::to_string(r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}

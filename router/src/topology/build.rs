@@ -1,0 +1,302 @@
+//! Starting a pipeline from a validated config, and what it reports while it runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::config::{Config, SinkKind, SourceKind, StageKind};
+use crate::core::accounting::{Kind, Registry, Snapshot};
+use crate::sinks::file::FileSink;
+use crate::sinks::stdout::StdoutSink;
+use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sink};
+use crate::sources::stdin::{Input, StdinInput, StdinSource};
+use crate::stages::builtin::filter::Filter;
+use crate::stages::builtin::route::Route;
+use crate::stages::{NamedStage, Stage, run_stages};
+use crate::topology::queue::{Depth, Limits, queue};
+use crate::topology::{DeadLetterTx, Dispatcher, Outlet, SinkPort};
+
+/// A component thread ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Component name, e.g. `sinks.out`.
+    pub component: String,
+    /// How it ended; sinks hand back their latency histogram.
+    pub result: Result<Option<SinkReport>, anyhow::Error>,
+}
+
+type DepthProbe = Box<dyn Fn() -> (Limits, Depth) + Send>;
+
+/// A running pipeline.
+pub struct Running {
+    registry: Registry,
+    stop: Arc<AtomicBool>,
+    events: UnboundedReceiver<Finished>,
+    pending: usize,
+    queues: Vec<(String, DepthProbe)>,
+    latency: Histogram<u64>,
+    started: Instant,
+}
+
+/// Queue fill for the stats report.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStats {
+    /// Which queue (named after its consumer).
+    pub name: String,
+    /// Record limit.
+    pub records_max: u64,
+    /// Byte limit.
+    pub bytes_max: u64,
+    /// Highest record count seen.
+    pub records_peak: u64,
+    /// Highest byte count seen.
+    pub bytes_peak: u64,
+}
+
+/// End-to-end latency quantiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyStats {
+    /// Records measured.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// Everything `--stats` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Counters.
+    #[serde(flatten)]
+    pub counters: Snapshot,
+    /// `read + fanout_copies - written - dead_lettered - dropped_by_stage`.
+    pub in_flight: i128,
+    /// Queue fill.
+    pub queues: Vec<QueueStats>,
+    /// Arrival-to-written latency over all sinks.
+    pub latency_us: LatencyStats,
+    /// Wall time since start.
+    pub elapsed_ms: u64,
+}
+
+impl Running {
+    /// Asks the sources to stop reading; everything already read still flows out.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Component threads still running.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Waits for the next component to finish; `None` once all have.
+    pub async fn next_finished(&mut self) -> Option<Finished> {
+        if self.pending == 0 {
+            return None;
+        }
+        let f = self.events.recv().await?;
+        self.pending -= 1;
+        if let Ok(Some(r)) = &f.result {
+            let _ = self.latency.add(&r.latency_us);
+        }
+        Some(f)
+    }
+
+    /// The counters, queues and latency now.
+    pub fn report(&self) -> Report {
+        let counters = self.registry.snapshot();
+        let in_flight = counters.totals.in_flight();
+        let queues = self
+            .queues
+            .iter()
+            .map(|(name, probe)| {
+                let (limits, depth) = probe();
+                QueueStats {
+                    name: name.clone(),
+                    records_max: limits.records_max,
+                    bytes_max: limits.bytes_max,
+                    records_peak: depth.records_peak,
+                    bytes_peak: depth.bytes_peak,
+                }
+            })
+            .collect();
+        let h = &self.latency;
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        Report {
+            counters,
+            in_flight,
+            queues,
+            latency_us: LatencyStats {
+                count: h.len(),
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: if h.is_empty() { 0 } else { h.max() },
+            },
+            elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+fn spawn<F>(name: String, events: &UnboundedSender<Finished>, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Result<Option<SinkReport>, anyhow::Error> + Send + 'static,
+{
+    let events = events.clone();
+    let thread_name: String = name.chars().take(15).collect();
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            // A panic is a bug, but it must still end the run with an error, not silently.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("{name}: internal error (thread panicked)"))
+                });
+            let _ = events.send(Finished {
+                component: name,
+                result,
+            });
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a thread: {e}"))?;
+    Ok(())
+}
+
+/// Starts every component of `config`. `stdin` replaces standard input (tests pass in-memory
+/// readers); `None` reads the real standard input.
+pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<Running> {
+    let (events_tx, events) = unbounded_channel();
+    let mut registry = Registry::new();
+    let mut queues: Vec<(String, DepthProbe)> = Vec::new();
+    let mut pending = 0usize;
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Dead-letter sink first: everything else holds a sender to it.
+    let (dl_tx, dl_rx) = queue(config.pipeline.queue);
+    let probe = dl_tx.probe();
+    queues.push((
+        "dead_letter".into(),
+        Box::new(move || (probe.limits(), probe.depth())),
+    ));
+    let dead = DeadLetterTx::new(dl_tx);
+    let dl_counters = registry.register("dead_letter", Kind::DeadLetter);
+    let dl_cfg = config.dead_letter.clone();
+    spawn("dead_letter".into(), &events_tx, move || {
+        crate::sinks::dead_letter::run(&dl_cfg, dl_rx, dl_counters).map(|()| None)
+    })?;
+    pending += 1;
+
+    let mut ports = Vec::new();
+    for s in &config.sinks {
+        let name = format!("sinks.{}", s.name);
+        let (tx, rx) = queue(s.queue);
+        let probe = tx.probe();
+        queues.push((
+            name.clone(),
+            Box::new(move || (probe.limits(), probe.depth())),
+        ));
+        let counters = registry.register(name.clone(), Kind::Sink);
+        ports.push(SinkPort {
+            name: Arc::from(s.name.as_str()),
+            tx,
+            counters: counters.clone(),
+        });
+        let sink: Box<dyn BlockingSink> = match &s.kind {
+            SinkKind::File(f) => Box::new(FileSink::new(&s.name, f.clone())),
+            SinkKind::Stdout(c) => Box::new(StdoutSink::stdout(c.clone())),
+        };
+        let dead = dead.clone();
+        let sink_name = s.name.clone();
+        spawn(name, &events_tx, move || {
+            run_blocking_sink(&sink_name, sink, rx, dead, counters).map(Some)
+        })?;
+        pending += 1;
+    }
+
+    let dispatch_counters = registry.register("pipeline.dispatch", Kind::Stage);
+    let dispatcher = Dispatcher::new(
+        ports,
+        config.pipeline.default_sinks,
+        dispatch_counters,
+        dead.clone(),
+    );
+
+    let outlet = if config.stages.is_empty() {
+        Outlet::Sinks(dispatcher)
+    } else {
+        let mut stages = Vec::new();
+        for s in &config.stages {
+            let stage: Box<dyn Stage> = match &s.kind {
+                StageKind::Filter(f) => Box::new(Filter::new(f.clone())),
+                StageKind::Route(r) => Box::new(Route::new(r.clone())),
+            };
+            stages.push(NamedStage {
+                name: s.name.clone(),
+                stage,
+                counters: registry.register(format!("stages.{}", s.name), Kind::Stage),
+            });
+        }
+        let (tx, rx) = queue(config.pipeline.queue);
+        let probe = tx.probe();
+        queues.push((
+            "stages".into(),
+            Box::new(move || (probe.limits(), probe.depth())),
+        ));
+        let dead = dead.clone();
+        spawn("stages".into(), &events_tx, move || {
+            run_stages(stages, rx, dispatcher, dead)
+                .map(|()| None)
+                .map_err(|e| anyhow::anyhow!("stages: {e}"))
+        })?;
+        pending += 1;
+        Outlet::Stages(tx)
+    };
+
+    let mut stdin = stdin;
+    let mut outlet = Some(outlet);
+    for s in &config.sources {
+        let name = format!("sources.{}", s.name);
+        let counters = registry.register(name.clone(), Kind::Source);
+        match &s.kind {
+            SourceKind::Stdin(c) => {
+                let input: Box<dyn Input> = stdin.take().unwrap_or_else(|| Box::new(StdinInput));
+                let Some(outlet) = outlet.take() else {
+                    anyhow::bail!("only one source is supported");
+                };
+                let source =
+                    StdinSource::new(&s.name, *c, counters, outlet, dead.clone(), stop.clone());
+                spawn(name, &events_tx, move || {
+                    source.run(input).map(|()| None).map_err(anyhow::Error::new)
+                })?;
+                pending += 1;
+            }
+        }
+    }
+    Ok(Running {
+        registry,
+        stop,
+        events,
+        pending,
+        queues,
+        latency: latency_histogram(),
+        started: Instant::now(),
+    })
+}
