@@ -118,12 +118,17 @@ impl Diagnostics {
     }
 
     /// The problems, or `Ok(value)` if there were none.
-    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+    /// Problems are sorted by position (file problems by line and column; argument problems
+    /// keep their order after them).
+    pub fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(ConfigErrors(self.errors))
+            return Ok(value);
         }
+        self.errors.sort_by_key(|e| match &e.location {
+            Location::File { line, column, .. } => (0, *line, *column),
+            Location::Arg(_) => (1, 0, 0),
+        });
+        Err(ConfigErrors(self.errors))
     }
 }
 
@@ -604,15 +609,37 @@ impl<'a> Section<'a> {
             let mut expected: Vec<&str> = self.used.clone();
             expected.sort_unstable();
             expected.dedup();
+            let hint = expected
+                .iter()
+                .map(|e| (edit_distance(e, key), *e))
+                .filter(|(dist, _)| *dist <= 2)
+                .min()
+                .map(|(_, e)| format!(" (did you mean `{e}`?)"))
+                .unwrap_or_default();
             d.error(
                 &spot,
                 format!(
-                    "unknown key `{key}`; expected one of: {}",
+                    "unknown key `{key}`{hint}; expected one of: {}",
                     expected.join(", ")
                 ),
             );
         }
     }
+}
+
+/// Levenshtein distance between two short strings (for "did you mean" hints).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn key_span(k: &Key) -> Option<Range<usize>> {

@@ -1,3 +1,227 @@
 //! Config validation tests: every mistake is reported, each with its line, column and key.
 
 use super::*;
+use reader::{Location, parse_size};
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_str("t.toml", text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_has(errs: &[String], fragment: &str) {
+    assert!(
+        errs.iter().any(|e| e.contains(fragment)),
+        "no error contains {fragment:?}; errors:\n{}",
+        errs.join("\n")
+    );
+}
+
+const MINIMAL: &str =
+    "[sources.in]\nkind = \"stdin\"\n[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+
+#[test]
+fn minimal_config_and_defaults() {
+    let c = parse_str("t.toml", MINIMAL).unwrap();
+    assert_eq!(c.sources.len(), 1);
+    assert_eq!(c.sinks[0].name, "out");
+    assert_eq!(c.pipeline.default_sinks, 1);
+    assert_eq!(c.pipeline.queue, DEFAULT_QUEUE);
+    assert_eq!(c.pipeline.shutdown_grace, Duration::from_secs(10));
+    let SourceKind::Stdin(s) = &c.sources[0].kind;
+    assert_eq!(s.max_record_bytes, 1 << 20);
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = parse_str("default", DEFAULT_CONFIG).unwrap();
+    assert_eq!(c.sinks.len(), 1);
+    assert!(c.sinks[0].kind.describe().contains("edge-router-out/"));
+}
+
+#[test]
+fn every_problem_is_reported_with_position_and_key() {
+    let text = r#"[pipeline]
+queue_records_max = 0
+default_sinks = ["nope"]
+
+[sources.in]
+kind = "stdin"
+framing = "xml"
+max_record_bytes = "1 parsec"
+
+[sinks.out]
+kind = "file"
+path = "o/{bad}.log"
+compresion = "gzip"
+rotate_bytes = true
+"#;
+    let errs = errors(text);
+    assert_eq!(errs.len(), 7, "{errs:#?}");
+    assert_has(
+        &errs,
+        "t.toml:2:21: `pipeline.queue_records_max`: 0 is out of range; allowed: 1 to",
+    );
+    assert_has(
+        &errs,
+        "t.toml:3:18: `pipeline.default_sinks[0]`: unknown sink \"nope\"; the sinks are: out",
+    );
+    assert_has(
+        &errs,
+        "t.toml:7:11: `sources.in.framing`: unknown value \"xml\"; expected one of: lines, json",
+    );
+    assert_has(
+        &errs,
+        "t.toml:8:20: `sources.in.max_record_bytes`: unknown size unit \"parsec\"",
+    );
+    assert_has(
+        &errs,
+        "t.toml:12:8: `sinks.out.path`: invalid path template: at character 2: unknown placeholder",
+    );
+    assert_has(
+        &errs,
+        "t.toml:13:1: `sinks.out.compresion`: unknown key `compresion` (did you mean `compression`?)",
+    );
+    assert_has(
+        &errs,
+        "t.toml:14:16: `sinks.out.rotate_bytes`: expected a size",
+    );
+    // Sorted by position.
+    assert!(errs[0].starts_with("t.toml:2:"));
+}
+
+#[test]
+fn kinds_and_required_keys() {
+    let errs = errors("[sources.in]\nframing = \"json\"\n[sinks.k]\nkind = \"kafka\"\n");
+    assert_has(
+        &errs,
+        "t.toml:1:1: `sources.in`: missing required key `sources.in.kind`",
+    );
+    assert_has(
+        &errs,
+        "t.toml:4:8: `sinks.k.kind`: unknown sink kind \"kafka\"; expected one of: file, stdout",
+    );
+    let errs = errors("");
+    assert_has(&errs, "no sources");
+    assert_has(&errs, "no sinks");
+    let errs = errors("[sources.in]\nkind = \"stdin\"\n[sinks.out]\nkind = \"file\"\n");
+    assert_has(&errs, "`sinks.out`: missing required key `sinks.out.path`");
+}
+
+#[test]
+fn stage_errors() {
+    let text = format!(
+        "{MINIMAL}[[stages]]\nkind = \"filter\"\nkeep_if = {{ prefix = \"a\" }}\ndrop_if = {{ prefix = \"b\" }}\n\
+         [[stages]]\nkind = \"route\"\n[[stages.rules]]\nfield = \"a..b\"\nequals = \"x\"\nsinks = [\"ghost\"]\n\
+         [[stages]]\nkind = \"route\"\n[[stages.rules]]\nequals = \"x\"\nprefix = \"y\"\nsinks = [\"out\"]\n"
+    );
+    let errs = errors(&text);
+    assert_has(
+        &errs,
+        "`stages[0]`: a filter needs exactly one of `keep_if` or `drop_if`",
+    );
+    assert_has(
+        &errs,
+        "t.toml:13:9: `stages[1].rules[0].field`: invalid field path",
+    );
+    assert_has(
+        &errs,
+        "`stages[1].rules[0].sinks[0]`: unknown sink \"ghost\"",
+    );
+    assert_has(
+        &errs,
+        "`stages[2].rules[0]`: a condition needs exactly one of",
+    );
+}
+
+#[test]
+fn route_masks_resolve_in_sink_order() {
+    let text = r#"
+[sources.in]
+kind = "stdin"
+[sinks.a]
+kind = "stdout"
+[sinks.b]
+kind = "file"
+path = "b.log"
+[pipeline]
+default_sinks = ["b"]
+[[stages]]
+kind = "route"
+[[stages.rules]]
+field = "level"
+in = ["error", "fatal"]
+sinks = ["a", "b"]
+"#;
+    let c = parse_str("t.toml", text).unwrap();
+    assert_eq!(c.pipeline.default_sinks, 0b10);
+    let StageKind::Route(r) = &c.stages[0].kind else {
+        panic!("expected a route stage")
+    };
+    assert_eq!(r.rules[0].mask, 0b11);
+    assert_eq!(r.default_mask, 0b10);
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let errs = errors("[sinks\nx = 1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("t.toml:1:7: TOML syntax error"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn quick_mode_uses_the_same_validation() {
+    let c = from_quick(
+        Some("stdin?framing=json&max_record_bytes=2KiB"),
+        &[
+            "file:out/{partition_key}.ndjson?partition=field:device_id&compression=zstd".into(),
+            "stdout".into(),
+        ],
+        Some("dl.ndjson"),
+    )
+    .unwrap();
+    let SourceKind::Stdin(s) = &c.sources[0].kind;
+    assert_eq!(s.max_record_bytes, 2048);
+    assert_eq!(c.sinks.len(), 2);
+    assert_eq!(c.pipeline.default_sinks, 0b11);
+    let SinkKind::File(f) = &c.sinks[0].kind else {
+        panic!("expected a file sink")
+    };
+    assert_eq!(f.compression, crate::sinks::file::Compression::Zstd(3));
+
+    let e = from_quick(
+        None,
+        &["file:x?rotate_bytes=-1&fsync=sometimes".into()],
+        None,
+    )
+    .unwrap_err();
+    let msgs: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    assert_has(
+        &msgs,
+        "--sink \"file:x?rotate_bytes=-1&fsync=sometimes\": `sinks.file.rotate_bytes`",
+    );
+    assert_has(&msgs, "`sinks.file.fsync`: unknown value \"sometimes\"");
+    assert!(matches!(e.0[0].location, Location::Arg(_)));
+
+    let e = from_quick(None, &[], None).unwrap_err();
+    assert!(e.to_string().contains("at least one --sink"));
+    // Two sinks of one kind get distinct names.
+    let c = from_quick(None, &["file:a".into(), "file:b".into()], None).unwrap();
+    assert_eq!(c.sinks[1].name, "file-2");
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("64KiB"), Ok(65536));
+    assert_eq!(parse_size("16 MiB"), Ok(16 << 20));
+    assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+    assert_eq!(parse_size("1_024"), Ok(1024));
+    assert!(parse_size("lots").is_err());
+    assert!(parse_size("99999999999999999999").is_err());
+    assert!(parse_size("18446744073709551615GiB").is_err());
+}

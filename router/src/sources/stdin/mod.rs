@@ -161,17 +161,30 @@ impl StdinInput {
     }
 }
 
-struct Fd0;
-
-impl Read for Fd0 {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        rustix::io::read(rustix::stdio::stdin(), buf).map_err(io::Error::from)
-    }
+/// Reads from file descriptor 0 straight into the buffer's spare capacity, without zeroing it
+/// first (zeroing every chunk cost ~4% of a stdin -> file run).
+#[allow(unsafe_code)]
+fn read_fd0(buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let len = buf.len();
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    let n = loop {
+        match rustix::io::read(rustix::stdio::stdin(), &mut *spare) {
+            Ok((init, _)) => break init.len(),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // SAFETY: `read` initialized the first `n` bytes of the spare capacity (rustix returns
+    // exactly that prefix as `init`), so `len + n` bytes are initialized, and `n <= max <=`
+    // the spare capacity reserved above.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
 }
 
 impl Input for StdinInput {
     fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
-        read_appending(&mut Fd0, buf, max)
+        read_fd0(buf, max)
     }
 
     fn wait_readable(&mut self, timeout: Duration) -> io::Result<bool> {
@@ -327,7 +340,9 @@ impl StdinSource {
             arrival,
             position: PositionBase::Line(first_line),
         };
-        let mut batch = Batch::new(data, std::mem::take(spans), origin);
+        // The next batch likely holds about as many records: start it with that capacity.
+        let next = Vec::with_capacity(spans.len() + spans.len() / 8);
+        let mut batch = Batch::new(data, std::mem::replace(spans, next), origin);
         if self.cfg.framing == Framing::Json {
             let bad = json_errors(batch.data(), batch.spans());
             if !bad.is_empty() {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: what `.ci/run` runs on a clean clone, and what README.md tells you to run.
+#
+# Installs what the tests need when it is missing, then checks formatting and lints and runs
+# every unit and integration test. Needs the shared data folder beside the checkout
+# (../shared, or EDGE_ROUTER_SHARED) for the record generator and the loghub files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+  if need apt-get; then
+    [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq >/dev/null; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
+# Tools the tests call: python3 runs the record generator; gzip/zstd read compressed output
+# back (the tests fall back to the Rust decoders when these are missing).
+need python3 || apt_install python3
+need gzip || apt_install gzip
+need zstd || apt_install zstd || true
+
+shared="${EDGE_ROUTER_SHARED:-$(cd .. && pwd)/shared}"
+if [ ! -f "$shared/bench/gen_records.py" ]; then
+  echo "tests/run.sh: the shared data folder is missing (looked in $shared; set EDGE_ROUTER_SHARED)" >&2
+  exit 1
+fi
+export EDGE_ROUTER_SHARED="$shared"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
