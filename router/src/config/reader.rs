@@ -594,7 +594,7 @@ impl<'a> Section<'a> {
     /// Reports every key of this table that was never read as unknown.
     pub fn finish(self, d: &mut Diagnostics) {
         for (key, item) in self.table.iter() {
-            if self.used.iter().any(|u| *u == key) {
+            if self.used.contains(&key) {
                 continue;
             }
             let k = self.table.get_key_value(key).map(|(k, _)| k);

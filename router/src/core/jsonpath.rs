@@ -2,10 +2,10 @@
 //!
 //! This module owns the field path syntax ([`JsonPath`]) used by routing, filter and partition-key
 //! settings, and the byte scanner ([`lookup`]) that walks a payload only as far as the requested
-//! value. Everything else is skipped cheaply: string bodies with `memchr`, nested objects and
-//! arrays with an iterative bracket counter. Found values borrow from the payload ([`JsonValue`],
-//! [`RawStr`]); string contents are unescaped only on demand, and never copied when they hold no
-//! escapes.
+//! value. Everything else is skipped cheaply and without recursion: string bodies a word at a time
+//! and then with `memchr`, nested objects and arrays eight bytes at a time with a bracket stack.
+//! Found values borrow from the payload ([`JsonValue`], [`RawStr`]); string contents are unescaped
+//! only on demand and never copied when they hold no escapes, so a lookup allocates nothing.
 //!
 //! Scanning rules:
 //! - Keys are compared after unescaping, so the path key `a` matches `"\u0061"`.
@@ -20,7 +20,7 @@
 //! ```text
 //! path     := first ( '.' bare | bracket )*
 //! first    := bare | bracket
-//! bare     := one or more bytes other than '.', '[' and ']'
+//! bare     := one or more characters other than '.', '[' and ']'
 //! bracket  := '[' digits ']' | '[' quoted ']'
 //! quoted   := '"' ... '"' | '\'' ... '\''   (with \\ and \" or \' as the only escapes)
 //! ```
@@ -147,7 +147,7 @@ fn parse_bracket(s: &str, open: usize, out: &mut Vec<Segment>) -> Result<usize, 
                             _ => {
                                 return Err(JsonPathError::new(
                                     i,
-                                    "invalid escape in quoted key (only \\\\ and \\\" or \\' are allowed)",
+                                    "invalid escape: only a backslash or the quote can be escaped",
                                 ));
                             }
                         }
@@ -557,8 +557,6 @@ fn string_close(doc: &[u8], start: usize) -> Option<(usize, bool)> {
     }
 }
 
-static SN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-static QN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 /// Eight copies of 0x01, for word-at-a-time byte search.
 const LANES_LO: u64 = u64::from_le_bytes([0x01; 8]);
 /// Eight copies of 0x80.
@@ -577,119 +575,133 @@ const fn zero_lanes(v: u64) -> u64 {
     v.wrapping_sub(LANES_LO) & !v & LANES_HI
 }
 
-/// Searches `hay` eight bytes at a time for the first byte whose lane in `flags(word)` is set;
-/// the tail shorter than a word is checked with `is_match`. Stops after `words_max` words and
-/// returns `Err(offset)` with the offset searched up to.
-#[inline]
-fn find_by_words(
-    hay: &[u8],
-    words_max: usize,
-    flags: impl Fn(u64) -> u64,
-    is_match: impl Fn(u8) -> bool,
-) -> Result<usize, usize> {
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in chunks.by_ref().take(words_max) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let found = flags(u64::from_le_bytes(word));
-        if found != 0 {
-            return Ok(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    if base == hay.len() - hay.len() % 8 {
-        // Every whole word was searched: only the tail is left.
-        return chunks
-            .remainder()
-            .iter()
-            .position(|&b| is_match(b))
-            .map(|k| base + k)
-            .ok_or(hay.len());
-    }
-    Err(base)
-}
-
 /// Finds the first `"` or `\\`. Strings in records are mostly short, so the first 32 bytes are
-/// searched a word at a time, which beats the set-up cost of memchr's vectorised search.
+/// searched a word at a time, which beats the set-up cost of memchr's vectorised search; memchr
+/// takes the rest.
 #[inline]
 fn quote_or_backslash(hay: &[u8]) -> Option<usize> {
-    let NEAR: usize = *QN.get_or_init(|| {
-        std::env::var("QNEAR")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(4)
-    });
-    let is_match = |b: u8| b == b'"' || b == b'\\';
-    if let Some(k) = hay.iter().take(NEAR).position(|&b| is_match(b)) {
-        return Some(k);
+    const WORDS: usize = 4;
+    for (n, chunk) in hay.chunks_exact(8).take(WORDS).enumerate() {
+        let w = u64::from_le_bytes(*chunk.first_chunk::<8>()?);
+        let found = zero_lanes(w ^ splat(b'"')) | zero_lanes(w ^ splat(b'\\'));
+        if found != 0 {
+            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
+        }
     }
-    let hay = hay.get(NEAR..)?;
-    let flags = |w: u64| zero_lanes(w ^ splat(b'"')) | zero_lanes(w ^ splat(b'\\'));
-    let k = match find_by_words(hay, 4, flags, is_match) {
-        Ok(k) => k,
-        Err(searched) if searched == hay.len() => return None,
-        Err(searched) => searched + memchr::memchr2(b'"', b'\\', hay.get(searched..)?)?,
-    };
-    Some(NEAR + k)
+    let searched = (hay.len() / 8).min(WORDS) * 8;
+    Some(searched + memchr::memchr2(b'"', b'\\', hay.get(searched..)?)?)
 }
 
-/// Finds the first byte that matters when skipping a container: a quote or a bracket.
+/// Sets the high bit of exactly the zero bytes of `v`.
 #[inline]
-fn structural(hay: &[u8]) -> Option<usize> {
-    // `b | 0x20` maps `[` to `{` and `]` to `}`, and no other byte to either.
-    let flags = |w: u64| {
-        let folded = w | splat(0x20);
-        zero_lanes(w ^ splat(b'"'))
-            | zero_lanes(folded ^ splat(b'{'))
-            | zero_lanes(folded ^ splat(b'}'))
-    };
-    let is_match = |b: u8| matches!(b, b'"' | b'{' | b'}' | b'[' | b']');
-    let near: usize = *SN.get_or_init(|| {
-        std::env::var("SNEAR")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(8)
-    });
-    if let Some(k) = hay.iter().take(near).position(|&b| is_match(b)) {
-        return Some(k);
-    }
-    Some(near + find_by_words(hay.get(near..)?, usize::MAX, flags, is_match).ok()?)
+const fn exact_zero_lanes(v: u64) -> u64 {
+    !(((v & !LANES_HI).wrapping_add(!LANES_HI)) | v) & LANES_HI
 }
 
 /// With `start` at `{` or `[`, returns the offset just past the matching close bracket. Fails on
-/// a mismatched bracket, an unterminated string, the end of input, or nesting deeper than
-/// [`DEPTH_MAX`]. Iterative: the open brackets are a bit stack (1 = array) in a `u128`.
+/// a mismatched bracket, an unterminated string, a backslash outside a string, the end of input,
+/// or nesting deeper than [`DEPTH_MAX`].
+///
+/// Iterative, eight bytes at a time: each word yields masks of quotes, backslashes and brackets.
+/// In a word without backslashes the lanes inside strings come from a prefix XOR of the quote
+/// mask, so quotes, whitespace and digits cost no branches; only brackets are taken one by one,
+/// onto a bit stack of open brackets (1 = array) in a `u128`. A string still open at the end of
+/// a word is finished with [`string_close`], so every word starts outside a string.
 fn container_end(doc: &[u8], start: usize) -> Option<usize> {
+    const TOP_LANE: u64 = 0x80 << 56;
     let mut open: u128 = 0;
     let mut depth: u32 = 0;
-    let mut i = start;
+    let mut pos = start;
     loop {
-        i += structural(doc.get(i..)?)?;
-        match doc.get(i)? {
-            b'"' => {
-                i = string_close(doc, i + 1)?.0;
+        let rest = doc.get(pos..)?;
+        let word = match rest.first_chunk::<8>() {
+            Some(word) => *word,
+            None if rest.is_empty() => return None,
+            None => {
+                // Past the end, pad with spaces: they are neither quotes nor brackets.
+                let mut word = [b' '; 8];
+                word.get_mut(..rest.len())?.copy_from_slice(rest);
+                word
             }
-            &b @ (b'{' | b'[') => {
+        };
+        let w = u64::from_le_bytes(word);
+        let quotes = exact_zero_lanes(w ^ splat(b'"'));
+        let escapes = exact_zero_lanes(w ^ splat(b'\\'));
+        // `b | 0x20` maps `[` to `{` and `]` to `}`, and no other byte to either.
+        let folded = w | splat(0x20);
+        let opens = exact_zero_lanes(folded ^ splat(b'{'));
+        let closes = exact_zero_lanes(folded ^ splat(b'}'));
+
+        // Lanes inside strings, whether a string is open at the end of the word, and where the
+        // scan resumes.
+        let (inside, string_open, resume) = if escapes == 0 {
+            let mut inside = quotes;
+            inside ^= inside << 8;
+            inside ^= inside << 16;
+            inside ^= inside << 32;
+            (inside, inside & TOP_LANE != 0, pos + 8)
+        } else {
+            string_lanes(quotes, escapes, pos)?
+        };
+
+        let mut brackets = (opens | closes) & !inside;
+        while brackets != 0 {
+            let lane = brackets.trailing_zeros() / 8;
+            let byte = word.get(lane as usize).copied()?;
+            if opens & (0x80 << (lane * 8)) != 0 {
                 if depth == DEPTH_MAX {
                     return None;
                 }
-                open = (open << 1) | u128::from(b == b'[');
+                open = (open << 1) | u128::from(byte == b'[');
                 depth += 1;
-            }
-            &b => {
-                if (open & 1 == 1) != (b == b']') {
+            } else {
+                if (open & 1 == 1) != (byte == b']') {
                     return None;
                 }
                 open >>= 1;
                 depth = depth.checked_sub(1)?;
                 if depth == 0 {
-                    return Some(i + 1);
+                    return Some(pos + lane as usize + 1);
                 }
             }
+            brackets &= brackets - 1;
         }
-        i += 1;
+        pos = if string_open {
+            string_close(doc, resume)?.0 + 1
+        } else {
+            resume
+        };
     }
+}
+
+/// The slow path of [`container_end`] for a word (at `pos`, starting outside a string) that holds
+/// a backslash: walks its lanes in order. Returns the lanes inside strings, whether a string is
+/// open at the end, and where the scan resumes (one byte further when the last lane escapes the
+/// first byte of the next word). `None` for a backslash outside a string.
+fn string_lanes(quotes: u64, escapes: u64, pos: usize) -> Option<(u64, bool, usize)> {
+    let mut inside = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for lane in 0..8 {
+        let bit = 0x80_u64 << (lane * 8);
+        if escaped {
+            escaped = false;
+            inside |= bit;
+        } else if in_string {
+            inside |= bit;
+            if escapes & bit != 0 {
+                escaped = true;
+            } else if quotes & bit != 0 {
+                in_string = false;
+            }
+        } else if quotes & bit != 0 {
+            in_string = true;
+            inside |= bit;
+        } else if escapes & bit != 0 {
+            return None;
+        }
+    }
+    Some((inside, in_string, pos + 8 + usize::from(escaped)))
 }
 
 /// Decodes the escape whose backslash is at `raw[i]`; returns the character and the offset past
@@ -960,6 +972,39 @@ mod tests {
     }
 
     #[test]
+    fn skipping_is_independent_of_alignment() {
+        // The container skipper reads eight bytes at a time: slide tricky content across every
+        // word offset (escapes in the last lane, strings across words, the padded tail).
+        let tricky = concat!(
+            r#"[{"s":"\\\"]}[{","t":"\\"},"q\\\\",[],{},"#,
+            r#""a somewhat longer string with ] and } in it",{"k":[1,[2,{"x":"\u0022"}]]}]"#,
+        );
+        let expected: Value = serde_json::from_str(tricky).unwrap();
+        for pad in 0..24 {
+            let doc = format!(r#"{{"{}":{tricky},"b":1}}"#, "p".repeat(pad));
+            assert_eq!(get(&doc, "b"), Some(JsonValue::Number(b"1")), "pad {pad}");
+            let key = "p".repeat(pad.max(1));
+            if pad > 0 {
+                let Some(JsonValue::Array(raw)) = get(&doc, &key) else {
+                    panic!("pad {pad}")
+                };
+                assert_eq!(serde_json::from_slice::<Value>(raw).unwrap(), expected);
+            }
+            let spaced = format!("{{\"x\":{}{tricky}{}}}", " ".repeat(pad), " ".repeat(pad));
+            assert_eq!(
+                get(&spaced, "x"),
+                Some(JsonValue::Array(tricky.as_bytes())),
+                "pad {pad}"
+            );
+            // Cut anywhere inside, the container is never taken as complete.
+            for cut in 0..tricky.len() {
+                let doc = format!("{{\"x\":{}{}", " ".repeat(pad), &tricky[..cut]);
+                assert_eq!(get(&doc, "x"), None, "pad {pad} cut {cut}");
+            }
+        }
+    }
+
+    #[test]
     fn escaped_keys_match_after_unescape() {
         let doc = r#"{"\u0061":1,"b\"c":2,"d\\e":3,"\u00e9t\u00E9":4,"\ud83d\ude00":5,"x\/y":6}"#;
         assert_eq!(get(doc, "a"), Some(JsonValue::Number(b"1")));
@@ -1111,6 +1156,8 @@ mod tests {
             (r#"{"a":[}],"b":1}"#, "b"),
             (r#"{"a":{]},"b":1}"#, "b"),
             (r#"{"a":[1,2},"b":1}"#, "a"),
+            (r#"{"a":[1,\\],"b":1}"#, "b"),
+            (r#"{"a":{"x":1}}}"#, "a.x.y"),
             (r#"{"a":"unterminated}"#, "a"),
             (r#"{"a":"x\"}"#, "a"),
             (r#"["#, "[0]"),
@@ -1370,10 +1417,10 @@ mod tests {
             (-1000i32..1000, -5i32..5).prop_map(|(m, e)| Value::from(f64::from(m) * 10f64.powi(e))),
             "[a-c\"\\\\/\u{0}-\u{1f}é😀𝄞{}\\[\\],: ]{0,6}".prop_map(Value::String),
         ];
-        leaf.prop_recursive(4, 48, 5, |inner| {
+        leaf.prop_recursive(4, 128, 6, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::vec((arb_key(), inner), 0..5)
+                prop::collection::vec(inner.clone(), 0..7).prop_map(Value::Array),
+                prop::collection::vec((arb_key(), inner), 0..7)
                     .prop_map(|members| Value::Object(members.into_iter().collect())),
             ]
         })
@@ -1477,7 +1524,9 @@ mod tests {
                 let got = lookup(prefix, p);
                 // A prefix reads the same bytes as the whole, so it finds the same value or none.
                 prop_assert!(got.is_none() || got == lookup(bytes, p));
-                let _ = lookup(&mutated, p).map(|v| (v.key_bytes(), v.as_f64(), v.matches_literal("1")));
+                if let Some(v) = lookup(&mutated, p) {
+                    let _ = (v.key_bytes(), v.as_f64(), v.matches_literal("1"));
+                }
             }
         }
 
@@ -1485,7 +1534,10 @@ mod tests {
         fn random_bytes_never_panic(
             doc in prop_oneof![
                 prop::collection::vec(any::<u8>(), 0..64),
-                prop::collection::vec(prop::sample::select(b"{}[]\",:\\ ua0-.eE+trufnl19".to_vec()), 0..64),
+                prop::collection::vec(
+                    prop::sample::select(b"{}[]\",:\\ ua0-.eE+trufnl19".to_vec()),
+                    0..64,
+                ),
             ],
             p in prop::sample::select(vec!["a", "a.b", "[0]", "[1].a", "a[0][1]", "u"]),
         ) {
@@ -1501,7 +1553,9 @@ mod tests {
         fn path_display_round_trips_any_key(
             segments in prop::collection::vec(
                 prop_oneof![
-                    any::<String>().prop_filter("non-empty", |k| !k.is_empty()).prop_map(Segment::Key),
+                    any::<String>()
+                        .prop_filter("non-empty", |k| !k.is_empty())
+                        .prop_map(Segment::Key),
                     arb_key().prop_map(Segment::Key),
                     any::<usize>().prop_map(Segment::Index),
                 ],

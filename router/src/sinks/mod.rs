@@ -21,7 +21,7 @@ use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::{Batch, Span};
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::Receiver;
+use crate::topology::queue::{Receiver, TimedOut};
 
 /// A sink that writes batches from a thread of its own.
 pub trait BlockingSink: Send {
@@ -80,7 +80,7 @@ pub fn run_blocking_sink(
         let next = match sink.next_deadline() {
             Some(deadline) => match rx.blocking_recv_until(deadline) {
                 Ok(b) => b,
-                Err(()) => {
+                Err(TimedOut) => {
                     if let Err(e) = sink.on_timer(Instant::now()) {
                         return Err(fail(name, &rx, &dead, &counters, e.into(), None));
                     }

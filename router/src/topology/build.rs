@@ -190,7 +190,15 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
     let stop = Arc::new(AtomicBool::new(false));
 
     // Dead-letter sink first: everything else holds a sender to it.
-    let (dl_tx, dl_rx) = queue(config.pipeline.queue);
+    let dl_limits = Limits {
+        records_max: config.pipeline.queue.records_max,
+        bytes_max: config
+            .pipeline
+            .queue
+            .bytes_max
+            .min(crate::config::DEAD_LETTER_QUEUE_BYTES_MAX),
+    };
+    let (dl_tx, dl_rx) = queue(dl_limits);
     let probe = dl_tx.probe();
     queues.push((
         "dead_letter".into(),
@@ -277,7 +285,9 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         let counters = registry.register(name.clone(), Kind::Source);
         match &s.kind {
             SourceKind::Stdin(c) => {
-                let input: Box<dyn Input> = stdin.take().unwrap_or_else(|| Box::new(StdinInput));
+                let input: Box<dyn Input> = stdin
+                    .take()
+                    .unwrap_or_else(|| Box::new(StdinInput::open(c.read_bytes)));
                 let Some(outlet) = outlet.take() else {
                     anyhow::bail!("only one source is supported");
                 };

@@ -117,6 +117,10 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
+/// A timed receive reached its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
 /// A send failed because the receiver is gone; the item is handed back.
 #[derive(Debug)]
 pub struct Closed<T>(pub T);
@@ -236,10 +240,10 @@ impl<T: Weighed> Receiver<T> {
         block_on(self.recv())
     }
 
-    /// Like [`Receiver::blocking_recv`], but gives up at `deadline`: `Err(())` means the deadline
-    /// passed with the queue still open and empty.
-    pub fn blocking_recv_until(&self, deadline: Instant) -> Result<Option<T>, ()> {
-        block_on_until(self.recv(), deadline).ok_or(())
+    /// Like [`Receiver::blocking_recv`], but gives up at `deadline` (with the queue still open
+    /// and empty).
+    pub fn blocking_recv_until(&self, deadline: Instant) -> Result<Option<T>, TimedOut> {
+        block_on_until(self.recv(), deadline).ok_or(TimedOut)
     }
 
     /// Takes an item if one is queued, without waiting.
@@ -413,7 +417,7 @@ mod tests {
     fn recv_until_times_out_on_an_open_empty_queue() {
         let (tx, rx) = queue::<Item>(limits(1, 10));
         let r = rx.blocking_recv_until(Instant::now() + Duration::from_millis(20));
-        assert!(r.is_err());
+        assert_eq!(r, Err(TimedOut));
         drop(tx);
         let r = rx.blocking_recv_until(Instant::now() + Duration::from_millis(20));
         assert_eq!(r, Ok(None));
