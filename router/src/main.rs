@@ -220,6 +220,12 @@ async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow:
         for f in &failures {
             eprintln!("edge-router: {f}");
         }
+        if report.in_flight > 0 {
+            eprintln!(
+                "edge-router: {} record(s) were read but neither delivered nor dead-lettered",
+                report.in_flight
+            );
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

@@ -292,7 +292,10 @@ fn read_source(
     t: &mut Section<'_>,
     d: &mut Diagnostics,
 ) -> Option<SourceConfig> {
-    let kind = t.required_str(d, "kind")?;
+    let Some(kind) = t.required_str(d, "kind") else {
+        t.skip_rest();
+        return None;
+    };
     let k = match kind.value.as_str() {
         "stdin" => SourceKind::Stdin(StdinConfig::parse(t, d)),
         other => {
@@ -300,6 +303,7 @@ fn read_source(
                 &kind.spot,
                 format!("unknown source kind {other:?}; expected one of: stdin"),
             );
+            t.skip_rest();
             return None;
         }
     };
@@ -315,7 +319,10 @@ fn read_sink(
     d: &mut Diagnostics,
     queue: Limits,
 ) -> Option<SinkConfig> {
-    let kind = t.required_str(d, "kind")?;
+    let Some(kind) = t.required_str(d, "kind") else {
+        t.skip_rest();
+        return None;
+    };
     let queue = read_limits(t, d, queue);
     let k = match kind.value.as_str() {
         "file" => SinkKind::File(FileSinkConfig::parse(t, d)?),
@@ -325,6 +332,7 @@ fn read_sink(
                 &kind.spot,
                 format!("unknown sink kind {other:?}; expected one of: file, stdout"),
             );
+            t.skip_rest();
             return None;
         }
     };
@@ -345,7 +353,10 @@ fn read_stage(
     let name = t
         .opt_str(d, "name")
         .map_or_else(|| format!("stages[{i}]"), |n| n.value);
-    let kind = t.required_str(d, "kind")?;
+    let Some(kind) = t.required_str(d, "kind") else {
+        t.skip_rest();
+        return None;
+    };
     let k = match kind.value.as_str() {
         "filter" => StageKind::Filter(FilterConfig::parse(t, d)?),
         "route" => {
@@ -364,6 +375,7 @@ fn read_stage(
                 &kind.spot,
                 format!("unknown stage kind {other:?}; expected one of: filter, route"),
             );
+            t.skip_rest();
             return None;
         }
     };

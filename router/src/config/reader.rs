@@ -190,6 +190,8 @@ pub struct Section<'a> {
     used: Vec<&'static str>,
     /// Quick-mode arguments carry every value as text; accept scalars where strings are wanted.
     lenient: bool,
+    /// Set by [`Section::skip_rest`].
+    skip_all: bool,
 }
 
 /// Parses a TOML file's text; a syntax error is reported with its position.
@@ -223,6 +225,7 @@ impl<'a> Section<'a> {
             path: path.to_owned(),
             used: Vec::new(),
             lenient,
+            skip_all: false,
         }
     }
 
@@ -500,6 +503,7 @@ impl<'a> Section<'a> {
             path,
             used: Vec::new(),
             lenient: self.lenient,
+            skip_all: false,
         }
     }
 
@@ -591,8 +595,17 @@ impl<'a> Section<'a> {
         out
     }
 
+    /// Treats every key as read: for a table whose `kind` is missing or unknown, where the other
+    /// keys cannot be judged and reporting them as unknown would only add noise.
+    pub fn skip_rest(&mut self) {
+        self.skip_all = true;
+    }
+
     /// Reports every key of this table that was never read as unknown.
     pub fn finish(self, d: &mut Diagnostics) {
+        if self.skip_all {
+            return;
+        }
         for (key, item) in self.table.iter() {
             if self.used.contains(&key) {
                 continue;
@@ -607,6 +620,10 @@ impl<'a> Section<'a> {
                 key_path: self.key_path(key),
             };
             let mut expected: Vec<&str> = self.used.clone();
+            if self.lenient {
+                // In a quick-mode URI these are given by the URI itself.
+                expected.retain(|k| *k != "kind" && *k != "path");
+            }
             expected.sort_unstable();
             expected.dedup();
             let hint = expected

@@ -2,7 +2,8 @@
 //!
 //! A URI becomes a TOML table (`kind`, `path` and one key per query parameter, values as
 //! strings) that is then validated by exactly the code that reads the config file, so every
-//! option and range is the same in both places. Query values are percent-decoded.
+//! option and range is the same in both places. Query keys and values are percent-decoded; the
+//! `file:` path is taken as written (its `%` are strftime specifiers) and ends at the first `?`.
 
 use toml_edit::{Table, value};
 
@@ -87,8 +88,8 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
     table.insert("kind", value(scheme));
     match (scheme, rest) {
         ("file", Some(path)) => {
+            // Not percent-decoded: `%` introduces the date specifiers of path templates.
             let path = path.strip_prefix("//").unwrap_or(path);
-            let path = percent_decode(path).map_err(|e| error(arg, role, e))?;
             if path.is_empty() {
                 return Err(error(
                     arg,
@@ -96,7 +97,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                     "file: needs a path, e.g. file:out/records.ndjson".into(),
                 ));
             }
-            table.insert("path", value(path));
+            table.insert("path", value(path.to_owned()));
         }
         ("file", None) => {
             return Err(error(
@@ -146,12 +147,12 @@ mod tests {
     #[test]
     fn file_uri_with_options() {
         let (kind, t) = to_table(
-            "file:out/{partition_key}.ndjson?rotate_bytes=1MiB&delimiter=%0A",
+            "file:out/{partition_key}/%Y/%m.ndjson?rotate_bytes=1MiB&delimiter=%0A",
             Role::Sink,
         )
         .unwrap();
         assert_eq!(kind, "file");
-        assert_eq!(t["path"].as_str(), Some("out/{partition_key}.ndjson"));
+        assert_eq!(t["path"].as_str(), Some("out/{partition_key}/%Y/%m.ndjson"));
         assert_eq!(t["rotate_bytes"].as_str(), Some("1MiB"));
         assert_eq!(t["delimiter"].as_str(), Some("\n"));
         let (_, t) = to_table("file:///tmp/x", Role::Sink).unwrap();

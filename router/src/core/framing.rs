@@ -26,6 +26,17 @@ pub struct Rejected {
     pub size: u64,
     /// The first bytes of the line (at most `max_record_bytes`), for the dead-letter report.
     pub prefix: Vec<u8>,
+    /// Why the line is rejected.
+    pub why: Why,
+}
+
+/// Why a line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Longer than `max_record_bytes`.
+    TooLong,
+    /// The input stopped (shutdown) before the line's terminator arrived.
+    Incomplete,
 }
 
 /// The result of one [`LineFramer::scan`].
@@ -114,6 +125,7 @@ impl LineFramer {
                         line: skip.line,
                         size: skip.size,
                         prefix: skip.prefix,
+                        why: Why::TooLong,
                     });
                     self.line += 1;
                     pos = nl + 1;
@@ -131,6 +143,7 @@ impl LineFramer {
                             line: skip.line,
                             size: skip.size,
                             prefix: skip.prefix,
+                            why: Why::TooLong,
                         });
                     } else {
                         self.skipping = Some(skip);
@@ -182,6 +195,32 @@ impl LineFramer {
         }
     }
 
+    /// Gives up on the stream (shutdown before end of input): the unterminated tail `rest` (the
+    /// bytes a scan left unconsumed) cannot be a record, so it is returned as rejected, as is a
+    /// too-long line being skipped. The framer is at a line start afterwards.
+    pub fn abandon(&mut self, rest: &[u8]) -> Option<Rejected> {
+        let max = self.config.max_record_bytes;
+        let r = match self.skipping.take() {
+            Some(skip) => Some(Rejected {
+                line: skip.line,
+                size: skip.size + rest.len() as u64,
+                prefix: skip.prefix,
+                why: Why::TooLong,
+            }),
+            None if !rest.is_empty() => Some(Rejected {
+                line: self.line,
+                size: rest.len() as u64,
+                prefix: rest[..rest.len().min(max)].to_vec(),
+                why: Why::Incomplete,
+            }),
+            None => None,
+        };
+        if r.is_some() {
+            self.line += 1;
+        }
+        r
+    }
+
     fn emit(
         &self,
         buf: &[u8],
@@ -197,6 +236,7 @@ impl LineFramer {
                 line: self.line,
                 size: len as u64,
                 prefix: buf[start..start + max].to_vec(),
+                why: Why::TooLong,
             });
         } else if len > 0 || !self.config.skip_empty {
             spans.push(Span {
@@ -324,6 +364,22 @@ mod tests {
         let (recs, rej) = run(cfg(10), &input, 4);
         assert!(recs.is_empty());
         assert_eq!((rej[0].line, rej[0].size), (1, 50));
+    }
+
+    #[test]
+    fn abandon_reports_the_unterminated_tail() {
+        let mut f = LineFramer::new(cfg(4));
+        let (mut spans, mut rej) = (Vec::new(), Vec::new());
+        let s = f.scan(b"ab\ncd", false, &mut spans, &mut rej);
+        assert_eq!((spans.len(), s.consumed), (1, 3));
+        let r = f.abandon(b"cd").unwrap();
+        assert_eq!((r.line, r.size, r.why), (2, 2, Why::Incomplete));
+        assert_eq!(r.prefix, b"cd");
+        assert_eq!(f.abandon(b""), None);
+        // A too-long line cut short stays too long.
+        f.scan(b"xxxxxxxxxx", false, &mut spans, &mut rej);
+        let r = f.abandon(b"yy").unwrap();
+        assert_eq!((r.line, r.size, r.why), (3, 12, Why::TooLong));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::reader::{Diagnostics, Section};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
-use crate::core::framing::{FramerConfig, LineFramer, Rejected, json_errors};
+use crate::core::framing::{FramerConfig, LineFramer, Rejected, Why, json_errors};
 use crate::core::record::{Batch, Origin, Position, PositionBase, Span};
 use crate::topology::{DeadLetterClosed, DeadLetterTx, Outlet};
 
@@ -313,8 +313,8 @@ impl StdinSource {
 
     /// Reads until end of input (or until stopped), passing on every record read.
     ///
-    /// When stopped, what was already read is still framed and passed on (a partial last line
-    /// becomes a record, as at end of input): nothing read is dropped.
+    /// When stopped, the complete lines already read are still passed on, and an unterminated
+    /// last line is dead-lettered as incomplete: nothing read is dropped or passed on cut short.
     pub fn run(self, mut input: impl Input) -> Result<(), SourceError> {
         let mut framer = LineFramer::new(FramerConfig {
             max_record_bytes: self.cfg.max_record_bytes,
@@ -331,8 +331,14 @@ impl StdinSource {
         };
         let mut eof = false;
         while !eof {
-            if self.stop.load(Ordering::Relaxed) {
-                eof = true;
+            let stopping = self.stop.load(Ordering::Relaxed);
+            if stopping {
+                // Frame what was read; an unterminated tail is reported, not passed on.
+                let scanned = framer.scan(&buf, false, &mut spans, &mut rejected);
+                rejected.extend(framer.abandon(&buf[scanned.consumed..]));
+                let data = buf.split_to(scanned.consumed).freeze();
+                self.pass_on(data, &mut spans, &mut rejected, scanned.first_line)?;
+                break;
             } else {
                 match input.wait_readable(STOP_POLL) {
                     Ok(true) => {}
@@ -391,10 +397,16 @@ impl StdinSource {
             let letters = rejected
                 .drain(..)
                 .map(|r| DeadLetter {
-                    reason: format!(
-                        "source `{}`: record of {} bytes exceeds max_record_bytes ({})",
-                        self.name, r.size, self.cfg.max_record_bytes
-                    ),
+                    reason: match r.why {
+                        Why::TooLong => format!(
+                            "source `{}`: record of {} bytes exceeds max_record_bytes ({})",
+                            self.name, r.size, self.cfg.max_record_bytes
+                        ),
+                        Why::Incomplete => format!(
+                            "source `{}`: incomplete record ({} bytes without a line end) when reading stopped for shutdown",
+                            self.name, r.size
+                        ),
+                    },
                     source: self.name.clone(),
                     position: Position::Line(r.line),
                     size: r.size,
