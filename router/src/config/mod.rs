@@ -19,6 +19,7 @@ use crate::sinks::stdout::StdoutConfig;
 use crate::sources::stdin::StdinConfig;
 use crate::stages::builtin::filter::FilterConfig;
 use crate::stages::builtin::route::RouteConfig;
+use crate::stages::wasm::{PluginKind, WasmStageConfig};
 use crate::topology::queue::Limits;
 
 /// The embedded default config: stdin -> newline records -> files under `./edge-router-out/`.
@@ -85,6 +86,8 @@ pub enum StageKind {
     Filter(FilterConfig),
     /// Built-in router.
     Route(RouteConfig),
+    /// A WebAssembly plugin (filter, enrich or route).
+    Wasm(WasmStageConfig),
 }
 
 /// One sink.
@@ -357,6 +360,21 @@ fn read_stage(
         t.skip_rest();
         return None;
     };
+    let plugin_kind = match kind.value.as_str() {
+        "filter" => Some(PluginKind::Filter),
+        "enrich" => Some(PluginKind::Enrich),
+        "route" => Some(PluginKind::Route),
+        _ => None,
+    };
+    if let Some(pk) = plugin_kind
+        && (t.has("plugin") || pk == PluginKind::Enrich)
+    {
+        let w = WasmStageConfig::parse(t, d, pk)?;
+        return Some(StageConfig {
+            name,
+            kind: StageKind::Wasm(w),
+        });
+    }
     let k = match kind.value.as_str() {
         "filter" => StageKind::Filter(FilterConfig::parse(t, d)?),
         "route" => {
@@ -373,7 +391,7 @@ fn read_stage(
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown stage kind {other:?}; expected one of: filter, route"),
+                format!("unknown stage kind {other:?}; expected one of: filter, enrich, route"),
             );
             t.skip_rest();
             return None;

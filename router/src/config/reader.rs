@@ -270,6 +270,11 @@ impl<'a> Section<'a> {
         self.table.get(key)
     }
 
+    /// The raw TOML item of `key`, for values read by other code (marks it as read).
+    pub fn raw(&mut self, _d: &mut Diagnostics, key: &'static str) -> Option<&'a Item> {
+        self.get(key)
+    }
+
     /// True when `key` is present (and marks it as read).
     pub fn has(&mut self, key: &'static str) -> bool {
         self.get(key).is_some()

@@ -42,6 +42,14 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     /// For the dispatcher: extra copies made when a record goes to more than one sink.
     pub fanout_copies: AtomicU64,
+    /// Plugin stages: calls that trapped.
+    pub plugin_traps: AtomicU64,
+    /// Plugin stages: calls stopped at their CPU deadline.
+    pub plugin_timeouts: AtomicU64,
+    /// Plugin stages: calls stopped at the memory cap.
+    pub plugin_memory_limit_hits: AtomicU64,
+    /// Plugin stages: records the plugin reported an error for.
+    pub plugin_record_errors: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +90,10 @@ impl Counters {
             dropped: get(&self.dropped),
             dead_lettered: get(&self.dead_lettered),
             fanout_copies: get(&self.fanout_copies),
+            plugin_traps: get(&self.plugin_traps),
+            plugin_timeouts: get(&self.plugin_timeouts),
+            plugin_memory_limit_hits: get(&self.plugin_memory_limit_hits),
+            plugin_record_errors: get(&self.plugin_record_errors),
         }
     }
 }
@@ -103,6 +115,22 @@ pub struct CounterValues {
     pub dead_lettered: u64,
     /// See [`Counters::fanout_copies`].
     pub fanout_copies: u64,
+    /// See [`Counters::plugin_traps`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_traps: u64,
+    /// See [`Counters::plugin_timeouts`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_timeouts: u64,
+    /// See [`Counters::plugin_memory_limit_hits`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_memory_limit_hits: u64,
+    /// See [`Counters::plugin_record_errors`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_record_errors: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A named component's counters, registered with the [`Registry`].

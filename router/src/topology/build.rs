@@ -16,6 +16,7 @@ use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sin
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
+use crate::stages::wasm::WasmStage;
 use crate::stages::{NamedStage, Stage, run_stages};
 use crate::topology::queue::{Depth, Limits, queue};
 use crate::topology::{DeadLetterTx, Dispatcher, Outlet, SinkPort};
@@ -251,15 +252,32 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         Outlet::Sinks(dispatcher)
     } else {
         let mut stages = Vec::new();
+        let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         for s in &config.stages {
+            let component = if s.name.starts_with("stages[") {
+                s.name.clone()
+            } else {
+                format!("stages.{}", s.name)
+            };
+            let counters = registry.register(component, Kind::Stage);
             let stage: Box<dyn Stage> = match &s.kind {
                 StageKind::Filter(f) => Box::new(Filter::new(f.clone())),
                 StageKind::Route(r) => Box::new(Route::new(r.clone())),
+                StageKind::Wasm(w) => Box::new(
+                    WasmStage::new(
+                        &s.name,
+                        w.clone(),
+                        &sink_names,
+                        config.pipeline.default_sinks,
+                        counters.clone(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?,
+                ),
             };
             stages.push(NamedStage {
                 name: s.name.clone(),
                 stage,
-                counters: registry.register(format!("stages.{}", s.name), Kind::Stage),
+                counters,
             });
         }
         let (tx, rx) = queue(config.pipeline.queue);

@@ -56,10 +56,15 @@ impl Filter {
 }
 
 impl Stage for Filter {
-    fn process(&mut self, batch: &mut Batch, _dead: &mut Vec<DeadLetter>) {
+    fn process(
+        &mut self,
+        batch: &mut Batch,
+        _dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), crate::stages::StageError> {
         let keep_matching = self.cfg.keep_matching;
         let cond = &self.cfg.condition;
         batch.retain(|_, rec| cond.matches(rec.payload) == keep_matching);
+        Ok(())
     }
 }
 
@@ -96,14 +101,16 @@ mod tests {
             condition: cond.clone(),
             keep_matching: true,
         })
-        .process(&mut b, &mut Vec::new());
+        .process(&mut b, &mut Vec::new())
+        .unwrap();
         assert_eq!(b.len(), 2);
         let mut b = crate::core::record::Batch::new(data, spans, origin);
         Filter::new(FilterConfig {
             condition: cond,
             keep_matching: false,
         })
-        .process(&mut b, &mut Vec::new());
+        .process(&mut b, &mut Vec::new())
+        .unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!(b.payload(0), b"{\"t\":2}");
     }

@@ -87,7 +87,11 @@ impl Route {
 }
 
 impl Stage for Route {
-    fn process(&mut self, batch: &mut Batch, _dead: &mut Vec<DeadLetter>) {
+    fn process(
+        &mut self,
+        batch: &mut Batch,
+        _dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), crate::stages::StageError> {
         let masks: Vec<u64> = batch
             .records()
             .map(|rec| {
@@ -105,6 +109,7 @@ impl Stage for Route {
         if keep.iter().any(|k| !k) {
             batch.retain_mask(&keep);
         }
+        Ok(())
     }
 }
 
@@ -146,7 +151,7 @@ mod tests {
             default_mask: 0,
         };
         let mut b = Batch::new(data, spans, origin);
-        Route::new(cfg).process(&mut b, &mut Vec::new());
+        Route::new(cfg).process(&mut b, &mut Vec::new()).unwrap();
         // "c" matched nothing and there is no default: dropped.
         assert_eq!(b.len(), 2);
         assert_eq!(b.routes(), Some(&[0b11u64, 0b10][..]));

@@ -1,0 +1,180 @@
+//! Settings of a WebAssembly stage (`[[stages]]` with a `plugin`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml_edit::{Item, Value};
+
+use crate::config::reader::{Diagnostics, Section};
+
+/// Which world the plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// `filter`: keep or drop.
+    Filter,
+    /// `enrich`: rewrite.
+    Enrich,
+    /// `route`: choose sinks.
+    Route,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Filter => "filter",
+            PluginKind::Enrich => "enrich",
+            PluginKind::Route => "route",
+        }
+    }
+}
+
+/// What happens to a record the plugin reports an error for, or that makes it trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Dead-letter it with the message (default).
+    DeadLetter,
+    /// Drop it (counted as dropped by the stage).
+    Drop,
+    /// Pass it on unchanged (to the default sinks for a route stage).
+    Pass,
+    /// Stop the router with an error naming the stage.
+    Fail,
+}
+
+/// Validated settings of one WebAssembly stage.
+#[derive(Debug, Clone)]
+pub struct WasmStageConfig {
+    /// The component file.
+    pub plugin: PathBuf,
+    /// The world it must implement.
+    pub kind: PluginKind,
+    /// The stage's `config` table as JSON text (`{}` when absent).
+    pub config_json: String,
+    /// Error policy.
+    pub on_error: OnError,
+    /// Most linear memory one instance may have.
+    pub memory_max_bytes: u64,
+    /// Most CPU time one call may take.
+    pub timeout: Duration,
+    /// Most records per call.
+    pub batch_records_max: usize,
+    /// Most payload bytes per call (a record larger than this still goes alone).
+    pub batch_bytes_max: u64,
+}
+
+impl WasmStageConfig {
+    /// Reads the plugin keys of a `[[stages]]` table whose `kind` is `kind`.
+    pub fn parse(
+        s: &mut Section<'_>,
+        d: &mut Diagnostics,
+        kind: PluginKind,
+    ) -> Option<WasmStageConfig> {
+        // Relative to the working directory, like every other path in the config.
+        let path = PathBuf::from(s.required_str(d, "plugin")?.value);
+        let spot = s.spot_of("config");
+        let config_json = match s.raw(d, "config") {
+            None => "{}".to_owned(),
+            Some(item) => match item_to_json(item) {
+                Ok(v) => v.to_string(),
+                Err(e) => {
+                    d.error(&spot, e);
+                    "{}".to_owned()
+                }
+            },
+        };
+        let on_error = match s.choice(
+            d,
+            "on_error",
+            &["dead_letter", "drop", "pass", "fail"],
+            "dead_letter",
+        ) {
+            "drop" => OnError::Drop,
+            "pass" => OnError::Pass,
+            "fail" => OnError::Fail,
+            _ => OnError::DeadLetter,
+        };
+        let memory_max_bytes = s.size_or(d, "memory_max_bytes", 64 << 20, (1 << 20)..=(4 << 30));
+        let timeout_ms = s.int_or(d, "timeout_ms", 100, 1..=600_000);
+        let batch_records_max = s.int_or(d, "batch_records_max", 1024, 1..=65_536) as usize;
+        let batch_bytes_max = s.size_or(d, "batch_bytes_max", 4 << 20, (1 << 10)..=(1 << 30));
+        if batch_bytes_max.saturating_mul(2) + (1 << 20) > memory_max_bytes {
+            d.error(
+                &s.spot_of("batch_bytes_max"),
+                format!(
+                    "batch_bytes_max ({batch_bytes_max}) needs memory_max_bytes of at least twice that plus 1 MiB ({memory_max_bytes} given)"
+                ),
+            );
+        }
+        Some(WasmStageConfig {
+            plugin: path,
+            kind,
+            config_json,
+            on_error,
+            memory_max_bytes,
+            timeout: Duration::from_millis(timeout_ms),
+            batch_records_max,
+            batch_bytes_max,
+        })
+    }
+}
+
+/// Converts a TOML value (the stage's `config` table) into JSON.
+pub fn item_to_json(item: &Item) -> Result<serde_json::Value, String> {
+    match item {
+        Item::None => Ok(serde_json::Value::Null),
+        Item::Value(v) => value_to_json(v),
+        Item::Table(t) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in t.iter() {
+                m.insert(k.to_owned(), item_to_json(v)?);
+            }
+            Ok(serde_json::Value::Object(m))
+        }
+        Item::ArrayOfTables(a) => a
+            .iter()
+            .map(|t| item_to_json(&Item::Table(t.clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map(serde_json::Value::Array),
+    }
+}
+
+fn value_to_json(v: &Value) -> Result<serde_json::Value, String> {
+    Ok(match v {
+        Value::String(s) => serde_json::Value::String(s.value().clone()),
+        Value::Integer(i) => serde_json::Value::from(*i.value()),
+        Value::Float(f) => serde_json::Number::from_f64(*f.value())
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| format!("{} cannot be written as JSON", f.value()))?,
+        Value::Boolean(b) => serde_json::Value::Bool(*b.value()),
+        Value::Datetime(d) => serde_json::Value::String(d.value().to_string()),
+        Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(value_to_json).collect::<Result<Vec<_>, _>>()?)
+        }
+        Value::InlineTable(t) => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in t.iter() {
+                m.insert(k.to_owned(), value_to_json(v)?);
+            }
+            serde_json::Value::Object(m)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_config_becomes_json() {
+        let doc: toml_edit::DocumentMut =
+            "config = { condition = \"t <= 80\", n = 3, f = 1.5, on = true, l = [1, \"a\"], t = { x = 1 } }"
+                .parse()
+                .unwrap();
+        let j = item_to_json(&doc["config"]).unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"condition": "t <= 80", "n": 3, "f": 1.5, "on": true, "l": [1, "a"], "t": {"x": 1}})
+        );
+    }
+}

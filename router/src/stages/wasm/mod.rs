@@ -1,0 +1,779 @@
+//! WebAssembly stages: the only module that knows wasmtime.
+//!
+//! A plugin is a component implementing one world of `wit/plugin.wit` (`filter`, `enrich` or
+//! `route`). It is compiled once per process (and cached on disk by wasmtime's cache, keyed by
+//! the file's hash and the engine's settings), pre-instantiated, and run inside a sandbox on
+//! every call: a memory cap per instance, a CPU deadline per call (epoch interruption), and no
+//! imports but the router's rate-limited log. A batch crosses into the plugin as one byte list
+//! plus spans.
+//!
+//! A trap leaves the instance unusable and returns nothing, so the stage drops the instance,
+//! re-instantiates, and re-runs the failed records in halves until the records that trap are
+//! found; those follow the stage's `on_error` policy and every other record is processed
+//! normally: none is lost or processed twice.
+
+pub mod config;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, ResourceLimiter, Store};
+
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::rate_limit::TokenBucket;
+use crate::core::record::{Batch, Span};
+use crate::stages::{Stage, StageError};
+pub use config::{OnError, PluginKind, WasmStageConfig};
+
+#[allow(missing_docs, unsafe_code, clippy::all)]
+mod bindings {
+    pub mod filter {
+        wasmtime::component::bindgen!({ path: "../wit", world: "filter" });
+    }
+    pub mod enrich {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "enrich",
+            with: {
+                "edge-router:plugin/types": super::filter::edge_router::plugin::types,
+                "edge-router:plugin/host": super::filter::edge_router::plugin::host,
+            },
+        });
+    }
+    pub mod route {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "route",
+            with: {
+                "edge-router:plugin/types": super::filter::edge_router::plugin::types,
+                "edge-router:plugin/host": super::filter::edge_router::plugin::host,
+            },
+        });
+    }
+}
+
+use bindings::filter::edge_router::plugin::{host, types};
+
+/// How often the engine's epoch advances; call deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Problems loading or starting a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("cannot read plugin {path}: {error}")]
+    Read {
+        /// The plugin file.
+        path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The file is a core WebAssembly module, not a component.
+    #[error(
+        "{path} is a core WebAssembly module, not a component; wrap it with `wasm-tools component new` (plugins/build.sh does)"
+    )]
+    CoreModule {
+        /// The plugin file.
+        path: String,
+    },
+    /// The file is not WebAssembly, or is damaged.
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Invalid {
+        /// The plugin file.
+        path: String,
+        /// The compiler's message.
+        message: String,
+    },
+    /// The component does not implement the world the stage needs.
+    #[error("{path} does not implement the `{world}` world of edge-router:plugin@0.1.0: {message}")]
+    WrongWorld {
+        /// The plugin file.
+        path: String,
+        /// The world expected.
+        world: &'static str,
+        /// What did not match.
+        message: String,
+    },
+    /// The plugin's `init` rejected its config.
+    #[error("the plugin rejected its config: {0}")]
+    Init(String),
+    /// Instantiating or calling `init` failed (a trap).
+    #[error("the plugin failed to start: {0}")]
+    Start(String),
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// The process-wide engine, with the epoch ticker started.
+pub fn engine() -> Result<&'static Engine, PluginError> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut cfg = wasmtime::Config::new();
+            cfg.wasm_component_model(true);
+            cfg.epoch_interruption(true);
+            cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(64)
+                .total_core_instances(256)
+                .total_memories(256)
+                .total_tables(256)
+                .max_memory_size(4 << 30);
+            cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            if let Some(dir) = cache_dir() {
+                let mut cc = wasmtime::CacheConfig::new();
+                cc.with_directory(dir);
+                match wasmtime::Cache::new(cc) {
+                    Ok(cache) => {
+                        cfg.cache(Some(cache));
+                    }
+                    Err(e) => tracing::warn!("compiled-plugin cache disabled: {e}"),
+                }
+            }
+            let engine = Engine::new(&cfg).map_err(|e| format!("{e:#}"))?;
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while let Some(e) = weak.upgrade() {
+                        e.increment_epoch();
+                        drop(e);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+            Ok(engine)
+        })
+        .as_ref()
+        .map_err(|e| PluginError::Engine(e.clone()))
+}
+
+/// Where compiled plugins are cached: `$EDGE_ROUTER_CACHE_DIR`, else `$XDG_CACHE_HOME` or
+/// `~/.cache`, under `edge-router/wasm`.
+fn cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("EDGE_ROUTER_CACHE_DIR") {
+        return Some(d.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("edge-router").join("wasm"))
+}
+
+/// Caps an instance's memory and records when the cap was hit.
+struct Limiter {
+    memory_max: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_max {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// What a plugin instance can reach: only a rate-limited log.
+struct HostState {
+    limiter: Limiter,
+    stage: Arc<str>,
+    logs: TokenBucket,
+    suppressed: u64,
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        if self.logs.try_take(1, Instant::now()).is_err() {
+            self.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        let stage = &*self.stage;
+        match level {
+            host::Level::Error => tracing::error!(stage, suppressed, "{message}"),
+            host::Level::Warn => tracing::warn!(stage, suppressed, "{message}"),
+            host::Level::Info => tracing::info!(stage, suppressed, "{message}"),
+            host::Level::Debug => tracing::debug!(stage, suppressed, "{message}"),
+            host::Level::Trace => tracing::trace!(stage, suppressed, "{message}"),
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+enum Pre {
+    Filter(bindings::filter::FilterPre<HostState>),
+    Enrich(bindings::enrich::EnrichPre<HostState>),
+    Route(bindings::route::RoutePre<HostState>),
+}
+
+enum Bound {
+    Filter(bindings::filter::Filter),
+    Enrich(bindings::enrich::Enrich),
+    Route(bindings::route::Route),
+}
+
+/// A compiled, pre-instantiated plugin.
+pub struct Plugin {
+    pre: Pre,
+    kind: PluginKind,
+}
+
+/// Says whether `bytes` start like a core module (as opposed to a component).
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+impl Plugin {
+    /// Compiles (or loads from the cache) and pre-instantiates the plugin at `path`, checking
+    /// that it implements `kind`'s world.
+    pub fn load(path: &Path, kind: PluginKind) -> Result<Plugin, PluginError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| PluginError::Read {
+            path: shown.clone(),
+            error,
+        })?;
+        if is_core_module(&bytes) {
+            return Err(PluginError::CoreModule { path: shown });
+        }
+        let engine = engine()?;
+        let component =
+            Component::from_binary(engine, &bytes).map_err(|e| PluginError::Invalid {
+                path: shown.clone(),
+                message: format!("{e:#}"),
+            })?;
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
+            path: shown.clone(),
+            world: kind.world(),
+            message: format!("{e:#}"),
+        };
+        bindings::filter::Filter::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = match kind {
+            PluginKind::Filter => {
+                Pre::Filter(bindings::filter::FilterPre::new(pre).map_err(wrong)?)
+            }
+            PluginKind::Enrich => {
+                Pre::Enrich(bindings::enrich::EnrichPre::new(pre).map_err(wrong)?)
+            }
+            PluginKind::Route => Pre::Route(bindings::route::RoutePre::new(pre).map_err(wrong)?),
+        };
+        Ok(Plugin { pre, kind })
+    }
+
+    /// The world this plugin implements.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// A fresh instance, initialized with `config_json`. For a route plugin, also the
+    /// destination names it returned.
+    fn instantiate(
+        &self,
+        stage: &Arc<str>,
+        config_json: &str,
+        memory_max: u64,
+        timeout: Duration,
+    ) -> Result<(Instance, Vec<String>), PluginError> {
+        let engine = engine()?;
+        let state = HostState {
+            limiter: Limiter {
+                memory_max: usize::try_from(memory_max).unwrap_or(usize::MAX),
+                hit: false,
+            },
+            stage: stage.clone(),
+            logs: TokenBucket::new(100, 100, Instant::now()),
+            suppressed: 0,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(ticks(timeout));
+        let start = |e: wasmtime::Error| PluginError::Start(format!("{e:#}"));
+        let ctx = types::InitContext {
+            stage_name: stage.to_string(),
+            host_name: host_name(),
+        };
+        let (bound, names) = match &self.pre {
+            Pre::Filter(p) => {
+                let b = p.instantiate(&mut store).map_err(start)?;
+                b.call_init(&mut store, config_json, &ctx)
+                    .map_err(start)?
+                    .map_err(PluginError::Init)?;
+                (Bound::Filter(b), Vec::new())
+            }
+            Pre::Enrich(p) => {
+                let b = p.instantiate(&mut store).map_err(start)?;
+                b.call_init(&mut store, config_json, &ctx)
+                    .map_err(start)?
+                    .map_err(PluginError::Init)?;
+                (Bound::Enrich(b), Vec::new())
+            }
+            Pre::Route(p) => {
+                let b = p.instantiate(&mut store).map_err(start)?;
+                let names = b
+                    .call_init(&mut store, config_json, &ctx)
+                    .map_err(start)?
+                    .map_err(PluginError::Init)?;
+                (Bound::Route(b), names)
+            }
+        };
+        Ok((Instance { store, bound }, names))
+    }
+}
+
+fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bound: Bound,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone)]
+struct Trapped {
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrapKind {
+    Timeout,
+    Memory,
+    Trap,
+}
+
+/// One call's answers, for a range of records.
+enum Answers {
+    Filter(Vec<bool>, Vec<(u32, String)>),
+    Enrich(Vec<(u32, Vec<u8>)>, Vec<(u32, String)>),
+    Route(Vec<Option<u32>>, Vec<(u32, String)>),
+}
+
+/// What the stage decided for one record.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Keep,
+    Drop,
+    Replace(Vec<u8>),
+    RouteTo(Option<u32>),
+    Error(String),
+}
+
+/// A stage running a plugin.
+pub struct WasmStage {
+    name: Arc<str>,
+    cfg: WasmStageConfig,
+    plugin: Plugin,
+    instance: Option<Instance>,
+    /// Route plugins: sink mask per destination index.
+    destination_masks: Vec<u64>,
+    default_mask: u64,
+    counters: Arc<Counters>,
+    scratch_data: Vec<u8>,
+    scratch_spans: Vec<u32>,
+}
+
+impl WasmStage {
+    /// Loads the plugin, starts one instance (so a config the plugin rejects stops start-up),
+    /// and for a route plugin resolves its destination names against `sink_names`.
+    pub fn new(
+        name: &str,
+        cfg: WasmStageConfig,
+        sink_names: &[String],
+        default_mask: u64,
+        counters: Arc<Counters>,
+    ) -> Result<WasmStage, PluginError> {
+        let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
+        let name: Arc<str> = Arc::from(name);
+        let (instance, names) =
+            plugin.instantiate(&name, &cfg.config_json, cfg.memory_max_bytes, cfg.timeout)?;
+        let mut destination_masks = Vec::new();
+        for n in &names {
+            match sink_names.iter().position(|s| s == n) {
+                Some(i) if i < 64 => destination_masks.push(1u64 << i),
+                _ => {
+                    return Err(PluginError::Init(format!(
+                        "destination {n:?} is not a sink; the sinks are: {}",
+                        sink_names.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(WasmStage {
+            name,
+            cfg,
+            plugin,
+            instance: Some(instance),
+            destination_masks,
+            default_mask,
+            counters,
+            scratch_data: Vec::new(),
+            scratch_spans: Vec::new(),
+        })
+    }
+
+    fn instance(&mut self) -> Result<&mut Instance, PluginError> {
+        if self.instance.is_none() {
+            let (i, _) = self.plugin.instantiate(
+                &self.name,
+                &self.cfg.config_json,
+                self.cfg.memory_max_bytes,
+                self.cfg.timeout,
+            )?;
+            self.instance = Some(i);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| PluginError::Start("no instance".into()))
+    }
+
+    /// Calls the plugin on records `range` of `batch`. A trap drops the instance.
+    fn call(
+        &mut self,
+        batch: &Batch,
+        range: std::ops::Range<usize>,
+    ) -> Result<Result<Answers, Trapped>, PluginError> {
+        let spans = &batch.spans()[range.clone()];
+        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+            return Ok(Ok(match self.plugin.kind {
+                PluginKind::Filter => Answers::Filter(Vec::new(), Vec::new()),
+                PluginKind::Enrich => Answers::Enrich(Vec::new(), Vec::new()),
+                PluginKind::Route => Answers::Route(Vec::new(), Vec::new()),
+            }));
+        };
+        let base = first.start;
+        self.scratch_data.clear();
+        self.scratch_data
+            .extend_from_slice(&batch.data()[base as usize..last.end as usize]);
+        self.scratch_spans.clear();
+        for s in spans {
+            self.scratch_spans.push(s.start - base);
+            self.scratch_spans.push(s.end - base);
+        }
+        let wit_batch = types::Batch {
+            data: std::mem::take(&mut self.scratch_data),
+            spans: std::mem::take(&mut self.scratch_spans),
+            source: batch.origin().source.to_string(),
+            arrival_unix_nanos: batch.origin().arrival_unix_nanos,
+        };
+        let timeout = self.cfg.timeout;
+        let n = spans.len();
+        let inst = self.instance()?;
+        inst.store.set_epoch_deadline(ticks(timeout));
+        inst.store.data_mut().limiter.hit = false;
+        let result = match &inst.bound {
+            Bound::Filter(b) => b.call_filter(&mut inst.store, &wit_batch).map(|r| {
+                Answers::Filter(
+                    r.keep,
+                    r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
+                )
+            }),
+            Bound::Enrich(b) => b.call_enrich(&mut inst.store, &wit_batch).map(|r| {
+                let mut out = Vec::with_capacity(r.changed.len());
+                let mut start = 0usize;
+                for (k, &i) in r.changed.iter().enumerate() {
+                    let end = r.ends.get(k).map_or(start, |&e| e as usize);
+                    out.push((i, r.data.get(start..end).unwrap_or_default().to_vec()));
+                    start = end;
+                }
+                Answers::Enrich(
+                    out,
+                    r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
+                )
+            }),
+            Bound::Route(b) => b.call_route(&mut inst.store, &wit_batch).map(|r| {
+                Answers::Route(
+                    r.destinations,
+                    r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
+                )
+            }),
+        };
+        let memory_hit = inst.store.data().limiter.hit;
+        self.scratch_data = wit_batch.data;
+        self.scratch_spans = wit_batch.spans;
+        match result {
+            Ok(a) => {
+                let ok = match &a {
+                    Answers::Filter(k, _) => k.len() == n,
+                    Answers::Route(d, _) => d.len() == n,
+                    Answers::Enrich(..) => true,
+                };
+                if ok {
+                    Ok(Ok(a))
+                } else {
+                    self.instance = None;
+                    Ok(Err(Trapped {
+                        message: format!(
+                            "the plugin answered for the wrong number of records (expected {n})"
+                        ),
+                    }))
+                }
+            }
+            Err(e) => {
+                self.instance = None;
+                let kind = if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+                {
+                    TrapKind::Timeout
+                } else if memory_hit {
+                    TrapKind::Memory
+                } else {
+                    TrapKind::Trap
+                };
+                let counter = match kind {
+                    TrapKind::Timeout => &self.counters.plugin_timeouts,
+                    TrapKind::Memory => &self.counters.plugin_memory_limit_hits,
+                    TrapKind::Trap => &self.counters.plugin_traps,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let message = match kind {
+                    TrapKind::Timeout => {
+                        format!("the plugin ran longer than {} ms", timeout.as_millis())
+                    }
+                    TrapKind::Memory => format!(
+                        "the plugin needed more than {} bytes of memory",
+                        self.cfg.memory_max_bytes
+                    ),
+                    TrapKind::Trap => {
+                        format!("the plugin trapped: {}", first_line(&format!("{e:#}")))
+                    }
+                };
+                Ok(Err(Trapped { message }))
+            }
+        }
+    }
+
+    /// Runs records `range`, isolating records that make the plugin trap by re-running the
+    /// range in halves on fresh instances.
+    fn run_range(
+        &mut self,
+        batch: &Batch,
+        range: std::ops::Range<usize>,
+        verdicts: &mut [Verdict],
+    ) -> Result<(), PluginError> {
+        match self.call(batch, range.clone())? {
+            Ok(answers) => {
+                self.apply(range.start, answers, verdicts);
+                Ok(())
+            }
+            Err(t) if range.len() == 1 => {
+                verdicts[range.start] = Verdict::Error(t.message);
+                Ok(())
+            }
+            Err(_) => {
+                let mid = range.start + range.len() / 2;
+                self.run_range(batch, range.start..mid, verdicts)?;
+                self.run_range(batch, mid..range.end, verdicts)
+            }
+        }
+    }
+
+    fn apply(&self, offset: usize, answers: Answers, verdicts: &mut [Verdict]) {
+        let errors = match answers {
+            Answers::Filter(keep, errors) => {
+                for (i, k) in keep.into_iter().enumerate() {
+                    verdicts[offset + i] = if k { Verdict::Keep } else { Verdict::Drop };
+                }
+                errors
+            }
+            Answers::Enrich(changed, errors) => {
+                for (i, payload) in changed {
+                    if let Some(v) = verdicts.get_mut(offset + i as usize) {
+                        *v = Verdict::Replace(payload);
+                    }
+                }
+                errors
+            }
+            Answers::Route(dest, errors) => {
+                for (i, d) in dest.into_iter().enumerate() {
+                    verdicts[offset + i] = Verdict::RouteTo(d);
+                }
+                errors
+            }
+        };
+        for (i, message) in errors {
+            if let Some(v) = verdicts.get_mut(offset + i as usize) {
+                self.counters
+                    .plugin_record_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *v = Verdict::Error(format!("the plugin reported: {message}"));
+            }
+        }
+    }
+
+    /// Splits `0..n` into call ranges within the record and byte limits.
+    fn ranges(&self, batch: &Batch) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0u64;
+        for (i, s) in batch.spans().iter().enumerate() {
+            let len = s.len() as u64;
+            if i > start
+                && (i - start >= self.cfg.batch_records_max
+                    || bytes + len > self.cfg.batch_bytes_max)
+            {
+                out.push(start..i);
+                start = i;
+                bytes = 0;
+            }
+            bytes += len;
+        }
+        if start < batch.len() {
+            out.push(start..batch.len());
+        }
+        out
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+impl Stage for WasmStage {
+    fn process(&mut self, batch: &mut Batch, dead: &mut Vec<DeadLetter>) -> Result<(), StageError> {
+        let n = batch.len();
+        let mut verdicts = vec![Verdict::Keep; n];
+        for range in self.ranges(batch) {
+            self.run_range(batch, range, &mut verdicts)
+                .map_err(|e| StageError(format!("stage `{}`: {e}", self.name)))?;
+        }
+        // Errors follow the stage's policy.
+        let mut dead_idx = Vec::new();
+        for (i, v) in verdicts.iter_mut().enumerate() {
+            if let Verdict::Error(msg) = v {
+                match self.cfg.on_error {
+                    OnError::DeadLetter => dead_idx.push(i),
+                    OnError::Drop => *v = Verdict::Drop,
+                    OnError::Pass => *v = Verdict::Keep,
+                    OnError::Fail => {
+                        return Err(StageError(format!(
+                            "stage `{}` (on_error = \"fail\"): record {}: {msg}",
+                            self.name,
+                            i + 1
+                        )));
+                    }
+                }
+            }
+        }
+        if !dead_idx.is_empty() {
+            let positions = batch.positions(&dead_idx);
+            for (&i, position) in dead_idx.iter().zip(positions) {
+                let Verdict::Error(msg) = &verdicts[i] else {
+                    continue;
+                };
+                dead.push(DeadLetter {
+                    reason: format!("stage `{}`: {msg}", self.name),
+                    source: batch.origin().source.clone(),
+                    position,
+                    size: batch.spans()[i].len() as u64,
+                    payload: batch.payload_bytes_of(i),
+                    truncated: false,
+                    arrival_unix_nanos: batch.origin().arrival_unix_nanos,
+                });
+            }
+        }
+        match self.plugin.kind {
+            PluginKind::Filter => {
+                let keep: Vec<bool> = verdicts
+                    .iter()
+                    .map(|v| matches!(v, Verdict::Keep))
+                    .collect();
+                batch.retain_mask(&keep);
+            }
+            PluginKind::Route => {
+                let masks: Vec<u64> = verdicts
+                    .iter()
+                    .map(|v| match v {
+                        Verdict::RouteTo(Some(d)) => self
+                            .destination_masks
+                            .get(*d as usize)
+                            .copied()
+                            .unwrap_or(self.default_mask),
+                        Verdict::Error(_) => 0,
+                        _ => self.default_mask,
+                    })
+                    .collect();
+                let keep: Vec<bool> = masks.iter().map(|&m| m != 0).collect();
+                batch.set_routes(masks);
+                batch.retain_mask(&keep);
+            }
+            PluginKind::Enrich => {
+                let keep: Vec<bool> = verdicts
+                    .iter()
+                    .map(|v| !matches!(v, Verdict::Error(_) | Verdict::Drop))
+                    .collect();
+                if verdicts.iter().any(|v| matches!(v, Verdict::Replace(_))) {
+                    *batch = rebuilt(batch, &verdicts);
+                }
+                batch.retain_mask(&keep);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A copy of `batch` with replaced payloads, in one new chunk.
+fn rebuilt(batch: &Batch, verdicts: &[Verdict]) -> Batch {
+    let mut data = Vec::with_capacity(batch.data().len());
+    let mut spans = Vec::with_capacity(batch.len());
+    for (i, v) in verdicts.iter().enumerate() {
+        let start = data.len() as u32;
+        match v {
+            Verdict::Replace(p) => data.extend_from_slice(p),
+            _ => data.extend_from_slice(batch.payload(i)),
+        }
+        spans.push(Span {
+            start,
+            end: data.len() as u32,
+        });
+        data.push(b'\n');
+    }
+    let mut origin = batch.origin().clone();
+    // Positions can no longer be counted from the new chunk.
+    origin.position = crate::core::record::PositionBase::None;
+    let mut b = Batch::new(Bytes::from(data), spans, origin);
+    if batch.meta(0).is_some() {
+        let meta = (0..batch.len())
+            .map(|i| batch.meta(i).cloned().unwrap_or_default())
+            .collect();
+        b = b.with_meta(meta);
+    }
+    if let Some(routes) = batch.routes() {
+        b.set_routes(routes.to_vec());
+    }
+    b
+}
