@@ -612,10 +612,10 @@ path = "both.ndjson"
     // The route stage drops what no rule matched; the filter drops the DEBUG lines (no
     // `humidity` field), which the route had sent to the archive.
     assert_eq!(
-        stats.component("stages.stages[0]")["dropped"],
+        stats.component("stages[0]")["dropped"],
         unrouted as u64
     );
-    assert_eq!(stats.component("stages.stages[1]")["dropped"], debug as u64);
+    assert_eq!(stats.component("stages[1]")["dropped"], debug as u64);
     assert_eq!(stats.dropped(), (unrouted + debug) as u64);
     assert_eq!(stats.written(), (archived.len() + two_three.len()) as u64);
 }
