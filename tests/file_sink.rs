@@ -611,10 +611,7 @@ path = "both.ndjson"
     assert_eq!(stats.fanout(), two_three.len() as u64);
     // The route stage drops what no rule matched; the filter drops the DEBUG lines (no
     // `humidity` field), which the route had sent to the archive.
-    assert_eq!(
-        stats.component("stages[0]")["dropped"],
-        unrouted as u64
-    );
+    assert_eq!(stats.component("stages[0]")["dropped"], unrouted as u64);
     assert_eq!(stats.component("stages[1]")["dropped"], debug as u64);
     assert_eq!(stats.dropped(), (unrouted + debug) as u64);
     assert_eq!(stats.written(), (archived.len() + two_three.len()) as u64);

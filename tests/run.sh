@@ -15,8 +15,9 @@ apt_install() {
   fi
 }
 
-# Tools the tests call: python3 runs the record generator; gzip/zstd read compressed output
-# back (the tests fall back to the Rust decoders when these are missing).
+# Tools the tests call: python3 runs the record generator (and hosts wasm-tools, installed by
+# plugins/build.sh from PyPI); gzip/zstd read compressed output back (the tests fall back to the
+# Rust decoders when these are missing).
 need python3 || apt_install python3
 need gzip || apt_install gzip
 need zstd || apt_install zstd || true
@@ -27,6 +28,9 @@ if [ ! -f "$shared/bench/gen_records.py" ]; then
   exit 1
 fi
 export EDGE_ROUTER_SHARED="$shared"
+
+echo "== plugins/build.sh (example and test plugins, from source)"
+plugins/build.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

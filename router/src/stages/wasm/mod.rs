@@ -98,6 +98,16 @@ pub enum PluginError {
         /// What did not match.
         message: String,
     },
+    /// The component was built against another version of the contract.
+    #[error(
+        "{path} was built for {found}, but this router speaks edge-router:plugin@0.1.0; rebuild it with the matching plugin SDK"
+    )]
+    Version {
+        /// The plugin file.
+        path: String,
+        /// The interface name it uses.
+        found: String,
+    },
     /// The plugin's `init` rejected its config.
     #[error("the plugin rejected its config: {0}")]
     Init(String),
@@ -258,12 +268,19 @@ impl Plugin {
         if is_core_module(&bytes) {
             return Err(PluginError::CoreModule { path: shown });
         }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PluginError::Invalid {
+                path: shown,
+                message: "not a WebAssembly file (it does not start with \"\\0asm\")".into(),
+            });
+        }
         let engine = engine()?;
         let component =
             Component::from_binary(engine, &bytes).map_err(|e| PluginError::Invalid {
                 path: shown.clone(),
-                message: format!("{e:#}"),
+                message: first_line(&format!("{e:#}")).to_owned(),
             })?;
+        check_version(engine, &component, &shown)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
         let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
             path: shown.clone(),
@@ -346,6 +363,80 @@ impl Plugin {
         };
         Ok((Instance { store, bound }, names))
     }
+}
+
+/// The contract's package and version, as plugins name it in their imports.
+const PACKAGE: &str = "edge-router:plugin/";
+const VERSION: &str = "@0.1.0";
+
+/// Rejects components that import our interfaces at another version.
+fn check_version(engine: &Engine, component: &Component, path: &str) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        if name.starts_with(PACKAGE) && !name.ends_with(VERSION) {
+            return Err(PluginError::Version {
+                path: path.to_owned(),
+                found: name.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The destination names a route plugin returns from `init` (empty for other kinds).
+pub fn destination_names(cfg: &WasmStageConfig) -> Result<Vec<String>, PluginError> {
+    if cfg.kind != PluginKind::Route {
+        return Ok(Vec::new());
+    }
+    let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
+    let stage: Arc<str> = Arc::from("plugin");
+    let (_, names) =
+        plugin.instantiate(&stage, &cfg.config_json, cfg.memory_max_bytes, cfg.timeout)?;
+    Ok(names)
+}
+
+/// What `edge-router plugin check` reports.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Worlds of the contract the component implements.
+    pub worlds: Vec<&'static str>,
+    /// Everything it imports.
+    pub imports: Vec<String>,
+    /// Everything it exports.
+    pub exports: Vec<String>,
+}
+
+/// Loads a component and says which worlds it implements and what it imports.
+pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
+    let mut worlds = Vec::new();
+    let mut last_err = None;
+    for kind in [PluginKind::Filter, PluginKind::Enrich, PluginKind::Route] {
+        match Plugin::load(path, kind) {
+            Ok(_) => worlds.push(kind.world()),
+            Err(e @ PluginError::WrongWorld { .. }) => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    if worlds.is_empty()
+        && let Some(e) = last_err
+    {
+        return Err(e);
+    }
+    let engine = engine()?;
+    let bytes = std::fs::read(path).map_err(|error| PluginError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let component = Component::from_binary(engine, &bytes).map_err(|e| PluginError::Invalid {
+        path: path.display().to_string(),
+        message: format!("{e:#}"),
+    })?;
+    let ty = component.component_type();
+    Ok(PluginInfo {
+        worlds,
+        imports: ty.imports(engine).map(|(n, _)| n.to_owned()).collect(),
+        exports: ty.exports(engine).map(|(n, _)| n.to_owned()).collect(),
+    })
 }
 
 fn ticks(timeout: Duration) -> u64 {

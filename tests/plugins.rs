@@ -1,0 +1,438 @@
+//! WebAssembly stages, end to end: the example plugins built from source by `plugins/build.sh`
+//! (which `tests/run.sh` runs first) go through the real binary, and hostile plugins (traps,
+//! endless loops, unbounded allocation, wrong or broken files) are contained without losing or
+//! duplicating a record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Input, Output, dead_letters, lines, read, run_in, temp_dir};
+
+/// A built plugin: `plugins/dist/NAME.wasm` (or `$EDGE_ROUTER_PLUGINS/NAME.wasm`).
+fn plugin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("EDGE_ROUTER_PLUGINS") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => common::repo_root().join("plugins/dist"),
+    };
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run plugins/build.sh first (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs the router with a config made of one plugin stage (`stage` is the body of the
+/// `[[stages]]` table) between stdin and `out.ndjson`, dead letters in `dl.ndjson`.
+fn run_stage(dir: &Path, stage: &str, extra: &str, input: &[u8]) -> Output {
+    let config = format!(
+        "[sources.in]\nkind = \"stdin\"\n\n[[stages]]\nname = \"p\"\n{stage}\n\n{extra}\n\
+         [dead_letter]\npath = \"dl.ndjson\"\n"
+    );
+    let config = if extra.contains("[sinks.") {
+        config
+    } else {
+        format!("{config}\n[sinks.out]\nkind = \"file\"\npath = \"out.ndjson\"\n")
+    };
+    std::fs::write(dir.join("edge-router.toml"), config).unwrap();
+    run_in(
+        dir,
+        &["run", "-c", "edge-router.toml", "--stats=json"],
+        Input::Bytes(input),
+    )
+}
+
+fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+/// `{"seq":N,...}` records for N in 1..=n; record N is on line N.
+fn seq_records(n: u64, marker: impl Fn(u64) -> bool, mark: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let extra = if marker(i) { mark } else { "" };
+        out.extend_from_slice(format!("{{\"seq\":{i},\"v\":\"x{extra}\"}}\n").as_bytes());
+    }
+    out
+}
+
+fn keep_lines(input: &[u8], keep: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines(input) {
+        if keep(l) {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn a_noop_filter_passes_every_record_unchanged() {
+    let dir = temp_dir();
+    let input = common::sensor(100_000);
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}",
+        toml_path(&plugin("noop-filter"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    assert_eq!(read(&dir.path().join("out.ndjson")), input);
+    assert_eq!(stats.component("stages.p")["records_in"], 100_000);
+    assert_eq!(stats.component("stages.p")["records_out"], 100_000);
+}
+
+#[test]
+fn json_filter_keeps_exactly_the_matching_records() {
+    let dir = temp_dir();
+    let input = common::sensor(50_000);
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\nconfig = {{ condition = 'temperature <= 80 and site != \"plant-3\"' }}",
+        toml_path(&plugin("json-filter"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    let expected = keep_lines(&input, |l| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        v["temperature"].as_f64().unwrap() <= 80.0 && v["site"] != "plant-3"
+    });
+    let got = read(&dir.path().join("out.ndjson"));
+    assert!(!expected.is_empty() && expected.len() < input.len());
+    assert_eq!(got, expected);
+    assert_eq!(
+        stats.dropped(),
+        lines(&input).len() as u64 - lines(&expected).len() as u64
+    );
+}
+
+#[test]
+fn a_config_the_plugin_rejects_stops_start_up_naming_the_stage() {
+    let dir = temp_dir();
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\nconfig = {{ condition = \"temperature <=\" }}",
+        toml_path(&plugin("json-filter"))
+    );
+    let out = run_stage(dir.path(), &stage, "", b"{}\n");
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stage `p`") && out.stderr.contains("rejected its config"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("out.ndjson").exists());
+}
+
+#[test]
+fn a_plugin_that_traps_on_some_records_loses_only_those_to_the_dead_letter_file() {
+    let dir = temp_dir();
+    let input = seq_records(5_000, |_| false, "");
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\nbatch_records_max = 256",
+        toml_path(&plugin("trap-every-1000th"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    let expected = keep_lines(&input, |l| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        !v["seq"].as_u64().unwrap().is_multiple_of(1000)
+    });
+    assert_eq!(read(&dir.path().join("out.ndjson")), expected);
+    let dl = dead_letters(&dir.path().join("dl.ndjson"));
+    let lines_dl: Vec<u64> = dl.iter().map(|d| d.line.unwrap()).collect();
+    assert_eq!(lines_dl, vec![1000, 2000, 3000, 4000, 5000]);
+    for d in &dl {
+        assert!(
+            d.reason.contains("stage `p`: the plugin trapped"),
+            "{}",
+            d.reason
+        );
+        let n = d.line.unwrap();
+        assert_eq!(
+            d.payload,
+            format!("{{\"seq\":{n},\"v\":\"x\"}}").into_bytes()
+        );
+    }
+    assert!(
+        stats.component("stages.p")["plugin_traps"]
+            .as_u64()
+            .unwrap()
+            >= 5
+    );
+}
+
+#[test]
+fn on_error_drop_pass_and_fail() {
+    let input = seq_records(3_000, |_| false, "");
+    let trap = toml_path(&plugin("trap-every-1000th"));
+
+    let dir = temp_dir();
+    let out = run_stage(
+        dir.path(),
+        &format!("kind = \"filter\"\nplugin = {trap}\non_error = \"drop\""),
+        "",
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.dropped(), 3);
+    assert_eq!(stats.dead_lettered(), 0);
+    assert_eq!(common::count_lines(&dir.path().join("out.ndjson")), 2_997);
+
+    let dir = temp_dir();
+    let out = run_stage(
+        dir.path(),
+        &format!("kind = \"filter\"\nplugin = {trap}\non_error = \"pass\""),
+        "",
+        &input,
+    );
+    out.ok_stats();
+    assert_eq!(read(&dir.path().join("out.ndjson")), input);
+
+    let dir = temp_dir();
+    let out = run_stage(
+        dir.path(),
+        &format!("kind = \"filter\"\nplugin = {trap}\non_error = \"fail\""),
+        "",
+        &input,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stage `p` (on_error = \"fail\")"),
+        "{}",
+        out.stderr
+    );
+    let stats = out.stats();
+    stats.assert_invariant();
+    assert_eq!(stats.read(), 3_000);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline_and_the_router_goes_on() {
+    let dir = temp_dir();
+    let input = seq_records(300, |i| i == 150, " LOOP");
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\ntimeout_ms = 50",
+        toml_path(&plugin("loop-forever"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    let expected = keep_lines(&input, |l| !l.windows(4).any(|w| w == b"LOOP"));
+    assert_eq!(read(&dir.path().join("out.ndjson")), expected);
+    let dl = dead_letters(&dir.path().join("dl.ndjson"));
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].line, Some(150));
+    assert!(
+        dl[0].reason.contains("ran longer than 50 ms"),
+        "{}",
+        dl[0].reason
+    );
+    assert!(
+        stats.component("stages.p")["plugin_timeouts"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn unbounded_allocation_is_capped() {
+    let dir = temp_dir();
+    let input = seq_records(500, |i| i == 7, " ALLOC");
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\nmemory_max_bytes = \"16MiB\"\nbatch_bytes_max = \"1MiB\"",
+        toml_path(&plugin("alloc-forever"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    assert_eq!(common::count_lines(&dir.path().join("out.ndjson")), 499);
+    let dl = dead_letters(&dir.path().join("dl.ndjson"));
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].line, Some(7));
+    assert!(
+        dl[0].reason.contains("more than 16777216 bytes of memory"),
+        "{}",
+        dl[0].reason
+    );
+    assert!(
+        stats.component("stages.p")["plugin_memory_limit_hits"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[test]
+fn wrong_world_core_module_and_corrupt_files_are_clear_start_up_errors() {
+    let dir = temp_dir();
+    let d = dir.path();
+    // A route plugin where a filter is expected.
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}",
+        toml_path(&plugin("route-by-field"))
+    );
+    let out = run_stage(d, &stage, "", b"{}\n");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("does not implement the `filter` world"),
+        "{}",
+        out.stderr
+    );
+
+    // The smallest core module.
+    std::fs::write(d.join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let out = run_stage(d, "kind = \"filter\"\nplugin = \"core.wasm\"", "", b"{}\n");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr
+            .contains("core.wasm is a core WebAssembly module, not a component"),
+        "{}",
+        out.stderr
+    );
+
+    // Half a component.
+    let whole = read(&plugin("noop-filter"));
+    std::fs::write(d.join("half.wasm"), &whole[..whole.len() / 2]).unwrap();
+    let out = run_stage(d, "kind = \"filter\"\nplugin = \"half.wasm\"", "", b"{}\n");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr
+            .contains("half.wasm is not a valid WebAssembly component"),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::write(d.join("text.wasm"), b"hello").unwrap();
+    let out = run_stage(d, "kind = \"filter\"\nplugin = \"text.wasm\"", "", b"{}\n");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("not a WebAssembly file"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_stage(
+        d,
+        "kind = \"filter\"\nplugin = \"missing.wasm\"",
+        "",
+        b"{}\n",
+    );
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("cannot read plugin missing.wasm"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn route_by_field_sends_records_to_the_named_sinks() {
+    let dir = temp_dir();
+    let input = common::sensor(20_000);
+    let stage = format!(
+        "kind = \"route\"\nplugin = {}\nconfig = {{ field = \"site\", routes = {{ \"plant-1\" = \"a\", \"plant-2\" = \"b\" }} }}",
+        toml_path(&plugin("route-by-field"))
+    );
+    let sinks = "[pipeline]\ndefault_sinks = [\"rest\"]\n\n\
+                 [sinks.a]\nkind = \"file\"\npath = \"a.ndjson\"\n\
+                 [sinks.b]\nkind = \"file\"\npath = \"b.ndjson\"\n\
+                 [sinks.rest]\nkind = \"file\"\npath = \"rest.ndjson\"\n";
+    let out = run_stage(dir.path(), &stage, sinks, &input);
+    out.ok_stats();
+    let site = |l: &[u8]| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        v["site"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        read(&dir.path().join("a.ndjson")),
+        keep_lines(&input, |l| site(l) == "plant-1")
+    );
+    assert_eq!(
+        read(&dir.path().join("b.ndjson")),
+        keep_lines(&input, |l| site(l) == "plant-2")
+    );
+    assert_eq!(
+        read(&dir.path().join("rest.ndjson")),
+        keep_lines(&input, |l| site(l) != "plant-1" && site(l) != "plant-2")
+    );
+
+    // A destination that is not a sink stops start-up.
+    let dir = temp_dir();
+    let stage = format!(
+        "kind = \"route\"\nplugin = {}\nconfig = {{ field = \"site\", routes = {{ \"plant-1\" = \"nowhere\" }} }}",
+        toml_path(&plugin("route-by-field"))
+    );
+    let out = run_stage(dir.path(), &stage, "", b"{}\n");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("destination \"nowhere\" is not a sink"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn enrich_lookup_adds_fields_from_its_table() {
+    let dir = temp_dir();
+    let input = b"{\"device_id\":17,\"t\":1}\n{\"device_id\":18}\n{\"device_id\":99,\"t\":3}\n";
+    let stage = format!(
+        "kind = \"enrich\"\nplugin = {}\nconfig = {{ key = \"device_id\", table = {{ \"17\" = {{ site = \"plant-3\" }}, \"18\" = {{ site = \"plant-4\", owner = \"ops\" }} }} }}",
+        toml_path(&plugin("enrich-lookup"))
+    );
+    let out = run_stage(dir.path(), &stage, "", input);
+    out.ok_stats();
+    let got = read(&dir.path().join("out.ndjson"));
+    let recs: Vec<serde_json::Value> = lines(&got)
+        .into_iter()
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 3);
+    assert_eq!(recs[0]["site"], "plant-3");
+    assert_eq!(recs[0]["t"], 1);
+    assert_eq!(recs[1]["owner"], "ops");
+    assert_eq!(recs[2]["device_id"], 99);
+    assert!(recs[2].get("site").is_none());
+}
+
+#[test]
+fn plugin_check_and_plugin_run() {
+    let dir = temp_dir();
+    let out = run_in(
+        dir.path(),
+        &["plugin", "check", plugin("json-filter").to_str().unwrap()],
+        Input::Null,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("implementing `filter` of edge-router:plugin@0.1.0"),
+        "{text}"
+    );
+    assert!(text.contains("exports: init, filter"), "{text}");
+
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let out = run_in(dir.path(), &["plugin", "check", "core.wasm"], Input::Null);
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("is a core WebAssembly module"),
+        "{}",
+        out.stderr
+    );
+
+    let input = b"{\"temperature\":70}\n{\"temperature\":90}\n{\"temperature\":80}\n";
+    let out = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "run",
+            plugin("json-filter").to_str().unwrap(),
+            "--config",
+            r#"{"condition":"temperature <= 80"}"#,
+        ],
+        Input::Bytes(input),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(out.stdout, b"{\"temperature\":70}\n{\"temperature\":80}\n");
+}
