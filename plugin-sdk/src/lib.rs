@@ -47,6 +47,7 @@ pub mod jsonpath;
 
 #[doc(hidden)]
 pub mod glue;
+pub mod table;
 pub mod testing;
 
 pub use jsonpath::{JsonPath, JsonValue};

@@ -55,12 +55,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod scan;
-mod table;
+
 mod time;
 
+use edge_router_plugin::table::Table;
 use edge_router_plugin::{Changed, Context, Enrich, JsonPath, JsonValue, Record};
 use serde_json::Value;
-use table::Table;
 
 /// The enrich stage.
 #[derive(Debug)]

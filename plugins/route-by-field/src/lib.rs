@@ -42,11 +42,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-mod table;
-
+use edge_router_plugin::table::Table;
 use edge_router_plugin::{Context, JsonPath, JsonValue, Record, Route};
 use serde_json::Value;
-use table::Table;
 
 /// The route stage.
 #[derive(Debug)]

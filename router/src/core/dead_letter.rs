@@ -29,6 +29,19 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The dead letter for record `i` of `batch` (at `position`, from [`Batch::positions`]).
+    pub fn of_record(batch: &Batch, i: usize, position: Position, reason: String) -> DeadLetter {
+        DeadLetter {
+            reason,
+            source: batch.origin().source.clone(),
+            position,
+            size: batch.spans()[i].len() as u64,
+            payload: batch.payload_bytes_of(i),
+            truncated: false,
+            arrival_unix_nanos: batch.origin().arrival_unix_nanos,
+        }
+    }
+
     /// Dead letters for records `indices` (ascending) of `batch`, all with the same reason.
     pub fn from_batch(batch: &Batch, indices: &[usize], reason: &str) -> Vec<DeadLetter> {
         let positions = batch.positions(indices);
@@ -36,15 +49,7 @@ impl DeadLetter {
             .iter()
             .zip(positions)
             .filter(|(i, _)| **i < batch.len())
-            .map(|(&i, position)| DeadLetter {
-                reason: reason.to_owned(),
-                source: batch.origin().source.clone(),
-                position,
-                size: batch.spans()[i].len() as u64,
-                payload: batch.payload_bytes_of(i),
-                truncated: false,
-                arrival_unix_nanos: batch.origin().arrival_unix_nanos,
-            })
+            .map(|(&i, position)| DeadLetter::of_record(batch, i, position, reason.to_owned()))
             .collect()
     }
 

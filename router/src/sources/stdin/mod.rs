@@ -437,14 +437,9 @@ impl StdinSource {
                 let letters = bad
                     .iter()
                     .zip(positions)
-                    .map(|((i, msg), position)| DeadLetter {
-                        reason: format!("source `{}`: {msg}", self.name),
-                        source: self.name.clone(),
-                        position,
-                        size: batch.spans()[*i].len() as u64,
-                        payload: batch.payload_bytes_of(*i),
-                        truncated: false,
-                        arrival_unix_nanos,
+                    .map(|((i, msg), position)| {
+                        let reason = format!("source `{}`: {msg}", self.name);
+                        DeadLetter::of_record(&batch, *i, position, reason)
                     })
                     .collect();
                 let mut keep = vec![true; batch.len()];

@@ -786,15 +786,8 @@ impl Stage for WasmStage {
                 let Verdict::Error(msg) = &verdicts[i] else {
                     continue;
                 };
-                dead.push(DeadLetter {
-                    reason: format!("stage `{}`: {msg}", self.name),
-                    source: batch.origin().source.clone(),
-                    position,
-                    size: batch.spans()[i].len() as u64,
-                    payload: batch.payload_bytes_of(i),
-                    truncated: false,
-                    arrival_unix_nanos: batch.origin().arrival_unix_nanos,
-                });
+                let reason = format!("stage `{}`: {msg}", self.name);
+                dead.push(DeadLetter::of_record(batch, i, position, reason));
             }
         }
         match self.plugin.kind {

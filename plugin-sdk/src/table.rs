@@ -1,4 +1,5 @@
-//! A read-only map from byte-string keys, tuned for lookups of keys read from records.
+//! A read-only map from byte-string keys, tuned for looking up values read from records (a
+//! plugin's lookup tables: routes, enrichment data).
 
 use std::collections::HashMap;
 
