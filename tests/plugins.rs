@@ -436,3 +436,53 @@ fn plugin_check_and_plugin_run() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(out.stdout, b"{\"temperature\":70}\n{\"temperature\":80}\n");
 }
+
+#[test]
+fn quick_mode_takes_plugin_stages_with_their_configs() {
+    let dir = temp_dir();
+    let input = common::sensor(5_000);
+    let filter = plugin("json-filter");
+    let noop = plugin("noop-filter");
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "--stage",
+            &format!("filter={}", noop.display()),
+            "--stage",
+            &format!("filter={}", filter.display()),
+            "--stage-config",
+            r#"{"condition":"humidity > 50"}"#,
+            "--sink",
+            "file:out.ndjson",
+            "--stats=json",
+        ],
+        Input::Bytes(&input),
+    );
+    out.ok_stats();
+    let expected = keep_lines(&input, |l| {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        v["humidity"].as_u64().unwrap() > 50
+    });
+    assert_eq!(read(&dir.path().join("out.ndjson")), expected);
+
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "--stage-config",
+            "{}",
+            "--stage",
+            "filter=x.wasm",
+            "--sink",
+            "stdout",
+        ],
+        Input::Null,
+    );
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr.contains("must follow the --stage it configures"),
+        "{}",
+        out.stderr
+    );
+}

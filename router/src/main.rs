@@ -75,7 +75,7 @@ enum KindArg {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Config file (TOML).
-    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["source", "sink", "dead_letter"])]
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["source", "sink", "dead_letter", "stage"])]
     config: Option<PathBuf>,
     /// Quick mode: where records come from (`stdin`, `stdin?framing=json`).
     #[arg(long, value_name = "URI")]
@@ -83,6 +83,16 @@ struct RunArgs {
     /// Quick mode: where records go (`file:PATH?opt=val`, `stdout`); repeat for fan-out.
     #[arg(long, value_name = "URI")]
     sink: Vec<String>,
+    /// Quick mode: a plugin stage, `KIND=PLUGIN` (`filter=plugins/dist/json-filter.wasm`);
+    /// repeat for more stages, in pipeline order.
+    #[arg(long, value_name = "KIND=PLUGIN")]
+    stage: Vec<String>,
+    /// Quick mode: the config (JSON) of the `--stage` just before it.
+    #[arg(long, value_name = "JSON")]
+    stage_config: Vec<String>,
+    /// Set from the positions of --stage and --stage-config on the command line.
+    #[arg(skip)]
+    stages: Vec<config::QuickStage>,
     /// Quick mode: dead-letter file (default edge-router-out/dead-letter.ndjson).
     #[arg(long, value_name = "PATH")]
     dead_letter: Option<String>,
@@ -105,7 +115,20 @@ enum StatsFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if let (Command::Run(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("run")) {
+        match pair_stages(args, m) {
+            Ok(stages) => args.stages = stages,
+            Err(msg) => {
+                eprintln!("edge-router: {msg}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -280,14 +303,52 @@ fn validate(args: &ValidateArgs) -> ExitCode {
     }
 }
 
+/// Gives each `--stage-config` to the `--stage` written just before it.
+fn pair_stages(args: &RunArgs, m: &clap::ArgMatches) -> Result<Vec<config::QuickStage>, String> {
+    let stage_at: Vec<usize> = m
+        .indices_of("stage")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let config_at: Vec<usize> = m
+        .indices_of("stage_config")
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    let mut out: Vec<config::QuickStage> = args
+        .stage
+        .iter()
+        .map(|s| config::QuickStage {
+            spec: s.clone(),
+            config: None,
+        })
+        .collect();
+    for (c, at) in args.stage_config.iter().zip(config_at) {
+        let owner = stage_at
+            .iter()
+            .rposition(|&s| s < at)
+            .ok_or_else(|| format!("--stage-config {c:?} must follow the --stage it configures"))?;
+        if out[owner].config.replace(c.clone()).is_some() {
+            return Err(format!(
+                "--stage {:?} has more than one --stage-config",
+                out[owner].spec
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Loads the config the arguments ask for.
 fn load(args: &RunArgs) -> Result<(Config, bool), config::reader::ConfigErrors> {
     if let Some(path) = &args.config {
         return config::load_file(path).map(|c| (c, false));
     }
-    if !args.sink.is_empty() || args.source.is_some() || args.dead_letter.is_some() {
+    if !args.sink.is_empty()
+        || args.source.is_some()
+        || args.dead_letter.is_some()
+        || !args.stages.is_empty()
+    {
         return config::from_quick(
             args.source.as_deref(),
+            &args.stages,
             &args.sink,
             args.dead_letter.as_deref(),
         )

@@ -402,8 +402,20 @@ fn read_stage(
 
 /// Builds a config from quick-mode arguments: one `--source` URI (default `stdin`), one or more
 /// `--sink` URIs, and optionally a dead-letter path.
+/// A quick-mode `--stage KIND=PATH` with its `--stage-config JSON`, if one followed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuickStage {
+    /// `filter=plugins/dist/json-filter.wasm`.
+    pub spec: String,
+    /// The plugin's config as JSON text.
+    pub config: Option<String>,
+}
+
+/// Builds a config from quick-mode arguments: one `--source` URI (default `stdin`), plugin
+/// stages in order, one or more `--sink` URIs, and optionally a dead-letter path.
 pub fn from_quick(
     source: Option<&str>,
+    stages: &[QuickStage],
     sinks: &[String],
     dead_letter: Option<&str>,
 ) -> Result<Config, ConfigErrors> {
@@ -465,6 +477,34 @@ pub fn from_quick(
             message: "only one stdout sink is possible".into(),
         });
     }
+    let mut stage_cfgs = Vec::new();
+    let sink_names: Vec<String> = sink_cfgs.iter().map(|s| s.name.clone()).collect();
+    for (i, st) in stages.iter().enumerate() {
+        let arg = match &st.config {
+            Some(c) => format!("--stage {:?} --stage-config {c:?}", st.spec),
+            None => format!("--stage {:?}", st.spec),
+        };
+        let Some((kind, path)) = st.spec.split_once('=') else {
+            d.push(reader::ConfigError {
+                location: reader::Location::Arg(arg),
+                key_path: String::new(),
+                message: "expected KIND=PLUGIN, e.g. filter=plugins/dist/json-filter.wasm".into(),
+            });
+            continue;
+        };
+        let mut table = toml_edit::Table::new();
+        table.insert("kind", toml_edit::value(kind));
+        table.insert("plugin", toml_edit::value(path));
+        if let Some(c) = &st.config {
+            table.insert("config", toml_edit::value(c.as_str()));
+        }
+        let mut s = Section::root(&table, Origin::Arg(arg), &format!("stages[{i}]"));
+        let all = all_sinks(sink_names.len());
+        if let Some(stage) = read_stage(i, &mut s, &mut d, &sink_names, all) {
+            stage_cfgs.push(stage);
+        }
+        s.finish(&mut d);
+    }
     let dead_letter = match dead_letter {
         Some(p) => DeadLetterConfig {
             path: p.into(),
@@ -480,7 +520,7 @@ pub fn from_quick(
             shutdown_grace: Duration::from_secs(10),
         },
         sources,
-        stages: Vec::new(),
+        stages: stage_cfgs,
         sinks: sink_cfgs,
         dead_letter,
     })

@@ -178,6 +178,7 @@ fn syntax_error_has_position() {
 fn quick_mode_uses_the_same_validation() {
     let c = from_quick(
         Some("stdin?framing=json&max_record_bytes=2KiB"),
+        &[],
         &[
             "file:out/{partition_key}.ndjson?partition=field:device_id&compression=zstd".into(),
             "stdout".into(),
@@ -196,6 +197,7 @@ fn quick_mode_uses_the_same_validation() {
 
     let e = from_quick(
         None,
+        &[],
         &["file:x?rotate_bytes=-1&fsync=sometimes".into()],
         None,
     )
@@ -208,11 +210,44 @@ fn quick_mode_uses_the_same_validation() {
     assert_has(&msgs, "`sinks.file.fsync`: unknown value \"sometimes\"");
     assert!(matches!(e.0[0].location, Location::Arg(_)));
 
-    let e = from_quick(None, &[], None).unwrap_err();
+    let e = from_quick(None, &[], &[], None).unwrap_err();
     assert!(e.to_string().contains("at least one --sink"));
     // Two sinks of one kind get distinct names.
-    let c = from_quick(None, &["file:a".into(), "file:b".into()], None).unwrap();
+    let c = from_quick(None, &[], &["file:a".into(), "file:b".into()], None).unwrap();
     assert_eq!(c.sinks[1].name, "file-2");
+}
+
+#[test]
+fn quick_mode_stages() {
+    let stages = [
+        QuickStage {
+            spec: "filter=f.wasm".into(),
+            config: Some(r#"{"condition":"a > 1"}"#.into()),
+        },
+        QuickStage {
+            spec: "enrich=e.wasm".into(),
+            config: None,
+        },
+    ];
+    let c = from_quick(None, &stages, &["stdout".into()], None).unwrap();
+    assert_eq!(c.stages.len(), 2);
+    let StageKind::Wasm(w) = &c.stages[0].kind else {
+        panic!("expected a plugin stage")
+    };
+    assert_eq!(w.config_json, r#"{"condition":"a > 1"}"#);
+    assert_eq!(w.plugin, std::path::PathBuf::from("f.wasm"));
+    let bad = [QuickStage {
+        spec: "filter=f.wasm".into(),
+        config: Some("{nope".into()),
+    }];
+    let e = from_quick(None, &bad, &["stdout".into()], None).unwrap_err();
+    assert!(e.to_string().contains("config is not valid JSON"), "{e}");
+    let bad = [QuickStage {
+        spec: "f.wasm".into(),
+        config: None,
+    }];
+    let e = from_quick(None, &bad, &["stdout".into()], None).unwrap_err();
+    assert!(e.to_string().contains("expected KIND=PLUGIN"), "{e}");
 }
 
 #[test]

@@ -75,6 +75,16 @@ impl WasmStageConfig {
         let spot = s.spot_of("config");
         let config_json = match s.raw(d, "config") {
             None => "{}".to_owned(),
+            // A string is taken as JSON text (quick mode's --stage-config arrives this way).
+            Some(Item::Value(Value::String(text))) => {
+                match serde_json::from_str::<serde_json::Value>(text.value()) {
+                    Ok(v) => v.to_string(),
+                    Err(e) => {
+                        d.error(&spot, format!("config is not valid JSON: {e}"));
+                        "{}".to_owned()
+                    }
+                }
+            }
             Some(item) => match item_to_json(item) {
                 Ok(v) => v.to_string(),
                 Err(e) => {
