@@ -86,6 +86,14 @@ package_name() {
          }' "$1"
 }
 
+# Python plugins: plugins/python/NAME/app.py, with the world it implements in
+# plugins/python/NAME/world. Built with componentize-py (PyPI) into plugins/dist/NAME.wasm.
+py_plugins=()
+for app in "$plugins_dir"/python/*/app.py; do
+    [[ -e "$app" ]] || continue
+    py_plugins+=("$(basename "$(dirname "$app")")")
+done
+
 crates=()
 for manifest in "$plugins_dir"/*/Cargo.toml; do
     [[ -e "$manifest" ]] || continue
@@ -94,16 +102,22 @@ for manifest in "$plugins_dir"/*/Cargo.toml; do
     crates+=("$name")
 done
 if (($# > 0)); then
+    want_crates=()
+    want_py=()
     for wanted in "$@"; do
         found=0
         for name in "${crates[@]}"; do
-            [[ "$name" == "$wanted" ]] && found=1
+            [[ "$name" == "$wanted" ]] && found=1 && want_crates+=("$wanted")
         done
-        ((found)) || die "no plugin crate named '$wanted' (have: ${crates[*]})"
+        for name in "${py_plugins[@]}"; do
+            [[ "$name" == "$wanted" ]] && found=1 && want_py+=("$wanted")
+        done
+        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]})"
     done
-    crates=("$@")
+    crates=("${want_crates[@]}")
+    py_plugins=("${want_py[@]}")
 fi
-((${#crates[@]} > 0)) || die "no plugin crates under $plugins_dir"
+((${#crates[@]} + ${#py_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
 
 work="$target_dir/$target_triple/plugin-components"
 mkdir -p "$work"
@@ -122,3 +136,25 @@ for name in "${crates[@]}"; do
     size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
     printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
 done
+
+if ((${#py_plugins[@]} > 0)); then
+    py_venv="$target_dir/wasm-tools-venv"
+    componentize_py="$py_venv/bin/componentize-py"
+    if [[ ! -x "$componentize_py" ]]; then
+        command -v python3 >/dev/null 2>&1 || die "python3 is needed to build Python plugins"
+        echo "Installing componentize-py (PyPI) into $py_venv"
+        [[ -x "$py_venv/bin/pip" ]] || python3 -m venv "$py_venv"
+        "$py_venv/bin/pip" install --quiet --disable-pip-version-check 'componentize-py==0.25.1'
+        [[ -x "$componentize_py" ]] || die "the componentize-py install has no bin/componentize-py"
+    fi
+    wit_dir="$(cd "$plugins_dir/../wit" && pwd)"
+    for name in "${py_plugins[@]}"; do
+        src="$plugins_dir/python/$name"
+        world="$(tr -d '[:space:]' <"$src/world")"
+        [[ -n "$world" ]] || die "$src/world must name the world (filter, enrich or route)"
+        "$componentize_py" -d "$wit_dir" -w "$world" componentize -p "$src" app -o "$dist/$name.wasm" >/dev/null
+        "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
+        size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
+        printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
+    done
+fi

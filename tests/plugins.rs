@@ -486,3 +486,112 @@ fn quick_mode_takes_plugin_stages_with_their_configs() {
         out.stderr
     );
 }
+
+#[test]
+fn a_python_plugin_redacts_e_mail_and_ipv4_addresses() {
+    let dir = temp_dir();
+    let input = b"{\"user\":\"ann@example.com\",\"from\":\"10.1.2.3\"}\n\
+                  plain text, nothing to hide\n\
+                  mail bob.smith+x@mail.example.org from 192.168.0.255 and 999.1.1.1\n";
+    let stage = format!(
+        "kind = \"enrich\"\nplugin = {}",
+        toml_path(&plugin("pii-redact"))
+    );
+    let out = run_stage(dir.path(), &stage, "", input);
+    out.ok_stats();
+    assert_eq!(
+        read(&dir.path().join("out.ndjson")),
+        b"{\"user\":\"<email>\",\"from\":\"x.x.x.x\"}\n\
+          plain text, nothing to hide\n\
+          mail <email> from x.x.x.x and 999.1.1.1\n"
+    );
+}
+
+#[test]
+fn a_plugin_cannot_read_files_open_sockets_or_see_the_environment_unless_granted() {
+    let dir = temp_dir();
+    let granted = dir.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    std::fs::write(granted.join("table.txt"), b"lookup data").unwrap();
+    let input = format!(
+        "file:{}\nfile:/data/table.txt\nsocket:127.0.0.1:22\nenv\ntime\nplain\n",
+        granted.join("table.txt").display()
+    );
+    let probe = toml_path(&plugin("sandbox-probe"));
+    let out = run_stage(
+        dir.path(),
+        &format!("kind = \"filter\"\nplugin = {probe}"),
+        "",
+        input.as_bytes(),
+    );
+    out.ok_stats();
+    assert_eq!(read(&dir.path().join("out.ndjson")), b"plain\n");
+    let dl = dead_letters(&dir.path().join("dl.ndjson"));
+    let reasons: Vec<(u64, &str)> = dl
+        .iter()
+        .map(|d| (d.line.unwrap(), d.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(
+        reasons[0].1.contains("No such file or directory"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].1.contains("No such file or directory"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].1.contains("Permission denied"), "{reasons:?}");
+    assert!(
+        reasons[3].1.contains("the environment is empty"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[4].1.contains("the wall clock reads 0"),
+        "{reasons:?}"
+    );
+
+    // Granted: a read-only directory (seen as /data) and the real clock.
+    let dir2 = temp_dir();
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {probe}\ngrant_read_only_dir = {}\ngrant_clock = true",
+        toml_path(&granted)
+    );
+    let out = run_stage(
+        dir2.path(),
+        &stage,
+        "",
+        b"file:/data/table.txt\ntime\nsocket:127.0.0.1:22\n",
+    );
+    out.ok_stats();
+    assert_eq!(
+        read(&dir2.path().join("out.ndjson")),
+        b"file:/data/table.txt\ntime\n"
+    );
+}
+
+#[test]
+fn log_to_json_turns_every_loghub_syslog_line_into_a_json_object() {
+    let dir = temp_dir();
+    let input = read(&common::shared_dir().join("data/loghub/OpenSSH_2k.log"));
+    let stage = format!(
+        "kind = \"enrich\"\nplugin = {}\nconfig = {{ format = \"syslog\" }}",
+        toml_path(&plugin("log-to-json"))
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    assert_eq!(stats.read(), 2000);
+    assert_eq!(stats.dead_lettered(), 0);
+    let got = read(&dir.path().join("out.ndjson"));
+    let recs: Vec<serde_json::Value> = lines(&got)
+        .into_iter()
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 2000);
+    assert_eq!(recs[0]["hostname"], "LabSZ");
+    assert_eq!(recs[0]["program"], "sshd");
+    assert_eq!(recs[0]["processid"], 24200);
+    assert_eq!(
+        recs[1]["message"],
+        "Invalid user webmaster from 173.234.31.186"
+    );
+}

@@ -224,6 +224,7 @@ mod plugin_cli {
             timeout: std::time::Duration::from_millis(1000),
             batch_records_max: 1024,
             batch_bytes_max: 4 << 20,
+            grants: Default::default(),
         };
         // Route plugins: every destination name they return is accepted and printed.
         let names = wasm::destination_names(&cfg)?;

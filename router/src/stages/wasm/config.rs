@@ -61,6 +61,8 @@ pub struct WasmStageConfig {
     pub batch_records_max: usize,
     /// Most payload bytes per call (a record larger than this still goes alone).
     pub batch_bytes_max: u64,
+    /// What the plugin may reach beyond the sandbox (WASI components only).
+    pub grants: super::Grants,
 }
 
 impl WasmStageConfig {
@@ -116,7 +118,15 @@ impl WasmStageConfig {
                 ),
             );
         }
+        let grants = super::Grants {
+            clock: s.bool_or(d, "grant_clock", false),
+            random: s.bool_or(d, "grant_random", false),
+            read_only_dir: s
+                .opt_str(d, "grant_read_only_dir")
+                .map(|p| PathBuf::from(p.value)),
+        };
         Some(WasmStageConfig {
+            grants,
             plugin: path,
             kind,
             config_json,

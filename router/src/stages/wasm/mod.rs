@@ -205,12 +205,91 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// What a plugin instance can reach: only a rate-limited log.
+/// What a plugin instance can reach: a rate-limited log and, for components that import WASI
+/// (Python, JavaScript), a WASI context with nothing in it unless the stage grants it.
 struct HostState {
     limiter: Limiter,
     stage: Arc<str>,
     logs: TokenBucket,
     suppressed: u64,
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A wall clock stopped at the Unix epoch, for plugins not granted the real one.
+struct StoppedWallClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A monotonic clock that advances one nanosecond per reading, for plugins not granted the
+/// real one: deterministic, yet never goes backwards or stands still.
+struct CountingClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for CountingClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The WASI context of one instance: no files, no sockets, no environment, no arguments, no
+/// standard streams; clocks and randomness are deterministic unless granted.
+fn wasi_ctx(grants: &Grants) -> Result<wasmtime_wasi::WasiCtx, PluginError> {
+    use rand::SeedableRng as _;
+    let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    if std::env::var_os("EDGE_ROUTER_PLUGIN_STDERR").is_some() {
+        // For plugin authors: see what the guest prints (e.g. a Python traceback).
+        b.inherit_stderr();
+    }
+    if !grants.clock {
+        b.wall_clock(StoppedWallClock)
+            .monotonic_clock(CountingClock(std::sync::atomic::AtomicU64::new(0)));
+    }
+    if !grants.random {
+        b.secure_random(rand::rngs::StdRng::seed_from_u64(0))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(1))
+            .insecure_random_seed(0);
+    }
+    if let Some(dir) = &grants.read_only_dir {
+        b.preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadOnly)
+            .map_err(|e| {
+                PluginError::Start(format!("cannot grant directory {}: {e:#}", dir.display()))
+            })?;
+    }
+    Ok(b.build())
+}
+
+/// What a stage grants its plugin beyond the default sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The real wall and monotonic clocks.
+    pub clock: bool,
+    /// Real randomness.
+    pub random: bool,
+    /// A directory the plugin may read, seen as `/data`.
+    pub read_only_dir: Option<std::path::PathBuf>,
 }
 
 impl host::Host for HostState {
@@ -292,6 +371,16 @@ impl Plugin {
             |s| s,
         )
         .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        // Components made by componentize-py or componentize-js import WASI; Rust ones built
+        // for wasm32-unknown-unknown import none and get none.
+        let needs_wasi = component
+            .component_type()
+            .imports(engine)
+            .any(|(name, _)| name.starts_with("wasi:"));
+        if needs_wasi {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        }
         let pre = linker.instantiate_pre(&component).map_err(wrong)?;
         let pre = match kind {
             PluginKind::Filter => {
@@ -315,12 +404,14 @@ impl Plugin {
     fn instantiate(
         &self,
         stage: &Arc<str>,
-        config_json: &str,
-        memory_max: u64,
-        timeout: Duration,
+        cfg: &WasmStageConfig,
     ) -> Result<(Instance, Vec<String>), PluginError> {
+        let (config_json, memory_max, timeout) =
+            (&cfg.config_json, cfg.memory_max_bytes, cfg.timeout);
         let engine = engine()?;
         let state = HostState {
+            wasi: wasi_ctx(&cfg.grants)?,
+            table: wasmtime::component::ResourceTable::new(),
             limiter: Limiter {
                 memory_max: usize::try_from(memory_max).unwrap_or(usize::MAX),
                 hit: false,
@@ -390,8 +481,7 @@ pub fn destination_names(cfg: &WasmStageConfig) -> Result<Vec<String>, PluginErr
     }
     let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
     let stage: Arc<str> = Arc::from("plugin");
-    let (_, names) =
-        plugin.instantiate(&stage, &cfg.config_json, cfg.memory_max_bytes, cfg.timeout)?;
+    let (_, names) = plugin.instantiate(&stage, cfg)?;
     Ok(names)
 }
 
@@ -511,8 +601,7 @@ impl WasmStage {
     ) -> Result<WasmStage, PluginError> {
         let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
         let name: Arc<str> = Arc::from(name);
-        let (instance, names) =
-            plugin.instantiate(&name, &cfg.config_json, cfg.memory_max_bytes, cfg.timeout)?;
+        let (instance, names) = plugin.instantiate(&name, &cfg)?;
         let mut destination_masks = Vec::new();
         for n in &names {
             match sink_names.iter().position(|s| s == n) {
@@ -540,12 +629,7 @@ impl WasmStage {
 
     fn instance(&mut self) -> Result<&mut Instance, PluginError> {
         if self.instance.is_none() {
-            let (i, _) = self.plugin.instantiate(
-                &self.name,
-                &self.cfg.config_json,
-                self.cfg.memory_max_bytes,
-                self.cfg.timeout,
-            )?;
+            let (i, _) = self.plugin.instantiate(&self.name, &self.cfg)?;
             self.instance = Some(i);
         }
         self.instance
@@ -660,7 +744,7 @@ impl WasmStage {
                         self.cfg.memory_max_bytes
                     ),
                     TrapKind::Trap => {
-                        format!("the plugin trapped: {}", first_line(&format!("{e:#}")))
+                        format!("the plugin trapped: {}", trap_summary(&e))
                     }
                 };
                 Ok(Err(Trapped { message }))
@@ -747,6 +831,24 @@ impl WasmStage {
             out.push(start..batch.len());
         }
         out
+    }
+}
+
+/// The trap's cause and the innermost frame, e.g. `wasm trap: wasm `unreachable` instruction
+/// executed (in json_filter::eval)`; wasmtime's full message is a multi-line backtrace.
+fn trap_summary(e: &wasmtime::Error) -> String {
+    tracing::debug!("plugin trap: {e:?}");
+    let cause = e
+        .downcast_ref::<wasmtime::Trap>()
+        .map_or_else(|| first_line(&format!("{e}")).to_owned(), |t| t.to_string());
+    let frame = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
+        bt.frames()
+            .first()
+            .and_then(|f| f.func_name().map(str::to_owned))
+    });
+    match frame {
+        Some(f) => format!("{cause} (in {f})"),
+        None => cause,
     }
 }
 
