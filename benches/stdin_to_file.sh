@@ -46,151 +46,34 @@ tmp_parent="${TMPDIR:-/tmp}"
 results=""
 keep=0
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
-die() { echo "stdin_to_file.sh: error: $*" >&2; exit 1; }
+bench_name=stdin_to_file.sh
+bench_script="${BASH_SOURCE[0]}"
+# Shared with the other benchmarks: usage, die, option parsing, build, data, measuring helper.
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --records) [ $# -ge 2 ] || die "--records needs a value"; records="$2"; shift 2 ;;
-        --records=*) records="${1#*=}"; shift ;;
-        --repeat) [ $# -ge 2 ] || die "--repeat needs a value"; repeat="$2"; shift 2 ;;
-        --repeat=*) repeat="${1#*=}"; shift ;;
-        --tmpdir) [ $# -ge 2 ] || die "--tmpdir needs a value"; tmp_parent="$2"; shift 2 ;;
-        --tmpdir=*) tmp_parent="${1#*=}"; shift ;;
-        --results) [ $# -ge 2 ] || die "--results needs a value"; results="$2"; shift 2 ;;
-        --results=*) results="${1#*=}"; shift ;;
-        --keep) keep=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) die "unknown argument '$1' (see --help)" ;;
-    esac
+    bench_common_option "$@"
+    [ "$bench_shift" -gt 0 ] || die "unknown argument '$1' (see --help)"
+    shift "$bench_shift"
 done
-case "$records" in ''|*[!0-9]*) die "--records must be a positive integer, got '$records'" ;; esac
-case "$repeat" in ''|*[!0-9]*) die "--repeat must be a positive integer, got '$repeat'" ;; esac
-[ "$records" -gt 0 ] || die "--records must be > 0"
-[ "$repeat" -gt 0 ] || die "--repeat must be > 0"
+bench_positive --records "$records" --repeat "$repeat"
 [ "$repeat" -ge 7 ] || echo "note: --repeat $repeat is below the 7 runs the benchmark asks for; fine for a smoke run" >&2
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-shared="${EDGE_ROUTER_SHARED:-$repo/../shared}"
-gen="$shared/bench/gen_records.py"
-[ -f "$gen" ] || die "generator not found at $gen (set EDGE_ROUTER_SHARED)"
-command -v python3 >/dev/null || die "python3 is required"
-command -v taskset >/dev/null || die "taskset is required (package util-linux)"
-command -v cmp >/dev/null || die "cmp is required (package diffutils)"
-
-target_dir="${CARGO_TARGET_DIR:-$repo/target}"
-case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
+bench_check_requirements   # repo, shared, gen, target_dir
 
 # --- the binary -------------------------------------------------------------------------------
-if [ -n "${EDGE_ROUTER_BIN:-}" ]; then
-    bin="$EDGE_ROUTER_BIN"
-    [ -x "$bin" ] || die "EDGE_ROUTER_BIN=$bin is not an executable file"
-    echo "using EDGE_ROUTER_BIN=$bin" >&2
-else
-    echo "building: cargo build --release -p edge-router" >&2
-    (cd "$repo" && cargo build --release -p edge-router) || die "release build failed"
-    bin="$target_dir/release/edge-router"
-    [ -x "$bin" ] || die "build succeeded but $bin does not exist"
-fi
-case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
-
-if [ -x /usr/bin/time ] && /usr/bin/time -f '%M' true 2>/dev/null >/dev/null; then
-    use_gnu_time=1
-else
-    use_gnu_time=0
-    echo "warning: GNU time (/usr/bin/time) not found; peak RSS is measured with os.wait4 and" \
-         "includes the Python helper's own ~14 MiB (install the 'time' package for exact numbers)" >&2
-fi
-
-if [ -z "$results" ]; then
-    results="$target_dir/bench/stdin_to_file-$(date +%Y%m%d-%H%M%S).jsonl"
-fi
-mkdir -p "$(dirname "$results")"
-: > "$results"
+bench_router_binary        # bin: $EDGE_ROUTER_BIN or a fresh release build
+bench_detect_gnu_time      # use_gnu_time
+bench_init_results stdin_to_file
 
 # --- temp dir and data ------------------------------------------------------------------------
-mkdir -p "$tmp_parent"
-work="$(mktemp -d "$tmp_parent/edge-router-bench.XXXXXX")"
-cleanup() {
-    if [ "$keep" = 1 ]; then echo "kept temp dir: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-data="$work/data.ndjson"
-echo "generating $records sensor records into $data" >&2
-python3 "$gen" sensor "$records" > "$data"
-lines="$(wc -l < "$data" | tr -d ' ')"
-[ "$lines" = "$records" ] || die "generator wrote $lines lines, expected $records"
-bytes="$(wc -c < "$data" | tr -d ' ')"
-cat "$data" > /dev/null   # warm the page cache: every run reads the data from memory
+bench_make_workdir         # work, removed at exit unless --keep
+bench_generate_data        # data (page-cached), bytes
 
 # --- the measuring helper ---------------------------------------------------------------------
 # Runs `[taskset -c 0] cat DATA | [taskset -c 0] CONSUMER...` with the consumer's stdout going to
 # OUT, waits for both ends and prints one JSON line with wall time, CPU times and peak RSS.
-helper="$work/measure.py"
-cat > "$helper" <<'PY'
-import json, os, subprocess, sys, time
-
-def main():
-    mode, tool, rep, data, out, log, nrec, nbytes, gnu_time = sys.argv[1:10]
-    consumer = sys.argv[10:]
-    pin = ["taskset", "-c", "0"] if mode == "pinned" else []
-    wd = os.path.dirname(log)
-    tfiles = {"cat": os.path.join(wd, "time.cat"), "consumer": os.path.join(wd, "time.consumer")}
-
-    def wrap(end, argv):
-        if gnu_time == "1":
-            return ["/usr/bin/time", "-o", tfiles[end], "-f", "%e %U %S %M"] + pin + argv
-        return pin + argv
-
-    with open(out, "wb") as outf, open(log, "wb") as logf:
-        t0 = time.perf_counter()
-        prod = subprocess.Popen(wrap("cat", ["cat", data]), stdout=subprocess.PIPE)
-        cons = subprocess.Popen(wrap("consumer", consumer), stdin=prod.stdout, stdout=outf, stderr=logf)
-        prod.stdout.close()
-        waits = {}
-        pending = {prod.pid: "cat", cons.pid: "consumer"}
-        while pending:
-            pid, status, ru = os.wait4(-1, 0)
-            if pid in pending:
-                waits[pending.pop(pid)] = (os.waitstatus_to_exitcode(status), ru)
-        wall = time.perf_counter() - t0
-        prod.returncode, cons.returncode = waits["cat"][0], waits["consumer"][0]
-
-    res = {}
-    for end in ("cat", "consumer"):
-        code, ru = waits[end]
-        if code != 0:
-            sys.stderr.write("%s end of the pipe exited with status %d (see %s)\n" % (end, code, log))
-            sys.exit(1)
-        # CPU: wait4 reports the waited process plus the children it reaped (the command under
-        # /usr/bin/time and taskset), in microseconds; GNU time's own %U/%S are 10 ms coarse.
-        maxrss = ru.ru_maxrss
-        if gnu_time == "1":
-            # GNU time writes "Command exited with non-zero status N" first on failure; the
-            # numbers are always the last line.
-            with open(tfiles[end]) as f:
-                maxrss = int(f.read().strip().splitlines()[-1].split()[-1])
-        res[end] = (ru.ru_utime, ru.ru_stime, maxrss)
-
-    nrec, nbytes = int(nrec), int(nbytes)
-    cpu = sum(res[e][0] + res[e][1] for e in res)
-    print(json.dumps({
-        "mode": mode, "tool": tool, "rep": int(rep),
-        "records": nrec, "bytes": nbytes,
-        "wall_s": round(wall, 6),
-        "records_per_s": round(nrec / wall, 1),
-        "mb_per_s": round(nbytes / 1e6 / wall, 3),
-        "cpu_s": round(cpu, 3),
-        "cat_user_s": round(res["cat"][0], 6), "cat_sys_s": round(res["cat"][1], 6),
-        "cat_maxrss_kib": res["cat"][2],
-        "consumer_user_s": round(res["consumer"][0], 6), "consumer_sys_s": round(res["consumer"][1], 6),
-        "consumer_maxrss_kib": res["consumer"][2],
-        "rss_source": "gnu-time" if gnu_time == "1" else "wait4",
-    }))
-
-main()
-PY
+helper="$bench_measure"    # benches/lib/measure.py
 
 out_cat="$work/out"
 out_router="$work/out2"
@@ -238,38 +121,21 @@ done
 rm -f "$out_cat" "$out_router"
 
 # --- summary ----------------------------------------------------------------------------------
-python3 - "$results" "$bin" "$records" "$bytes" "$work" <<'PY'
-import json, os, platform, statistics, subprocess, sys
+python3 - "$results" "$bin" "$records" "$bytes" "$work" "$bench_lib" <<'PY'
+import json, statistics, sys
 
-path, binary, nrec, nbytes, work = sys.argv[1:6]
+path, binary, nrec, nbytes, work, lib = sys.argv[1:7]
+sys.path.insert(0, lib)
+from benchinfo import binary_version, fs_type, machine_line
 runs = [json.loads(l) for l in open(path) if l.strip()]
-
-def fs_type(p):
-    try:
-        return subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", p], capture_output=True,
-                              text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-cpu_model = "?"
-try:
-    for l in open("/proc/cpuinfo"):
-        if l.startswith("model name"):
-            cpu_model = l.split(":", 1)[1].strip()
-            break
-except OSError:
-    pass
-try:
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-except OSError:
-    version = "?"
+version = binary_version(binary)
 
 print()
 print("edge-router stdin -> file benchmark")
 print("  binary:   %s (%s)" % (binary, version))
 print("  data:     %s sensor records, %s bytes (%.1f bytes/record), temp dir on %s"
       % (nrec, nbytes, int(nbytes) / int(nrec), fs_type(work)))
-print("  machine:  %s, %d CPUs, Linux %s" % (cpu_model, os.cpu_count() or 0, platform.release()))
+print("  machine:  %s" % machine_line())
 print("  runs:     %d per (mode, tool), interleaved; RSS from %s" % (
     max(r["rep"] for r in runs), runs[0]["rss_source"]))
 print()
