@@ -103,33 +103,7 @@ path = "dl.ndjson"
 fn a_second_signal_gives_up_at_once_and_reports_what_was_not_flushed() {
     let input = Arc::new(common::sensor(40_000));
     let dir = temp_dir();
-    write_config(
-        dir.path(),
-        r#"
-[pipeline]
-queue_bytes_max = "64MiB"
-queue_records_max = 1000000
-shutdown_grace_ms = 600000
-
-[sources.in]
-kind = "stdin"
-
-[sinks.out]
-kind = "file"
-path = "out.ndjson"
-rate_limit_bytes_per_sec = "100KiB"
-"#,
-    );
-    let (router, stdin) =
-        Running::start(dir.path(), &["run", "-c", "pipeline.toml", "--stats=json"]);
-    let release = Arc::new(AtomicBool::new(false));
-    let writer = Writer::start(stdin, input.clone(), 1, PIECE, None, Some(release.clone()));
-    common::wait_for("all input written", CHILD_TIMEOUT, || {
-        writer.progress() == input.len() as u64
-    });
-    common::wait_for("some output", CHILD_TIMEOUT, || {
-        file_len(&dir.path().join("out.ndjson")) > 0
-    });
+    let (router, writer, release) = start_throttled(dir.path(), &input, 600_000);
     router.signal("INT");
     std::thread::sleep(Duration::from_millis(200));
     router.signal("TERM");
@@ -149,6 +123,44 @@ rate_limit_bytes_per_sec = "100KiB"
 }
 
 /// The number in "N record(s) were read but not flushed".
+/// Starts a router whose file sink writes at 100 KiB/s behind a 64 MiB queue, feeds it all of
+/// `input`, and returns once some output exists: most records are then still queued.
+fn start_throttled(
+    dir: &Path,
+    input: &Arc<Vec<u8>>,
+    grace_ms: u64,
+) -> (Running, Writer, Arc<AtomicBool>) {
+    write_config(
+        dir,
+        &format!(
+            r#"
+[pipeline]
+queue_bytes_max = "64MiB"
+queue_records_max = 1000000
+shutdown_grace_ms = {grace_ms}
+
+[sources.in]
+kind = "stdin"
+
+[sinks.out]
+kind = "file"
+path = "out.ndjson"
+rate_limit_bytes_per_sec = "100KiB"
+"#
+        ),
+    );
+    let (router, stdin) = Running::start(dir, &["run", "-c", "pipeline.toml", "--stats=json"]);
+    let release = Arc::new(AtomicBool::new(false));
+    let writer = Writer::start(stdin, input.clone(), 1, PIECE, None, Some(release.clone()));
+    common::wait_for("all input written", CHILD_TIMEOUT, || {
+        writer.progress() == input.len() as u64
+    });
+    common::wait_for("some output", CHILD_TIMEOUT, || {
+        file_len(&dir.join("out.ndjson")) > 0
+    });
+    (router, writer, release)
+}
+
 fn unflushed_count(stderr: &str) -> u64 {
     let line = stderr
         .lines()
@@ -227,33 +239,7 @@ rate_limit_bytes_per_sec = "2MiB"
 fn an_expired_grace_period_exits_3_and_says_how_many_records_were_not_flushed() {
     let input = Arc::new(common::sensor(40_000));
     let dir = temp_dir();
-    write_config(
-        dir.path(),
-        r#"
-[pipeline]
-queue_bytes_max = "64MiB"
-queue_records_max = 1000000
-shutdown_grace_ms = 300
-
-[sources.in]
-kind = "stdin"
-
-[sinks.out]
-kind = "file"
-path = "out.ndjson"
-rate_limit_bytes_per_sec = "100KiB"
-"#,
-    );
-    let (router, stdin) =
-        Running::start(dir.path(), &["run", "-c", "pipeline.toml", "--stats=json"]);
-    let release = Arc::new(AtomicBool::new(false));
-    let writer = Writer::start(stdin, input.clone(), 1, PIECE, None, Some(release.clone()));
-    common::wait_for("all input written", CHILD_TIMEOUT, || {
-        writer.progress() == input.len() as u64
-    });
-    common::wait_for("some output", CHILD_TIMEOUT, || {
-        file_len(&dir.path().join("out.ndjson")) > 0
-    });
+    let (router, writer, release) = start_throttled(dir.path(), &input, 300);
     router.signal("TERM");
     let out = router.wait(CHILD_TIMEOUT);
     release.store(true, Ordering::Relaxed);
