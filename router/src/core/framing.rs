@@ -156,17 +156,38 @@ impl LineFramer {
             }
         }
         let max = self.config.max_record_bytes;
+        let skip_empty = self.config.skip_empty;
         let base = pos;
+        // The hot loop: one iteration per line, so the common case (a line within the limit)
+        // is a length check and a push.
+        let mut lines = 0u64;
         for nl in memchr::memchr_iter(b'\n', &buf[base..]) {
             let end_nl = base + nl;
-            let mut end = end_nl;
-            if end > pos && buf[end - 1] == b'\r' {
-                end -= 1;
+            let end = if end_nl > pos && buf[end_nl - 1] == b'\r' {
+                end_nl - 1
+            } else {
+                end_nl
+            };
+            let len = end - pos;
+            if len <= max {
+                if len > 0 || !skip_empty {
+                    spans.push(Span {
+                        start: pos as u32,
+                        end: end as u32,
+                    });
+                }
+            } else {
+                rejected.push(Rejected {
+                    line: self.line + lines,
+                    size: len as u64,
+                    prefix: buf[pos..pos + max].to_vec(),
+                    why: Why::TooLong,
+                });
             }
-            self.emit(buf, pos, end, spans, rejected, max);
-            self.line += 1;
+            lines += 1;
             pos = end_nl + 1;
         }
+        self.line += lines;
         let rest = buf.len() - pos;
         if eof && rest > 0 {
             // A final line without a newline is still a record; a lone CR at the very end is
