@@ -25,6 +25,16 @@ fn pack(payloads: &[&[u8]]) -> (Vec<u8>, Vec<u32>) {
     (data, spans)
 }
 
+/// A batch view over packed test payloads.
+fn view<'a>(data: &'a [u8], spans: &'a [u32]) -> BatchView<'a> {
+    BatchView {
+        data,
+        spans,
+        source: "test",
+        arrival_unix_nanos: 0,
+    }
+}
+
 fn per_record<T>(
     n: usize,
     ok: impl Fn(usize) -> T,
@@ -47,12 +57,7 @@ pub fn filter<T: Filter>(
 ) -> Result<Vec<Result<bool, String>>, String> {
     init_filter::<T>(config, &ctx())?;
     let (data, spans) = pack(payloads);
-    let view = BatchView {
-        data: &data,
-        spans: &spans,
-        source: "test",
-        arrival_unix_nanos: 0,
-    };
+    let view = view(&data, &spans);
     let (keep, errors) = filter_view::<T>(&view);
     Ok(per_record(payloads.len(), |i| keep[i], errors))
 }
@@ -65,12 +70,7 @@ pub fn enrich<T: Enrich>(
 ) -> Result<Vec<Result<Vec<u8>, String>>, String> {
     init_enrich::<T>(config, &ctx())?;
     let (data, spans) = pack(payloads);
-    let view = BatchView {
-        data: &data,
-        spans: &spans,
-        source: "test",
-        arrival_unix_nanos: 0,
-    };
+    let view = view(&data, &spans);
     let out = enrich_view::<T>(&view);
     let mut payload: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
     let mut start = 0usize;
@@ -95,12 +95,7 @@ pub fn route<T: Route>(
 ) -> Result<(Vec<String>, Vec<Result<Option<String>, String>>), String> {
     let names = init_route::<T>(config, &ctx())?;
     let (data, spans) = pack(payloads);
-    let view = BatchView {
-        data: &data,
-        spans: &spans,
-        source: "test",
-        arrival_unix_nanos: 0,
-    };
+    let view = view(&data, &spans);
     let (dest, errors) = route_view::<T>(&view);
     let named = per_record(
         payloads.len(),
