@@ -85,6 +85,13 @@ impl TokenBucket {
         }
     }
 
+    /// How long until `n` tokens are available, taking none: [`Duration::ZERO`] when
+    /// [`TokenBucket::try_take`] would succeed now, else the wait it would report.
+    pub fn wait_time(&mut self, n: u64, now: Instant) -> Duration {
+        self.refill(now);
+        self.wait_for(nano_tokens(n).saturating_sub(self.nano_tokens))
+    }
+
     /// Whole tokens available now (0 while in debt).
     pub fn available(&mut self, now: Instant) -> u64 {
         self.refill(now);
@@ -206,6 +213,24 @@ mod tests {
         assert_eq!(b.take_debt(0, t0 + ms(1500)), ms(500));
         assert_eq!(b.try_take(0, t0 + ms(2000)), Ok(()));
         assert_eq!(b.available(t0 + ms(2500)), 50);
+    }
+
+    #[test]
+    fn wait_time_peeks_without_taking() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 10, t0);
+        assert_eq!(b.wait_time(10, t0), Duration::ZERO);
+        assert_eq!(b.available(t0), 10);
+        assert_eq!(b.try_take(8, t0), Ok(()));
+        assert_eq!(b.wait_time(3, t0), ms(100));
+        assert_eq!(b.wait_time(3, t0), b.clone().try_take(3, t0).unwrap_err());
+        assert_eq!(b.wait_time(3, t0 + ms(100)), Duration::ZERO);
+        assert_eq!(b.try_take(3, t0 + ms(100)), Ok(()));
+        // Beyond the burst and in debt it reports what try_take would.
+        assert_eq!(b.wait_time(25, t0 + ms(100)), ms(2500));
+        b.take_debt(20, t0 + ms(100));
+        assert_eq!(b.wait_time(0, t0 + ms(100)), ms(2000));
+        assert_eq!(TokenBucket::new(0, 0, t0).wait_time(1, t0), Duration::MAX);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod dead_letter;
 pub mod file;
+pub mod kinesis;
 pub mod stdout;
 
 use std::io::{self, Write};
