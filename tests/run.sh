@@ -21,6 +21,9 @@ apt_install() {
 need python3 || apt_install python3
 need gzip || apt_install gzip
 need zstd || apt_install zstd || true
+# node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm).
+need node || apt_install nodejs
+need npm || apt_install npm
 
 shared="${EDGE_ROUTER_SHARED:-$(cd .. && pwd)/shared}"
 if [ ! -f "$shared/bench/gen_records.py" ]; then

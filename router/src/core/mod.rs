@@ -1,6 +1,6 @@
 //! Pure decision logic: records and batches, framing, JSON field lookup, conditions, partition
-//! keys, path templates, rate limits, accounting. Nothing in here does I/O, spawns threads or
-//! reads the clock: time comes in as an argument.
+//! keys and the Kinesis partitioner, path templates, rate limits, accounting. Nothing in here does
+//! I/O, spawns threads or reads the clock: time comes in as an argument.
 
 pub mod accounting;
 pub mod dead_letter;
@@ -8,6 +8,7 @@ pub mod framing;
 pub mod jsonpath;
 pub mod matcher;
 pub mod partition;
+pub mod partitioner;
 pub mod rate_limit;
 pub mod record;
 pub mod template;

@@ -1,8 +1,9 @@
 //! Where a record's partition key comes from.
 //!
-//! Sinks that group records by key (a file sink's `{partition_key}` path template; later the
-//! Kinesis sink's shard choice) ask a [`KeySpec`] for each record's key. Keys are borrowed from the
-//! record wherever possible, so choosing a key costs no allocation.
+//! Sinks that group records by key (a file sink's `{partition_key}` path template) ask a
+//! [`KeySpec`] for each record's key. Keys are borrowed from the record wherever possible, so
+//! choosing a key costs no allocation. The Kinesis sink's partition keys, with their strategies,
+//! fallbacks and limits, come from [`crate::core::partitioner`].
 
 use std::borrow::Cow;
 

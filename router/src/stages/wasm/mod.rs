@@ -32,12 +32,19 @@ pub use config::{OnError, PluginKind, WasmStageConfig};
 #[allow(missing_docs, unsafe_code, clippy::all)]
 mod bindings {
     pub mod filter {
-        wasmtime::component::bindgen!({ path: "../wit", world: "filter" });
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "filter",
+            // Batches are lowered straight from the router's buffers, without a copy into an
+            // owned `Vec` first.
+            ownership: Borrowing { duplicate_if_necessary: true },
+        });
     }
     pub mod enrich {
         wasmtime::component::bindgen!({
             path: "../wit",
             world: "enrich",
+            ownership: Borrowing { duplicate_if_necessary: true },
             with: {
                 "edge-router:plugin/types": super::filter::edge_router::plugin::types,
                 "edge-router:plugin/host": super::filter::edge_router::plugin::host,
@@ -48,6 +55,7 @@ mod bindings {
         wasmtime::component::bindgen!({
             path: "../wit",
             world: "route",
+            ownership: Borrowing { duplicate_if_necessary: true },
             with: {
                 "edge-router:plugin/types": super::filter::edge_router::plugin::types,
                 "edge-router:plugin/host": super::filter::edge_router::plugin::host,
@@ -424,21 +432,22 @@ impl Plugin {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(timeout));
         let start = |e: wasmtime::Error| PluginError::Start(format!("{e:#}"));
+        let host = host_name();
         let ctx = types::InitContext {
-            stage_name: stage.to_string(),
-            host_name: host_name(),
+            stage_name: stage,
+            host_name: &host,
         };
         let (bound, names) = match &self.pre {
             Pre::Filter(p) => {
                 let b = p.instantiate(&mut store).map_err(start)?;
-                b.call_init(&mut store, config_json, &ctx)
+                b.call_init(&mut store, config_json, ctx)
                     .map_err(start)?
                     .map_err(PluginError::Init)?;
                 (Bound::Filter(b), Vec::new())
             }
             Pre::Enrich(p) => {
                 let b = p.instantiate(&mut store).map_err(start)?;
-                b.call_init(&mut store, config_json, &ctx)
+                b.call_init(&mut store, config_json, ctx)
                     .map_err(start)?
                     .map_err(PluginError::Init)?;
                 (Bound::Enrich(b), Vec::new())
@@ -446,7 +455,7 @@ impl Plugin {
             Pre::Route(p) => {
                 let b = p.instantiate(&mut store).map_err(start)?;
                 let names = b
-                    .call_init(&mut store, config_json, &ctx)
+                    .call_init(&mut store, config_json, ctx)
                     .map_err(start)?
                     .map_err(PluginError::Init)?;
                 (Bound::Route(b), names)
@@ -585,7 +594,7 @@ pub struct WasmStage {
     destination_masks: Vec<u64>,
     default_mask: u64,
     counters: Arc<Counters>,
-    scratch_data: Vec<u8>,
+    /// Record spans of one call, relative to its first record.
     scratch_spans: Vec<u32>,
 }
 
@@ -622,7 +631,6 @@ impl WasmStage {
             destination_masks,
             default_mask,
             counters,
-            scratch_data: Vec::new(),
             scratch_spans: Vec::new(),
         })
     }
@@ -652,18 +660,15 @@ impl WasmStage {
             }));
         };
         let base = first.start;
-        self.scratch_data.clear();
-        self.scratch_data
-            .extend_from_slice(&batch.data()[base as usize..last.end as usize]);
-        self.scratch_spans.clear();
-        for s in spans {
-            self.scratch_spans.push(s.start - base);
-            self.scratch_spans.push(s.end - base);
-        }
+        let data = &batch.data()[base as usize..last.end as usize];
+        // Taken out of `self` for the call (which borrows `self` mutably), put back after.
+        let mut rebased = std::mem::take(&mut self.scratch_spans);
+        rebased.clear();
+        rebased.extend(spans.iter().flat_map(|s| [s.start - base, s.end - base]));
         let wit_batch = types::Batch {
-            data: std::mem::take(&mut self.scratch_data),
-            spans: std::mem::take(&mut self.scratch_spans),
-            source: batch.origin().source.to_string(),
+            data,
+            spans: &rebased,
+            source: &batch.origin().source,
             arrival_unix_nanos: batch.origin().arrival_unix_nanos,
         };
         let timeout = self.cfg.timeout;
@@ -672,13 +677,13 @@ impl WasmStage {
         inst.store.set_epoch_deadline(ticks(timeout));
         inst.store.data_mut().limiter.hit = false;
         let result = match &inst.bound {
-            Bound::Filter(b) => b.call_filter(&mut inst.store, &wit_batch).map(|r| {
+            Bound::Filter(b) => b.call_filter(&mut inst.store, wit_batch).map(|r| {
                 Answers::Filter(
                     r.keep,
                     r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
                 )
             }),
-            Bound::Enrich(b) => b.call_enrich(&mut inst.store, &wit_batch).map(|r| {
+            Bound::Enrich(b) => b.call_enrich(&mut inst.store, wit_batch).map(|r| {
                 let mut out = Vec::with_capacity(r.changed.len());
                 let mut start = 0usize;
                 for (k, &i) in r.changed.iter().enumerate() {
@@ -691,7 +696,7 @@ impl WasmStage {
                     r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
                 )
             }),
-            Bound::Route(b) => b.call_route(&mut inst.store, &wit_batch).map(|r| {
+            Bound::Route(b) => b.call_route(&mut inst.store, wit_batch).map(|r| {
                 Answers::Route(
                     r.destinations,
                     r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
@@ -699,8 +704,7 @@ impl WasmStage {
             }),
         };
         let memory_hit = inst.store.data().limiter.hit;
-        self.scratch_data = wit_batch.data;
-        self.scratch_spans = wit_batch.spans;
+        self.scratch_spans = rebased;
         match result {
             Ok(a) => {
                 let ok = match &a {
