@@ -21,9 +21,13 @@ apt_install() {
 need python3 || apt_install python3
 need gzip || apt_install gzip
 need zstd || apt_install zstd || true
-# node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm).
+# node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm)
+# and run kinesalite, the local Kinesis server of tests/kinesis.rs.
 need node || apt_install nodejs
 need npm || apt_install npm
+# Private venvs (wasm-tools; boto3 and aws-kinesis-agg for the Kinesis tests) need venv/ensurepip,
+# a separate package on Debian.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 
 shared="${EDGE_ROUTER_SHARED:-$(cd .. && pwd)/shared}"
 if [ ! -f "$shared/bench/gen_records.py" ]; then
@@ -34,6 +38,11 @@ export EDGE_ROUTER_SHARED="$shared"
 
 echo "== plugins/build.sh (example and test plugins, from source)"
 plugins/build.sh
+
+echo "== tests/kinesis/setup.sh (kinesalite from npm; boto3, aws-kinesis-agg from PyPI)"
+# Sets EDGE_ROUTER_KINESALITE_MODULES and EDGE_ROUTER_KINESIS_PYTHON for tests/kinesis.rs.
+kinesis_env="$(tests/kinesis/setup.sh)"
+eval "$kinesis_env"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

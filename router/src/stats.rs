@@ -24,6 +24,22 @@ pub fn human(r: &Report) -> String {
             c.name, kind, v.records_in, v.records_out, v.dropped, v.dead_lettered
         );
     }
+    for c in &r.counters.components {
+        let v = &c.counters;
+        if v.kinesis_requests > 0 {
+            let _ = writeln!(
+                s,
+                "{}: {} PutRecords requests ({:.1} records each), {} Kinesis records ({:.4} per record), {} retries, {} throttles",
+                c.name,
+                v.kinesis_requests,
+                v.records_out as f64 / v.kinesis_requests as f64,
+                v.kinesis_records,
+                v.kinesis_records as f64 / v.records_out.max(1) as f64,
+                v.kinesis_retries,
+                v.kinesis_throttles
+            );
+        }
+    }
     let t = &r.counters.totals;
     let _ = writeln!(
         s,

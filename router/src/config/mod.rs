@@ -15,6 +15,7 @@ use reader::{ConfigErrors, Diagnostics, Located, Origin, Section};
 
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::stdin::StdinConfig;
 use crate::stages::builtin::filter::FilterConfig;
@@ -108,6 +109,8 @@ pub enum SinkKind {
     File(FileSinkConfig),
     /// Standard output.
     Stdout(StdoutConfig),
+    /// A Kinesis data stream.
+    Kinesis(Box<KinesisSinkConfig>),
 }
 
 impl SinkKind {
@@ -116,6 +119,7 @@ impl SinkKind {
         match self {
             SinkKind::File(f) => format!("file {}", f.path.source_text()),
             SinkKind::Stdout(_) => "standard output".to_owned(),
+            SinkKind::Kinesis(k) => format!("kinesis stream {}", k.stream),
         }
     }
 
@@ -330,10 +334,11 @@ fn read_sink(
     let k = match kind.value.as_str() {
         "file" => SinkKind::File(FileSinkConfig::parse(t, d)?),
         "stdout" => SinkKind::Stdout(StdoutConfig::parse(t, d)),
+        "kinesis" => SinkKind::Kinesis(Box::new(KinesisSinkConfig::parse(t, d)?)),
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown sink kind {other:?}; expected one of: file, stdout"),
+                format!("unknown sink kind {other:?}; expected one of: file, stdout, kinesis"),
             );
             t.skip_rest();
             return None;

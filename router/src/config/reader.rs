@@ -627,7 +627,7 @@ impl<'a> Section<'a> {
             let mut expected: Vec<&str> = self.used.clone();
             if self.lenient {
                 // In a quick-mode URI these are given by the URI itself.
-                expected.retain(|k| *k != "kind" && *k != "path");
+                expected.retain(|k| !matches!(*k, "kind" | "path" | "stream"));
             }
             expected.sort_unstable();
             expected.dedup();

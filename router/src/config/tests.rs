@@ -100,7 +100,7 @@ fn kinds_and_required_keys() {
     );
     assert_has(
         &errs,
-        "t.toml:4:8: `sinks.k.kind`: unknown sink kind \"kafka\"; expected one of: file, stdout",
+        "t.toml:4:8: `sinks.k.kind`: unknown sink kind \"kafka\"; expected one of: file, stdout, kinesis",
     );
     let errs = errors("");
     assert_has(&errs, "no sources");

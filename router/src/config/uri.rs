@@ -1,9 +1,11 @@
-//! Quick-mode URIs: `stdin`, `stdout`, `file:PATH` with `?key=value&...` options.
+//! Quick-mode URIs: `stdin`, `stdout`, `file:PATH`, `kinesis://STREAM` with `?key=value&...`
+//! options.
 //!
 //! A URI becomes a TOML table (`kind`, `path` and one key per query parameter, values as
 //! strings) that is then validated by exactly the code that reads the config file, so every
 //! option and range is the same in both places. Query keys and values are percent-decoded; the
-//! `file:` path is taken as written (its `%` are strftime specifiers) and ends at the first `?`.
+//! `file:` path is taken as written (its `%` are strftime specifiers) and ends at the first `?`;
+//! the `kinesis:` stream (a name or an ARN, with or without `//`) is percent-decoded.
 
 use toml_edit::{Table, value};
 
@@ -64,7 +66,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
     };
     let kinds: &[&str] = match role {
         Role::Source => &["stdin"],
-        Role::Sink => &["file", "stdout"],
+        Role::Sink => &["file", "stdout", "kinesis"],
     };
     if !kinds.contains(&scheme) {
         return Err(error(
@@ -74,10 +76,10 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                 "unknown scheme {scheme:?}; expected one of: {}",
                 kinds
                     .iter()
-                    .map(|k| if *k == "file" {
-                        "file:PATH".to_owned()
-                    } else {
-                        (*k).to_owned()
+                    .map(|k| match *k {
+                        "file" => "file:PATH".to_owned(),
+                        "kinesis" => "kinesis://STREAM".to_owned(),
+                        k => k.to_owned(),
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -106,6 +108,20 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                 "file: needs a path, e.g. file:out/records.ndjson".into(),
             ));
         }
+        ("kinesis", rest) => {
+            let stream = rest
+                .map(|r| r.strip_prefix("//").unwrap_or(r))
+                .unwrap_or("");
+            let stream = percent_decode(stream).map_err(|e| error(arg, role, e))?;
+            if stream.is_empty() {
+                return Err(error(
+                    arg,
+                    role,
+                    "kinesis: needs a stream, e.g. kinesis://my-stream?region=us-east-1".into(),
+                ));
+            }
+            table.insert("stream", value(stream));
+        }
         (_, Some(extra)) if !extra.is_empty() => {
             return Err(error(
                 arg,
@@ -125,7 +141,10 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         })?;
         let k = percent_decode(k).map_err(|e| error(arg, role, e))?;
         let v = percent_decode(v).map_err(|e| error(arg, role, e))?;
-        if k == "kind" || (k == "path" && scheme == "file") {
+        if k == "kind"
+            || (k == "path" && scheme == "file")
+            || (k == "stream" && scheme == "kinesis")
+        {
             return Err(error(
                 arg,
                 role,
@@ -160,9 +179,32 @@ mod tests {
     }
 
     #[test]
+    fn kinesis_uri() {
+        let (kind, t) = to_table(
+            "kinesis://events?region=us-east-1&endpoint=http://127.0.0.1:4567&partition=field:device_id",
+            Role::Sink,
+        )
+        .unwrap();
+        assert_eq!(kind, "kinesis");
+        assert_eq!(t["stream"].as_str(), Some("events"));
+        assert_eq!(t["endpoint"].as_str(), Some("http://127.0.0.1:4567"));
+        assert_eq!(t["partition"].as_str(), Some("field:device_id"));
+        let (_, t) = to_table("kinesis:arn:aws:kinesis:us-east-1:1:stream/x", Role::Sink).unwrap();
+        assert_eq!(
+            t["stream"].as_str(),
+            Some("arn:aws:kinesis:us-east-1:1:stream/x")
+        );
+    }
+
+    #[test]
     fn bad_uris_say_what_is_wrong() {
-        let e = to_table("kinesis://x", Role::Sink).unwrap_err();
-        assert!(e.to_string().contains("unknown scheme \"kinesis\""), "{e}");
+        let e = to_table("firehose://x", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("unknown scheme \"firehose\""), "{e}");
+        assert!(e.to_string().contains("kinesis://STREAM"), "{e}");
+        let e = to_table("kinesis://", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("needs a stream"), "{e}");
+        let e = to_table("kinesis://s?stream=t", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("given by the URI itself"), "{e}");
         let e = to_table("file:", Role::Sink).unwrap_err();
         assert!(e.to_string().contains("needs a path"), "{e}");
         let e = to_table("stdout?x", Role::Sink).unwrap_err();

@@ -50,6 +50,14 @@ pub struct Counters {
     pub plugin_memory_limit_hits: AtomicU64,
     /// Plugin stages: records the plugin reported an error for.
     pub plugin_record_errors: AtomicU64,
+    /// Kinesis sinks: PutRecords requests made.
+    pub kinesis_requests: AtomicU64,
+    /// Kinesis sinks: Kinesis records written (an aggregate of many records counts once).
+    pub kinesis_records: AtomicU64,
+    /// Kinesis sinks: entries sent again after a failure.
+    pub kinesis_retries: AtomicU64,
+    /// Kinesis sinks: entries and calls refused for throughput.
+    pub kinesis_throttles: AtomicU64,
 }
 
 impl Counters {
@@ -94,6 +102,10 @@ impl Counters {
             plugin_timeouts: get(&self.plugin_timeouts),
             plugin_memory_limit_hits: get(&self.plugin_memory_limit_hits),
             plugin_record_errors: get(&self.plugin_record_errors),
+            kinesis_requests: get(&self.kinesis_requests),
+            kinesis_records: get(&self.kinesis_records),
+            kinesis_retries: get(&self.kinesis_retries),
+            kinesis_throttles: get(&self.kinesis_throttles),
         }
     }
 }
@@ -127,6 +139,18 @@ pub struct CounterValues {
     /// See [`Counters::plugin_record_errors`].
     #[serde(skip_serializing_if = "is_zero")]
     pub plugin_record_errors: u64,
+    /// See [`Counters::kinesis_requests`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kinesis_requests: u64,
+    /// See [`Counters::kinesis_records`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kinesis_records: u64,
+    /// See [`Counters::kinesis_retries`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kinesis_retries: u64,
+    /// See [`Counters::kinesis_throttles`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kinesis_throttles: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -228,12 +228,21 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
             tx,
             counters: counters.clone(),
         });
+        let dead = dead.clone();
+        let sink_name = s.name.clone();
         let sink: Box<dyn BlockingSink> = match &s.kind {
             SinkKind::File(f) => Box::new(FileSink::new(&s.name, f.clone())),
             SinkKind::Stdout(c) => Box::new(StdoutSink::stdout(c.clone())),
+            SinkKind::Kinesis(k) => {
+                // Network I/O: a thread with a small async runtime of its own.
+                let k = (**k).clone();
+                spawn(name, &events_tx, move || {
+                    crate::sinks::kinesis::run(&sink_name, k, rx, dead, counters).map(Some)
+                })?;
+                pending += 1;
+                continue;
+            }
         };
-        let dead = dead.clone();
-        let sink_name = s.name.clone();
         spawn(name, &events_tx, move || {
             run_blocking_sink(&sink_name, sink, rx, dead, counters).map(Some)
         })?;

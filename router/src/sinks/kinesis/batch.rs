@@ -222,6 +222,31 @@ impl<T> Batcher<T> {
         Ok(())
     }
 
+    /// Puts an entry back at the front (it goes into the next request first): an entry to
+    /// retry, with `since` its original arrival, so a retry is due at once rather than after
+    /// another linger. Entries put back one after another end up in reverse order.
+    ///
+    /// # Errors
+    ///
+    /// [`Oversized`] with the entry when it is over the record limit; it is not added.
+    pub fn push_front(
+        &mut self,
+        entry: T,
+        size: usize,
+        since: Instant,
+    ) -> Result<(), Oversized<T>> {
+        if size > self.policy.record_bytes_max {
+            return Err(Oversized {
+                entry,
+                size,
+                limit: self.policy.record_bytes_max,
+            });
+        }
+        self.bytes += size;
+        self.pending.push_front(Pending { entry, size, since });
+        Ok(())
+    }
+
     /// Whether a request is due at `now`: something is pending and the oldest entry has waited
     /// its linger, or the pending entries or bytes reached a target.
     pub fn should_flush(&self, now: Instant) -> bool {
@@ -430,6 +455,20 @@ mod tests {
         assert_eq!(b.take_where(|_, _| false), None);
         assert_eq!(b.take().unwrap().entries, vec![1, 2, 4, 5, 7, 8]);
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn entries_put_back_go_first() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(BatchPolicy::default());
+        b.push(1, 10, t0 + ms(50)).unwrap();
+        b.push_front(0, 20, t0).unwrap();
+        assert_eq!(b.bytes(), 30);
+        // The put-back entry's own arrival sets the deadline.
+        assert_eq!(b.deadline(), Some(t0 + ms(100)));
+        assert!(b.should_flush(t0 + ms(100)));
+        assert!(b.push_front(9, 2 * 1024 * 1024, t0).is_err());
+        assert_eq!(b.take().unwrap().entries, vec![0, 1]);
     }
 
     #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
-//! The Kinesis Data Streams sink: the pure decision logic.
+//! The Kinesis Data Streams sink (`kind = "kinesis"`, `kinesis://STREAM`).
 //!
-//! Everything in these submodules is deterministic and does no I/O: no sockets, no clock reads,
-//! no sleeps, no AWS SDK. Time comes in as an `Instant` argument, randomness as an `Rng`, and
-//! answers from Kinesis as plain strings. The I/O part (the SDK client and its tasks) drives them.
+//! Two halves. The pure half is deterministic and does no I/O: no sockets, no clock reads, no
+//! sleeps, no AWS SDK; time comes in as an `Instant` argument, randomness as a seeded `Rng`, and
+//! answers from Kinesis as plain strings:
 //!
 //! - [`hash`]: the 128-bit hash key of a partition key (MD5), explicit hash keys as decimal text.
 //! - [`shards`]: the shard map (which open shard owns a hash key), its validation, and helpers
@@ -12,11 +12,39 @@
 //! - [`retry`]: backoff with jitter bounded by attempts and a record TTL; error classification.
 //! - [`limits`]: per-shard rate limits (records/s and bytes/s) and a pure throughput simulation.
 //! - [`ordering`]: the in-flight tracker that keeps per-key order in `ordered` mode.
+//! - [`engine`]: the sink's state machine over all of the above: records in, requests out,
+//!   answers in, outcomes (written, dead-lettered) out; tested against a scripted fake stream.
+//! - [`config`]: the sink table, validated.
+//!
+//! The I/O half: [`client`] (the only module that knows the AWS SDK: connect, describe, list
+//! shards, put records, error classification) and [`sink`] (the thread and runtime that read the
+//! queue, drive the engine, run the calls, and account for every record).
+//!
+//! Ordering guarantees, exactly:
+//! - `unordered`: none beyond "each record is written at least once or dead-lettered". Requests
+//!   run concurrently and a retried record goes out with later ones, so records of one key can
+//!   land out of order.
+//! - `ordered`: records with the same partition key are first written to Kinesis in the order
+//!   the sink received them, across partial failures, throttling, call errors and retries: at
+//!   most one entry per key (without aggregation) or per shard (with aggregation) is in flight,
+//!   and a failed entry is retried before anything behind it goes. Two exceptions: a record that
+//!   is given up (dead-lettered after its attempts or TTL) no longer holds the others back; and a
+//!   call that timed out may still have written its records, so a retry can write a duplicate
+//!   later (never an earlier record after a later one in first writes). Records of different
+//!   keys have no order between them. A reshard is handled by waiting for the requests in flight
+//!   before switching shard maps.
 
 pub mod aggregate;
 pub mod batch;
+pub mod client;
+pub mod config;
+pub mod engine;
 pub mod hash;
 pub mod limits;
 pub mod ordering;
 pub mod retry;
 pub mod shards;
+pub mod sink;
+
+pub use config::KinesisSinkConfig;
+pub use sink::run;

@@ -1,0 +1,825 @@
+//! The Kinesis sink against kinesalite (a local Kinesis server on 127.0.0.1), read back by an
+//! independent client (boto3) and de-aggregated by an independent library (aws-kinesis-agg):
+//! exactly-once delivery of 100,000 aggregated records, per-key order in `ordered` mode, shards
+//! predicted by MD5, random keys spread evenly, partial failures and throttled calls injected by a
+//! proxy, the server killed and restarted mid-stream, a missing stream, oversized records, the
+//! quick-mode URI and the example config.
+//!
+//! Each test starts its own kinesalite on a free port, so tests are independent and run in
+//! parallel. They need `EDGE_ROUTER_KINESALITE_MODULES` (kinesalite's node_modules) and
+//! `EDGE_ROUTER_KINESIS_PYTHON` (a python with boto3 and aws-kinesis-agg): `tests/run.sh` sets
+//! both, or `eval "$(tests/kinesis/setup.sh)"`. Without them the tests fail and say so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Output, Stats, drain, temp_dir, wait_with_timeout};
+use edge_router::sinks::kinesis::hash::{hash_key, parse_hash_key};
+use serde_json::Value;
+
+/// Where the test tools are.
+struct Tools {
+    modules: PathBuf,
+    python: PathBuf,
+}
+
+fn tools() -> Tools {
+    let get = |var: &str| -> PathBuf {
+        match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => panic!(
+                "{var} is not set: the Kinesis tests need kinesalite (npm) and boto3 + \
+                 aws-kinesis-agg (PyPI). Run `eval \"$(tests/kinesis/setup.sh)\"` first \
+                 (tests/run.sh does)."
+            ),
+        }
+    };
+    let t = Tools {
+        modules: get("EDGE_ROUTER_KINESALITE_MODULES"),
+        python: get("EDGE_ROUTER_KINESIS_PYTHON"),
+    };
+    assert!(
+        t.modules.join("kinesalite").is_dir(),
+        "no kinesalite in {}",
+        t.modules.display()
+    );
+    t
+}
+
+fn script(name: &str) -> PathBuf {
+    common::repo_root().join("tests/kinesis").join(name)
+}
+
+/// A free port on 127.0.0.1 (the listener is closed again; the child binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited before listening on {port}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} not listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kinesalite on 127.0.0.1, optionally keeping its data in `db` (leveldb) across restarts.
+struct Kinesalite {
+    proc: Option<Proc>,
+    port: u16,
+    db: Option<PathBuf>,
+}
+
+impl Kinesalite {
+    fn start(db: Option<&Path>) -> Kinesalite {
+        let mut k = Kinesalite {
+            proc: None,
+            port: free_port(),
+            db: db.map(Path::to_path_buf),
+        };
+        k.restart();
+        k
+    }
+
+    /// Starts it (again) on the same port and data path.
+    fn restart(&mut self) {
+        let t = tools();
+        let mut cmd = Command::new("node");
+        cmd.arg(script("kinesalite.js"))
+            .arg(self.port.to_string())
+            .env("NODE_PATH", &t.modules)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(db) = &self.db {
+            cmd.arg(db);
+        }
+        let mut child = cmd.spawn().expect("starting node (needed for kinesalite)");
+        wait_for_port(self.port, &mut child, "kinesalite");
+        self.proc = Some(Proc(child));
+    }
+
+    /// Kills it with SIGKILL.
+    fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn create_stream(&self, name: &str, shards: u32) {
+        let out = Command::new(tools().python)
+            .arg(script("kinesis_tool.py"))
+            .args(["create", &self.endpoint(), name, &shards.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn read(&self, stream: &str, deaggregate: bool) -> ReadBack {
+        read_back(&self.endpoint(), stream, deaggregate)
+    }
+}
+
+/// The fault-injecting proxy in front of a server.
+struct FaultProxy {
+    proc: Proc,
+    port: u16,
+}
+
+impl FaultProxy {
+    fn start(upstream: u16, entry_pct: u32, throttle_pct: u32, error_pct: u32) -> FaultProxy {
+        let port = free_port();
+        let mut child = Command::new(tools().python)
+            .arg(script("fault_proxy.py"))
+            .args([
+                port.to_string(),
+                upstream.to_string(),
+                entry_pct.to_string(),
+                throttle_pct.to_string(),
+                error_pct.to_string(),
+                "1".into(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, "fault_proxy.py");
+        FaultProxy {
+            proc: Proc(child),
+            port,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it and returns its counts.
+    fn stop(mut self) -> Value {
+        let pid = self.proc.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let mut line = String::new();
+        let stdout = self.proc.0.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        for l in lines.by_ref().map_while(Result::ok) {
+            if l.starts_with('{') {
+                line = l;
+                break;
+            }
+        }
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("proxy counts {line:?}: {e}"))
+    }
+}
+
+/// A shard's hash key range, as read back.
+#[derive(Debug)]
+struct ShardRange {
+    id: String,
+    start: u128,
+    end: u128,
+}
+
+/// One record read back (a user record when de-aggregated).
+#[derive(Debug, Clone)]
+struct Rec {
+    shard: String,
+    seq: String,
+    subseq: u64,
+    pk: String,
+    ehk: Option<String>,
+    aggregated: bool,
+    raw_magic: bool,
+    data: Vec<u8>,
+}
+
+impl Rec {
+    /// Sequence numbers are decimal strings up to 2^128 or so: order by length, then text.
+    fn order(&self) -> (usize, &str, u64) {
+        (self.seq.len(), self.seq.as_str(), self.subseq)
+    }
+}
+
+struct ReadBack {
+    shards: Vec<ShardRange>,
+    records: Vec<Rec>,
+}
+
+impl ReadBack {
+    fn shard_of_key(&self, pk: &str) -> &str {
+        let h = hash_key(pk);
+        &self
+            .shards
+            .iter()
+            .find(|s| s.start <= h && h <= s.end)
+            .unwrap()
+            .id
+    }
+
+    fn range(&self, shard: &str) -> &ShardRange {
+        self.shards.iter().find(|s| s.id == shard).unwrap()
+    }
+
+    /// Per partition key, the payloads in the order Kinesis holds them.
+    fn per_key(&self) -> HashMap<String, Vec<Vec<u8>>> {
+        let mut sorted: Vec<&Rec> = self.records.iter().collect();
+        sorted.sort_by(|a, b| (a.shard.as_str(), a.order()).cmp(&(b.shard.as_str(), b.order())));
+        let mut out: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+        for r in sorted {
+            out.entry(r.pk.clone()).or_default().push(r.data.clone());
+        }
+        out
+    }
+
+    /// Distinct Kinesis records (an aggregate counts once).
+    fn kinesis_records(&self) -> usize {
+        let mut ids: Vec<(&str, &str)> = self
+            .records
+            .iter()
+            .map(|r| (r.shard.as_str(), r.seq.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+}
+
+fn read_back(endpoint: &str, stream: &str, deaggregate: bool) -> ReadBack {
+    let mut cmd = Command::new(tools().python);
+    cmd.arg(script("kinesis_tool.py"))
+        .args(["read", endpoint, stream]);
+    if deaggregate {
+        cmd.arg("--deaggregate");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "reading {stream}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut shards = Vec::new();
+    let mut records = Vec::new();
+    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        if v.get("start").is_some() {
+            shards.push(ShardRange {
+                id: v["shard"].as_str().unwrap().to_owned(),
+                start: parse_hash_key(v["start"].as_str().unwrap()).unwrap(),
+                end: parse_hash_key(v["end"].as_str().unwrap()).unwrap(),
+            });
+            continue;
+        }
+        records.push(Rec {
+            shard: v["shard"].as_str().unwrap().to_owned(),
+            seq: v["seq"].as_str().unwrap().to_owned(),
+            subseq: v["subseq"].as_u64().unwrap_or(0),
+            pk: v["pk"].as_str().unwrap().to_owned(),
+            ehk: v["ehk"].as_str().map(str::to_owned),
+            aggregated: v["aggregated"].as_bool().unwrap_or(false),
+            raw_magic: v["raw_magic"].as_bool().unwrap_or(false),
+            data: b64.decode(v["data"].as_str().unwrap()).unwrap(),
+        });
+    }
+    ReadBack { shards, records }
+}
+
+/// The router, with dummy credentials from the environment and no other AWS configuration.
+fn router(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = common::command(dir, args);
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_KINESIS")
+        .env_remove("AWS_SESSION_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs the router over `input` and waits for it (at most [`common::CHILD_TIMEOUT`]).
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
+    let mut child = router(dir, args, env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting edge-router");
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = std::thread::scope(|s| {
+        let mut stdin = child.stdin.take().unwrap();
+        s.spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        wait_with_timeout(&mut child, common::CHILD_TIMEOUT)
+    });
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+/// `kinesis://STREAM?...` for `endpoint` with extra options.
+fn uri(stream: &str, endpoint: &str, options: &str) -> String {
+    format!("kinesis://{stream}?region=us-east-1&endpoint={endpoint}&{options}")
+}
+
+/// The sink's counter `key` (absent = 0).
+fn counter(stats: &Stats, key: &str) -> u64 {
+    stats.component("sinks.kinesis")[key].as_u64().unwrap_or(0)
+}
+
+fn device_id(line: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(line).unwrap();
+    v["device_id"].to_string()
+}
+
+/// Per device id, the input lines in order.
+fn input_per_key(input: &[u8]) -> HashMap<String, Vec<Vec<u8>>> {
+    let mut out: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for l in common::lines(input) {
+        out.entry(device_id(l)).or_default().push(l.to_vec());
+    }
+    out
+}
+
+/// Asserts that the multiset of payloads read back equals the input lines.
+fn assert_exactly_once(back: &ReadBack, input: &[u8]) {
+    let mut got: Vec<&[u8]> = back.records.iter().map(|r| r.data.as_slice()).collect();
+    let mut want: Vec<&[u8]> = common::lines(input);
+    assert_eq!(got.len(), want.len(), "records read back vs input lines");
+    got.sort_unstable();
+    want.sort_unstable();
+    assert!(got == want, "the records read back are not the input lines");
+}
+
+/// Stats line of a run, with its rate.
+fn report(what: &str, stats: &Stats, records: usize) {
+    let ms = stats.0["elapsed_ms"].as_u64().unwrap().max(1);
+    let requests = counter(stats, "kinesis_requests").max(1);
+    eprintln!(
+        "{what}: {records} records in {ms} ms ({:.0} records/s), {} requests ({:.1} user records per request), {} Kinesis records ({:.4} per user record), {} retries, {} throttles",
+        records as f64 * 1000.0 / ms as f64,
+        requests,
+        stats.written() as f64 / requests as f64,
+        counter(stats, "kinesis_records"),
+        counter(stats, "kinesis_records") as f64 / stats.written().max(1) as f64,
+        counter(stats, "kinesis_retries"),
+        counter(stats, "kinesis_throttles"),
+    );
+}
+
+/// (a) + (e): 100,000 records, aggregated per predicted shard, arrive exactly once; every
+/// Kinesis record that starts with the KPL magic de-aggregates (aws-kinesis-agg) with a valid
+/// digest; every user record has its device id as partition key, and its hash key lies in the
+/// range of the shard that holds its aggregate (the KCL's rule, or it drops the aggregate).
+#[test]
+fn a_hundred_thousand_aggregated_records_arrive_exactly_once() {
+    let k = Kinesalite::start(None);
+    k.create_stream("big", 4);
+    let input = common::sensor(100_000);
+    let dir = temp_dir();
+    let sink = uri(
+        "big",
+        &k.endpoint(),
+        "partition=field:device_id&aggregate=true",
+    );
+    let out = run(
+        dir.path(),
+        &["run", "--sink", &sink, "--stats=json"],
+        &[],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.written(), 100_000, "{}", out.stderr);
+    assert_eq!(stats.dead_lettered(), 0);
+    report("aggregated, 4 shards", &stats, 100_000);
+    let back = k.read("big", true);
+    assert_eq!(back.shards.len(), 4);
+    assert_exactly_once(&back, &input);
+    for r in &back.records {
+        assert_eq!(
+            r.aggregated, r.raw_magic,
+            "aws-kinesis-agg rejected an aggregate: {r:?}"
+        );
+        assert_eq!(r.pk, device_id(&r.data), "partition key of {r:?}");
+        assert_eq!(r.ehk, None);
+        let range = back.range(&r.shard);
+        let h = hash_key(&r.pk);
+        assert!(
+            range.start <= h && h <= range.end,
+            "{r:?} is outside its shard's range"
+        );
+    }
+    let aggregated = back.records.iter().filter(|r| r.aggregated).count();
+    assert!(
+        aggregated > 99_000,
+        "only {aggregated} records were aggregated"
+    );
+    assert_eq!(
+        back.kinesis_records() as u64,
+        counter(&stats, "kinesis_records")
+    );
+    assert!(back.kinesis_records() < 2_000, "{}", back.kinesis_records());
+}
+
+/// (b) + (c): ordered mode without aggregation: per device, the records are in Kinesis in input
+/// order, each on the shard MD5 of its key predicts; exactly once.
+#[test]
+fn ordered_records_keep_key_order_on_the_predicted_shards() {
+    let k = Kinesalite::start(None);
+    k.create_stream("ordered", 4);
+    let input = common::sensor_few_devices(10_000);
+    let dir = temp_dir();
+    let sink = uri(
+        "ordered",
+        &k.endpoint(),
+        "partition=field:device_id&ordering=ordered&linger_ms=5",
+    );
+    let out = run(
+        dir.path(),
+        &["run", "--sink", &sink, "--stats=json"],
+        &[],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.written(), 10_000);
+    report("ordered raw, 24 keys", &stats, 10_000);
+    let back = k.read("ordered", false);
+    assert_exactly_once(&back, &input);
+    for r in &back.records {
+        assert_eq!(r.pk, device_id(&r.data));
+        assert_eq!(r.shard, back.shard_of_key(&r.pk), "{r:?}");
+    }
+    let got = back.per_key();
+    let want = input_per_key(&input);
+    assert_eq!(got.len(), 24);
+    for (key, lines) in &want {
+        assert!(got[key] == *lines, "device {key}: records out of order");
+    }
+}
+
+/// (d): random keys spread evenly over the shards; an oversized record is dead-lettered with
+/// its size and the limit, and everything else arrives.
+#[test]
+fn random_keys_spread_evenly_and_oversized_records_are_dead_lettered() {
+    let k = Kinesalite::start(None);
+    k.create_stream("spread", 4);
+    let mut input = common::sensor(20_000);
+    let big = format!("{{\"big\":\"{}\"}}\n", "x".repeat(1_100_000));
+    input.extend_from_slice(big.as_bytes());
+    let dir = temp_dir();
+    let sink = uri("spread", &k.endpoint(), "rate_limit_percent=0");
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--source",
+            "stdin?max_record_bytes=2MiB",
+            "--sink",
+            &sink,
+            "--dead-letter",
+            "dead.ndjson",
+            "--stats=json",
+        ],
+        &[],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.written(), 20_000);
+    assert_eq!(stats.dead_lettered(), 1);
+    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].size, big.len() as u64 - 1);
+    assert!(
+        dead[0].reason.contains(&format!(
+            "record of {} bytes (data + partition key) is over the stream's record limit of 1048576 bytes",
+            big.len() - 1 + 16
+        )),
+        "{}",
+        dead[0].reason
+    );
+    let back = k.read("spread", false);
+    assert_exactly_once(&back, common::first_lines(&input, 20_000));
+    let mut per_shard: HashMap<&str, usize> = HashMap::new();
+    for r in &back.records {
+        *per_shard.entry(r.shard.as_str()).or_default() += 1;
+    }
+    let max = *per_shard.values().max().unwrap();
+    let min = *per_shard.values().min().unwrap();
+    eprintln!("random keys per shard: {per_shard:?}");
+    assert_eq!(per_shard.len(), 4);
+    // 5,000 expected per shard, standard deviation ~61: 1.15 is far outside chance.
+    assert!(max as f64 / min as f64 <= 1.15, "{per_shard:?}");
+}
+
+/// (f): a proxy fails 10% of the entries (ProvisionedThroughputExceeded) and 5% + 5% of the
+/// calls (HTTP 400 ThrottlingException, HTTP 500): nothing is lost or duplicated, and in ordered
+/// mode no key's records are reordered, with and without aggregation.
+#[test]
+fn partial_failures_and_failed_calls_lose_nothing_and_keep_key_order() {
+    let mut injected: HashMap<&str, u64> = HashMap::new();
+    for (stream, aggregate, n) in [("faults-raw", false, 5_000), ("faults-agg", true, 20_000)] {
+        let k = Kinesalite::start(None);
+        k.create_stream(stream, 4);
+        let proxy = FaultProxy::start(k.port, 10, 5, 5);
+        let input = common::sensor_few_devices(n);
+        let dir = temp_dir();
+        let sink = uri(
+            stream,
+            &proxy.endpoint(),
+            &format!(
+                "partition=field:device_id&ordering=ordered&aggregate={aggregate}&linger_ms=5\
+                 &retry_backoff_ms=10&retry_backoff_max_ms=200&rate_limit_percent=0{}",
+                // Small aggregates: many entries and calls for the proxy to fail.
+                if aggregate {
+                    "&aggregate_bytes_max=4KiB"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let out = run(
+            dir.path(),
+            &["run", "--sink", &sink, "--stats=json"],
+            &[],
+            &input,
+        );
+        let stats = out.ok_stats();
+        let counts = proxy.stop();
+        assert_eq!(stats.written(), n as u64, "{}", out.stderr);
+        report(
+            &format!("through the fault proxy, aggregate={aggregate}"),
+            &stats,
+            n,
+        );
+        eprintln!("proxy: {counts}");
+        assert!(counts["failed_entries"].as_u64().unwrap() > 0, "{counts}");
+        assert!(counter(&stats, "kinesis_retries") > 0);
+        assert!(counter(&stats, "kinesis_throttles") > 0);
+        for key in ["throttled_calls", "failed_calls"] {
+            *injected.entry(key).or_default() += counts[key].as_u64().unwrap();
+        }
+        let back = k.read(stream, aggregate);
+        assert_exactly_once(&back, &input);
+        let got = back.per_key();
+        for (key, lines) in input_per_key(&input) {
+            assert!(
+                got[&key] == lines,
+                "{stream}: device {key}: records out of order"
+            );
+        }
+    }
+    // Whole-call faults were injected (over both runs: hundreds of calls at 5% each).
+    assert!(
+        injected["throttled_calls"] > 0 && injected["failed_calls"] > 0,
+        "{injected:?}"
+    );
+}
+
+/// (f): kinesalite killed (SIGKILL) mid-stream and restarted on the same port and data: the
+/// sink retries through the outage and nothing is lost (a request the server wrote but did not
+/// answer may be written twice: at least once, not exactly once).
+#[test]
+fn a_server_killed_and_restarted_mid_stream_loses_nothing() {
+    let db = temp_dir();
+    let mut k = Kinesalite::start(Some(db.path()));
+    k.create_stream("restart", 2);
+    let input = common::sensor_few_devices(15_000);
+    let dir = temp_dir();
+    let sink = uri(
+        "restart",
+        &k.endpoint(),
+        "partition=field:device_id&linger_ms=10&retry_backoff_ms=50&retry_backoff_max_ms=500&rate_limit_percent=0",
+    );
+    let mut child = router(dir.path(), &["run", "--sink", &sink, "--stats=json"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard_err = drain(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let parts: Vec<&[u8]> = {
+        let a = common::first_lines(&input, 5_000).len();
+        let b = common::first_lines(&input, 10_000).len();
+        vec![&input[..a], &input[a..b], &input[b..]]
+    };
+    stdin.write_all(parts[0]).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    k.kill();
+    stdin.write_all(parts[1]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    k.restart();
+    stdin.write_all(parts[2]).unwrap();
+    drop(stdin);
+    let status = wait_with_timeout(&mut child, common::CHILD_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&guard_err.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stats = Stats::from_stderr(&stderr);
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 15_000, "{stderr}");
+    assert!(
+        counter(&stats, "kinesis_retries") > 0,
+        "no retries: {stderr}"
+    );
+    let back = k.read("restart", false);
+    let mut got: Vec<&[u8]> = back.records.iter().map(|r| r.data.as_slice()).collect();
+    got.sort_unstable();
+    let before = got.len();
+    got.dedup();
+    eprintln!(
+        "restart: {} records read back, {} duplicates",
+        before,
+        before - got.len()
+    );
+    let mut want: Vec<&[u8]> = common::lines(&input);
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(got.len(), want.len(), "records lost");
+    assert!(got == want);
+}
+
+/// A missing stream: a clear fatal error naming the stream and region, exit 1, and every record
+/// dead-lettered with that reason.
+#[test]
+fn a_missing_stream_is_fatal_and_every_record_is_dead_lettered() {
+    let k = Kinesalite::start(None);
+    let input = common::sensor(3_000);
+    let dir = temp_dir();
+    let sink = uri("nope", &k.endpoint(), "");
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--dead-letter",
+            "dead.ndjson",
+            "--stats=json",
+        ],
+        &[],
+        &input,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let message = "sink `kinesis` failed: kinesis stream `nope` not found in region us-east-1";
+    assert!(out.stderr.contains(message), "{}", out.stderr);
+    let stats = out.stats();
+    stats.assert_invariant();
+    assert_eq!(stats.read(), 3_000);
+    assert_eq!(stats.written(), 0);
+    assert_eq!(stats.dead_lettered(), 3_000);
+    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 3_000);
+    assert!(
+        dead.iter().all(|d| d.reason.contains(message)),
+        "{}",
+        dead[0].reason
+    );
+}
+
+/// The example config validates and runs (its endpoint comes from `AWS_ENDPOINT_URL`, as it
+/// would for any local server).
+#[test]
+fn the_example_config_runs_against_kinesalite() {
+    let k = Kinesalite::start(None);
+    k.create_stream("edge-telemetry", 2);
+    let input = common::sensor_few_devices(2_000);
+    let dir = temp_dir();
+    let config = common::repo_root().join("configs/kinesis.toml");
+    let out = run(
+        dir.path(),
+        &["run", "-c", config.to_str().unwrap(), "--stats=json"],
+        &[("AWS_ENDPOINT_URL", &k.endpoint())],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.written(), 2_000, "{}", out.stderr);
+    let back = k.read("edge-telemetry", true);
+    assert_exactly_once(&back, &input);
+}
+
+/// SIGTERM while input is still open: no more input is read, everything read is flushed
+/// (aggregates and requests in flight included) within the grace period, exit 0.
+#[test]
+fn sigterm_flushes_every_record_read_and_exits_0() {
+    let k = Kinesalite::start(None);
+    k.create_stream("term", 2);
+    let input = common::sensor_few_devices(3_000);
+    let dir = temp_dir();
+    // A long linger: without the flush at shutdown the records would still be waiting.
+    let sink = uri(
+        "term",
+        &k.endpoint(),
+        "partition=field:device_id&aggregate=true&linger_ms=30000",
+    );
+    let mut child = router(dir.path(), &["run", "--sink", &sink, "--stats=json"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = drain(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stats = Stats::from_stderr(&stderr);
+    stats.assert_invariant();
+    assert_eq!(stats.read(), 3_000, "{stderr}");
+    assert_eq!(stats.written(), 3_000);
+    let back = k.read("term", true);
+    assert_exactly_once(&back, &input);
+}
+
+/// A record the partitioner cannot place (no `device_id`, `fallback = "dead_letter"`) is
+/// dead-lettered with the reason; the others are written.
+#[test]
+fn records_without_a_key_are_dead_lettered_when_asked() {
+    let k = Kinesalite::start(None);
+    k.create_stream("no-key", 1);
+    let mut input = common::sensor_few_devices(200);
+    input.extend_from_slice(b"{\"site\":\"plant-1\"}\n{\"device_id\":null}\n");
+    let dir = temp_dir();
+    let sink = uri(
+        "no-key",
+        &k.endpoint(),
+        "partition=field:device_id&fallback=dead_letter",
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--dead-letter",
+            "dead.ndjson",
+            "--stats=json",
+        ],
+        &[],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!((stats.written(), stats.dead_lettered()), (200, 2));
+    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].line, Some(201));
+    assert!(
+        dead[0]
+            .reason
+            .starts_with("kinesis stream `no-key`: no partition key: field `device_id` is missing"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(k.read("no-key", false).records.len(), 200);
+}
