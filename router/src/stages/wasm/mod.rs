@@ -1,8 +1,8 @@
 //! WebAssembly stages: the only module that knows wasmtime.
 //!
 //! A plugin is a component implementing one world of `wit/plugin.wit` (`filter`, `enrich` or
-//! `route`). It is compiled once per process (and cached on disk by wasmtime's cache, keyed by
-//! the file's hash and the engine's settings), pre-instantiated, and run inside a sandbox on
+//! `route`). It is compiled once (and cached on disk by [`cache`], keyed by the file's hash and
+//! the engine's settings), pre-instantiated, and run inside a sandbox on
 //! every call: a memory cap per instance, a CPU deadline per call (epoch interruption), and no
 //! imports but the router's rate-limited log. A batch crosses into the plugin as one byte list
 //! plus spans.
@@ -12,6 +12,7 @@
 //! found; those follow the stage's `on_error` policy and every other record is processed
 //! normally: none is lost or processed twice.
 
+pub mod cache;
 pub mod config;
 
 use std::path::Path;
@@ -143,16 +144,6 @@ pub fn engine() -> Result<&'static Engine, PluginError> {
                 .total_tables(256)
                 .max_memory_size(4 << 30);
             cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-            if let Some(dir) = cache_dir() {
-                let mut cc = wasmtime::CacheConfig::new();
-                cc.with_directory(dir);
-                match wasmtime::Cache::new(cc) {
-                    Ok(cache) => {
-                        cfg.cache(Some(cache));
-                    }
-                    Err(e) => tracing::warn!("compiled-plugin cache disabled: {e}"),
-                }
-            }
             let engine = Engine::new(&cfg).map_err(|e| format!("{e:#}"))?;
             let weak = engine.weak();
             std::thread::Builder::new()
@@ -169,18 +160,6 @@ pub fn engine() -> Result<&'static Engine, PluginError> {
         })
         .as_ref()
         .map_err(|e| PluginError::Engine(e.clone()))
-}
-
-/// Where compiled plugins are cached: `$EDGE_ROUTER_CACHE_DIR`, else `$XDG_CACHE_HOME` or
-/// `~/.cache`, under `edge-router/wasm`.
-fn cache_dir() -> Option<std::path::PathBuf> {
-    if let Some(d) = std::env::var_os("EDGE_ROUTER_CACHE_DIR") {
-        return Some(d.into());
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
-    Some(base.join("edge-router").join("wasm"))
 }
 
 /// Caps an instance's memory and records when the cap was hit.
@@ -362,11 +341,12 @@ impl Plugin {
             });
         }
         let engine = engine()?;
-        let component =
-            Component::from_binary(engine, &bytes).map_err(|e| PluginError::Invalid {
+        let component = cache::load(engine, &bytes, cache::dir().as_deref()).map_err(|e| {
+            PluginError::Invalid {
                 path: shown.clone(),
                 message: first_line(&format!("{e:#}")).to_owned(),
-            })?;
+            }
+        })?;
         check_version(engine, &component, &shown)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
         let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
@@ -526,10 +506,11 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
         path: path.display().to_string(),
         error,
     })?;
-    let component = Component::from_binary(engine, &bytes).map_err(|e| PluginError::Invalid {
-        path: path.display().to_string(),
-        message: format!("{e:#}"),
-    })?;
+    let component =
+        cache::load(engine, &bytes, cache::dir().as_deref()).map_err(|e| PluginError::Invalid {
+            path: path.display().to_string(),
+            message: format!("{e:#}"),
+        })?;
     let ty = component.component_type();
     Ok(PluginInfo {
         worlds,
@@ -570,7 +551,8 @@ enum TrapKind {
 /// One call's answers, for a range of records.
 enum Answers {
     Filter(Vec<bool>, Vec<(u32, String)>),
-    Enrich(Vec<(u32, Vec<u8>)>, Vec<(u32, String)>),
+    /// Changed record indices, their payloads back to back, one end offset per changed record.
+    Enrich(Vec<u32>, Vec<u8>, Vec<u32>, Vec<(u32, String)>),
     Route(Vec<Option<u32>>, Vec<(u32, String)>),
 }
 
@@ -579,7 +561,12 @@ enum Answers {
 enum Verdict {
     Keep,
     Drop,
-    Replace(Vec<u8>),
+    /// The new payload is `outputs[out][start..end]` of the stage's enrich outputs.
+    Replace {
+        out: u32,
+        start: u32,
+        end: u32,
+    },
     RouteTo(Option<u32>),
     Error(String),
 }
@@ -596,6 +583,8 @@ pub struct WasmStage {
     counters: Arc<Counters>,
     /// Record spans of one call, relative to its first record.
     scratch_spans: Vec<u32>,
+    /// The payload buffers enrich calls returned for the batch in hand.
+    outputs: Vec<Vec<u8>>,
 }
 
 impl WasmStage {
@@ -632,6 +621,7 @@ impl WasmStage {
             default_mask,
             counters,
             scratch_spans: Vec::new(),
+            outputs: Vec::new(),
         })
     }
 
@@ -655,7 +645,9 @@ impl WasmStage {
         let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
             return Ok(Ok(match self.plugin.kind {
                 PluginKind::Filter => Answers::Filter(Vec::new(), Vec::new()),
-                PluginKind::Enrich => Answers::Enrich(Vec::new(), Vec::new()),
+                PluginKind::Enrich => {
+                    Answers::Enrich(Vec::new(), Vec::new(), Vec::new(), Vec::new())
+                }
                 PluginKind::Route => Answers::Route(Vec::new(), Vec::new()),
             }));
         };
@@ -684,15 +676,10 @@ impl WasmStage {
                 )
             }),
             Bound::Enrich(b) => b.call_enrich(&mut inst.store, wit_batch).map(|r| {
-                let mut out = Vec::with_capacity(r.changed.len());
-                let mut start = 0usize;
-                for (k, &i) in r.changed.iter().enumerate() {
-                    let end = r.ends.get(k).map_or(start, |&e| e as usize);
-                    out.push((i, r.data.get(start..end).unwrap_or_default().to_vec()));
-                    start = end;
-                }
                 Answers::Enrich(
-                    out,
+                    r.changed,
+                    r.data,
+                    r.ends,
                     r.errors.into_iter().map(|e| (e.index, e.message)).collect(),
                 )
             }),
@@ -766,7 +753,7 @@ impl WasmStage {
     ) -> Result<(), PluginError> {
         match self.call(batch, range.clone())? {
             Ok(answers) => {
-                self.apply(range.start, answers, verdicts);
+                self.apply(range, answers, verdicts);
                 Ok(())
             }
             Err(t) if range.len() == 1 => {
@@ -781,31 +768,51 @@ impl WasmStage {
         }
     }
 
-    fn apply(&self, offset: usize, answers: Answers, verdicts: &mut [Verdict]) {
+    fn apply(&mut self, range: std::ops::Range<usize>, answers: Answers, verdicts: &mut [Verdict]) {
+        // Answers about records outside the call's range are ignored.
+        let verdicts = &mut verdicts[range];
         let errors = match answers {
             Answers::Filter(keep, errors) => {
                 for (i, k) in keep.into_iter().enumerate() {
-                    verdicts[offset + i] = if k { Verdict::Keep } else { Verdict::Drop };
+                    verdicts[i] = if k { Verdict::Keep } else { Verdict::Drop };
                 }
                 errors
             }
-            Answers::Enrich(changed, errors) => {
-                for (i, payload) in changed {
-                    if let Some(v) = verdicts.get_mut(offset + i as usize) {
-                        *v = Verdict::Replace(payload);
+            Answers::Enrich(changed, data, ends, errors) => {
+                let out = self.outputs.len() as u32;
+                let mut start = 0u32;
+                for (k, &i) in changed.iter().enumerate() {
+                    let Some(v) = verdicts.get_mut(i as usize) else {
+                        continue;
+                    };
+                    match ends.get(k) {
+                        Some(&end) if start <= end && end as usize <= data.len() => {
+                            *v = Verdict::Replace { out, start, end };
+                            start = end;
+                        }
+                        _ => {
+                            *v = Verdict::Error(format!(
+                                "the plugin returned a bad end offset for its changed record {k} \
+                                 ({} ends for {} changed records, {} bytes)",
+                                ends.len(),
+                                changed.len(),
+                                data.len()
+                            ));
+                        }
                     }
                 }
+                self.outputs.push(data);
                 errors
             }
             Answers::Route(dest, errors) => {
                 for (i, d) in dest.into_iter().enumerate() {
-                    verdicts[offset + i] = Verdict::RouteTo(d);
+                    verdicts[i] = Verdict::RouteTo(d);
                 }
                 errors
             }
         };
         for (i, message) in errors {
-            if let Some(v) = verdicts.get_mut(offset + i as usize) {
+            if let Some(v) = verdicts.get_mut(i as usize) {
                 self.counters
                     .plugin_record_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -864,6 +871,7 @@ impl Stage for WasmStage {
     fn process(&mut self, batch: &mut Batch, dead: &mut Vec<DeadLetter>) -> Result<(), StageError> {
         let n = batch.len();
         let mut verdicts = vec![Verdict::Keep; n];
+        self.outputs.clear();
         for range in self.ranges(batch) {
             self.run_range(batch, range, &mut verdicts)
                 .map_err(|e| StageError(format!("stage `{}`: {e}", self.name)))?;
@@ -926,8 +934,11 @@ impl Stage for WasmStage {
                     .iter()
                     .map(|v| !matches!(v, Verdict::Error(_) | Verdict::Drop))
                     .collect();
-                if verdicts.iter().any(|v| matches!(v, Verdict::Replace(_))) {
-                    *batch = rebuilt(batch, &verdicts);
+                if verdicts
+                    .iter()
+                    .any(|v| matches!(v, Verdict::Replace { .. }))
+                {
+                    *batch = rebuilt(batch, &verdicts, &self.outputs);
                 }
                 batch.retain_mask(&keep);
             }
@@ -937,13 +948,18 @@ impl Stage for WasmStage {
 }
 
 /// A copy of `batch` with replaced payloads, in one new chunk.
-fn rebuilt(batch: &Batch, verdicts: &[Verdict]) -> Batch {
+fn rebuilt(batch: &Batch, verdicts: &[Verdict], outputs: &[Vec<u8>]) -> Batch {
     let mut data = Vec::with_capacity(batch.data().len());
     let mut spans = Vec::with_capacity(batch.len());
     for (i, v) in verdicts.iter().enumerate() {
         let start = data.len() as u32;
         match v {
-            Verdict::Replace(p) => data.extend_from_slice(p),
+            Verdict::Replace { out, start, end } => data.extend_from_slice(
+                outputs
+                    .get(*out as usize)
+                    .and_then(|o| o.get(*start as usize..*end as usize))
+                    .unwrap_or_default(),
+            ),
             _ => data.extend_from_slice(batch.payload(i)),
         }
         spans.push(Span {
