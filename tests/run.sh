@@ -44,6 +44,11 @@ echo "== tests/kinesis/setup.sh (kinesalite from npm; boto3, aws-kinesis-agg fro
 kinesis_env="$(tests/kinesis/setup.sh)"
 eval "$kinesis_env"
 
+echo "== tests/firehose/setup.sh (moto[server], boto3 from PyPI)"
+# Sets EDGE_ROUTER_FIREHOSE_PYTHON for tests/firehose.rs.
+firehose_env="$(tests/firehose/setup.sh)"
+eval "$firehose_env"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

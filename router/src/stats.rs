@@ -26,6 +26,20 @@ pub fn human(r: &Report) -> String {
     }
     for c in &r.counters.components {
         let v = &c.counters;
+        if v.firehose_requests > 0 {
+            let _ = writeln!(
+                s,
+                "{}: {} PutRecordBatch requests, {} Firehose records ({:.4} per record), {} retries, {} bytes, billed ~{} bytes (~{} unpacked)",
+                c.name,
+                v.firehose_requests,
+                v.firehose_records,
+                v.firehose_records as f64 / v.records_out.max(1) as f64,
+                v.firehose_retries,
+                v.firehose_bytes,
+                v.firehose_billed_bytes,
+                v.firehose_billed_bytes_unpacked
+            );
+        }
         if v.kinesis_requests > 0 {
             let _ = writeln!(
                 s,

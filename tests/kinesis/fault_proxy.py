@@ -1,4 +1,5 @@
-"""A fault-injecting HTTP proxy in front of a Kinesis server (kinesalite), for tests/kinesis.rs.
+"""A fault-injecting HTTP proxy in front of a Kinesis server (kinesalite, for tests/kinesis.rs) or a
+Firehose server (moto, for tests/firehose.rs).
 
     python fault_proxy.py LISTEN_PORT UPSTREAM_PORT ENTRY_FAIL_PERCENT THROTTLE_PERCENT ERROR_500_PERCENT SEED
 
@@ -11,6 +12,8 @@ PutRecords passes through unchanged. A PutRecords call:
   ProvisionedThroughputExceededException results at their positions (FailedRecordCount
   adjusted). So nothing the router is told failed was written, and nothing it is told was written
   is missing: a correct sink delivers exactly once through this proxy.
+Firehose's PutRecordBatch is treated alike: whole calls fail the same way, and failed entries come
+back as ServiceUnavailableException results in RequestResponses (FailedPutCount adjusted).
 Prints "listening PORT" when ready; on SIGTERM prints one JSON line of counts to stdout and exits.
 """
 
@@ -84,7 +87,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "host", "connection")}
         target = self.headers.get("X-Amz-Target", "")
         try:
-            if not target.endswith(".PutRecords"):
+            firehose = target.endswith(".PutRecordBatch")
+            if not (target.endswith(".PutRecords") or firehose):
                 status, ctype, data = forward("POST", self.path, headers, body)
                 return self.reply(status, data, ctype)
             with lock:
@@ -112,10 +116,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status, ctype, data = forward("POST", self.path, headers, json.dumps(req).encode())
                 if status != 200:
                     return self.reply(status, data, ctype)
-                results = json.loads(data)["Records"]
+                results = json.loads(data)["RequestResponses" if firehose else "Records"]
             merged, it = [], iter(results)
             for f in fail:
-                if f:
+                if f and firehose:
+                    merged.append({
+                        "ErrorCode": "ServiceUnavailableException",
+                        "ErrorMessage": "Slow down (injected by fault_proxy)",
+                    })
+                elif f:
                     merged.append({
                         "ErrorCode": "ProvisionedThroughputExceededException",
                         "ErrorMessage": "Rate exceeded for shard (injected by fault_proxy)",
@@ -123,7 +132,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 else:
                     merged.append(next(it))
             failed = sum(1 for r in merged if "ErrorCode" in r)
-            self.reply(200, json.dumps({"FailedRecordCount": failed, "Records": merged}).encode())
+            if firehose:
+                answer = {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": merged}
+            else:
+                answer = {"FailedRecordCount": failed, "Records": merged}
+            self.reply(200, json.dumps(answer).encode())
         except Exception as e:  # the upstream is down: answer like an unreachable service
             self.reply(503, json.dumps({"__type": "ServiceUnavailable", "message": str(e)}).encode())
 

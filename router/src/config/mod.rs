@@ -15,6 +15,7 @@ use reader::{ConfigErrors, Diagnostics, Located, Origin, Section};
 
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::file::FileSinkConfig;
+use crate::sinks::firehose::FirehoseSinkConfig;
 use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::stdin::StdinConfig;
@@ -111,6 +112,8 @@ pub enum SinkKind {
     Stdout(StdoutConfig),
     /// A Kinesis data stream.
     Kinesis(Box<KinesisSinkConfig>),
+    /// A Kinesis Data Firehose delivery stream.
+    Firehose(Box<FirehoseSinkConfig>),
 }
 
 impl SinkKind {
@@ -120,6 +123,7 @@ impl SinkKind {
             SinkKind::File(f) => format!("file {}", f.path.source_text()),
             SinkKind::Stdout(_) => "standard output".to_owned(),
             SinkKind::Kinesis(k) => format!("kinesis stream {}", k.stream),
+            SinkKind::Firehose(f) => format!("firehose delivery stream {}", f.delivery_stream),
         }
     }
 
@@ -335,10 +339,13 @@ fn read_sink(
         "file" => SinkKind::File(FileSinkConfig::parse(t, d)?),
         "stdout" => SinkKind::Stdout(StdoutConfig::parse(t, d)),
         "kinesis" => SinkKind::Kinesis(Box::new(KinesisSinkConfig::parse(t, d)?)),
+        "firehose" => SinkKind::Firehose(Box::new(FirehoseSinkConfig::parse(t, d)?)),
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown sink kind {other:?}; expected one of: file, stdout, kinesis"),
+                format!(
+                    "unknown sink kind {other:?}; expected one of: file, stdout, kinesis, firehose"
+                ),
             );
             t.skip_rest();
             return None;

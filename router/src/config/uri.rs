@@ -1,4 +1,4 @@
-//! Quick-mode URIs: `stdin`, `stdout`, `file:PATH`, `kinesis://STREAM` with `?key=value&...`
+//! Quick-mode URIs: `stdin`, `stdout`, `file:PATH`, `kinesis://STREAM`, `firehose://NAME` with `?key=value&...`
 //! options.
 //!
 //! A URI becomes a TOML table (`kind`, `path` and one key per query parameter, values as
@@ -66,7 +66,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
     };
     let kinds: &[&str] = match role {
         Role::Source => &["stdin"],
-        Role::Sink => &["file", "stdout", "kinesis"],
+        Role::Sink => &["file", "stdout", "kinesis", "firehose"],
     };
     if !kinds.contains(&scheme) {
         return Err(error(
@@ -79,6 +79,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                     .map(|k| match *k {
                         "file" => "file:PATH".to_owned(),
                         "kinesis" => "kinesis://STREAM".to_owned(),
+                        "firehose" => "firehose://NAME".to_owned(),
                         k => k.to_owned(),
                     })
                     .collect::<Vec<_>>()
@@ -122,6 +123,21 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
             }
             table.insert("stream", value(stream));
         }
+        ("firehose", rest) => {
+            let name = rest
+                .map(|r| r.strip_prefix("//").unwrap_or(r))
+                .unwrap_or("");
+            let name = percent_decode(name).map_err(|e| error(arg, role, e))?;
+            if name.is_empty() {
+                return Err(error(
+                    arg,
+                    role,
+                    "firehose: needs a delivery stream, e.g. firehose://my-stream?region=us-east-1"
+                        .into(),
+                ));
+            }
+            table.insert("delivery_stream", value(name));
+        }
         (_, Some(extra)) if !extra.is_empty() => {
             return Err(error(
                 arg,
@@ -144,6 +160,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         if k == "kind"
             || (k == "path" && scheme == "file")
             || (k == "stream" && scheme == "kinesis")
+            || (k == "delivery_stream" && scheme == "firehose")
         {
             return Err(error(
                 arg,
@@ -198,9 +215,14 @@ mod tests {
 
     #[test]
     fn bad_uris_say_what_is_wrong() {
-        let e = to_table("firehose://x", Role::Sink).unwrap_err();
-        assert!(e.to_string().contains("unknown scheme \"firehose\""), "{e}");
+        let e = to_table("s3://x", Role::Sink).unwrap_err();
+        assert!(e.to_string().contains("unknown scheme \"s3\""), "{e}");
         assert!(e.to_string().contains("kinesis://STREAM"), "{e}");
+        assert!(e.to_string().contains("firehose://NAME"), "{e}");
+        let (kind, t) = to_table("firehose://to-s3?pack=false", Role::Sink).unwrap();
+        assert_eq!(kind, "firehose");
+        assert_eq!(t["delivery_stream"].as_str(), Some("to-s3"));
+        assert_eq!(t["pack"].as_str(), Some("false"));
         let e = to_table("kinesis://", Role::Sink).unwrap_err();
         assert!(e.to_string().contains("needs a stream"), "{e}");
         let e = to_table("kinesis://s?stream=t", Role::Sink).unwrap_err();

@@ -58,6 +58,18 @@ pub struct Counters {
     pub kinesis_retries: AtomicU64,
     /// Kinesis sinks: entries and calls refused for throughput.
     pub kinesis_throttles: AtomicU64,
+    /// Firehose sinks: PutRecordBatch requests made.
+    pub firehose_requests: AtomicU64,
+    /// Firehose sinks: Firehose records written (a packed record of many user records counts once).
+    pub firehose_records: AtomicU64,
+    /// Firehose sinks: records sent again after a failure.
+    pub firehose_retries: AtomicU64,
+    /// Firehose sinks: bytes of the Firehose records written (delimiters included).
+    pub firehose_bytes: AtomicU64,
+    /// Firehose sinks: estimated billed bytes of the records written (each rounded up to 5 KB).
+    pub firehose_billed_bytes: AtomicU64,
+    /// Firehose sinks: estimated billed bytes had each user record been its own Firehose record.
+    pub firehose_billed_bytes_unpacked: AtomicU64,
 }
 
 impl Counters {
@@ -106,6 +118,12 @@ impl Counters {
             kinesis_records: get(&self.kinesis_records),
             kinesis_retries: get(&self.kinesis_retries),
             kinesis_throttles: get(&self.kinesis_throttles),
+            firehose_requests: get(&self.firehose_requests),
+            firehose_records: get(&self.firehose_records),
+            firehose_retries: get(&self.firehose_retries),
+            firehose_bytes: get(&self.firehose_bytes),
+            firehose_billed_bytes: get(&self.firehose_billed_bytes),
+            firehose_billed_bytes_unpacked: get(&self.firehose_billed_bytes_unpacked),
         }
     }
 }
@@ -151,6 +169,24 @@ pub struct CounterValues {
     /// See [`Counters::kinesis_throttles`].
     #[serde(skip_serializing_if = "is_zero")]
     pub kinesis_throttles: u64,
+    /// See [`Counters::firehose_requests`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_requests: u64,
+    /// See [`Counters::firehose_records`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_records: u64,
+    /// See [`Counters::firehose_retries`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_retries: u64,
+    /// See [`Counters::firehose_bytes`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_bytes: u64,
+    /// See [`Counters::firehose_billed_bytes`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_billed_bytes: u64,
+    /// See [`Counters::firehose_billed_bytes_unpacked`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub firehose_billed_bytes_unpacked: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

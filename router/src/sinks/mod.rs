@@ -7,8 +7,10 @@
 //! itself only knows how to write. [`write_lines`] is the shared "records as delimited lines"
 //! writer.
 
+pub mod aws;
 pub mod dead_letter;
 pub mod file;
+pub mod firehose;
 pub mod kinesis;
 pub mod stdout;
 

@@ -242,6 +242,14 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
                 pending += 1;
                 continue;
             }
+            SinkKind::Firehose(f) => {
+                let f = (**f).clone();
+                spawn(name, &events_tx, move || {
+                    crate::sinks::firehose::run(&sink_name, f, rx, dead, counters).map(Some)
+                })?;
+                pending += 1;
+                continue;
+            }
         };
         spawn(name, &events_tx, move || {
             run_blocking_sink(&sink_name, sink, rx, dead, counters).map(Some)

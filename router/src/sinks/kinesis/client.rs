@@ -17,25 +17,12 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
+use crate::sinks::aws::retry::ErrorClass;
+pub use crate::sinks::aws::sdk::CallFailure;
+use crate::sinks::aws::sdk::{SdkFailure, classify_sdk_error};
 use crate::sinks::kinesis::config::KinesisSinkConfig;
 use crate::sinks::kinesis::engine::{EntryResult, RequestEntry};
-use crate::sinks::kinesis::retry::{CallError, ErrorClass, classify_call_error};
 use crate::sinks::kinesis::shards::ShardMap;
-
-/// A failed call, classified, with a message that names the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallFailure {
-    /// Retry, or stop.
-    pub class: ErrorClass,
-    /// What went wrong, in words.
-    pub description: String,
-}
-
-impl std::fmt::Display for CallFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.description)
-    }
-}
 
 /// What DescribeStreamSummary says about the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,70 +228,13 @@ impl StreamClient {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let (call, detail) = match e {
-            SdkError::TimeoutError(_) => (CallError::Timeout, "timed out".to_owned()),
-            SdkError::DispatchFailure(d) => {
-                let call = if d.is_timeout() {
-                    CallError::Timeout
-                } else {
-                    CallError::Connection
-                };
-                (
-                    call,
-                    format!("cannot reach the endpoint: {}", error_chain(e)),
-                )
-            }
-            SdkError::ConstructionFailure(_) => (
-                CallError::Service {
-                    code: "InvalidArgumentException",
-                    status: None,
-                },
-                format!("bad request: {}", error_chain(e)),
-            ),
-            SdkError::ResponseError(r) => {
-                let status = Some(r.raw().status().as_u16());
-                (
-                    CallError::Service { code: "", status },
-                    format!(
-                        "unreadable answer{}: {}",
-                        status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
-                        error_chain(e)
-                    ),
-                )
-            }
-            SdkError::ServiceError(s) => {
-                let code = s.err().code().unwrap_or("");
-                let status = Some(s.raw().status().as_u16());
-                let message = s.err().message().unwrap_or("");
-                let mut d = if code.is_empty() {
-                    "error".to_owned()
-                } else {
-                    code.to_owned()
-                };
-                if !message.is_empty() {
-                    d.push_str(": ");
-                    d.push_str(message);
-                }
-                if let Some(st) = status {
-                    d.push_str(&format!(" (HTTP {st})"));
-                }
-                (CallError::Service { code, status }, d)
-            }
-            _ => (
-                CallError::Service {
-                    code: "",
-                    status: None,
-                },
-                error_chain(e),
-            ),
-        };
-        let class = classify_call_error(&call);
-        let code = match call {
-            CallError::Service { code, .. } => code.rsplit('#').next().unwrap_or(code),
-            _ => "",
-        };
+        let SdkFailure {
+            class,
+            code,
+            detail,
+        } = classify_sdk_error(e);
         let (stream, region) = (&self.stream, &self.region);
-        let description = match code {
+        let description = match code.as_str() {
             "ResourceNotFoundException" => {
                 format!("kinesis stream `{stream}` not found in region {region} ({detail})")
             }
@@ -315,24 +245,4 @@ impl StreamClient {
         };
         CallFailure { class, description }
     }
-}
-
-/// An error and its sources, joined with `: `.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    let mut depth = 0;
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-        depth += 1;
-        if depth > 8 {
-            break;
-        }
-    }
-    s
 }

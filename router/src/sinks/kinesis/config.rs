@@ -132,21 +132,7 @@ impl KinesisSinkConfig {
             }
             c.region = Some(r.value);
         }
-        if let Some(e) = s.opt_str(d, "endpoint") {
-            let ok = ["http://", "https://"]
-                .iter()
-                .any(|p| e.value.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
-            if !ok {
-                d.error(
-                    &e.spot,
-                    format!(
-                        "{:?} is not an endpoint URL; expected http://HOST:PORT or https://HOST",
-                        e.value
-                    ),
-                );
-            }
-            c.endpoint = Some(e.value);
-        }
+        c.endpoint = parse_endpoint(s, d);
         if let Some(r) = s.opt_str(d, "role_arn") {
             if !r.value.starts_with("arn:") || r.value.split(':').count() < 6 {
                 d.error(
@@ -206,24 +192,7 @@ impl KinesisSinkConfig {
         ) as usize;
         c.rate_limit_percent = s.int_or(d, "rate_limit_percent", 100, 0..=1000) as u32;
         c.max_in_flight = s.int_or(d, "max_in_flight", 8, 1..=256) as usize;
-        let attempts = s.int_or(d, "retry_attempts_max", 20, 1..=1000) as u32;
-        let ttl_ms = s.int_or(d, "retry_ttl_ms", 30_000, 100..=86_400_000);
-        let base_ms = s.int_or(d, "retry_backoff_ms", 100, 1..=60_000);
-        let cap_spot = s.spot_of("retry_backoff_max_ms");
-        let cap_ms = s.int_or(d, "retry_backoff_max_ms", 5_000, 1..=600_000);
-        if cap_ms < base_ms {
-            d.error(
-                &cap_spot,
-                format!("retry_backoff_max_ms ({cap_ms}) is below retry_backoff_ms ({base_ms})"),
-            );
-        }
-        c.retry = RetryPolicy {
-            base: Duration::from_millis(base_ms),
-            cap: Duration::from_millis(cap_ms.max(base_ms)),
-            attempts_max: attempts,
-            ttl: Duration::from_millis(ttl_ms),
-            jitter: Jitter::Full,
-        };
+        c.retry = parse_retry(s, d);
         c.request_timeout =
             Duration::from_millis(s.int_or(d, "request_timeout_ms", 6_000, 100..=600_000));
         c.stream = stream?.value;
@@ -270,8 +239,48 @@ fn check_stream(stream: &str) -> Result<(), String> {
     }
 }
 
+/// Reads the optional `endpoint` (an http:// or https:// URL).
+pub(crate) fn parse_endpoint(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<String> {
+    let e = s.opt_str(d, "endpoint")?;
+    let ok = ["http://", "https://"]
+        .iter()
+        .any(|p| e.value.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+    if !ok {
+        d.error(
+            &e.spot,
+            format!(
+                "{:?} is not an endpoint URL; expected http://HOST:PORT or https://HOST",
+                e.value
+            ),
+        );
+    }
+    Some(e.value)
+}
+
+/// Reads `retry_attempts_max`, `retry_ttl_ms`, `retry_backoff_ms` and `retry_backoff_max_ms`.
+pub(crate) fn parse_retry(s: &mut Section<'_>, d: &mut Diagnostics) -> RetryPolicy {
+    let attempts = s.int_or(d, "retry_attempts_max", 20, 1..=1000) as u32;
+    let ttl_ms = s.int_or(d, "retry_ttl_ms", 30_000, 100..=86_400_000);
+    let base_ms = s.int_or(d, "retry_backoff_ms", 100, 1..=60_000);
+    let cap_spot = s.spot_of("retry_backoff_max_ms");
+    let cap_ms = s.int_or(d, "retry_backoff_max_ms", 5_000, 1..=600_000);
+    if cap_ms < base_ms {
+        d.error(
+            &cap_spot,
+            format!("retry_backoff_max_ms ({cap_ms}) is below retry_backoff_ms ({base_ms})"),
+        );
+    }
+    RetryPolicy {
+        base: Duration::from_millis(base_ms),
+        cap: Duration::from_millis(cap_ms.max(base_ms)),
+        attempts_max: attempts,
+        ttl: Duration::from_millis(ttl_ms),
+        jitter: Jitter::Full,
+    }
+}
+
 /// Whether `r` looks like a region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`, ...).
-fn is_region(r: &str) -> bool {
+pub(crate) fn is_region(r: &str) -> bool {
     (1..=64).contains(&r.len())
         && r.contains('-')
         && r.bytes()

@@ -35,16 +35,16 @@
 //!   before switching shard maps.
 
 pub mod aggregate;
-pub mod batch;
 pub mod client;
 pub mod config;
 pub mod engine;
 pub mod hash;
 pub mod limits;
 pub mod ordering;
-pub mod retry;
 pub mod shards;
 pub mod sink;
 
+// Shared with the Firehose sink; kept reachable here under their old paths.
+pub use crate::sinks::aws::{batch, retry};
 pub use config::KinesisSinkConfig;
 pub use sink::run;

@@ -26,6 +26,7 @@ use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::partitioner::Partitioner;
 use crate::core::record::Batch;
+use crate::sinks::aws::driver::{self, Ticket, record_latency, seed, sleep_until};
 use crate::sinks::kinesis::batch::{BatchPolicy, RECORD_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_LIMIT};
 use crate::sinks::kinesis::client::{CallFailure, StreamClient};
 use crate::sinks::kinesis::config::{KinesisSinkConfig, Ordering};
@@ -36,9 +37,6 @@ use crate::sinks::kinesis::shards::ShardMap;
 use crate::sinks::{SinkReport, latency_histogram};
 use crate::topology::DeadLetterTx;
 use crate::topology::queue::Receiver;
-
-/// A user record's handle: its batch and its index there.
-type Ticket = (Arc<Batch>, usize);
 
 /// Runs a Kinesis sink until its queue closes and every record is written or dead-lettered.
 ///
@@ -312,13 +310,7 @@ impl Sink<'_> {
         if !delivered.is_empty() {
             let bytes: u64 = delivered.iter().map(|r| r.data.len() as u64).sum();
             self.counters.add_out(delivered.len() as u64, bytes);
-            let high = self.latency.high();
-            for r in &delivered {
-                let us = u64::try_from(r.ticket.0.origin().arrival.elapsed().as_micros())
-                    .unwrap_or(u64::MAX)
-                    .clamp(1, high);
-                let _ = self.latency.record(us);
-            }
+            record_latency(&mut self.latency, delivered.iter().map(|r| &r.ticket));
         }
         for (records, reason) in engine.take_dead() {
             dead_letter(records, &reason, self.dead, self.counters);
@@ -386,49 +378,19 @@ pub fn engine_settings(cfg: &KinesisSinkConfig, record_limit: usize) -> EngineSe
     }
 }
 
-/// A seed for random keys and jitter (not for anything secret).
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-    }
-}
-
-/// Sends records to the dead-letter sink, grouped by batch (so positions are found in one pass).
+/// Sends records to the dead-letter sink, grouped by batch.
 fn dead_letter(
     records: Vec<UserRecord<Ticket>>,
     reason: &str,
     dead: &DeadLetterTx,
     counters: &Counters,
 ) {
-    let mut groups: Vec<(Arc<Batch>, Vec<usize>)> = Vec::new();
-    for r in records {
-        let (batch, i) = r.ticket;
-        // Records come in arrival order, so the batch is almost always the last one seen.
-        let found = match groups.last_mut() {
-            Some((b, idx)) if Arc::ptr_eq(b, &batch) => Some(idx),
-            _ => groups
-                .iter_mut()
-                .find(|(b, _)| Arc::ptr_eq(b, &batch))
-                .map(|(_, idx)| idx),
-        };
-        match found {
-            Some(idx) => idx.push(i),
-            None => groups.push((batch, vec![i])),
-        }
-    }
-    for (batch, mut idx) in groups {
-        idx.sort_unstable();
-        if let Err(e) = dead.send(DeadLetter::from_batch(&batch, &idx, reason), counters) {
-            tracing::error!("{e}");
-        }
-    }
+    driver::dead_letter(
+        records.into_iter().map(|r| r.ticket),
+        reason,
+        dead,
+        counters,
+    );
 }
 
 /// Handles a fatal error: dead-letters what the engine held and what was queued, closes the
@@ -441,11 +403,12 @@ fn fail(
     dead: &DeadLetterTx,
     counters: &Counters,
 ) -> anyhow::Error {
-    let error = anyhow::anyhow!(reason).context(format!("sink `{name}` failed"));
-    let reason = format!("{error:#}");
-    dead_letter(held, &reason, dead, counters);
-    for batch in rx.close() {
-        let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), counters);
-    }
-    error
+    driver::fail(
+        name,
+        reason,
+        held.into_iter().map(|r| r.ticket),
+        rx,
+        dead,
+        counters,
+    )
 }

@@ -1,4 +1,6 @@
-//! PutRecords requests: which pending entries go into the next request, and when.
+//! Batched put requests (Kinesis PutRecords, Firehose PutRecordBatch): which pending entries go
+//! into the next request, and when. Shared by the Kinesis and Firehose sinks; the defaults are
+//! Kinesis' limits, the Firehose sink sets its own (500 entries, 4 MiB, 1000 KiB per record).
 //!
 //! A [`Batcher`] holds the entries waiting to be sent (Kinesis records: aggregates or raw user
 //! records) in arrival order. It rejects an entry over the record limit (data + partition key,

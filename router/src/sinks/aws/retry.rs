@@ -1,5 +1,6 @@
 //! Retries: when to try a failed entry or request again, when to give up, and which errors are
-//! worth another try.
+//! worth another try. Shared by the Kinesis and Firehose sinks (both answer per entry and use the
+//! same error codes).
 //!
 //! [`RetryPolicy::on_failure`] turns a failure into "retry at this instant" or "give up, because",
 //! with exponential backoff and full or decorrelated jitter, bounded by a number of attempts and

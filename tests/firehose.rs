@@ -1,0 +1,623 @@
+//! The Firehose sink against moto's server (Firehose and S3 on one local endpoint), read back
+//! from S3 with boto3: 100,000 records arrive as exactly the input lines with packing on and off;
+//! packing cuts Firehose records and the billed-bytes estimate; partial failures and failed calls
+//! injected by a proxy are retried without loss or duplicates; a missing delivery stream is fatal
+//! and dead-letters everything; an oversized record is dead-lettered with its reason.
+//!
+//! Each test starts its own `moto_server` on a free 127.0.0.1 port. They need
+//! `EDGE_ROUTER_FIREHOSE_PYTHON` (a venv's python with boto3, beside its `moto_server`):
+//! `tests/run.sh` sets it, or `eval "$(tests/firehose/setup.sh)"`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Output, Stats, drain, temp_dir, wait_with_timeout};
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    match std::env::var_os("EDGE_ROUTER_FIREHOSE_PYTHON") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => panic!(
+            "EDGE_ROUTER_FIREHOSE_PYTHON is not set: the Firehose tests need moto[server] and boto3 \
+             (PyPI). Run `eval \"$(tests/firehose/setup.sh)\"` first (tests/run.sh does)."
+        ),
+    }
+}
+
+fn script(path: &str) -> PathBuf {
+    common::repo_root().join("tests").join(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited before listening on {port}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} not listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// moto's server on 127.0.0.1.
+struct Moto {
+    proc: Proc,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let bin = python().parent().unwrap().join("moto_server");
+        let mut child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        Moto {
+            proc: Proc(child),
+            port,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A bucket and a DirectPut delivery stream into it.
+    fn create(&self, stream: &str, bucket: &str) {
+        let out = Command::new(python())
+            .arg(script("firehose/firehose_tool.py"))
+            .args(["create", &self.endpoint(), stream, bucket])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating {stream}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The bucket's objects, in key order.
+    fn objects(&self, bucket: &str) -> Vec<Vec<u8>> {
+        let out = Command::new(python())
+            .arg(script("firehose/firehose_tool.py"))
+            .args(["read", &self.endpoint(), bucket])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reading {bucket}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        out.stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_slice(l).unwrap();
+                b64.decode(v["data"].as_str().unwrap()).unwrap()
+            })
+            .collect()
+    }
+}
+
+/// The fault-injecting proxy (tests/kinesis/fault_proxy.py, which knows PutRecordBatch too).
+struct FaultProxy {
+    proc: Proc,
+    port: u16,
+}
+
+impl FaultProxy {
+    fn start(upstream: u16, entry_pct: u32, throttle_pct: u32, error_pct: u32) -> FaultProxy {
+        FaultProxy::start_on(free_port(), upstream, entry_pct, throttle_pct, error_pct)
+    }
+
+    fn start_on(
+        port: u16,
+        upstream: u16,
+        entry_pct: u32,
+        throttle_pct: u32,
+        error_pct: u32,
+    ) -> FaultProxy {
+        let mut child = Command::new(python())
+            .arg(script("kinesis/fault_proxy.py"))
+            .args([
+                port.to_string(),
+                upstream.to_string(),
+                entry_pct.to_string(),
+                throttle_pct.to_string(),
+                error_pct.to_string(),
+                "1".into(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, "fault_proxy.py");
+        FaultProxy {
+            proc: Proc(child),
+            port,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it and returns its counts.
+    fn stop(mut self) -> Value {
+        let pid = self.proc.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let stdout = self.proc.0.stdout.take().unwrap();
+        let line = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_default();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("proxy counts {line:?}: {e}"))
+    }
+}
+
+/// Runs the router over `input` with dummy credentials and no other AWS configuration.
+fn run(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut c = common::command(dir, args);
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN");
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting edge-router");
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = std::thread::scope(|s| {
+        let mut stdin = child.stdin.take().unwrap();
+        s.spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        wait_with_timeout(&mut child, common::CHILD_TIMEOUT)
+    });
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+fn uri(stream: &str, endpoint: &str, options: &str) -> String {
+    format!("firehose://{stream}?region=us-east-1&endpoint={endpoint}&{options}")
+}
+
+fn counter(stats: &Stats, key: &str) -> u64 {
+    stats.component("sinks.firehose")[key].as_u64().unwrap_or(0)
+}
+
+/// The lines of every object; each object must end with a delimiter (records are never split).
+fn lines_of(objects: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for o in objects {
+        assert!(o.ends_with(b"\n"), "an object ends inside a record");
+        out.extend(common::lines(o).into_iter().map(<[u8]>::to_vec));
+    }
+    out
+}
+
+/// Asserts that the lines read back are exactly the input lines (as a multiset; in order when
+/// `ordered`).
+fn assert_exactly_once(got: &[Vec<u8>], input: &[u8], ordered: bool) {
+    let want: Vec<Vec<u8>> = common::lines(input)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(got.len(), want.len(), "lines read back vs input lines");
+    if ordered {
+        assert!(got == want.as_slice(), "lines out of order or changed");
+        return;
+    }
+    let (mut g, mut w) = (got.to_vec(), want);
+    g.sort_unstable();
+    w.sort_unstable();
+    assert!(g == w, "the lines read back are not the input lines");
+}
+
+fn report(what: &str, stats: &Stats, records: usize) {
+    let ms = stats.0["elapsed_ms"].as_u64().unwrap().max(1);
+    eprintln!(
+        "{what}: {records} records in {ms} ms ({:.0} records/s), {} PutRecordBatch calls, {} Firehose records ({:.5} per user record), {} retries",
+        records as f64 * 1000.0 / ms as f64,
+        counter(stats, "firehose_requests"),
+        counter(stats, "firehose_records"),
+        counter(stats, "firehose_records") as f64 / records.max(1) as f64,
+        counter(stats, "firehose_retries"),
+    );
+}
+
+/// 100,000 records, packed (the default) and one per Firehose record: the S3 objects hold exactly
+/// the input lines; packed, a handful of Firehose records carry them all.
+#[test]
+fn a_hundred_thousand_records_arrive_exactly_once_packed_and_unpacked() {
+    let input = common::sensor(100_000);
+    for (pack, options) in [(true, "pack=true"), (false, "pack=false&linger_ms=20")] {
+        let m = Moto::start();
+        m.create("events", "bucket");
+        let dir = temp_dir();
+        let sink = uri("events", &m.endpoint(), options);
+        let out = run(
+            dir.path(),
+            &["run", "--sink", &sink, "--stats=json"],
+            &input,
+        );
+        let stats = out.ok_stats();
+        stats.assert_invariant();
+        report(if pack { "packed" } else { "unpacked" }, &stats, 100_000);
+        assert_eq!(stats.written(), 100_000);
+        assert_eq!(stats.dead_lettered(), 0);
+        let objects = m.objects("bucket");
+        assert_exactly_once(&lines_of(&objects), &input, false);
+        let records = counter(&stats, "firehose_records");
+        if pack {
+            // ~11 MB of lines in packs of at most 900 KiB.
+            let bytes = input.len() as u64;
+            assert!(
+                records <= bytes / (800 * 1024) + 2,
+                "{records} Firehose records"
+            );
+            // Billed at 5 KB per record: packing 110-byte records cuts the bill 40 times or more.
+            let billed = counter(&stats, "firehose_billed_bytes");
+            let unpacked = counter(&stats, "firehose_billed_bytes_unpacked");
+            assert_eq!(unpacked, 100_000 * 5120);
+            assert!(
+                billed * 40 <= unpacked,
+                "billed {billed}, unpacked {unpacked}"
+            );
+        } else {
+            assert_eq!(records, 100_000);
+            assert!(counter(&stats, "firehose_requests") >= 200);
+            assert!(objects.len() >= 200);
+        }
+    }
+}
+
+/// One call at a time and no failures: the lines arrive in input order.
+#[test]
+fn order_is_kept_with_one_call_in_flight() {
+    let m = Moto::start();
+    m.create("ordered", "bucket");
+    let input = common::sensor(20_000);
+    let dir = temp_dir();
+    let sink = uri(
+        "ordered",
+        &m.endpoint(),
+        "max_in_flight=1&pack_bytes_max=64KiB&request_entries_max=3&delimiter=%0A",
+    );
+    let out = run(
+        dir.path(),
+        &["run", "--sink", &sink, "--stats=json"],
+        &input,
+    );
+    out.ok_stats().assert_invariant();
+    // Object keys carry a timestamp to the second and a random suffix, so objects of one second
+    // are not in key order; lines within each object are, and the multiset is exact.
+    let objects = m.objects("bucket");
+    assert!(objects.len() > 10);
+    let lines = lines_of(&objects);
+    assert_exactly_once(&lines, &input, false);
+    let pos: std::collections::HashMap<&[u8], usize> = common::lines(&input)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (l, i))
+        .collect();
+    for o in &objects {
+        let idx: Vec<usize> = common::lines(o).iter().map(|l| pos[l]).collect();
+        assert!(
+            idx.windows(2).all(|w| w[0] < w[1]),
+            "lines out of order in an object"
+        );
+    }
+}
+
+/// A proxy fails 10% of the entries of each PutRecordBatch and 10% of whole calls (throttled or
+/// HTTP 500): only failed entries are retried, and every line arrives exactly once.
+#[test]
+fn partial_failures_are_retried_without_loss_or_duplicates() {
+    let m = Moto::start();
+    m.create("faulty", "bucket");
+    let proxy = FaultProxy::start(m.port, 10, 5, 5);
+    let input = common::sensor(30_000);
+    let dir = temp_dir();
+    for options in ["pack=true&pack_bytes_max=16KiB", "pack=false"] {
+        let sink = uri("faulty", &proxy.endpoint(), options);
+        let out = run(
+            dir.path(),
+            &["run", "--sink", &sink, "--stats=json"],
+            &input,
+        );
+        let stats = out.ok_stats();
+        stats.assert_invariant();
+        report(options, &stats, 30_000);
+        assert_eq!(stats.written(), 30_000);
+        assert!(counter(&stats, "firehose_retries") > 0);
+    }
+    let counts = proxy.stop();
+    assert!(counts["failed_entries"].as_u64().unwrap() > 0, "{counts}");
+    assert!(counts["failed_calls"].as_u64().unwrap() > 0, "{counts}");
+    let mut twice = input.clone();
+    twice.extend_from_slice(&input);
+    assert_exactly_once(&lines_of(&m.objects("bucket")), &twice, false);
+}
+
+/// `compression=gzip`: each Firehose record is a gzip member, so an S3 object is a gzip file of
+/// the lines.
+#[test]
+fn gzip_records_make_gzip_objects() {
+    use std::io::Read as _;
+    let m = Moto::start();
+    m.create("zipped", "bucket");
+    let input = common::sensor(20_000);
+    let dir = temp_dir();
+    let sink = uri(
+        "zipped",
+        &m.endpoint(),
+        "compression=gzip&pack_bytes_max=256KiB",
+    );
+    let out = run(
+        dir.path(),
+        &["run", "--sink", &sink, "--stats=json"],
+        &input,
+    );
+    let stats = out.ok_stats();
+    stats.assert_invariant();
+    assert!(counter(&stats, "firehose_bytes") * 3 < input.len() as u64);
+    let mut lines = Vec::new();
+    for o in m.objects("bucket") {
+        let mut text = Vec::new();
+        flate2::read::MultiGzDecoder::new(&o[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        lines.extend(lines_of(&[text]));
+    }
+    assert_exactly_once(&lines, &input, false);
+}
+
+/// Runs the router over a pipe and writes `parts` one after another, calling `between(i)` after
+/// part `i` (all but the last); returns the output.
+fn run_in_parts(dir: &Path, sink: &str, parts: &[&[u8]], mut between: impl FnMut(usize)) -> Output {
+    let mut c = common::command(dir, &["run", "--sink", sink, "--stats=json"]);
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_ENDPOINT_URL");
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = drain(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        stdin.write_all(part).unwrap();
+        stdin.flush().unwrap();
+        if i + 1 < parts.len() {
+            between(i);
+        }
+    }
+    drop(stdin);
+    let status = wait_with_timeout(&mut child, common::CHILD_TIMEOUT);
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+/// The endpoint goes away mid-stream (connections refused) and comes back on the same port: the
+/// sink retries through the outage and every line arrives exactly once (nothing was in flight
+/// when it went away, and a refused call never reached the server).
+#[test]
+fn an_endpoint_stopped_and_restarted_mid_stream_loses_nothing() {
+    let m = Moto::start();
+    m.create("outage", "bucket");
+    let port = free_port();
+    let mut proxy = Some(FaultProxy::start_on(port, m.port, 0, 0, 0));
+    let input = common::sensor(15_000);
+    let a = common::first_lines(&input, 5_000).len();
+    let b = common::first_lines(&input, 10_000).len();
+    let dir = temp_dir();
+    let sink = uri(
+        "outage",
+        &format!("http://127.0.0.1:{port}"),
+        "linger_ms=10&pack_bytes_max=32KiB&retry_backoff_ms=50&retry_backoff_max_ms=500",
+    );
+    let out = run_in_parts(
+        dir.path(),
+        &sink,
+        &[&input[..a], &input[a..b], &input[b..]],
+        |i| {
+            if i == 0 {
+                // Everything so far delivered, then the endpoint goes away.
+                common::wait_for("the first part in S3", Duration::from_secs(30), || {
+                    lines_of(&m.objects("bucket")).len() == 5_000
+                });
+                proxy.take().unwrap().stop();
+            } else {
+                // The second part meets a dead endpoint for a while.
+                std::thread::sleep(Duration::from_millis(1500));
+                proxy = Some(FaultProxy::start_on(port, m.port, 0, 0, 0));
+            }
+        },
+    );
+    let stats = out.ok_stats();
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 15_000);
+    assert!(counter(&stats, "firehose_retries") > 0, "{}", out.stderr);
+    assert_exactly_once(&lines_of(&m.objects("bucket")), &input, false);
+}
+
+/// The server stops answering (SIGSTOP) mid-stream and resumes (SIGCONT): calls time out and are
+/// retried. A timed-out call may still be processed when the server resumes, so this is
+/// at-least-once: every line arrives, and nothing else.
+#[test]
+fn a_server_paused_mid_stream_delivers_every_line() {
+    let m = Moto::start();
+    m.create("paused", "bucket");
+    let input = common::sensor(10_000);
+    let a = common::first_lines(&input, 5_000).len();
+    let dir = temp_dir();
+    let sink = uri(
+        "paused",
+        &m.endpoint(),
+        "linger_ms=10&pack_bytes_max=32KiB&request_timeout_ms=500&retry_backoff_ms=50&retry_backoff_max_ms=500",
+    );
+    let pid = m.proc.0.id().to_string();
+    let out = run_in_parts(dir.path(), &sink, &[&input[..a], &input[a..]], |_| {
+        common::wait_for("the first part in S3", Duration::from_secs(30), || {
+            lines_of(&m.objects("bucket")).len() == 5_000
+        });
+        // Paused while the second part goes in; resumed two seconds later.
+        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+        let pid = pid.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2000));
+            Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+        });
+    });
+    let stats = out.ok_stats();
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 10_000);
+    assert!(counter(&stats, "firehose_retries") > 0, "{}", out.stderr);
+    let mut got = lines_of(&m.objects("bucket"));
+    assert!(got.len() >= 10_000);
+    got.sort_unstable();
+    got.dedup();
+    let mut want: Vec<Vec<u8>> = common::lines(&input)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    assert!(got == want, "the lines read back are not the input lines");
+}
+
+/// A missing delivery stream: the sink fails with a message naming it, and every record is
+/// dead-lettered with that message.
+#[test]
+fn a_missing_delivery_stream_is_fatal_and_every_record_is_dead_lettered() {
+    let m = Moto::start();
+    let input = common::sensor(3_000);
+    let dir = temp_dir();
+    let sink = uri("nope", &m.endpoint(), "");
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--dead-letter",
+            "dead.ndjson",
+            "--stats=json",
+        ],
+        &input,
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let message =
+        "sink `firehose` failed: firehose delivery stream `nope` not found in region us-east-1";
+    assert!(out.stderr.contains(message), "{}", out.stderr);
+    let stats = out.stats();
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 0);
+    assert_eq!(stats.dead_lettered(), 3_000);
+    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 3_000);
+    assert!(
+        dead.iter().all(|d| d.reason.contains(message)),
+        "{}",
+        dead[0].reason
+    );
+}
+
+/// A record over Firehose's 1000 KiB limit is dead-lettered with the reason; its neighbours arrive.
+#[test]
+fn an_oversized_record_is_dead_lettered() {
+    let m = Moto::start();
+    m.create("big", "bucket");
+    let mut input = b"{\"a\":1}\n".to_vec();
+    input.extend_from_slice(format!("{{\"x\":\"{}\"}}\n", "y".repeat(1_030_000)).as_bytes());
+    input.extend_from_slice(b"{\"a\":2}\n");
+    let dir = temp_dir();
+    let sink = uri("big", &m.endpoint(), "");
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--dead-letter",
+            "dead.ndjson",
+            "--stats=json",
+        ],
+        &input,
+    );
+    let stats = out.stats();
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 2, "{}", out.stderr);
+    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .contains("over Firehose's record limit of 1024000 bytes"),
+        "{}",
+        dead[0].reason
+    );
+    let lines = lines_of(&m.objects("bucket"));
+    assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec()]);
+}
