@@ -189,6 +189,11 @@ impl FaultProxy {
 
 /// Runs the router over `input` with dummy credentials and no other AWS configuration.
 fn run(dir: &Path, args: &[&str], input: &[u8]) -> Output {
+    run_with_env(dir, args, &[], input)
+}
+
+/// [`run`] with `env` added to the router's environment.
+fn run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
     let mut c = common::command(dir, args);
     c.env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -203,6 +208,9 @@ fn run(dir: &Path, args: &[&str], input: &[u8]) -> Output {
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_SESSION_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -545,6 +553,35 @@ fn a_server_paused_mid_stream_delivers_every_line() {
     want.sort_unstable();
     want.dedup();
     assert!(got == want, "the lines read back are not the input lines");
+}
+
+/// configs/firehose.toml, pointed at moto by `AWS_ENDPOINT_URL`: the JSON lines arrive in S3
+/// packed into a few Firehose records, and a line that is not JSON goes to the dead-letter file.
+#[test]
+fn the_example_config_runs_against_moto() {
+    let m = Moto::start();
+    m.create("edge-telemetry-to-s3", "telemetry");
+    let input = common::sensor_few_devices(2_000);
+    let mut with_junk = input.clone();
+    with_junk.extend_from_slice(b"not json at all\n");
+    let dir = temp_dir();
+    let config = common::repo_root().join("configs/firehose.toml");
+    let out = run_with_env(
+        dir.path(),
+        &["run", "-c", config.to_str().unwrap(), "--stats=json"],
+        &[("AWS_ENDPOINT_URL", &m.endpoint())],
+        &with_junk,
+    );
+    let stats = out.ok_stats();
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 2_000, "{}", out.stderr);
+    assert_eq!(stats.dead_lettered(), 1, "{}", out.stderr);
+    let sink = stats.component("sinks.delivery");
+    let records = sink["firehose_records"].as_u64().unwrap();
+    assert!((1..=2).contains(&records), "{records} Firehose records");
+    let dead = common::dead_letters(&dir.path().join("edge-router-out/dead-letter.ndjson"));
+    assert_eq!(dead.len(), 1);
+    assert_exactly_once(&lines_of(&m.objects("telemetry")), &input, false);
 }
 
 /// A missing delivery stream: the sink fails with a message naming it, and every record is
