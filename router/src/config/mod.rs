@@ -54,6 +54,17 @@ pub struct PipelineConfig {
     pub default_sinks: u64,
     /// How long shutdown may take after SIGINT/SIGTERM before giving up.
     pub shutdown_grace: Duration,
+    /// Threads running the stages, each with its own stage objects (plugin instances); batches
+    /// still reach the sinks in the order they were read.
+    pub stage_workers: usize,
+}
+
+/// Most stage workers `pipeline.stage_workers` allows.
+pub const STAGE_WORKERS_MAX: u64 = 64;
+
+/// The default of `pipeline.stage_workers`: the CPUs this process may use, at most 4.
+pub fn default_stage_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 /// One source.
@@ -186,13 +197,20 @@ fn read_limits(s: &mut Section<'_>, d: &mut Diagnostics, default: Limits) -> Lim
 
 fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
     let mut pipeline = root.opt_table(d, "pipeline");
-    let (queue, default_names, grace_ms) = match &mut pipeline {
+    let default_workers = default_stage_workers();
+    let (queue, default_names, grace_ms, stage_workers) = match &mut pipeline {
         Some(p) => (
             read_limits(p, d, DEFAULT_QUEUE),
             p.opt_str_list(d, "default_sinks"),
             p.int_or(d, "shutdown_grace_ms", 10_000, 0..=3_600_000),
+            p.int_or(
+                d,
+                "stage_workers",
+                default_workers as u64,
+                1..=STAGE_WORKERS_MAX,
+            ) as usize,
         ),
-        None => (DEFAULT_QUEUE, None, 10_000),
+        None => (DEFAULT_QUEUE, None, 10_000, default_workers),
     };
 
     let mut sources = Vec::new();
@@ -267,6 +285,7 @@ fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
             queue,
             default_sinks,
             shutdown_grace: Duration::from_millis(grace_ms),
+            stage_workers,
         },
         sources,
         stages,
@@ -530,6 +549,7 @@ pub fn from_quick(
             queue: DEFAULT_QUEUE,
             default_sinks: all_sinks(n),
             shutdown_grace: Duration::from_secs(10),
+            stage_workers: default_stage_workers(),
         },
         sources,
         stages: stage_cfgs,

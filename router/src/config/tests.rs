@@ -29,6 +29,8 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.pipeline.default_sinks, 1);
     assert_eq!(c.pipeline.queue, DEFAULT_QUEUE);
     assert_eq!(c.pipeline.shutdown_grace, Duration::from_secs(10));
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(c.pipeline.stage_workers, cpus.min(4));
     let SourceKind::Stdin(s) = &c.sources[0].kind;
     assert_eq!(s.max_record_bytes, 1 << 20);
 }
@@ -259,4 +261,28 @@ fn sizes() {
     assert!(parse_size("lots").is_err());
     assert!(parse_size("99999999999999999999").is_err());
     assert!(parse_size("18446744073709551615GiB").is_err());
+}
+
+#[test]
+fn stage_workers_is_read_and_range_checked() {
+    let c = parse_str(
+        "t.toml",
+        &format!("[pipeline]\nstage_workers = 3\n{MINIMAL}"),
+    )
+    .unwrap();
+    assert_eq!(c.pipeline.stage_workers, 3);
+    let c = parse_str(
+        "t.toml",
+        &format!("[pipeline]\nstage_workers = 64\n{MINIMAL}"),
+    )
+    .unwrap();
+    assert_eq!(c.pipeline.stage_workers, 64);
+    for bad in ["0", "65", "\"2\"", "-1"] {
+        let errs = errors(&format!("[pipeline]\nstage_workers = {bad}\n{MINIMAL}"));
+        assert_has(&errs, "t.toml:2:17: `pipeline.stage_workers`");
+    }
+    assert_has(
+        &errors(&format!("[pipeline]\nstage_workers = 0\n{MINIMAL}")),
+        "0 is out of range; allowed: 1 to 64",
+    );
 }

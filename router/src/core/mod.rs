@@ -1,6 +1,7 @@
 //! Pure decision logic: records and batches, framing, JSON field lookup, conditions, partition
-//! keys and the Kinesis partitioner, path templates, rate limits, accounting. Nothing in here does
-//! I/O, spawns threads or reads the clock: time comes in as an argument.
+//! keys and the Kinesis partitioner, path templates, rate limits, accounting, the stage workers'
+//! reorder buffer. Nothing in here does I/O, spawns threads or reads the clock: time comes in as
+//! an argument.
 
 pub mod accounting;
 pub mod dead_letter;
@@ -11,4 +12,5 @@ pub mod partition;
 pub mod partitioner;
 pub mod rate_limit;
 pub mod record;
+pub mod reorder;
 pub mod template;

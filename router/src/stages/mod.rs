@@ -2,9 +2,12 @@
 //!
 //! A [`Stage`] works on a whole batch in place. [`run_stages`] is the stage thread: it takes
 //! batches from the stage queue, runs every stage in pipeline order, counts what each stage let
-//! through, dropped and dead-lettered, and hands the result to the dispatcher.
+//! through, dropped and dead-lettered, and hands the result to the dispatcher. With
+//! `pipeline.stage_workers` above one, several workers (each with its own stage objects) do
+//! this in parallel and [`pool`] puts their results back in queue order.
 
 pub mod builtin;
+pub mod pool;
 pub mod wasm;
 
 use std::sync::Arc;
@@ -39,7 +42,8 @@ pub enum StagesFailed {
     DeadLetter(#[from] DeadLetterClosed),
 }
 
-/// A stage with its name and counters.
+/// A stage with its name and counters. Each stage worker has its own `stage`; `counters` are
+/// shared by all workers' copies of the same stage.
 pub struct NamedStage {
     /// Config name, e.g. `stages[0]` or the stage's `name`.
     pub name: String,
@@ -49,43 +53,68 @@ pub struct NamedStage {
     pub counters: Arc<Counters>,
 }
 
-/// The stage thread: runs until the stage queue closes.
+/// The stage thread: runs until the stage queue closes. `workers` holds one set of stages per
+/// worker (the same stages in the same order, sharing their counters); with more than one set,
+/// the sets run on threads of their own and batches still reach the dispatcher in the order
+/// they were queued (see [`pool`]). With one set this is a plain loop on the calling thread.
 pub fn run_stages(
-    mut stages: Vec<NamedStage>,
+    workers: Vec<Vec<NamedStage>>,
     rx: Receiver<Batch>,
     dispatcher: Dispatcher,
     dead: DeadLetterTx,
 ) -> Result<(), StagesFailed> {
-    let mut letters = Vec::new();
-    while let Some(mut batch) = rx.blocking_recv() {
-        for s in &mut stages {
-            if batch.is_empty() {
-                break;
-            }
-            let (n_in, bytes_in) = (batch.len() as u64, batch.payload_bytes());
-            let original = batch.clone();
-            if let Err(e) = s.stage.process(&mut batch, &mut letters) {
-                // Nothing of this batch or of what is queued behind it is lost: all of it is
-                // dead-lettered with the stage's error before the thread ends.
-                let reason = e.0.clone();
-                s.counters.add_in(n_in, bytes_in);
-                dead.send(
-                    DeadLetter::from_whole_batch(&original, &reason),
-                    &s.counters,
-                )?;
-                for queued in rx.close() {
-                    dead.send(DeadLetter::from_whole_batch(&queued, &reason), &s.counters)?;
-                }
-                return Err(e.into());
-            }
-            let n_dead = letters.len() as u64;
-            let n_out = batch.len() as u64;
-            s.counters.add_in(n_in, bytes_in);
-            s.counters.add_out(n_out, batch.payload_bytes());
-            s.counters.add_dropped(n_in.saturating_sub(n_out + n_dead));
-            dead.send(std::mem::take(&mut letters), &s.counters)?;
+    pool::run(workers, &rx, &dispatcher, &dead)
+}
+
+/// What became of one batch in [`run_batch`].
+enum Outcome {
+    /// It went through every stage.
+    Done(Batch),
+    /// Stage `stage` failed on it; `input` is the batch as that stage got it (already counted
+    /// in by the stage). Dead letters the stage made for it were discarded: the whole `input`
+    /// is to be dead-lettered.
+    Failed {
+        stage: usize,
+        input: Batch,
+        error: StageError,
+    },
+    /// `stop` said to stop before the next stage: the batch as the stages so far left it.
+    Stopped(Batch),
+}
+
+/// Runs every stage on `batch` in pipeline order, counting what each let through, dropped and
+/// dead-lettered, and sending the stages' dead letters. `stop` is asked before each stage.
+fn run_batch(
+    stages: &mut [NamedStage],
+    mut batch: Batch,
+    letters: &mut Vec<DeadLetter>,
+    dead: &DeadLetterTx,
+    stop: impl Fn() -> bool,
+) -> Result<Outcome, DeadLetterClosed> {
+    for (i, s) in stages.iter_mut().enumerate() {
+        if batch.is_empty() {
+            break;
         }
-        dispatcher.dispatch(batch)?;
+        if stop() {
+            return Ok(Outcome::Stopped(batch));
+        }
+        let (n_in, bytes_in) = (batch.len() as u64, batch.payload_bytes());
+        let original = batch.clone();
+        if let Err(error) = s.stage.process(&mut batch, letters) {
+            s.counters.add_in(n_in, bytes_in);
+            letters.clear();
+            return Ok(Outcome::Failed {
+                stage: i,
+                input: original,
+                error,
+            });
+        }
+        let n_dead = letters.len() as u64;
+        let n_out = batch.len() as u64;
+        s.counters.add_in(n_in, bytes_in);
+        s.counters.add_out(n_out, batch.payload_bytes());
+        s.counters.add_dropped(n_in.saturating_sub(n_out + n_dead));
+        dead.send(std::mem::take(letters), &s.counters)?;
     }
-    Ok(())
+    Ok(Outcome::Done(batch))
 }

@@ -9,14 +9,14 @@ use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::{Config, SinkKind, SourceKind, StageKind};
-use crate::core::accounting::{Kind, Registry, Snapshot};
+use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
 use crate::sinks::file::FileSink;
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sink};
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
-use crate::stages::wasm::WasmStage;
+use crate::stages::wasm::{INSTANCES_MAX, Plugin, WasmStage};
 use crate::stages::{NamedStage, Stage, run_stages};
 use crate::topology::queue::{Depth, Limits, queue};
 use crate::topology::{DeadLetterTx, Dispatcher, Outlet, SinkPort};
@@ -181,6 +181,80 @@ where
     Ok(())
 }
 
+/// Makes one worker's copy of a stage, given the stage's (shared) counters.
+type MakeStage<'c> = Box<dyn Fn(&Arc<Counters>) -> anyhow::Result<Box<dyn Stage>> + 'c>;
+
+/// One set of stages per stage worker, in pipeline order, registering each stage's counters
+/// (shared by its copies). Plugins are loaded once and instantiated once per worker. The
+/// number of workers is `pipeline.stage_workers`, lowered (with a warning) so that every
+/// worker's plugin instances fit in the engine's [`INSTANCES_MAX`].
+fn stage_sets(config: &Config, registry: &mut Registry) -> anyhow::Result<Vec<Vec<NamedStage>>> {
+    let plugin_stages = config
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::Wasm(_)))
+        .count();
+    let requested = config.pipeline.stage_workers;
+    let workers = workers_that_fit(requested, plugin_stages);
+    if workers < requested {
+        tracing::warn!(
+            "pipeline.stage_workers = {requested} with {plugin_stages} plugin stages would need {} \
+             plugin instances, but at most {INSTANCES_MAX} can run at once: running {workers} stage workers",
+            requested * plugin_stages
+        );
+    }
+    let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+    let mut sets: Vec<Vec<NamedStage>> = (0..workers)
+        .map(|_| Vec::with_capacity(config.stages.len()))
+        .collect();
+    for s in &config.stages {
+        let component = if s.name.starts_with("stages[") {
+            s.name.clone()
+        } else {
+            format!("stages.{}", s.name)
+        };
+        let counters = registry.register(component, Kind::Stage);
+        let in_stage = |e: &dyn std::fmt::Display| anyhow::anyhow!("stage `{}`: {e}", s.name);
+        let make: MakeStage<'_> = match &s.kind {
+            StageKind::Filter(f) => Box::new(|_| Ok(Box::new(Filter::new(f.clone())))),
+            StageKind::Route(r) => Box::new(|_| Ok(Box::new(Route::new(r.clone())))),
+            StageKind::Wasm(w) => {
+                let plugin = Arc::new(Plugin::load(&w.plugin, w.kind).map_err(|e| in_stage(&e))?);
+                let sink_names = &sink_names;
+                Box::new(move |counters| {
+                    let stage = WasmStage::from_plugin(
+                        &s.name,
+                        plugin.clone(),
+                        w.clone(),
+                        sink_names,
+                        config.pipeline.default_sinks,
+                        counters.clone(),
+                    )
+                    .map_err(|e| in_stage(&e))?;
+                    Ok(Box::new(stage))
+                })
+            }
+        };
+        for set in &mut sets {
+            set.push(NamedStage {
+                name: s.name.clone(),
+                stage: make(&counters)?,
+                counters: counters.clone(),
+            });
+        }
+    }
+    Ok(sets)
+}
+
+/// How many of `requested` stage workers (at least one) can each hold an instance of every one
+/// of `plugin_stages` plugin stages within [`INSTANCES_MAX`].
+fn workers_that_fit(requested: usize, plugin_stages: usize) -> usize {
+    match INSTANCES_MAX.checked_div(plugin_stages) {
+        Some(fit) => requested.min(fit).max(1),
+        None => requested.max(1),
+    }
+}
+
 /// Starts every component of `config`. `stdin` replaces standard input (tests pass in-memory
 /// readers); `None` reads the real standard input.
 pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<Running> {
@@ -268,35 +342,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
     let outlet = if config.stages.is_empty() {
         Outlet::Sinks(dispatcher)
     } else {
-        let mut stages = Vec::new();
-        let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
-        for s in &config.stages {
-            let component = if s.name.starts_with("stages[") {
-                s.name.clone()
-            } else {
-                format!("stages.{}", s.name)
-            };
-            let counters = registry.register(component, Kind::Stage);
-            let stage: Box<dyn Stage> = match &s.kind {
-                StageKind::Filter(f) => Box::new(Filter::new(f.clone())),
-                StageKind::Route(r) => Box::new(Route::new(r.clone())),
-                StageKind::Wasm(w) => Box::new(
-                    WasmStage::new(
-                        &s.name,
-                        w.clone(),
-                        &sink_names,
-                        config.pipeline.default_sinks,
-                        counters.clone(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?,
-                ),
-            };
-            stages.push(NamedStage {
-                name: s.name.clone(),
-                stage,
-                counters,
-            });
-        }
+        let stages = stage_sets(config, &mut registry)?;
         let (tx, rx) = queue(config.pipeline.queue);
         let probe = tx.probe();
         queues.push((
@@ -344,4 +390,23 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         latency: latency_histogram(),
         started: Instant::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_workers_are_lowered_to_fit_the_instance_pool() {
+        assert_eq!(workers_that_fit(4, 0), 4);
+        assert_eq!(workers_that_fit(64, 0), 64);
+        assert_eq!(workers_that_fit(64, 1), 64);
+        assert_eq!(workers_that_fit(64, 2), 32);
+        assert_eq!(workers_that_fit(4, 3), 4);
+        assert_eq!(workers_that_fit(30, 3), 21);
+        assert_eq!(workers_that_fit(4, 17), 3);
+        // More plugin stages than instances: one worker, and starting fails as it always did.
+        assert_eq!(workers_that_fit(4, 65), 1);
+        assert_eq!(workers_that_fit(0, 0), 1);
+    }
 }

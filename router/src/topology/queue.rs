@@ -217,13 +217,14 @@ impl<T: Weighed> Receiver<T> {
                 self.shared.not_full.notify_waiters();
                 Ok(Some(it))
             }
-            None if st.senders == 0 => Ok(None),
+            // Closed by the receiver (see `close`) or by the last sender.
+            None if st.senders == 0 || !st.receiver_alive => Ok(None),
             None => Err(()),
         }
     }
 
     /// Takes the next item, waiting while the queue is empty. `None` once every sender is gone
-    /// and the queue is drained.
+    /// and the queue is drained, or once the queue was closed by [`Receiver::close`].
     pub async fn recv(&self) -> Option<T> {
         loop {
             let mut notified = pin!(self.shared.not_empty.notified());
@@ -257,6 +258,7 @@ impl<T: Weighed> Receiver<T> {
     }
 
     /// Closes the queue for senders (their sends fail from now on) and returns what was queued.
+    /// Receives waiting on the queue (from other threads sharing this end) return `None`.
     pub fn close(&self) -> Vec<T> {
         let items: Vec<T> = {
             let mut st = self.shared.lock();
@@ -266,6 +268,7 @@ impl<T: Weighed> Receiver<T> {
             st.items.drain(..).collect()
         };
         self.shared.not_full.notify_waiters();
+        self.shared.not_empty.notify_waiters();
         items
     }
 }
@@ -401,6 +404,22 @@ mod tests {
             Err(Closed(Item(7, 7))) => {}
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn close_ends_a_receive_waiting_on_another_thread() {
+        let (tx, rx) = queue::<Item>(limits(1, 10));
+        let rx = Arc::new(rx);
+        let waiting = {
+            let rx = rx.clone();
+            std::thread::spawn(move || rx.blocking_recv())
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!waiting.is_finished());
+        assert!(rx.close().is_empty());
+        assert_eq!(waiting.join().unwrap(), None);
+        assert_eq!(rx.try_recv(), None);
+        assert!(tx.blocking_send(Item(1, 1)).is_err());
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub enum PluginError {
     Engine(String),
 }
 
+/// Most plugin instances alive at once in the process (the pooling allocator's slots). Every
+/// stage worker keeps one instance per plugin stage.
+pub const INSTANCES_MAX: usize = 64;
+
 /// The process-wide engine, with the epoch ticker started.
 pub fn engine() -> Result<&'static Engine, PluginError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
@@ -138,7 +142,7 @@ pub fn engine() -> Result<&'static Engine, PluginError> {
             cfg.epoch_interruption(true);
             cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
             let mut pool = wasmtime::PoolingAllocationConfig::new();
-            pool.total_component_instances(64)
+            pool.total_component_instances(INSTANCES_MAX as u32)
                 .total_core_instances(256)
                 .total_memories(256)
                 .total_tables(256)
@@ -311,7 +315,8 @@ enum Bound {
     Route(bindings::route::Route),
 }
 
-/// A compiled, pre-instantiated plugin.
+/// A compiled, pre-instantiated plugin. Load it once and share it (`Arc`) between the stage
+/// workers: each makes its own instances from it ([`WasmStage::from_plugin`]).
 pub struct Plugin {
     pre: Pre,
     kind: PluginKind,
@@ -575,7 +580,7 @@ enum Verdict {
 pub struct WasmStage {
     name: Arc<str>,
     cfg: WasmStageConfig,
-    plugin: Plugin,
+    plugin: Arc<Plugin>,
     instance: Option<Instance>,
     /// Route plugins: sink mask per destination index.
     destination_masks: Vec<u64>,
@@ -597,7 +602,21 @@ impl WasmStage {
         default_mask: u64,
         counters: Arc<Counters>,
     ) -> Result<WasmStage, PluginError> {
-        let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
+        let plugin = Arc::new(Plugin::load(&cfg.plugin, cfg.kind)?);
+        WasmStage::from_plugin(name, plugin, cfg, sink_names, default_mask, counters)
+    }
+
+    /// Like [`WasmStage::new`], with a plugin already loaded (`cfg.plugin` is not read again):
+    /// starts an instance of its own. Stage workers share one [`Plugin`] and call this once
+    /// each, so a plugin is compiled (or mapped from the cache) once however many workers run it.
+    pub fn from_plugin(
+        name: &str,
+        plugin: Arc<Plugin>,
+        cfg: WasmStageConfig,
+        sink_names: &[String],
+        default_mask: u64,
+        counters: Arc<Counters>,
+    ) -> Result<WasmStage, PluginError> {
         let name: Arc<str> = Arc::from(name);
         let (instance, names) = plugin.instantiate(&name, &cfg)?;
         let mut destination_masks = Vec::new();

@@ -1,0 +1,454 @@
+//! Stage workers: N threads, each with its own set of stages, with the output kept in input order.
+//!
+//! A worker takes the next batch from the stage queue and numbers it, both under the `intake`
+//! lock, so numbers follow queue order. It runs its own stages on the batch (no lock held) and
+//! hands the result to the [`Reorder`] buffer. Whichever worker finds the next batch in order
+//! ready becomes the dispatching worker: it passes batches to the dispatcher one by one, in
+//! order, until the next one is not finished yet. Only one worker dispatches at a time, so the
+//! sinks see batches in queue order. At most N batches are between the queue and the dispatcher
+//! (taken, running, finished and waiting, or being dispatched): a worker waits for room before
+//! it takes another, so a slow batch holds back at most N - 1 finished ones.
+//!
+//! A fatal stage error on batch `s` keeps the guarantees of the single stage thread: `s` is
+//! dead-lettered whole (as its stage got it), the stage queue is closed and what was queued is
+//! dead-lettered, batches after `s` that workers hold or have finished are dead-lettered as they
+//! are, and batches before `s` are still processed and dispatched in order. The workers then
+//! stop and the error of the earliest failed batch is returned, once.
+//!
+//! With one worker the loop runs on the calling thread, exactly like a plain loop over the queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::record::Batch;
+use crate::core::reorder::Reorder;
+use crate::stages::{NamedStage, Outcome, StageError, StagesFailed, run_batch};
+use crate::topology::queue::Receiver;
+use crate::topology::{DeadLetterTx, Dispatcher};
+
+/// Runs `workers.len()` stage workers (the calling thread is the first) until the queue closes
+/// or a stage fails.
+pub(super) fn run(
+    workers: Vec<Vec<NamedStage>>,
+    rx: &Receiver<Batch>,
+    dispatcher: &Dispatcher,
+    dead: &DeadLetterTx,
+) -> Result<(), StagesFailed> {
+    let counters: Vec<Arc<Counters>> = workers
+        .first()
+        .map(|set| set.iter().map(|s| s.counters.clone()).collect())
+        .unwrap_or_default();
+    let pool = Pool {
+        rx,
+        dispatcher,
+        dead,
+        counters,
+        intake: Mutex::new(()),
+        state: Mutex::new(State {
+            order: Reorder::new(workers.len()),
+            dispatching: false,
+            failure: None,
+        }),
+        room: Condvar::new(),
+        failed_at: AtomicU64::new(NOT_FAILED),
+    };
+    let mut sets = workers.into_iter();
+    let first = sets.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        for (i, stages) in sets.enumerate() {
+            let pool = &pool;
+            let started = std::thread::Builder::new()
+                .name(format!("stages-{}", i + 1))
+                .spawn_scoped(scope, move || pool.work(stages));
+            if let Err(e) = started {
+                tracing::warn!(
+                    "cannot start stage worker {}: {e}; running with fewer",
+                    i + 1
+                );
+            }
+        }
+        pool.work(first);
+    });
+    match pool.lock().failure.take() {
+        Some(f) => Err(f.error),
+        None => Ok(()),
+    }
+}
+
+/// `failed_at` while no batch has failed.
+const NOT_FAILED: u64 = u64::MAX;
+
+struct Pool<'a> {
+    rx: &'a Receiver<Batch>,
+    dispatcher: &'a Dispatcher,
+    dead: &'a DeadLetterTx,
+    /// Each stage's counters (shared by all workers): what is dead-lettered because a stage
+    /// failed counts as dead-lettered by that stage.
+    counters: Vec<Arc<Counters>>,
+    /// Held while taking a batch and numbering it, so numbers follow queue order.
+    intake: Mutex<()>,
+    state: Mutex<State>,
+    /// Signalled when room frees up in the window, and when a batch fails.
+    room: Condvar,
+    /// The sequence number of the earliest failed batch ([`NOT_FAILED`] while none has):
+    /// workers read it between stages without taking the lock.
+    failed_at: AtomicU64,
+}
+
+struct State {
+    order: Reorder<Batch>,
+    /// A worker is passing batches to the dispatcher.
+    dispatching: bool,
+    /// The earliest failure (by sequence number).
+    failure: Option<Failure>,
+}
+
+struct Failure {
+    seq: u64,
+    /// The failing stage.
+    stage: usize,
+    /// The dead letters' reason.
+    reason: String,
+    error: StagesFailed,
+}
+
+/// Fails the pool if a worker panics while it holds batch `seq`, so that the other workers
+/// stop instead of waiting for that batch forever.
+struct PanicGuard<'p, 'a> {
+    pool: &'p Pool<'a>,
+    seq: u64,
+}
+
+impl Drop for PanicGuard<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let reason = "internal error: a stage worker panicked".to_owned();
+            let error = StagesFailed::Stage(StageError(reason.clone()));
+            self.pool.fail(self.seq, 0, reason, error, None);
+        }
+    }
+}
+
+impl Pool<'_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update under this lock is a few plain assignments and calls into `Reorder`,
+        // which does not panic: a poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One worker: takes, processes and completes batches until the queue closes or the run
+    /// fails.
+    fn work(&self, mut stages: Vec<NamedStage>) {
+        let mut letters = Vec::new();
+        while let Some((seq, batch)) = self.take() {
+            let _guard = PanicGuard { pool: self, seq };
+            let stop = || self.failed_at.load(Ordering::Relaxed) < seq;
+            match run_batch(&mut stages, batch, &mut letters, self.dead, stop) {
+                Ok(Outcome::Done(batch)) => self.complete(seq, batch),
+                Ok(Outcome::Failed {
+                    stage,
+                    input,
+                    error,
+                }) => {
+                    let reason = error.0.clone();
+                    self.fail(seq, stage, reason, error.into(), Some(input));
+                }
+                Ok(Outcome::Stopped(batch)) => self.dead_letter_behind(batch),
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.fail(seq, 0, reason, e.into(), None);
+                }
+            }
+        }
+    }
+
+    /// The next batch and its sequence number, once there is room in the window; `None` when
+    /// the queue is closed and drained, or a batch failed.
+    fn take(&self) -> Option<(u64, Batch)> {
+        let _turn = self.intake.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut st = self.lock();
+            while !st.order.can_issue() {
+                if st.failure.is_some() {
+                    return None;
+                }
+                st = self.room.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.failure.is_some() {
+                return None;
+            }
+        }
+        // Waiting for input without the state lock: other workers go on completing and
+        // dispatching. Nobody else issues meanwhile (we hold `intake`), so the room is ours.
+        let batch = self.rx.blocking_recv()?;
+        let seq = self.lock().order.issue();
+        Some((seq, batch))
+    }
+
+    /// Batch `seq` went through every stage: buffers it, and if nobody is dispatching,
+    /// dispatches every batch that is ready in order.
+    fn complete(&self, seq: u64, batch: Batch) {
+        let mut st = self.lock();
+        if let Err(batch) = st.order.complete(seq, batch) {
+            // An earlier batch failed after this one was taken.
+            drop(st);
+            self.dead_letter_behind(batch);
+            return;
+        }
+        if st.dispatching {
+            // The dispatching worker will find it.
+            return;
+        }
+        st.dispatching = true;
+        while let Some((seq, batch)) = st.order.pop() {
+            drop(st);
+            let sent = self.dispatcher.dispatch(batch);
+            st = self.lock();
+            st.order.settle();
+            self.room.notify_all();
+            if let Err(e) = sent {
+                st.dispatching = false;
+                drop(st);
+                // Nothing after this batch can be delivered or dead-lettered any more.
+                let reason = e.to_string();
+                self.fail(seq + 1, 0, reason, e.into(), None);
+                return;
+            }
+        }
+        st.dispatching = false;
+    }
+
+    /// Batch `seq` failed at `stage`: dead-letters `input` (the batch as that stage got it),
+    /// cuts the stream at `seq`, dead-letters finished batches after it, and on the first
+    /// failure closes the stage queue and dead-letters what was queued. Keeps the error of the
+    /// earliest failed batch.
+    fn fail(
+        &self,
+        seq: u64,
+        stage: usize,
+        reason: String,
+        mut error: StagesFailed,
+        input: Option<Batch>,
+    ) {
+        let counters = self.counters.get(stage).cloned().unwrap_or_default();
+        if let Some(input) = input
+            && let Err(e) = self
+                .dead
+                .send(DeadLetter::from_whole_batch(&input, &reason), &counters)
+        {
+            error = e.into();
+        }
+        let (behind, first) = {
+            let mut st = self.lock();
+            let first = st.failure.is_none();
+            let behind = st.order.cut(seq);
+            if st.failure.as_ref().is_none_or(|f| seq < f.seq) {
+                st.failure = Some(Failure {
+                    seq,
+                    stage,
+                    reason: reason.clone(),
+                    error,
+                });
+            }
+            self.failed_at.fetch_min(seq, Ordering::Relaxed);
+            (behind, first)
+        };
+        self.room.notify_all();
+        // If the dead-letter sink is gone these sends fail too; the records are then reported
+        // as neither delivered nor dead-lettered (in flight) when the router exits.
+        for (_, batch) in behind {
+            let _ = self
+                .dead
+                .send(DeadLetter::from_whole_batch(&batch, &reason), &counters);
+        }
+        if first {
+            for queued in self.rx.close() {
+                let _ = self
+                    .dead
+                    .send(DeadLetter::from_whole_batch(&queued, &reason), &counters);
+            }
+        }
+    }
+
+    /// Dead-letters a batch taken after the batch that failed, as the stages left it, with the
+    /// failure's reason, counted against the failing stage.
+    fn dead_letter_behind(&self, batch: Batch) {
+        let (stage, reason) = match &self.lock().failure {
+            Some(f) => (f.stage, f.reason.clone()),
+            None => (0, "the stages stopped".to_owned()),
+        };
+        let counters = self.counters.get(stage).cloned().unwrap_or_default();
+        let _ = self
+            .dead
+            .send(DeadLetter::from_whole_batch(&batch, &reason), &counters);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::{Origin, PositionBase, Span};
+    use crate::stages::Stage;
+    use crate::topology::queue::{Limits, queue};
+    use crate::topology::{DeadLetters, SinkPort};
+    use bytes::Bytes;
+    use std::time::{Duration, Instant};
+
+    /// A batch of one record whose payload is `n` in decimal.
+    fn batch(n: u64) -> Batch {
+        let text = n.to_string();
+        let end = text.len() as u32;
+        Batch::new(
+            Bytes::from(text),
+            vec![Span { start: 0, end }],
+            Origin {
+                source: Arc::from("test"),
+                arrival_unix_nanos: 0,
+                arrival: Instant::now(),
+                position: PositionBase::None,
+            },
+        )
+    }
+
+    fn number(payload: &[u8]) -> u64 {
+        std::str::from_utf8(payload).unwrap().parse().unwrap()
+    }
+
+    /// Takes an uneven, deterministic time per batch (`slow` takes much longer), and fails on
+    /// the batches in `fail`.
+    struct Jitter {
+        fail: Vec<u64>,
+        slow: Option<u64>,
+    }
+
+    impl Stage for Jitter {
+        fn process(
+            &mut self,
+            batch: &mut Batch,
+            _dead: &mut Vec<DeadLetter>,
+        ) -> Result<(), StageError> {
+            let n = number(batch.payload(0));
+            let us = if Some(n) == self.slow {
+                20_000
+            } else {
+                n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56
+            };
+            std::thread::sleep(Duration::from_micros(us));
+            if self.fail.contains(&n) {
+                return Err(StageError(format!("batch {n} failed")));
+            }
+            Ok(())
+        }
+    }
+
+    struct Seen {
+        dispatched: Vec<u64>,
+        dead: Vec<u64>,
+        refused: Vec<u64>,
+        result: Result<(), StagesFailed>,
+    }
+
+    /// Feeds batches 0..n through `workers` workers running [`Jitter`], as the topology wires
+    /// them: a small stage queue, a dispatcher with one sink queue, a dead-letter queue.
+    fn run_pool(workers: usize, n: u64, fail: &[u64], slow: Option<u64>) -> Seen {
+        let limits = Limits {
+            records_max: 8,
+            bytes_max: 1 << 20,
+        };
+        let big = Limits {
+            records_max: 1 << 20,
+            bytes_max: 1 << 30,
+        };
+        let (stage_tx, stage_rx) = queue::<Batch>(limits);
+        let (sink_tx, sink_rx) = queue::<Batch>(big);
+        let (dl_tx, dl_rx) = queue::<DeadLetters>(big);
+        let dead = DeadLetterTx::new(dl_tx);
+        let counters = Arc::new(Counters::default());
+        let dispatcher = Dispatcher::new(
+            vec![SinkPort {
+                name: Arc::from("out"),
+                tx: sink_tx,
+                counters: Arc::new(Counters::default()),
+            }],
+            1,
+            Arc::new(Counters::default()),
+            dead.clone(),
+        );
+        let sets = (0..workers)
+            .map(|_| {
+                vec![NamedStage {
+                    name: "jitter".into(),
+                    stage: Box::new(Jitter {
+                        fail: fail.to_vec(),
+                        slow,
+                    }),
+                    counters: counters.clone(),
+                }]
+            })
+            .collect();
+        std::thread::scope(|s| {
+            let producer = s.spawn(move || {
+                let mut refused = Vec::new();
+                for k in 0..n {
+                    if let Err(crate::topology::queue::Closed(b)) = stage_tx.blocking_send(batch(k))
+                    {
+                        refused.push(number(b.payload(0)));
+                    }
+                }
+                refused
+            });
+            let sink = s.spawn(move || {
+                let mut got = Vec::new();
+                while let Some(b) = sink_rx.blocking_recv() {
+                    got.extend((0..b.len()).map(|i| number(b.payload(i))));
+                }
+                got
+            });
+            let letters = s.spawn(move || {
+                let mut got = Vec::new();
+                while let Some(DeadLetters(ls)) = dl_rx.blocking_recv() {
+                    got.extend(ls.iter().map(|l| number(&l.payload)));
+                }
+                got
+            });
+            let result = run(sets, &stage_rx, &dispatcher, &dead);
+            drop((stage_rx, dispatcher, dead));
+            Seen {
+                dispatched: sink.join().unwrap(),
+                dead: letters.join().unwrap(),
+                refused: producer.join().unwrap(),
+                result,
+            }
+        })
+    }
+
+    #[test]
+    fn workers_dispatch_in_queue_order() {
+        for workers in [1, 2, 4, 8] {
+            let seen = run_pool(workers, 600, &[], Some(17));
+            assert!(seen.result.is_ok());
+            assert_eq!(seen.dispatched, (0..600).collect::<Vec<_>>(), "{workers}");
+            assert!(seen.dead.is_empty() && seen.refused.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_failure_dispatches_what_came_before_and_dead_letters_the_rest_once() {
+        for workers in [1, 2, 4, 8] {
+            // 100 is slow, so the later failures (103, 105) happen first in time; the error
+            // reported is still that of 100, the earliest in queue order.
+            let seen = run_pool(workers, 400, &[100, 103, 105], Some(100));
+            match &seen.result {
+                Err(StagesFailed::Stage(e)) => assert_eq!(e.0, "batch 100 failed"),
+                Err(e) => panic!("{workers} workers: {e}"),
+                Ok(()) => panic!("{workers} workers: no error"),
+            }
+            assert_eq!(seen.dispatched, (0..100).collect::<Vec<_>>(), "{workers}");
+            let mut rest: Vec<u64> = seen.dead.iter().chain(&seen.refused).copied().collect();
+            rest.sort_unstable();
+            assert_eq!(rest, (100..400).collect::<Vec<_>>(), "{workers} workers");
+        }
+    }
+}
