@@ -544,9 +544,14 @@ impl<T> Engine<T> {
         if !(self.batcher.should_flush(now) || (self.closing && !self.batcher.is_empty())) {
             return None;
         }
-        if !self.in_flight.is_empty() && !self.worth_a_request() {
-            // Like Nagle's algorithm: while requests are in flight, a small request waits for
-            // an answer (which frees lanes and brings more entries) instead of going alone.
+        if self.nagle_holds() {
+            return None;
+        }
+        if self.burst_wait(now).is_some_and(|w| w > Duration::ZERO) {
+            // Under the rate limit a request goes when some shard can take a full burst of its
+            // pending entries (or all of them, if fewer), as `poll_timeout` times it: going
+            // whenever the loop wakes (an answer, new input) would send what trickled into
+            // the budgets since the last request, many small requests for the same throughput.
             return None;
         }
         let Engine {
@@ -554,8 +559,13 @@ impl<T> Engine<T> {
             entries,
             tracker,
             limiter,
+            map,
             ..
         } = self;
+        // Shards the limiter refused in this request: their later entries are refused without
+        // asking again (a smaller one does not overtake them, and a long backlog costs a lookup
+        // per entry rather than a limiter call).
+        let mut refused = vec![false; map.len()];
         let batch = batcher.take_where(|id, size| {
             let Some(e) = entries.get(id) else {
                 return true;
@@ -565,10 +575,15 @@ impl<T> Engine<T> {
             {
                 return false;
             }
-            match limiter {
-                Some(l) => l.try_admit(e.shard, 1, size as u64, now).is_ok(),
-                None => true,
+            let Some(l) = limiter else { return true };
+            if refused.get(e.shard).copied().unwrap_or(false) {
+                return false;
             }
+            let admitted = l.try_admit(e.shard, 1, size as u64, now).is_ok();
+            if !admitted && let Some(r) = refused.get_mut(e.shard) {
+                *r = true;
+            }
+            admitted
         })?;
         let id = self.next_request;
         self.next_request += 1;
@@ -600,6 +615,12 @@ impl<T> Engine<T> {
             user_records,
             bytes: batch.bytes,
         })
+    }
+
+    /// Like Nagle's algorithm: while requests are in flight, a small request waits for an answer
+    /// (which frees lanes and brings more entries) instead of going alone.
+    fn nagle_holds(&self) -> bool {
+        !self.in_flight.is_empty() && !self.worth_a_request()
     }
 
     /// Whether the entries that may go now fill a fair share of a request: a
@@ -660,20 +681,37 @@ impl<T> Engine<T> {
                 if let Some(d) = self.batcher.deadline() {
                     consider(d);
                 }
-            } else if let Some(wait) = self.rate_wait(now) {
-                consider(now + wait);
+            } else if !self.nagle_holds()
+                && let Some(wait) = self.burst_wait(now)
+                // Zero: `poll_request` would have sent (it did not, so something else holds the
+                // entries back, and that ends with an answer); MAX: never.
+                && wait > Duration::ZERO
+                && let Some(at) = now.checked_add(wait)
+            {
+                consider(at);
             }
+            // Held back by the Nagle-like rule: an answer (or new input) wakes the caller.
         }
         next
     }
 
-    /// Due entries were refused: how long until the rate limiter takes a full burst of some
-    /// shard's entries that ordering allows (waiting for less makes more, smaller requests for
-    /// the same throughput).
-    fn rate_wait(&mut self, now: Instant) -> Option<Duration> {
+    /// Under the rate limit, how long until some shard's budget takes a full burst (less 10%) of
+    /// its pending entries that ordering allows, or all of them if fewer ([`Duration::ZERO`]: now;
+    /// `None`: no limit or nothing pending). Waiting for less makes more, smaller requests for
+    /// the same throughput; waiting for more lets the budget overflow. Looks at no more of the
+    /// backlog than it takes to find a burst for every shard.
+    fn burst_wait(&mut self, now: Instant) -> Option<Duration> {
         let limiter = self.limiter.as_mut()?;
-        let burst = limiter.limit().burst_records;
-        let mut pending: Vec<(u64, u64)> = vec![(0, 0); self.map.len()];
+        let limit = limiter.limit();
+        // A "full" burst is 90% of it: the caller's timer fires late (tokio rounds up to the
+        // millisecond, a busy machine later still), and a bucket that is already full meanwhile
+        // throws away what it would have earned (at 950 records/s, 5 of 50 records are 5 ms).
+        let burst_records = (limit.burst_records - limit.burst_records / 10).max(1);
+        let burst_bytes = (limit.burst_bytes - limit.burst_bytes / 10).max(1);
+        let n = self.map.len();
+        // Per shard: (records, bytes) of its first pending entries, up to a full burst.
+        let mut pending: Vec<(u64, u64)> = vec![(0, 0); n];
+        let mut full_shards = 0;
         for (id, size) in self.batcher.iter() {
             let Some(e) = self.entries.get(id) else {
                 continue;
@@ -681,24 +719,27 @@ impl<T> Engine<T> {
             if e.order.is_some_and(|o| !self.tracker.is_ready(o)) {
                 continue;
             }
-            if let Some(p) = pending.get_mut(e.shard)
-                && p.0 < burst
-            {
-                p.0 += 1;
-                p.1 += size as u64;
-            }
-        }
-        let mut best: Option<Duration> = None;
-        for (shard, &(records, bytes)) in pending.iter().enumerate() {
-            if records == 0 {
+            let Some(p) = pending.get_mut(e.shard) else {
+                continue;
+            };
+            if p.0 >= burst_records || p.1 >= burst_bytes {
                 continue;
             }
-            let w = limiter.wait(shard, records, bytes, now);
-            if w > Duration::ZERO && w != Duration::MAX {
-                best = Some(best.map_or(w, |b| b.min(w)));
+            p.0 += 1;
+            p.1 += size as u64;
+            if p.0 >= burst_records || p.1 >= burst_bytes {
+                full_shards += 1;
+                if full_shards == n {
+                    break;
+                }
             }
         }
-        best
+        pending
+            .iter()
+            .enumerate()
+            .filter(|(_, (records, _))| *records > 0)
+            .map(|(shard, &(records, bytes))| limiter.wait(shard, records, bytes, now))
+            .min()
     }
 
     /// The answer to request `id`: one result per entry, in order.
@@ -1388,5 +1429,124 @@ mod tests {
             wake - t0
         );
         assert_eq!(e.poll_request(wake).unwrap().entries.len(), 2);
+    }
+
+    /// The sink's defaults under the rate limit, without aggregation: 4 shards, 500-entry
+    /// requests, 100 ms linger, 8 requests in flight, a burst of 50 records per shard.
+    fn limited_raw_settings() -> EngineSettings {
+        EngineSettings {
+            batch: BatchPolicy {
+                linger: ms(100),
+                ..BatchPolicy::default()
+            },
+            rate_limit: Some(ShardRateLimit {
+                percent: 100,
+                burst_records: 50,
+                burst_bytes: 52_428,
+            }),
+            max_in_flight: 8,
+            buffer_records_max: 20_000,
+            ..settings(false, false)
+        }
+    }
+
+    /// Drives the engine the way the sink's loop does (send what `poll_request` gives, then sleep
+    /// until `poll_timeout`, an answer or room for input), in virtual time, with a steady backlog
+    /// of `total` 110-byte records with random keys against a fake stream that answers each
+    /// request `latency` later. Returns (loop iterations, requests, entries sent, virtual time).
+    fn drive_limited(total: u64, latency: Duration) -> (u64, u64, u64, Duration) {
+        let t0 = Instant::now();
+        let mut e: Engine<u64> = Engine::new(limited_raw_settings(), ShardMap::uniform(4), t0);
+        let map = e.shard_map().clone();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut now = t0;
+        let mut pushed = 0u64;
+        let mut in_flight: Vec<(Instant, Request)> = Vec::new();
+        let mut iterations = 0u64;
+        let (mut requests, mut entries) = (0u64, 0u64);
+        loop {
+            iterations += 1;
+            assert!(iterations < 1_000_000, "the loop does not finish");
+            // Input: a batch of up to 500 records whenever the engine has room.
+            if pushed < total && !e.is_full() {
+                for _ in 0..500.min(total - pushed) {
+                    let key = format!("{:016x}", rng.random::<u64>());
+                    e.push(key, None, Bytes::from(vec![b'x'; 110]), pushed, now, now);
+                    pushed += 1;
+                }
+                if pushed == total {
+                    e.close();
+                }
+            }
+            while let Some(req) = e.poll_request(now) {
+                requests += 1;
+                entries += req.entries.len() as u64;
+                in_flight.push((now + latency, req));
+            }
+            e.take_delivered();
+            if pushed == total && e.is_idle() {
+                return (iterations, requests, entries, now - t0);
+            }
+            let timeout = e.poll_timeout(now);
+            // The loop sleeps: never a deadline at or before `now`.
+            assert!(
+                timeout.is_none_or(|t| t > now),
+                "poll_timeout {:?} at or before now, nothing sent",
+                timeout.map(|t| t.saturating_duration_since(t0)),
+            );
+            let answer = in_flight.iter().map(|(at, _)| *at).min();
+            let input = (pushed < total && !e.is_full()).then_some(now);
+            let Some(next) = [timeout, answer, input].into_iter().flatten().min() else {
+                panic!(
+                    "the loop would sleep forever with {} held",
+                    e.held_records()
+                );
+            };
+            now = now.max(next);
+            let (due, rest): (Vec<_>, Vec<_>) =
+                in_flight.into_iter().partition(|(at, _)| *at <= now);
+            in_flight = rest;
+            for (_, req) in due {
+                let results = req
+                    .entries
+                    .iter()
+                    .map(|en| EntryResult::Written {
+                        shard_id: map.shards()[map.index_of(hash_key(&en.partition_key))]
+                            .id
+                            .clone(),
+                    })
+                    .collect();
+                e.handle_response(req.id, results, now);
+            }
+        }
+    }
+
+    /// Under the rate limit without aggregation the loop sleeps until a shard can take a full
+    /// burst, and requests carry about as much as the limiter lets through per wakeup (the
+    /// simulation in `limits` sends 200: 4 shards x 50), not what trickled in during a round trip.
+    #[test]
+    fn the_rate_limited_loop_sleeps_and_sends_full_requests() {
+        for latency in [ms(1), ms(5), ms(20)] {
+            let (iterations, requests, entries, took) = drive_limited(20_000, latency);
+            assert_eq!(entries, 20_000);
+            let per_request = entries as f64 / requests as f64;
+            let loops = iterations as f64 / requests as f64;
+            println!(
+                "latency {latency:?}: {requests} requests, {per_request:.1} entries and {loops:.2} loop iterations per request, {took:?}"
+            );
+            assert!(
+                per_request >= 100.0,
+                "latency {latency:?}: {per_request:.1} entries per request ({requests} requests)"
+            );
+            assert!(
+                loops < 10.0,
+                "latency {latency:?}: {loops:.1} loop iterations per request"
+            );
+            // 4 shards x 950 records/s (after a first burst of 200): about 5.2 s.
+            assert!(
+                took < Duration::from_millis(5_600),
+                "latency {latency:?}: took {took:?}"
+            );
+        }
     }
 }
