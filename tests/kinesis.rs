@@ -3,12 +3,14 @@
 //! exactly-once delivery of 100,000 aggregated records, per-key order in `ordered` mode, shards
 //! predicted by MD5, random keys spread evenly, partial failures and throttled calls injected by a
 //! proxy, the server killed and restarted mid-stream, a missing stream, oversized records, the
-//! quick-mode URI and the example config.
+//! quick-mode URI, the example config, and `role_arn` (STS AssumeRole against moto's server).
 //!
 //! Each test starts its own kinesalite on a free port, so tests are independent and run in
 //! parallel. They need `EDGE_ROUTER_KINESALITE_MODULES` (kinesalite's node_modules) and
 //! `EDGE_ROUTER_KINESIS_PYTHON` (a python with boto3 and aws-kinesis-agg): `tests/run.sh` sets
-//! both, or `eval "$(tests/kinesis/setup.sh)"`. Without them the tests fail and say so.
+//! both, or `eval "$(tests/kinesis/setup.sh)"`. Without them the tests fail and say so. The
+//! `role_arn` test also needs moto's server from `EDGE_ROUTER_FIREHOSE_PYTHON`
+//! (`eval "$(tests/firehose/setup.sh)"`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -330,6 +332,7 @@ fn router(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_KINESIS")
+        .env_remove("AWS_ENDPOINT_URL_STS")
         .env_remove("AWS_SESSION_TOKEN");
     for (k, v) in env {
         c.env(k, v);
@@ -604,6 +607,7 @@ fn partial_failures_and_failed_calls_lose_nothing_and_keep_key_order() {
         }
         let back = k.read(stream, aggregate);
         assert_exactly_once(&back, &input);
+        assert_shard_counts(&stats, &back, &counts);
         let got = back.per_key();
         for (key, lines) in input_per_key(&input) {
             assert!(
@@ -616,6 +620,29 @@ fn partial_failures_and_failed_calls_lose_nothing_and_keep_key_order() {
     assert!(
         injected["throttled_calls"] > 0 && injected["failed_calls"] > 0,
         "{injected:?}"
+    );
+}
+
+/// The per-shard counters of `--stats=json` (`kinesis_shards`): records written per shard match
+/// what each shard holds, and they and the entry throttles sum to the sink's totals (whole-call
+/// throttles are not per shard: the proxy counts them apart).
+fn assert_shard_counts(stats: &Stats, back: &ReadBack, proxy: &Value) {
+    let shards = stats.component("sinks.kinesis")["kinesis_shards"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no kinesis_shards in {}", stats.0))
+        .clone();
+    let get = |v: &Value, key: &str| v[key].as_u64().unwrap();
+    let sum = |key: &str| shards.values().map(|v| get(v, key)).sum::<u64>();
+    for (id, v) in &shards {
+        let held = back.records.iter().filter(|r| &r.shard == id).count() as u64;
+        assert_eq!(get(v, "records"), held, "records on {id}: {v}");
+    }
+    assert_eq!(sum("records"), stats.written());
+    assert_eq!(sum("kinesis_records"), counter(stats, "kinesis_records"));
+    assert_eq!(sum("throttles"), get(proxy, "failed_entries"), "{shards:?}");
+    assert_eq!(
+        sum("throttles") + get(proxy, "throttled_calls"),
+        counter(stats, "kinesis_throttles")
     );
 }
 
@@ -822,4 +849,76 @@ fn records_without_a_key_are_dead_lettered_when_asked() {
         dead[0].reason
     );
     assert_eq!(k.read("no-key", false).records.len(), 200);
+}
+
+/// moto's server on 127.0.0.1 (only its STS is used here): the `moto_server` beside the python
+/// that `tests/firehose/setup.sh` installs (`EDGE_ROUTER_FIREHOSE_PYTHON`).
+fn start_moto() -> (Proc, u16) {
+    let python = match std::env::var_os("EDGE_ROUTER_FIREHOSE_PYTHON") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => panic!(
+            "EDGE_ROUTER_FIREHOSE_PYTHON is not set: the role_arn test needs moto[server] for \
+             STS. Run `eval \"$(tests/firehose/setup.sh)\"` first (tests/run.sh does)."
+        ),
+    };
+    let port = free_port();
+    let mut child = Command::new(python.parent().unwrap().join("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting moto_server");
+    wait_for_port(port, &mut child, "moto_server");
+    (Proc(child), port)
+}
+
+/// `role_arn`: the sink calls STS AssumeRole (moto's server, reached through
+/// `AWS_ENDPOINT_URL_STS`) signed with the environment's credentials, then signs its Kinesis
+/// calls with the temporary credentials it got back. Logging proxies in front of both servers
+/// show the calls and the access key ids, so the test fails if the role were ignored.
+#[test]
+fn role_arn_is_assumed_through_sts_and_its_credentials_sign_the_kinesis_calls() {
+    let k = Kinesalite::start(None);
+    k.create_stream("assumed", 2);
+    let (_moto, moto_port) = start_moto();
+    let sts = FaultProxy::start(moto_port, 0, 0, 0);
+    let kinesis = FaultProxy::start(k.port, 0, 0, 0);
+    let input = common::sensor_few_devices(500);
+    let dir = temp_dir();
+    let sink = uri(
+        "assumed",
+        &kinesis.endpoint(),
+        "role_arn=arn:aws:iam::123456789012:role/edge&linger_ms=5",
+    );
+    let out = run(
+        dir.path(),
+        &["run", "--sink", &sink, "--stats=json"],
+        &[("AWS_ENDPOINT_URL_STS", &sts.endpoint())],
+        &input,
+    );
+    let stats = out.ok_stats();
+    let sts_counts = sts.stop();
+    let kinesis_counts = kinesis.stop();
+    assert_eq!(stats.written(), 500, "{}", out.stderr);
+    eprintln!("sts proxy: {sts_counts}\nkinesis proxy: {kinesis_counts}");
+    assert!(
+        sts_counts["actions"]["AssumeRole"].as_u64().unwrap_or(0) >= 1,
+        "no AssumeRole call: {sts_counts}"
+    );
+    // The base credentials (the environment's `test`) signed AssumeRole ...
+    assert_eq!(sts_counts["access_keys"], serde_json::json!(["test"]));
+    // ... and only the assumed role's temporary credentials signed the Kinesis calls.
+    let keys = kinesis_counts["access_keys"].as_array().unwrap();
+    assert!(
+        kinesis_counts["actions"]["PutRecords"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{kinesis_counts}"
+    );
+    assert!(
+        !keys.is_empty() && keys.iter().all(|key| key != "test"),
+        "Kinesis calls not signed with the assumed role's credentials: {kinesis_counts}"
+    );
+    assert_exactly_once(&k.read("assumed", false), &input);
 }

@@ -45,7 +45,8 @@ kinesis_env="$(tests/kinesis/setup.sh)"
 eval "$kinesis_env"
 
 echo "== tests/firehose/setup.sh (moto[server], boto3 from PyPI)"
-# Sets EDGE_ROUTER_FIREHOSE_PYTHON for tests/firehose.rs.
+# Sets EDGE_ROUTER_FIREHOSE_PYTHON for tests/firehose.rs, and for the role_arn test of
+# tests/kinesis.rs (moto's server as STS).
 firehose_env="$(tests/firehose/setup.sh)"
 eval "$firehose_env"
 

@@ -53,6 +53,13 @@ pub fn human(r: &Report) -> String {
                 v.kinesis_throttles
             );
         }
+        for (shard, n) in &c.kinesis_shards {
+            let _ = writeln!(
+                s,
+                "{}: {shard}: {} records, {} Kinesis records, {} throttles",
+                c.name, n.records, n.kinesis_records, n.throttles
+            );
+        }
     }
     let t = &r.counters.totals;
     let _ = writeln!(

@@ -15,6 +15,10 @@ PutRecords passes through unchanged. A PutRecords call:
 Firehose's PutRecordBatch is treated alike: whole calls fail the same way, and failed entries come
 back as ServiceUnavailableException results in RequestResponses (FailedPutCount adjusted).
 Prints "listening PORT" when ready; on SIGTERM prints one JSON line of counts to stdout and exits.
+Besides the fault counts it tells which calls it saw ("actions": X-Amz-Target's operation, or the
+Action of a query-protocol call such as STS AssumeRole, with how often) and which access key ids
+signed them ("access_keys", from the Authorization header), so that with all percentages at 0 it
+is a plain logging proxy (tests/kinesis.rs puts one in front of moto's STS).
 """
 
 import http.client
@@ -25,12 +29,14 @@ import signal
 import socket
 import sys
 import threading
+import urllib.parse
 
 listen_port, upstream_port = int(sys.argv[1]), int(sys.argv[2])
 entry_pct, throttle_pct, error_pct = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 rng = random.Random(int(sys.argv[6]))
 lock = threading.Lock()
-counts = {"calls": 0, "throttled_calls": 0, "failed_calls": 0, "failed_entries": 0, "forwarded_entries": 0}
+counts = {"calls": 0, "throttled_calls": 0, "failed_calls": 0, "failed_entries": 0, "forwarded_entries": 0,
+          "actions": {}, "access_keys": []}
 local = threading.local()
 
 
@@ -82,10 +88,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def note(self, target, body):
+        action = target.rsplit(".", 1)[-1]
+        if not action:
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            action = form.get("Action", ["?"])[0]
+        key = self.headers.get("Authorization", "").partition("Credential=")[2].partition("/")[0]
+        with lock:
+            counts["actions"][action] = counts["actions"].get(action, 0) + 1
+            if key and key not in counts["access_keys"]:
+                counts["access_keys"].append(key)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "host", "connection")}
         target = self.headers.get("X-Amz-Target", "")
+        self.note(target, body)
         try:
             firehose = target.endswith(".PutRecordBatch")
             if not (target.endswith(".PutRecords") or firehose):

@@ -6,8 +6,9 @@
 //! `read + fanout_copies == written + dead_lettered + dropped_by_stage + in_flight`, with
 //! `in_flight == 0` after a clean exit.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -70,6 +71,21 @@ pub struct Counters {
     pub firehose_billed_bytes: AtomicU64,
     /// Firehose sinks: estimated billed bytes had each user record been its own Firehose record.
     pub firehose_billed_bytes_unpacked: AtomicU64,
+    /// Kinesis sinks: per shard id, records written and entries throttled (replaced as a whole
+    /// by the sink with [`Counters::set_kinesis_shards`]).
+    kinesis_shards: Mutex<BTreeMap<String, ShardCounts>>,
+}
+
+/// A Kinesis sink's counters for one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ShardCounts {
+    /// User records written to the shard (as the PutRecords answer says).
+    pub records: u64,
+    /// Kinesis records written to the shard (an aggregate counts once).
+    pub kinesis_records: u64,
+    /// Entries for the shard (as predicted from the shard map) refused with
+    /// ProvisionedThroughputExceeded; whole-call throttles are not per shard.
+    pub throttles: u64,
 }
 
 impl Counters {
@@ -98,6 +114,24 @@ impl Counters {
     /// Counts extra fan-out copies.
     pub fn add_fanout_copies(&self, records: u64) {
         self.fanout_copies.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Replaces the per-shard counters of a Kinesis sink.
+    pub fn set_kinesis_shards(&self, shards: &BTreeMap<String, ShardCounts>) {
+        shards.clone_into(
+            &mut self
+                .kinesis_shards
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
+    /// The per-shard counters of a Kinesis sink (empty for other components).
+    pub fn kinesis_shards(&self) -> BTreeMap<String, ShardCounts> {
+        self.kinesis_shards
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn snapshot(&self) -> CounterValues {
@@ -236,6 +270,7 @@ impl Registry {
                 name: c.name.clone(),
                 kind: c.kind,
                 counters: c.counters.snapshot(),
+                kinesis_shards: c.counters.kinesis_shards(),
             })
             .collect();
         let mut t = Totals::default();
@@ -275,6 +310,9 @@ pub struct ComponentSnapshot {
     /// Values.
     #[serde(flatten)]
     pub counters: CounterValues,
+    /// Kinesis sinks: per shard id, records written and entries throttled.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinesis_shards: BTreeMap<String, ShardCounts>,
 }
 
 /// Pipeline-wide totals.
@@ -335,7 +373,24 @@ mod tests {
         b.add_dead_lettered(1);
         dl.add_in(2, 0);
         dl.add_out(2, 0);
-        let t = r.snapshot().totals;
+        let mut shards = BTreeMap::new();
+        shards.insert(
+            "shardId-000000000001".to_owned(),
+            ShardCounts {
+                records: 7,
+                kinesis_records: 2,
+                throttles: 1,
+            },
+        );
+        a.set_kinesis_shards(&shards);
+        let snap = r.snapshot();
+        let json = serde_json::to_value(&snap.components).unwrap();
+        assert_eq!(
+            json[2]["kinesis_shards"],
+            serde_json::json!({"shardId-000000000001": {"records": 7, "kinesis_records": 2, "throttles": 1}})
+        );
+        assert!(json[3].get("kinesis_shards").is_none());
+        let t = snap.totals;
         assert_eq!(t.read, 10);
         assert_eq!(t.written, 9);
         assert_eq!(t.dead_lettered, 2);

@@ -48,7 +48,8 @@ pub struct StreamClient {
 impl StreamClient {
     /// Builds a client from the config and the standard AWS chains (credentials: environment,
     /// profile, web identity, container and instance metadata; region: the config, the stream
-    /// ARN, then `AWS_REGION` / profile), assuming `role_arn` if set.
+    /// ARN, then `AWS_REGION` / profile), assuming `role_arn` if set. The `endpoint` override
+    /// applies to the Kinesis calls only, not to STS.
     ///
     /// # Errors
     ///
@@ -64,9 +65,6 @@ impl StreamClient {
         if let Some(region) = cfg.region.clone().or(cfg.arn_region().map(str::to_owned)) {
             loader = loader.region(aws_config::Region::new(region));
         }
-        if let Some(endpoint) = &cfg.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
         let sdk = loader.load().await;
         let Some(region) = sdk.region().map(ToString::to_string) else {
             return Err(format!(
@@ -75,6 +73,12 @@ impl StreamClient {
             ));
         };
         let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk);
+        // `endpoint` is Kinesis's alone: set on the shared config it would also send the STS
+        // AssumeRole call there (a programmatic endpoint beats `AWS_ENDPOINT_URL_STS`). STS
+        // keeps the standard resolution (`AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, profile).
+        if let Some(endpoint) = &cfg.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
         if let Some(role) = &cfg.role_arn {
             let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
                 .session_name("edge-router")

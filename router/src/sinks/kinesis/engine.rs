@@ -30,13 +30,14 @@
 //! Every pushed record ends in exactly one of `take_delivered`, `take_dead` or `abort`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+pub use crate::core::accounting::ShardCounts;
 use crate::sinks::kinesis::aggregate::{Aggregator, KinesisRecord};
 use crate::sinks::kinesis::batch::{BatchPolicy, Batcher, Oversized};
 use crate::sinks::kinesis::hash::{format_hash_key, hash_key};
@@ -150,8 +151,10 @@ pub struct EngineStats {
     pub retries: u64,
     /// Throttled entries and calls.
     pub throttles: u64,
-    /// Throttled entries per shard (by shard map index; calls are not per shard).
-    pub throttles_per_shard: Vec<u64>,
+    /// Per shard id: what was written there and how often an entry for it was throttled
+    /// (whole-call throttles are not per shard, so these throttles sum to `throttles` minus the
+    /// throttled calls). Keyed by id, not by shard map index, so a reshard does not mix shards.
+    pub shards: BTreeMap<String, ShardCounts>,
     /// Failed calls (all classes).
     pub call_errors: u64,
     /// Written entries that landed on another shard than predicted.
@@ -240,10 +243,7 @@ impl<T> Engine<T> {
             held_bytes: 0,
             delivered: Vec::new(),
             dead: Vec::new(),
-            stats: EngineStats {
-                throttles_per_shard: vec![0; n],
-                ..EngineStats::default()
-            },
+            stats: EngineStats::default(),
             settings,
         };
         engine.reset_aggregates();
@@ -757,8 +757,9 @@ impl<T> Engine<T> {
                         && class == ErrorClass::Throttled
                     {
                         self.stats.throttles += 1;
-                        if let Some(t) = self.stats.throttles_per_shard.get_mut(e.shard) {
-                            *t += 1;
+                        if let Some(shard) = self.map.get(e.shard) {
+                            let counts = self.stats.shards.entry(shard.id.clone()).or_default();
+                            counts.throttles += 1;
                         }
                     }
                     let what = if message.is_empty() {
@@ -819,6 +820,17 @@ impl<T> Engine<T> {
         }
         self.stats.kinesis_records += 1;
         self.stats.user_records += e.records.len() as u64;
+        // The shard that took it, as answered (the predicted one if the answer has no id).
+        let landed = match (shard_id, self.map.get(e.shard)) {
+            ("", Some(predicted)) => Some(predicted.id.as_str()),
+            ("", None) => None,
+            (id, _) => Some(id),
+        };
+        if let Some(id) = landed {
+            let counts = self.stats.shards.entry(id.to_owned()).or_default();
+            counts.kinesis_records += 1;
+            counts.records += e.records.len() as u64;
+        }
         self.stats.bytes += e.size as u64;
         self.release(&e.records);
         self.delivered.extend(e.records);
@@ -906,7 +918,6 @@ impl<T> Engine<T> {
             .settings
             .rate_limit
             .map(|l| ShardLimiter::new(n, l, now));
-        self.stats.throttles_per_shard.resize(n, 0);
         self.stats.remaps += 1;
         self.reset_aggregates();
         for r in records {
@@ -1238,6 +1249,23 @@ mod tests {
                 }
                 let s = engine.stats();
                 assert!(s.retries > 0 && s.throttles > 0, "{s:?}");
+                // Per shard: the written counts add up to the totals, and the entry throttles
+                // (not the whole-call ones) are spread over the shards of the map.
+                let ids: Vec<&str> = engine
+                    .shard_map()
+                    .shards()
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect();
+                assert!(
+                    s.shards.keys().all(|id| ids.contains(&id.as_str())),
+                    "{s:?}"
+                );
+                let sum = |f: fn(&ShardCounts) -> u64| s.shards.values().map(f).sum::<u64>();
+                assert_eq!(sum(|c| c.records), s.user_records);
+                assert_eq!(sum(|c| c.kinesis_records), s.kinesis_records);
+                let throttled = sum(|c| c.throttles);
+                assert!(throttled > 0 && throttled < s.throttles, "{s:?}");
             }
         }
     }

@@ -205,7 +205,7 @@ impl Sink<'_> {
             kinesis_records = s.kinesis_records,
             retries = s.retries,
             throttles = s.throttles,
-            throttles_per_shard = ?s.throttles_per_shard,
+            shards = ?s.shards,
             wrong_shard = s.wrong_shard,
             "kinesis sink done"
         );
@@ -331,6 +331,9 @@ impl Sink<'_> {
         c.kinesis_retries.store(s.retries, AtomicOrdering::Relaxed);
         c.kinesis_throttles
             .store(s.throttles, AtomicOrdering::Relaxed);
+        if s.shards != self.reported.shards {
+            c.set_kinesis_shards(&s.shards);
+        }
         self.reported = s.clone();
     }
 }
