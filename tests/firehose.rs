@@ -13,13 +13,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Output, Stats, drain, temp_dir, wait_with_timeout};
+use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
 use serde_json::Value;
 
 fn python() -> PathBuf {
@@ -34,35 +33,6 @@ fn python() -> PathBuf {
 
 fn script(path: &str) -> PathBuf {
     common::repo_root().join("tests").join(path)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{what} exited before listening on {port}: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} not listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// moto's server on 127.0.0.1.
@@ -81,7 +51,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting moto_server");
-        wait_for_port(port, &mut child, "moto_server");
+        wait_for_port(port, &mut child, "moto_server", Duration::from_secs(30));
         Moto {
             proc: Proc(child),
             port,
@@ -162,7 +132,7 @@ impl FaultProxy {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        wait_for_port(port, &mut child, "fault_proxy.py");
+        wait_for_port(port, &mut child, "fault_proxy.py", Duration::from_secs(30));
         FaultProxy {
             proc: Proc(child),
             port,

@@ -18,13 +18,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Output, Stats, drain, temp_dir, wait_with_timeout};
+use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
 use edge_router::sinks::kinesis::hash::{hash_key, parse_hash_key};
 use serde_json::Value;
 
@@ -61,36 +60,6 @@ fn script(name: &str) -> PathBuf {
     common::repo_root().join("tests/kinesis").join(name)
 }
 
-/// A free port on 127.0.0.1 (the listener is closed again; the child binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{what} exited before listening on {port}: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} not listening on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// kinesalite on 127.0.0.1, optionally keeping its data in `db` (leveldb) across restarts.
 struct Kinesalite {
     proc: Option<Proc>,
@@ -122,7 +91,7 @@ impl Kinesalite {
             cmd.arg(db);
         }
         let mut child = cmd.spawn().expect("starting node (needed for kinesalite)");
-        wait_for_port(self.port, &mut child, "kinesalite");
+        wait_for_port(self.port, &mut child, "kinesalite", Duration::from_secs(20));
         self.proc = Some(Proc(child));
     }
 
@@ -176,7 +145,7 @@ impl FaultProxy {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        wait_for_port(port, &mut child, "fault_proxy.py");
+        wait_for_port(port, &mut child, "fault_proxy.py", Duration::from_secs(20));
         FaultProxy {
             proc: Proc(child),
             port,
@@ -868,7 +837,7 @@ fn start_moto() -> (Proc, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto_server");
-    wait_for_port(port, &mut child, "moto_server");
+    wait_for_port(port, &mut child, "moto_server", Duration::from_secs(20));
     (Proc(child), port)
 }
 

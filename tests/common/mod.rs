@@ -814,3 +814,35 @@ pub fn rotated_files(dir: &Path, stem: &str, ext: &str) -> Vec<PathBuf> {
     out.extend(live);
     out
 }
+
+/// A free port on 127.0.0.1 (the listener is closed again; the child binds it right after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most `timeout`) until something listens on 127.0.0.1:`port`; fails if `child`, the
+/// server `what`, exits first.
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited before listening on {port}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} not listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process (a local server) killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
