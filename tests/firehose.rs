@@ -14,8 +14,8 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
