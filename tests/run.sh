@@ -21,6 +21,10 @@ apt_install() {
 need python3 || apt_install python3
 need gzip || apt_install gzip
 need zstd || apt_install zstd || true
+# curl is the HTTP client of tests/http.rs (HTTP/1.1, HTTP/2, TLS); openssl makes its test
+# certificate; mkfifo (coreutils) blocks a sink.
+need curl || apt_install curl
+need openssl || apt_install openssl
 # node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm)
 # and run kinesalite, the local Kinesis server of tests/kinesis.rs.
 need node || apt_install nodejs

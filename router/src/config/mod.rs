@@ -18,6 +18,7 @@ use crate::sinks::file::FileSinkConfig;
 use crate::sinks::firehose::FirehoseSinkConfig;
 use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::stdout::StdoutConfig;
+use crate::sources::http::HttpSourceConfig;
 use crate::sources::stdin::StdinConfig;
 use crate::stages::builtin::filter::FilterConfig;
 use crate::stages::builtin::route::RouteConfig;
@@ -81,6 +82,15 @@ pub struct SourceConfig {
 pub enum SourceKind {
     /// Standard input.
     Stdin(StdinConfig),
+    /// An HTTP listener.
+    Http(Box<HttpSourceConfig>),
+}
+
+impl SourceKind {
+    /// True for sources that take records from the network (they feed the ingress queue).
+    pub fn is_network(&self) -> bool {
+        !matches!(self, SourceKind::Stdin(_))
+    }
 }
 
 /// One stage.
@@ -224,8 +234,12 @@ fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
         }
         t.finish(d);
     }
-    if sources.len() > 1 {
-        // Only stdin exists so far, and there is only one standard input.
+    let stdins = sources
+        .iter()
+        .filter(|s| matches!(s.kind, SourceKind::Stdin(_)))
+        .count();
+    if stdins > 1 {
+        // There is only one standard input.
         d.error(
             &root.spot_of("sources"),
             "only one stdin source is possible",
@@ -328,10 +342,11 @@ fn read_source(
     };
     let k = match kind.value.as_str() {
         "stdin" => SourceKind::Stdin(StdinConfig::parse(t, d)),
+        "http" => SourceKind::Http(Box::new(HttpSourceConfig::parse(t, d)?)),
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown source kind {other:?}; expected one of: stdin"),
+                format!("unknown source kind {other:?}; expected one of: stdin, http"),
             );
             t.skip_rest();
             return None;

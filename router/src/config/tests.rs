@@ -31,7 +31,9 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.pipeline.shutdown_grace, Duration::from_secs(10));
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(c.pipeline.stage_workers, cpus.min(4));
-    let SourceKind::Stdin(s) = &c.sources[0].kind;
+    let SourceKind::Stdin(s) = &c.sources[0].kind else {
+        panic!("not stdin")
+    };
     assert_eq!(s.max_record_bytes, 1 << 20);
 }
 
@@ -188,7 +190,9 @@ fn quick_mode_uses_the_same_validation() {
         Some("dl.ndjson"),
     )
     .unwrap();
-    let SourceKind::Stdin(s) = &c.sources[0].kind;
+    let SourceKind::Stdin(s) = &c.sources[0].kind else {
+        panic!("not stdin")
+    };
     assert_eq!(s.max_record_bytes, 2048);
     assert_eq!(c.sinks.len(), 2);
     assert_eq!(c.pipeline.default_sinks, 0b11);
@@ -285,4 +289,70 @@ fn stage_workers_is_read_and_range_checked() {
         &errors(&format!("[pipeline]\nstage_workers = 0\n{MINIMAL}")),
         "0 is out of range; allowed: 1 to 64",
     );
+}
+
+#[test]
+fn http_sources_are_validated() {
+    let sink = "[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+    let errs = errors(&format!(
+        "[sources.web]\nkind = \"http\"\naddress = \"localhost\"\ntls_cert = \"c.pem\"\n\
+         auth_token = \"t\"\naws_api = true\nformat = \"xml\"\n{sink}"
+    ));
+    assert_has(
+        &errs,
+        "t.toml:3:11: `sources.web.address`: \"localhost\" is not an address",
+    );
+    assert_has(&errs, "`sources.web.tls_cert`: tls_cert needs tls_key");
+    assert_has(&errs, "set aws_access_key_ids");
+    assert_has(&errs, "`sources.web.format`: unknown value \"xml\"");
+    let errs = errors(&format!("[sources.web]\nkind = \"http\"\n{sink}"));
+    assert_has(&errs, "missing required key `sources.web.address`");
+    // A stdin source and an HTTP source may run together; two stdins may not.
+    let both = format!(
+        "[sources.in]\nkind = \"stdin\"\n[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:0\"\n{sink}"
+    );
+    let c = parse_str("t.toml", &both).unwrap();
+    assert_eq!(c.sources.len(), 2);
+    assert!(c.sources[1].kind.is_network());
+    let two = format!("[sources.a]\nkind = \"stdin\"\n[sources.b]\nkind = \"stdin\"\n{sink}");
+    assert_has(&errors(&two), "only one stdin source is possible");
+}
+
+#[test]
+fn quick_mode_http_sources() {
+    let sinks = ["stdout".to_owned()];
+    let c = from_quick(
+        Some("http://127.0.0.1:8080?auth_token=abc&max_body_bytes=1MiB"),
+        &[],
+        &sinks,
+        None,
+    )
+    .unwrap();
+    let SourceKind::Http(h) = &c.sources[0].kind else {
+        panic!("not http")
+    };
+    assert_eq!(h.address.port(), 8080);
+    assert_eq!(h.auth_token.as_deref(), Some("abc"));
+    assert_eq!(h.max_body_bytes, 1 << 20);
+    assert!(h.tls.is_none());
+    let c = from_quick(
+        Some("https://0.0.0.0:8443?tls_cert=c.pem&tls_key=k.pem"),
+        &[],
+        &sinks,
+        None,
+    )
+    .unwrap();
+    let SourceKind::Http(h) = &c.sources[0].kind else {
+        panic!("not http")
+    };
+    assert_eq!(
+        h.tls.as_ref().unwrap().cert,
+        std::path::PathBuf::from("c.pem")
+    );
+    let e = from_quick(Some("https://0.0.0.0:8443"), &[], &sinks, None).unwrap_err();
+    assert!(e.to_string().contains("tls_cert"), "{e}");
+    let e = from_quick(Some("http://"), &[], &sinks, None).unwrap_err();
+    assert!(e.to_string().contains("needs an address"), "{e}");
+    let e = from_quick(Some("http://1.2.3.4:5?address=x"), &[], &sinks, None).unwrap_err();
+    assert!(e.to_string().contains("given by the URI itself"), "{e}");
 }

@@ -65,7 +65,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         None => (head, None),
     };
     let kinds: &[&str] = match role {
-        Role::Source => &["stdin"],
+        Role::Source => &["stdin", "http", "https"],
         Role::Sink => &["file", "stdout", "kinesis", "firehose"],
     };
     if !kinds.contains(&scheme) {
@@ -80,6 +80,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                         "file" => "file:PATH".to_owned(),
                         "kinesis" => "kinesis://STREAM".to_owned(),
                         "firehose" => "firehose://NAME".to_owned(),
+                        "http" | "https" => format!("{k}://HOST:PORT"),
                         k => k.to_owned(),
                     })
                     .collect::<Vec<_>>()
@@ -88,8 +89,25 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         ));
     }
     let mut table = Table::new();
-    table.insert("kind", value(scheme));
+    table.insert(
+        "kind",
+        value(if scheme == "https" { "http" } else { scheme }),
+    );
     match (scheme, rest) {
+        ("http" | "https", rest) => {
+            let address = rest
+                .and_then(|r| r.strip_prefix("//"))
+                .map(|r| r.trim_end_matches('/'))
+                .unwrap_or("");
+            if address.is_empty() {
+                return Err(error(
+                    arg,
+                    role,
+                    format!("{scheme}: needs an address, e.g. {scheme}://127.0.0.1:8080"),
+                ));
+            }
+            table.insert("address", value(address.to_owned()));
+        }
         ("file", Some(path)) => {
             // Not percent-decoded: `%` introduces the date specifiers of path templates.
             let path = path.strip_prefix("//").unwrap_or(path);
@@ -158,6 +176,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         let k = percent_decode(k).map_err(|e| error(arg, role, e))?;
         let v = percent_decode(v).map_err(|e| error(arg, role, e))?;
         if k == "kind"
+            || (k == "address" && (scheme == "http" || scheme == "https"))
             || (k == "path" && scheme == "file")
             || (k == "stream" && scheme == "kinesis")
             || (k == "delivery_stream" && scheme == "firehose")
@@ -173,7 +192,15 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         }
         table.insert(&k, value(v));
     }
-    Ok((scheme.to_owned(), table))
+    if scheme == "https" && !(table.contains_key("tls_cert") && table.contains_key("tls_key")) {
+        return Err(error(
+            arg,
+            role,
+            "https: needs tls_cert=PEM&tls_key=PEM (or use http://)".into(),
+        ));
+    }
+    let kind = if scheme == "https" { "http" } else { scheme };
+    Ok((kind.to_owned(), table))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
 use crate::sinks::file::FileSink;
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sink};
+use crate::sources::http::HttpSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
@@ -339,10 +340,20 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         dead.clone(),
     );
 
-    let outlet = if config.stages.is_empty() {
+    // With one stdin source and no stages, the source dispatches itself (one hop fewer). Network
+    // sources need a queue to put batches into (they answer their clients once a batch is
+    // queued), and several sources share one: then a stage thread runs even with no stages.
+    let direct = config.stages.is_empty()
+        && config.sources.len() == 1
+        && !config.sources.iter().any(|s| s.kind.is_network());
+    let outlet = if direct {
         Outlet::Sinks(dispatcher)
     } else {
-        let stages = stage_sets(config, &mut registry)?;
+        let stages = if config.stages.is_empty() {
+            vec![Vec::new()]
+        } else {
+            stage_sets(config, &mut registry)?
+        };
         let (tx, rx) = queue(config.pipeline.queue);
         let probe = tx.probe();
         queues.push((
@@ -361,26 +372,68 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
 
     let mut stdin = stdin;
     let mut outlet = Some(outlet);
+    let ingress = |outlet: &Option<Outlet>| match outlet {
+        Some(Outlet::Stages(tx)) => Ok(tx.clone()),
+        _ => Err(anyhow::anyhow!(
+            "internal error: a network source without an ingress queue"
+        )),
+    };
+    // Network sources first: they bind their listeners now, so a busy port fails start-up.
+    let mut later = Vec::new();
     for s in &config.sources {
         let name = format!("sources.{}", s.name);
         let counters = registry.register(name.clone(), Kind::Source);
         match &s.kind {
-            SourceKind::Stdin(c) => {
-                let input: Box<dyn Input> = stdin
-                    .take()
-                    .unwrap_or_else(|| Box::new(StdinInput::open(c.read_bytes)));
-                let Some(outlet) = outlet.take() else {
-                    anyhow::bail!("only one source is supported");
-                };
-                let source =
-                    StdinSource::new(&s.name, *c, counters, outlet, dead.clone(), stop.clone());
+            SourceKind::Stdin(c) => later.push((name, s.name.clone(), *c, counters)),
+            SourceKind::Http(c) => {
+                let source = HttpSource::bind(
+                    &s.name,
+                    (**c).clone(),
+                    counters,
+                    ingress(&outlet)?,
+                    stop.clone(),
+                )?;
+                if let Some(addr) = source.local_addr() {
+                    tracing::info!(
+                        "source `{}` listening on http{}://{addr}",
+                        s.name,
+                        if c.tls.is_some() { "s" } else { "" }
+                    );
+                }
+                let grace = config.pipeline.shutdown_grace;
                 spawn(name, &events_tx, move || {
-                    source.run(input).map(|()| None).map_err(anyhow::Error::new)
+                    source.run(grace).map(|()| None).map_err(anyhow::Error::new)
                 })?;
                 pending += 1;
             }
         }
     }
+    for (name, source_name, c, counters) in later {
+        let input: Box<dyn Input> = stdin
+            .take()
+            .unwrap_or_else(|| Box::new(StdinInput::open(c.read_bytes)));
+        let this_outlet = match &outlet {
+            Some(Outlet::Stages(tx)) => Outlet::Stages(tx.clone()),
+            _ => match outlet.take() {
+                Some(o) => o,
+                None => anyhow::bail!("only one stdin source is supported"),
+            },
+        };
+        let source = StdinSource::new(
+            &source_name,
+            c,
+            counters,
+            this_outlet,
+            dead.clone(),
+            stop.clone(),
+        );
+        spawn(name, &events_tx, move || {
+            source.run(input).map(|()| None).map_err(anyhow::Error::new)
+        })?;
+        pending += 1;
+    }
+    // The sources hold their own senders: the ingress queue closes when the last one ends.
+    drop(outlet);
     Ok(Running {
         registry,
         stop,
