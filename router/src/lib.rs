@@ -5,8 +5,10 @@
 
 pub mod config;
 pub mod core;
+pub mod send;
 pub mod sinks;
 pub mod sources;
 pub mod stages;
 pub mod stats;
+pub mod tls;
 pub mod topology;

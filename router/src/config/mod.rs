@@ -19,6 +19,7 @@ use crate::sinks::firehose::FirehoseSinkConfig;
 use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::http::HttpSourceConfig;
+use crate::sources::quic::QuicSourceConfig;
 use crate::sources::stdin::StdinConfig;
 use crate::stages::builtin::filter::FilterConfig;
 use crate::stages::builtin::route::RouteConfig;
@@ -84,6 +85,8 @@ pub enum SourceKind {
     Stdin(StdinConfig),
     /// An HTTP listener.
     Http(Box<HttpSourceConfig>),
+    /// A QUIC listener.
+    Quic(Box<QuicSourceConfig>),
 }
 
 impl SourceKind {
@@ -343,10 +346,11 @@ fn read_source(
     let k = match kind.value.as_str() {
         "stdin" => SourceKind::Stdin(StdinConfig::parse(t, d)),
         "http" => SourceKind::Http(Box::new(HttpSourceConfig::parse(t, d)?)),
+        "quic" => SourceKind::Quic(Box::new(QuicSourceConfig::parse(t, d)?)),
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown source kind {other:?}; expected one of: stdin, http"),
+                format!("unknown source kind {other:?}; expected one of: stdin, http, quic"),
             );
             t.skip_rest();
             return None;

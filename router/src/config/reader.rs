@@ -234,7 +234,8 @@ impl<'a> Section<'a> {
         &self.path
     }
 
-    fn key_path(&self, key: &str) -> String {
+    /// The dotted path of `key` in this table, for messages.
+    pub fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {

@@ -356,3 +356,38 @@ fn quick_mode_http_sources() {
     let e = from_quick(Some("http://1.2.3.4:5?address=x"), &[], &sinks, None).unwrap_err();
     assert!(e.to_string().contains("given by the URI itself"), "{e}");
 }
+
+#[test]
+fn quic_sources_are_validated() {
+    let sink = "[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+    let errs = errors(&format!(
+        "[sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:4433\"\n{sink}"
+    ));
+    assert_has(&errs, "QUIC always uses TLS");
+    let errs = errors(&format!(
+        "[sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:4433\"\nself_signed = true\n\
+         tls_cert = \"c.pem\"\nmax_streams = 0\n{sink}"
+    ));
+    assert_has(
+        &errs,
+        "give either tls_cert + tls_key or self_signed = true",
+    );
+    assert_has(&errs, "`sources.q.max_streams`: 0 is out of range");
+    let sinks = ["stdout".to_owned()];
+    let c = from_quick(
+        Some("quic://127.0.0.1:4433?self_signed=true&auth_token=x"),
+        &[],
+        &sinks,
+        None,
+    )
+    .unwrap();
+    let SourceKind::Quic(q) = &c.sources[0].kind else {
+        panic!("not quic")
+    };
+    assert_eq!(
+        q.certificate,
+        crate::sources::quic::config::Certificate::SelfSigned
+    );
+    assert_eq!(q.auth_token.as_deref(), Some("x"));
+    assert_eq!(q.max_streams, 64);
+}

@@ -65,7 +65,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         None => (head, None),
     };
     let kinds: &[&str] = match role {
-        Role::Source => &["stdin", "http", "https"],
+        Role::Source => &["stdin", "http", "https", "quic"],
         Role::Sink => &["file", "stdout", "kinesis", "firehose"],
     };
     if !kinds.contains(&scheme) {
@@ -80,7 +80,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
                         "file" => "file:PATH".to_owned(),
                         "kinesis" => "kinesis://STREAM".to_owned(),
                         "firehose" => "firehose://NAME".to_owned(),
-                        "http" | "https" => format!("{k}://HOST:PORT"),
+                        "http" | "https" | "quic" => format!("{k}://HOST:PORT"),
                         k => k.to_owned(),
                     })
                     .collect::<Vec<_>>()
@@ -94,7 +94,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         value(if scheme == "https" { "http" } else { scheme }),
     );
     match (scheme, rest) {
-        ("http" | "https", rest) => {
+        ("http" | "https" | "quic", rest) => {
             let address = rest
                 .and_then(|r| r.strip_prefix("//"))
                 .map(|r| r.trim_end_matches('/'))
@@ -176,7 +176,7 @@ pub fn to_table(arg: &str, role: Role) -> Result<(String, Table), ConfigError> {
         let k = percent_decode(k).map_err(|e| error(arg, role, e))?;
         let v = percent_decode(v).map_err(|e| error(arg, role, e))?;
         if k == "kind"
-            || (k == "address" && (scheme == "http" || scheme == "https"))
+            || (k == "address" && matches!(scheme, "http" | "https" | "quic"))
             || (k == "path" && scheme == "file")
             || (k == "stream" && scheme == "kinesis")
             || (k == "delivery_stream" && scheme == "firehose")

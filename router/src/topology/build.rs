@@ -14,6 +14,7 @@ use crate::sinks::file::FileSink;
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sink};
 use crate::sources::http::HttpSource;
+use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
@@ -399,6 +400,35 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
                         s.name,
                         if c.tls.is_some() { "s" } else { "" }
                     );
+                }
+                let grace = config.pipeline.shutdown_grace;
+                spawn(name, &events_tx, move || {
+                    source.run(grace).map(|()| None).map_err(anyhow::Error::new)
+                })?;
+                pending += 1;
+            }
+            SourceKind::Quic(c) => {
+                let source = QuicSource::bind(
+                    &s.name,
+                    (**c).clone(),
+                    counters,
+                    ingress(&outlet)?,
+                    stop.clone(),
+                )?;
+                let addr = source
+                    .local_addr()
+                    .map_or_else(|| c.address.to_string(), |a| a.to_string());
+                match c.certificate {
+                    crate::sources::quic::config::Certificate::SelfSigned => tracing::info!(
+                        "source `{}` listening on quic://{addr} with a self-signed certificate; \
+                         SHA-256 fingerprint {} (clients: --fingerprint {})",
+                        s.name,
+                        source.fingerprint(),
+                        source.fingerprint()
+                    ),
+                    crate::sources::quic::config::Certificate::Files(_) => {
+                        tracing::info!("source `{}` listening on quic://{addr}", s.name)
+                    }
                 }
                 let grace = config.pipeline.shutdown_grace;
                 spawn(name, &events_tx, move || {

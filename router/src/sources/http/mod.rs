@@ -85,39 +85,6 @@ struct Shared {
     stopping: AtomicBool,
 }
 
-/// Loads a PEM certificate chain and private key into a rustls server config with the given
-/// ALPN protocols.
-pub fn server_tls_config(
-    files: &config::TlsFiles,
-    alpn: &[&[u8]],
-) -> Result<tokio_rustls::rustls::ServerConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("reading certificates from {}: {e}", files.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("no certificate in {}", files.cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("reading the private key from {}: {e}", files.key.display()))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "{} and {} do not make a usable certificate: {e}",
-                files.cert.display(),
-                files.key.display()
-            )
-        })?;
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(cfg)
-}
-
 impl HttpSource {
     /// Binds the listener (so that start-up fails at once on a busy port or bad TLS files).
     pub fn bind(
@@ -129,12 +96,12 @@ impl HttpSource {
     ) -> Result<HttpSource, HttpSourceError> {
         let tls = match &cfg.tls {
             Some(files) => {
-                let c = server_tls_config(files, &[b"h2", b"http/1.1"]).map_err(|message| {
-                    HttpSourceError::Tls {
+                let c = crate::tls::Identity::from_pem_files(&files.cert, &files.key)
+                    .and_then(|id| crate::tls::server_config(id, &[b"h2", b"http/1.1"], None))
+                    .map_err(|message| HttpSourceError::Tls {
                         name: name.to_owned(),
                         message,
-                    }
-                })?;
+                    })?;
                 Some(tokio_rustls::TlsAcceptor::from(Arc::new(c)))
             }
             None => None,
