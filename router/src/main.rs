@@ -92,6 +92,9 @@ struct SendArgs {
     /// Send a partial batch after stdin was idle this many milliseconds.
     #[arg(long, default_value_t = 50)]
     linger_ms: u64,
+    /// Send at most this many records per second (0: as fast as the router takes them).
+    #[arg(long, default_value_t = 0)]
+    max_rate: u64,
     /// Give up when nothing was acknowledged for this many seconds.
     #[arg(long, default_value_t = 300)]
     give_up_after_secs: u64,
@@ -384,6 +387,7 @@ fn send(args: SendArgs) -> ExitCode {
         in_flight: args.in_flight as usize,
         give_up_after: Duration::from_secs(args.give_up_after_secs),
         partition_key: args.partition_key,
+        max_rate: args.max_rate,
     };
     let input = edge_router::sources::stdin::StdinInput::open(256 << 10);
     let summary = send::run(opts, Box::new(input));

@@ -22,6 +22,7 @@ pub use crate::sinks::latency_histogram as histogram;
 use serde::Serialize;
 
 use crate::core::framing::{FramerConfig, LineFramer};
+use crate::core::rate_limit::TokenBucket;
 use crate::core::record::Span;
 use crate::sources::stdin::Input;
 use crate::tls::Trust;
@@ -51,6 +52,8 @@ pub struct SendOptions {
     pub give_up_after: Duration,
     /// Partition key for every record.
     pub partition_key: Option<String>,
+    /// At most this many records per second (paced by the reader); 0 = unlimited.
+    pub max_rate: u64,
 }
 
 /// A parsed `send` target.
@@ -206,9 +209,22 @@ pub fn read_chunks(
     let mut pending = BytesMut::new();
     let mut pending_spans: Vec<Span> = Vec::new();
     let (mut spans, mut rejected) = (Vec::new(), Vec::new());
-    let flush = |pending: &mut BytesMut, spans: &mut Vec<Span>| -> bool {
+    let mut pace = (opts.max_rate > 0).then(|| {
+        TokenBucket::new(
+            opts.max_rate,
+            opts.max_rate.div_ceil(100).max(1),
+            Instant::now(),
+        )
+    });
+    let mut flush = |pending: &mut BytesMut, spans: &mut Vec<Span>| -> bool {
         if spans.is_empty() {
             return true;
+        }
+        if let Some(bucket) = &mut pace {
+            let wait = bucket.take_debt(spans.len() as u64, Instant::now());
+            if wait > Duration::ZERO && wait < Duration::from_secs(3600) {
+                std::thread::sleep(wait);
+            }
         }
         let chunk = Chunk {
             data: pending.split().freeze(),
@@ -366,6 +382,7 @@ mod tests {
             in_flight: 4,
             give_up_after: Duration::from_secs(1),
             partition_key: None,
+            max_rate: 0,
         }
     }
 
