@@ -160,6 +160,9 @@ struct RunArgs {
     /// Print counters and latency to stderr at exit (`--stats` for a table, `--stats=json`).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "human")]
     stats: Option<StatsFormat>,
+    /// Serve Prometheus metrics, /health and /ready on this address (overrides `[metrics]`).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -487,13 +490,16 @@ fn load(args: &RunArgs) -> Result<(Config, bool), config::reader::ConfigErrors> 
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (config, is_default) = match load(&args) {
+    let (mut config, is_default) = match load(&args) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    if let Some(address) = args.metrics {
+        config.metrics = Some(edge_router::metrics::MetricsConfig { address });
+    }
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
         eprintln!(
@@ -514,6 +520,11 @@ async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow:
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let grace = config.pipeline.shutdown_grace;
     let mut running = build::start(&config, None)?;
+    if let Some(m) = &config.metrics {
+        let bound = edge_router::metrics::server::spawn(m.address, running.observer())
+            .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut signals = 0u32;
     let mut failures: Vec<String> = Vec::new();

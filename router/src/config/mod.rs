@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reader::{ConfigErrors, Diagnostics, Located, Origin, Section};
 
+use crate::metrics::MetricsConfig;
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::firehose::FirehoseSinkConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// Where records that cannot be processed or delivered go.
     pub dead_letter: DeadLetterConfig,
+    /// The metrics endpoint, when on.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Pipeline-wide settings (`[pipeline]`).
@@ -294,6 +297,11 @@ fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
         }
         None => DeadLetterConfig::default(),
     };
+    let metrics = root.opt_table(d, "metrics").and_then(|mut t| {
+        let m = MetricsConfig::parse(&mut t, d);
+        t.finish(d);
+        m
+    });
     if let Some(p) = pipeline {
         p.finish(d);
     }
@@ -308,6 +316,7 @@ fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
         stages,
         sinks,
         dead_letter,
+        metrics,
     })
 }
 
@@ -574,6 +583,7 @@ pub fn from_quick(
         stages: stage_cfgs,
         sinks: sink_cfgs,
         dead_letter,
+        metrics: None,
     })
 }
 

@@ -10,7 +10,16 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
+
+/// A new latency histogram in microseconds (1 us to 1 hour, 3 significant digits).
+pub fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants that `new_with_bounds` accepts.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
+    })
+}
 
 /// What kind of component a set of counters belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +83,9 @@ pub struct Counters {
     /// Kinesis sinks: per shard id, records written and entries throttled (replaced as a whole
     /// by the sink with [`Counters::set_kinesis_shards`]).
     kinesis_shards: Mutex<BTreeMap<String, ShardCounts>>,
+    /// Sinks: arrival-to-written latency of the records written, in microseconds (created on
+    /// the first record; read live by the metrics endpoint and at exit by `--stats`).
+    latency: Mutex<Option<Histogram<u64>>>,
 }
 
 /// A Kinesis sink's counters for one shard.
@@ -129,6 +141,34 @@ impl Counters {
     /// The per-shard counters of a Kinesis sink (empty for other components).
     pub fn kinesis_shards(&self) -> BTreeMap<String, ShardCounts> {
         self.kinesis_shards
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records that `n` records were written `us` microseconds after they arrived.
+    pub fn record_latency(&self, us: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut h = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = h.get_or_insert_with(latency_histogram);
+        // Saturating: a value at the high bound is always recordable.
+        let _ = h.record_n(us.clamp(1, h.high()), n);
+    }
+
+    /// Adds a sink's locally collected latencies.
+    pub fn merge_latency(&self, local: &Histogram<u64>) {
+        if local.is_empty() {
+            return;
+        }
+        let mut h = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = h.get_or_insert_with(latency_histogram).add(local);
+    }
+
+    /// A copy of the latencies recorded so far (`None` before the first).
+    pub fn latency(&self) -> Option<Histogram<u64>> {
+        self.latency
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -228,7 +268,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 /// A named component's counters, registered with the [`Registry`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Component {
     /// Config name, e.g. `sinks.out`.
     pub name: String,
@@ -238,8 +278,8 @@ pub struct Component {
     pub counters: Arc<Counters>,
 }
 
-/// All components' counters.
-#[derive(Debug, Default)]
+/// All components' counters (cloning shares the counters).
+#[derive(Debug, Default, Clone)]
 pub struct Registry {
     components: Vec<Component>,
 }
@@ -259,6 +299,17 @@ impl Registry {
             counters: counters.clone(),
         });
         counters
+    }
+
+    /// The latencies recorded by every sink, merged.
+    pub fn latency(&self) -> Histogram<u64> {
+        let mut all = latency_histogram();
+        for c in &self.components {
+            if let Some(h) = c.counters.latency() {
+                let _ = all.add(&h);
+            }
+        }
+        all
     }
 
     /// Reads every counter.

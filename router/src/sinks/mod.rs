@@ -18,8 +18,6 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
-
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::{Batch, Span};
@@ -51,20 +49,7 @@ pub struct WriteFailure {
     pub unwritten: Vec<usize>,
 }
 
-/// What a sink thread hands back when it ends.
-#[derive(Debug)]
-pub struct SinkReport {
-    /// End-to-end latency (arrival to written) in microseconds, one entry per record.
-    pub latency_us: Histogram<u64>,
-}
-
-/// A new latency histogram (1 us to 1 hour, 3 significant digits).
-pub fn latency_histogram() -> Histogram<u64> {
-    // The bounds are constants that `new_with_bounds` accepts.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
-        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
-    })
-}
+pub use crate::core::accounting::latency_histogram;
 
 /// Runs a sink until its queue closes, then closes the sink.
 ///
@@ -77,8 +62,7 @@ pub fn run_blocking_sink(
     rx: Receiver<Batch>,
     dead: DeadLetterTx,
     counters: Arc<Counters>,
-) -> Result<SinkReport, anyhow::Error> {
-    let mut latency = latency_histogram();
+) -> Result<(), anyhow::Error> {
     loop {
         let next = match sink.next_deadline() {
             Some(deadline) => match rx.blocking_recv_until(deadline) {
@@ -95,12 +79,12 @@ pub fn run_blocking_sink(
         let Some(batch) = next else { break };
         match sink.write_batch(&batch) {
             Ok(()) => {
-                record_latency(&mut latency, &batch, batch.len() as u64);
+                record_latency(&counters, &batch, batch.len() as u64);
                 counters.add_out(batch.len() as u64, batch.payload_bytes());
             }
             Err(f) => {
                 let written = batch.len() - f.unwritten.len();
-                record_latency(&mut latency, &batch, written as u64);
+                record_latency(&counters, &batch, written as u64);
                 let unwritten_bytes: u64 = f
                     .unwritten
                     .iter()
@@ -120,18 +104,12 @@ pub fn run_blocking_sink(
     }
     sink.close()
         .map_err(|e| anyhow::Error::new(e).context(format!("sink `{name}`: closing")))?;
-    Ok(SinkReport {
-        latency_us: latency,
-    })
+    Ok(())
 }
 
-fn record_latency(h: &mut Histogram<u64>, batch: &Batch, n: u64) {
-    if n > 0 {
-        let us = batch.origin().arrival.elapsed().as_micros();
-        let us = u64::try_from(us).unwrap_or(u64::MAX).clamp(1, h.high());
-        // Saturating: a value at the high bound is always recordable.
-        let _ = h.record_n(us, n);
-    }
+fn record_latency(counters: &Counters, batch: &Batch, n: u64) {
+    let us = batch.origin().arrival.elapsed().as_micros();
+    counters.record_latency(u64::try_from(us).unwrap_or(u64::MAX), n);
 }
 
 /// Handles a fatal sink error: dead-letters the records that did not make it, closes the queue

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -12,7 +11,7 @@ use crate::config::{Config, SinkKind, SourceKind, StageKind};
 use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
 use crate::sinks::file::FileSink;
 use crate::sinks::stdout::StdoutSink;
-use crate::sinks::{BlockingSink, SinkReport, latency_histogram, run_blocking_sink};
+use crate::sinks::{BlockingSink, run_blocking_sink};
 use crate::sources::http::HttpSource;
 use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
@@ -28,20 +27,27 @@ use crate::topology::{DeadLetterTx, Dispatcher, Outlet, SinkPort};
 pub struct Finished {
     /// Component name, e.g. `sinks.out`.
     pub component: String,
-    /// How it ended; sinks hand back their latency histogram.
-    pub result: Result<Option<SinkReport>, anyhow::Error>,
+    /// How it ended.
+    pub result: Result<(), anyhow::Error>,
 }
 
-type DepthProbe = Box<dyn Fn() -> (Limits, Depth) + Send>;
+type DepthProbe = Box<dyn Fn() -> (Limits, Depth) + Send + Sync>;
 
 /// A running pipeline.
 pub struct Running {
-    registry: Registry,
+    observer: Observer,
     stop: Arc<AtomicBool>,
     events: UnboundedReceiver<Finished>,
     pending: usize,
-    queues: Vec<(String, DepthProbe)>,
-    latency: Histogram<u64>,
+}
+
+/// Reads a running pipeline's counters, queues and latency from anywhere (the metrics
+/// endpoint), while it runs and after it ended. Cloning shares it.
+#[derive(Clone)]
+pub struct Observer {
+    registry: Registry,
+    stop: Arc<AtomicBool>,
+    queues: Arc<Vec<(String, DepthProbe)>>,
     started: Instant,
 }
 
@@ -54,6 +60,10 @@ pub struct QueueStats {
     pub records_max: u64,
     /// Byte limit.
     pub bytes_max: u64,
+    /// Records queued now.
+    pub records: u64,
+    /// Bytes queued now.
+    pub bytes: u64,
     /// Highest record count seen.
     pub records_peak: u64,
     /// Highest byte count seen.
@@ -111,10 +121,31 @@ impl Running {
         }
         let f = self.events.recv().await?;
         self.pending -= 1;
-        if let Ok(Some(r)) = &f.result {
-            let _ = self.latency.add(&r.latency_us);
-        }
         Some(f)
+    }
+
+    /// The counters, queues and latency now.
+    pub fn report(&self) -> Report {
+        self.observer.report()
+    }
+
+    /// A handle that reads the same numbers from elsewhere.
+    pub fn observer(&self) -> Observer {
+        self.observer.clone()
+    }
+}
+
+impl Observer {
+    /// Why the pipeline is not ready to take records (stopping, or a queue is full), or `None`.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Some("stopping".into());
+        }
+        self.queues.iter().find_map(|(name, probe)| {
+            let (limits, depth) = probe();
+            (depth.records >= limits.records_max || depth.bytes >= limits.bytes_max)
+                .then(|| format!("queue {name} is full"))
+        })
     }
 
     /// The counters, queues and latency now.
@@ -128,6 +159,8 @@ impl Running {
                 let (limits, depth) = probe();
                 QueueStats {
                     name: name.clone(),
+                    records: depth.records,
+                    bytes: depth.bytes,
                     records_max: limits.records_max,
                     bytes_max: limits.bytes_max,
                     records_peak: depth.records_peak,
@@ -135,7 +168,7 @@ impl Running {
                 }
             })
             .collect();
-        let h = &self.latency;
+        let h = &self.registry.latency();
         let q = |p: f64| {
             if h.is_empty() {
                 0
@@ -162,7 +195,7 @@ impl Running {
 
 fn spawn<F>(name: String, events: &UnboundedSender<Finished>, f: F) -> anyhow::Result<()>
 where
-    F: FnOnce() -> Result<Option<SinkReport>, anyhow::Error> + Send + 'static,
+    F: FnOnce() -> Result<(), anyhow::Error> + Send + 'static,
 {
     let events = events.clone();
     let thread_name: String = name.chars().take(15).collect();
@@ -285,7 +318,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
     let dl_counters = registry.register("dead_letter", Kind::DeadLetter);
     let dl_cfg = config.dead_letter.clone();
     spawn("dead_letter".into(), &events_tx, move || {
-        crate::sinks::dead_letter::run(&dl_cfg, dl_rx, dl_counters).map(|()| None)
+        crate::sinks::dead_letter::run(&dl_cfg, dl_rx, dl_counters)
     })?;
     pending += 1;
 
@@ -313,7 +346,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
                 // Network I/O: a thread with a small async runtime of its own.
                 let k = (**k).clone();
                 spawn(name, &events_tx, move || {
-                    crate::sinks::kinesis::run(&sink_name, k, rx, dead, counters).map(Some)
+                    crate::sinks::kinesis::run(&sink_name, k, rx, dead, counters)
                 })?;
                 pending += 1;
                 continue;
@@ -321,14 +354,14 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
             SinkKind::Firehose(f) => {
                 let f = (**f).clone();
                 spawn(name, &events_tx, move || {
-                    crate::sinks::firehose::run(&sink_name, f, rx, dead, counters).map(Some)
+                    crate::sinks::firehose::run(&sink_name, f, rx, dead, counters)
                 })?;
                 pending += 1;
                 continue;
             }
         };
         spawn(name, &events_tx, move || {
-            run_blocking_sink(&sink_name, sink, rx, dead, counters).map(Some)
+            run_blocking_sink(&sink_name, sink, rx, dead, counters)
         })?;
         pending += 1;
     }
@@ -363,9 +396,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         ));
         let dead = dead.clone();
         spawn("stages".into(), &events_tx, move || {
-            run_stages(stages, rx, dispatcher, dead)
-                .map(|()| None)
-                .map_err(|e| anyhow::anyhow!("stages: {e}"))
+            run_stages(stages, rx, dispatcher, dead).map_err(|e| anyhow::anyhow!("stages: {e}"))
         })?;
         pending += 1;
         Outlet::Stages(tx)
@@ -403,7 +434,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
                 }
                 let grace = config.pipeline.shutdown_grace;
                 spawn(name, &events_tx, move || {
-                    source.run(grace).map(|()| None).map_err(anyhow::Error::new)
+                    source.run(grace).map_err(anyhow::Error::new)
                 })?;
                 pending += 1;
             }
@@ -432,7 +463,7 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
                 }
                 let grace = config.pipeline.shutdown_grace;
                 spawn(name, &events_tx, move || {
-                    source.run(grace).map(|()| None).map_err(anyhow::Error::new)
+                    source.run(grace).map_err(anyhow::Error::new)
                 })?;
                 pending += 1;
             }
@@ -458,20 +489,22 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
             stop.clone(),
         );
         spawn(name, &events_tx, move || {
-            source.run(input).map(|()| None).map_err(anyhow::Error::new)
+            source.run(input).map_err(anyhow::Error::new)
         })?;
         pending += 1;
     }
     // The sources hold their own senders: the ingress queue closes when the last one ends.
     drop(outlet);
     Ok(Running {
-        registry,
+        observer: Observer {
+            registry,
+            stop: stop.clone(),
+            queues: Arc::new(queues),
+            started: Instant::now(),
+        },
         stop,
         events,
         pending,
-        queues,
-        latency: latency_histogram(),
-        started: Instant::now(),
     })
 }
 

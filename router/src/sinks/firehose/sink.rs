@@ -25,7 +25,7 @@ use crate::sinks::firehose::client::DeliveryStreamClient;
 use crate::sinks::firehose::config::FirehoseSinkConfig;
 use crate::sinks::firehose::engine::{Engine, EngineSettings, EngineStats, EntryResult};
 use crate::sinks::firehose::pack::RECORD_BYTES_MAX;
-use crate::sinks::{SinkReport, latency_histogram};
+use crate::sinks::latency_histogram;
 use crate::topology::DeadLetterTx;
 use crate::topology::queue::Receiver;
 
@@ -41,7 +41,7 @@ pub fn run(
     rx: Receiver<Batch>,
     dead: DeadLetterTx,
     counters: Arc<Counters>,
-) -> Result<SinkReport, anyhow::Error> {
+) -> Result<(), anyhow::Error> {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,7 +80,7 @@ struct Sink<'a> {
 type PutOutcome = (u64, Result<Vec<EntryResult>, CallFailure>);
 
 impl Sink<'_> {
-    async fn run(&mut self) -> Result<SinkReport, anyhow::Error> {
+    async fn run(&mut self) -> Result<(), anyhow::Error> {
         let client = match self.setup().await {
             Ok(c) => c,
             Err(reason) => {
@@ -178,9 +178,7 @@ impl Sink<'_> {
             billed_bytes_unpacked = s.billed_bytes_unpacked,
             "firehose sink done"
         );
-        Ok(SinkReport {
-            latency_us: std::mem::replace(&mut self.latency, latency_histogram()),
-        })
+        Ok(())
     }
 
     /// Connects and waits for the delivery stream to be active.
@@ -241,6 +239,8 @@ impl Sink<'_> {
                 .sum();
             self.counters.add_out(delivered.len() as u64, bytes);
             record_latency(&mut self.latency, &delivered);
+            self.counters.merge_latency(&self.latency);
+            self.latency.reset();
         }
         for (records, reason) in engine.take_dead() {
             dead_letter(records, &reason, self.dead, self.counters);

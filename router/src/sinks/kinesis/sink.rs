@@ -34,7 +34,7 @@ use crate::sinks::kinesis::engine::{Engine, EngineSettings, EngineStats, EntryRe
 use crate::sinks::kinesis::limits::ShardRateLimit;
 use crate::sinks::kinesis::retry::{Attempts, RetryDecision};
 use crate::sinks::kinesis::shards::ShardMap;
-use crate::sinks::{SinkReport, latency_histogram};
+use crate::sinks::latency_histogram;
 use crate::topology::DeadLetterTx;
 use crate::topology::queue::Receiver;
 
@@ -50,7 +50,7 @@ pub fn run(
     rx: Receiver<Batch>,
     dead: DeadLetterTx,
     counters: Arc<Counters>,
-) -> Result<SinkReport, anyhow::Error> {
+) -> Result<(), anyhow::Error> {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +95,7 @@ struct Sink<'a> {
 type PutOutcome = (u64, Result<Vec<EntryResult>, CallFailure>);
 
 impl Sink<'_> {
-    async fn run(&mut self) -> Result<SinkReport, anyhow::Error> {
+    async fn run(&mut self) -> Result<(), anyhow::Error> {
         let (client, map, record_limit) = match self.setup().await {
             Ok(s) => s,
             Err(reason) => {
@@ -209,9 +209,7 @@ impl Sink<'_> {
             wrong_shard = s.wrong_shard,
             "kinesis sink done"
         );
-        Ok(SinkReport {
-            latency_us: std::mem::replace(&mut self.latency, latency_histogram()),
-        })
+        Ok(())
     }
 
     /// Connects, waits for the stream to be active, reads its record limit and shard map.
@@ -311,6 +309,8 @@ impl Sink<'_> {
             let bytes: u64 = delivered.iter().map(|r| r.data.len() as u64).sum();
             self.counters.add_out(delivered.len() as u64, bytes);
             record_latency(&mut self.latency, delivered.iter().map(|r| &r.ticket));
+            self.counters.merge_latency(&self.latency);
+            self.latency.reset();
         }
         for (records, reason) in engine.take_dead() {
             dead_letter(records, &reason, self.dead, self.counters);

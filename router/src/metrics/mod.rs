@@ -1,0 +1,473 @@
+//! Metrics: the Prometheus text exposition of a running pipeline's [`Report`] (format 0.0.4) —
+//! counters per component, totals, queue depths and capacities, latency quantiles — rendered by
+//! the pure [`prometheus`], and the endpoint that serves it ([`server`], `[metrics] address`
+//! or `--metrics ADDR`) with `/health` and `/ready`.
+//!
+//! Names follow Prometheus conventions: `edge_router_` prefix, `_total` for counters, units in
+//! names (`_bytes`, `_seconds`), labels `component` (config path such as `sinks.out`) and `kind`.
+
+pub mod server;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use crate::config::reader::{Diagnostics, Section};
+
+use crate::core::accounting::CounterValues;
+use crate::topology::build::Report;
+
+/// Settings of the metrics endpoint (`[metrics]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to listen (HTTP).
+    pub address: SocketAddr,
+}
+
+impl MetricsConfig {
+    /// Reads the `[metrics]` table.
+    pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<MetricsConfig> {
+        let a = s.required_str(d, "address")?;
+        match a.value.parse::<SocketAddr>() {
+            Ok(address) => Some(MetricsConfig { address }),
+            Err(_) => {
+                d.error(
+                    &a.spot,
+                    format!(
+                        "{:?} is not an address; expected IP:PORT, e.g. 127.0.0.1:9598",
+                        a.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// One metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    Family { out }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The per-component counters exported, with their help texts; only non-zero ones are written
+/// for the service-specific counters (a file sink has no Kinesis requests).
+type Getter = fn(&CounterValues) -> u64;
+const COUNTERS: &[(&str, &str, Getter, bool)] = &[
+    (
+        "records_in_total",
+        "Records that came into the component.",
+        |v| v.records_in,
+        true,
+    ),
+    (
+        "bytes_in_total",
+        "Payload bytes that came into the component.",
+        |v| v.bytes_in,
+        true,
+    ),
+    (
+        "records_out_total",
+        "Records the component passed on (sinks: wrote).",
+        |v| v.records_out,
+        true,
+    ),
+    (
+        "bytes_out_total",
+        "Payload bytes the component passed on (sinks: wrote).",
+        |v| v.bytes_out,
+        true,
+    ),
+    (
+        "records_dropped_total",
+        "Records a stage dropped on purpose.",
+        |v| v.dropped,
+        true,
+    ),
+    (
+        "records_dead_lettered_total",
+        "Records the component sent to the dead-letter sink.",
+        |v| v.dead_lettered,
+        true,
+    ),
+    (
+        "fanout_copies_total",
+        "Extra record copies made by fan-out to more than one sink.",
+        |v| v.fanout_copies,
+        false,
+    ),
+    (
+        "plugin_traps_total",
+        "Plugin calls that trapped.",
+        |v| v.plugin_traps,
+        false,
+    ),
+    (
+        "plugin_timeouts_total",
+        "Plugin calls stopped at their CPU deadline.",
+        |v| v.plugin_timeouts,
+        false,
+    ),
+    (
+        "plugin_memory_limit_hits_total",
+        "Plugin calls stopped at the memory cap.",
+        |v| v.plugin_memory_limit_hits,
+        false,
+    ),
+    (
+        "plugin_record_errors_total",
+        "Records a plugin reported an error for.",
+        |v| v.plugin_record_errors,
+        false,
+    ),
+    (
+        "kinesis_requests_total",
+        "PutRecords requests made.",
+        |v| v.kinesis_requests,
+        false,
+    ),
+    (
+        "kinesis_records_total",
+        "Kinesis records written (an aggregate counts once).",
+        |v| v.kinesis_records,
+        false,
+    ),
+    (
+        "kinesis_retries_total",
+        "Kinesis entries sent again after a failure.",
+        |v| v.kinesis_retries,
+        false,
+    ),
+    (
+        "kinesis_throttles_total",
+        "Kinesis entries and calls refused for throughput.",
+        |v| v.kinesis_throttles,
+        false,
+    ),
+    (
+        "firehose_requests_total",
+        "PutRecordBatch requests made.",
+        |v| v.firehose_requests,
+        false,
+    ),
+    (
+        "firehose_records_total",
+        "Firehose records written (a packed record counts once).",
+        |v| v.firehose_records,
+        false,
+    ),
+    (
+        "firehose_retries_total",
+        "Firehose records sent again after a failure.",
+        |v| v.firehose_retries,
+        false,
+    ),
+    (
+        "firehose_bytes_total",
+        "Bytes sent to Firehose.",
+        |v| v.firehose_bytes,
+        false,
+    ),
+    (
+        "firehose_billed_bytes_total",
+        "Estimated billed Firehose bytes (each record rounded up to 5 KB).",
+        |v| v.firehose_billed_bytes,
+        false,
+    ),
+];
+
+/// Renders `r` in the Prometheus text format.
+pub fn prometheus(r: &Report) -> String {
+    let mut out = String::with_capacity(8 << 10);
+    {
+        let mut f = family(
+            &mut out,
+            "edge_router_build_info",
+            "gauge",
+            "Build information.",
+        );
+        f.sample(
+            "edge_router_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+    }
+    {
+        let mut f = family(
+            &mut out,
+            "edge_router_uptime_seconds",
+            "gauge",
+            "Seconds since the pipeline started.",
+        );
+        f.sample(
+            "edge_router_uptime_seconds",
+            &[],
+            r.elapsed_ms as f64 / 1000.0,
+        );
+    }
+    let comps = &r.counters.components;
+    for (suffix, help, get, always) in COUNTERS {
+        if !always && comps.iter().all(|c| get(&c.counters) == 0) {
+            continue;
+        }
+        let name = format!("edge_router_component_{suffix}");
+        let mut f = family(&mut out, &name, "counter", help);
+        for c in comps {
+            let v = get(&c.counters);
+            if *always || v > 0 {
+                f.sample(
+                    &name,
+                    &[("component", &c.name), ("kind", kind_name(c.kind))],
+                    v,
+                );
+            }
+        }
+    }
+    if comps.iter().any(|c| !c.kinesis_shards.is_empty()) {
+        for (suffix, help, get) in [
+            (
+                "records_total",
+                "User records written to the shard.",
+                (|s| s.records) as fn(&crate::core::accounting::ShardCounts) -> u64,
+            ),
+            (
+                "kinesis_records_total",
+                "Kinesis records written to the shard.",
+                |s| s.kinesis_records,
+            ),
+            (
+                "throttles_total",
+                "Entries for the shard refused with ProvisionedThroughputExceeded.",
+                |s| s.throttles,
+            ),
+        ] {
+            let name = format!("edge_router_kinesis_shard_{suffix}");
+            let mut f = family(&mut out, &name, "counter", help);
+            for c in comps {
+                for (shard, n) in &c.kinesis_shards {
+                    f.sample(&name, &[("component", &c.name), ("shard", shard)], get(n));
+                }
+            }
+        }
+    }
+    let t = &r.counters.totals;
+    for (name, help, v) in [
+        (
+            "edge_router_records_read_total",
+            "Records read by all sources.",
+            t.read,
+        ),
+        (
+            "edge_router_bytes_read_total",
+            "Payload bytes read by all sources.",
+            t.bytes_read,
+        ),
+        (
+            "edge_router_records_written_total",
+            "Records written by all sinks (a record sent to two sinks counts twice).",
+            t.written,
+        ),
+        (
+            "edge_router_bytes_written_total",
+            "Payload bytes written by all sinks.",
+            t.bytes_written,
+        ),
+        (
+            "edge_router_records_dead_lettered_total",
+            "Records sent to the dead-letter sink.",
+            t.dead_lettered,
+        ),
+        (
+            "edge_router_records_dropped_total",
+            "Records stages dropped on purpose.",
+            t.dropped_by_stage,
+        ),
+        (
+            "edge_router_fanout_copies_total",
+            "Extra copies made by fan-out.",
+            t.fanout_copies,
+        ),
+    ] {
+        family(&mut out, name, "counter", help).sample(name, &[], v);
+    }
+    family(
+        &mut out,
+        "edge_router_records_in_flight",
+        "gauge",
+        "read + fan-out copies - written - dead-lettered - dropped: records inside the router now.",
+    )
+    .sample("edge_router_records_in_flight", &[], r.in_flight);
+    for (name, help, get) in [
+        (
+            "edge_router_queue_records",
+            "Records in the queue now.",
+            (|q| q.records) as fn(&crate::topology::build::QueueStats) -> u64,
+        ),
+        ("edge_router_queue_bytes", "Bytes in the queue now.", |q| {
+            q.bytes
+        }),
+        (
+            "edge_router_queue_records_capacity",
+            "Most records the queue holds.",
+            |q| q.records_max,
+        ),
+        (
+            "edge_router_queue_bytes_capacity",
+            "Most bytes the queue holds.",
+            |q| q.bytes_max,
+        ),
+        (
+            "edge_router_queue_records_peak",
+            "Most records the queue ever held.",
+            |q| q.records_peak,
+        ),
+    ] {
+        let mut f = family(&mut out, name, "gauge", help);
+        for q in &r.queues {
+            f.sample(name, &[("queue", &q.name)], get(q));
+        }
+    }
+    let l = &r.latency_us;
+    let name = "edge_router_end_to_end_latency_seconds";
+    let mut f = family(
+        &mut out,
+        name,
+        "summary",
+        "Arrival-to-written latency of records, over all sinks.",
+    );
+    for (q, v) in [
+        ("0.5", l.p50),
+        ("0.9", l.p90),
+        ("0.99", l.p99),
+        ("0.999", l.p999),
+    ] {
+        f.sample(name, &[("quantile", q)], v as f64 / 1e6);
+    }
+    f.sample(&format!("{name}_count"), &[], l.count);
+    out
+}
+
+fn kind_name(k: crate::core::accounting::Kind) -> &'static str {
+    use crate::core::accounting::Kind;
+    match k {
+        Kind::Source => "source",
+        Kind::Stage => "stage",
+        Kind::Sink => "sink",
+        Kind::DeadLetter => "dead_letter",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::accounting::{Kind, Registry};
+    use crate::topology::build::{LatencyStats, QueueStats};
+
+    fn report() -> Report {
+        let mut reg = Registry::new();
+        let src = reg.register("sources.web", Kind::Source);
+        src.add_in(10, 1000);
+        src.add_out(10, 1000);
+        let sink = reg.register("sinks.out", Kind::Sink);
+        sink.add_in(10, 1000);
+        sink.add_out(7, 700);
+        let counters = reg.snapshot();
+        Report {
+            in_flight: counters.totals.in_flight(),
+            counters,
+            queues: vec![QueueStats {
+                name: "sinks.\"q\"".into(),
+                records: 3,
+                bytes: 300,
+                records_max: 100,
+                bytes_max: 1 << 20,
+                records_peak: 5,
+                bytes_peak: 500,
+            }],
+            latency_us: LatencyStats {
+                count: 7,
+                p50: 1500,
+                p90: 2000,
+                p99: 3000,
+                p999: 4000,
+                max: 5000,
+            },
+            elapsed_ms: 2500,
+        }
+    }
+
+    #[test]
+    fn every_sample_is_well_formed_and_the_numbers_are_the_reports() {
+        let text = prometheus(&report());
+        let mut families = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(families.insert(name.to_owned()), "{name} declared twice");
+                assert!(["counter", "gauge", "summary"].contains(&kind));
+                if kind == "counter" {
+                    assert!(name.ends_with("_total"), "{name}");
+                }
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(name.starts_with("edge_router_"), "{line}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+        }
+        for want in [
+            "edge_router_component_records_in_total{component=\"sources.web\",kind=\"source\"} 10",
+            "edge_router_component_records_out_total{component=\"sinks.out\",kind=\"sink\"} 7",
+            "edge_router_records_read_total 10",
+            "edge_router_records_written_total 7",
+            "edge_router_records_in_flight 3",
+            "edge_router_queue_records{queue=\"sinks.\\\"q\\\"\"} 3",
+            "edge_router_queue_bytes_capacity{queue=\"sinks.\\\"q\\\"\"} 1048576",
+            "edge_router_end_to_end_latency_seconds{quantile=\"0.99\"} 0.003",
+            "edge_router_end_to_end_latency_seconds_count 7",
+            "edge_router_uptime_seconds 2.5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == want),
+                "missing {want:?} in:\n{text}"
+            );
+        }
+        // Service counters that are zero everywhere are left out.
+        assert!(!text.contains("kinesis_requests_total"));
+    }
+}
