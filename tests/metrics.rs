@@ -142,6 +142,36 @@ fn scraped_counters_match_the_records_sent() {
     );
     assert!(s.contains_key("edge_router_queue_records{queue=\"stages\"}"));
 
+    // `top` shows the same router from the same endpoint.
+    let top = common::command(
+        d,
+        &[
+            "top",
+            "--metrics",
+            &format!("127.0.0.1:{mport}"),
+            "--count",
+            "2",
+            "--interval-ms",
+            "100",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let screen = String::from_utf8_lossy(&top.stdout);
+    assert!(screen.contains("in flight 0"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("sinks.out") && l.contains(&sent.to_string())),
+        "{screen}"
+    );
+    assert!(screen.contains("latency arrival->written"), "{screen}");
+
     run.signal("TERM");
     let out = run.wait(Duration::from_secs(30));
     let stats = out.ok_stats();
@@ -159,6 +189,8 @@ fn the_metrics_flag_turns_the_endpoint_on_for_quick_mode() {
     let (mut run, mut stdin) = Running::start(
         d,
         &[
+            "--log-format",
+            "json",
             "run",
             "--sink",
             "file:out.ndjson",
@@ -185,9 +217,30 @@ fn the_metrics_flag_turns_the_endpoint_on_for_quick_mode() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(stdin);
-    run.wait(Duration::from_secs(30))
-        .ok_stats()
-        .assert_invariant();
+    let out = run.wait(Duration::from_secs(30));
+    out.ok_stats().assert_invariant();
+    // --log-format json: every log line is a JSON object with level and message.
+    let logs: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"level\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["level"] == "INFO"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("metrics on http://")),
+        "{}",
+        out.stderr
+    );
+    // `top` against nothing says where it looked.
+    let top = common::command(d, &["top", "--metrics", "127.0.0.1:1", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(!top.status.success());
+    assert!(String::from_utf8_lossy(&top.stderr).contains("127.0.0.1:1"));
     // A busy address is a start-up error that names it.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap().to_string();

@@ -28,6 +28,15 @@ const EXIT_UNFLUSHED: u8 = 3;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `human` (default) or `json` (one object per line, for machines).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +49,19 @@ enum Command {
     /// Inspect or try out a WebAssembly stage plugin.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Live view of a running router (rates, queues, latency) from its metrics endpoint,
+    /// refreshed every second.
+    Top {
+        /// The router's metrics address (`run --metrics IP:PORT` or `[metrics] address`).
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9598")]
+        metrics: String,
+        /// Refresh interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many views (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Send records from stdin (one per line) to a router over QUIC (`quic://HOST:PORT`) or
     /// HTTP(S) (`http://HOST:PORT`); exits 0 only when every record was acknowledged.
     Send(SendArgs),
@@ -193,13 +215,15 @@ fn main() -> ExitCode {
             }
         }
     }
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Plugin(cmd) => match plugin_cli::run(cmd) {
@@ -210,6 +234,26 @@ fn main() -> ExitCode {
             }
         },
         Command::Send(args) => send(args),
+        Command::Top {
+            metrics,
+            interval_ms,
+            count,
+        } => {
+            use std::io::IsTerminal;
+            let clear = std::io::stdout().is_terminal();
+            match edge_router::metrics::top::run(
+                &metrics,
+                Duration::from_millis(interval_ms.max(100)),
+                count,
+                clear,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("edge-router top: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {

@@ -7,6 +7,7 @@
 //! names (`_bytes`, `_seconds`), labels `component` (config path such as `sinks.out`) and `kind`.
 
 pub mod server;
+pub mod top;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
