@@ -25,6 +25,13 @@ need zstd || apt_install zstd || true
 # certificate; mkfifo (coreutils) blocks a sink.
 need curl || apt_install curl
 need openssl || apt_install openssl
+# The static binary check (tests/static_binary.sh): musl-gcc builds the C parts for musl, `file`
+# and readelf (binutils) inspect the result.
+need musl-gcc || apt_install musl-tools
+need file || apt_install file
+need readelf || apt_install binutils
+rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
+  || rustup target add x86_64-unknown-linux-musl
 # node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm)
 # and run kinesalite, the local Kinesis server of tests/kinesis.rs.
 need node || apt_install nodejs
@@ -58,6 +65,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests/static_binary.sh (x86_64-unknown-linux-musl, --profile dist)"
+tests/static_binary.sh
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
