@@ -137,6 +137,14 @@ fn scraped_counters_match_the_records_sent() {
     );
     assert!(v("edge_router_end_to_end_latency_seconds{quantile=\"0.99\"}") > 0.0);
     assert_eq!(
+        v("edge_router_sink_latency_seconds_count{component=\"sinks.out\"}"),
+        sent as f64
+    );
+    assert_eq!(
+        v("edge_router_source_responses_total{component=\"sources.web\",code=\"200\"}"),
+        3.0
+    );
+    assert_eq!(
         v("edge_router_queue_records_capacity{queue=\"sinks.out\"}"),
         65536.0
     );

@@ -3,6 +3,7 @@
 //! Data flows one way: source -> framing -> stages -> partitioner -> sink. See
 //! `ARCHITECTURE.md` at the repository root for the codemap and the invariants.
 
+pub mod buffer;
 pub mod config;
 pub mod core;
 pub mod metrics;

@@ -86,6 +86,44 @@ pub struct Counters {
     /// Sinks: arrival-to-written latency of the records written, in microseconds (created on
     /// the first record; read live by the metrics endpoint and at exit by `--stats`).
     latency: Mutex<Option<Histogram<u64>>>,
+    /// AWS sinks: duration of each service call (PutRecords, PutRecordBatch), microseconds.
+    request_latency: Mutex<Option<Histogram<u64>>>,
+    /// Network sources: answers given, by HTTP status code or QUIC status name.
+    responses: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Quantiles of a latency histogram, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Quantiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Quantiles {
+    /// The quantiles of `h` (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Quantiles {
+        if h.is_empty() {
+            return Quantiles::default();
+        }
+        Quantiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
 }
 
 /// A Kinesis sink's counters for one shard.
@@ -164,6 +202,30 @@ impl Counters {
         }
         let mut h = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = h.get_or_insert_with(latency_histogram).add(local);
+    }
+
+    /// Records one service call that took `us` microseconds.
+    pub fn record_request_latency(&self, us: u64) {
+        let mut h = self
+            .request_latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let h = h.get_or_insert_with(latency_histogram);
+        let _ = h.record(us.clamp(1, h.high()));
+    }
+
+    /// Counts one answer a network source gave (`"200"`, `"503"`, `"backpressure"`, ...).
+    pub fn count_response(&self, code: &str) {
+        let mut m = self
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match m.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(code.to_owned(), 1);
+            }
+        }
     }
 
     /// A copy of the latencies recorded so far (`None` before the first).
@@ -322,6 +384,20 @@ impl Registry {
                 kind: c.kind,
                 counters: c.counters.snapshot(),
                 kinesis_shards: c.counters.kinesis_shards(),
+                latency_us: c.counters.latency().map(|h| Quantiles::of(&h)),
+                request_latency_us: c
+                    .counters
+                    .request_latency
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .map(Quantiles::of),
+                responses: c
+                    .counters
+                    .responses
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
             })
             .collect();
         let mut t = Totals::default();
@@ -364,6 +440,15 @@ pub struct ComponentSnapshot {
     /// Kinesis sinks: per shard id, records written and entries throttled.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub kinesis_shards: BTreeMap<String, ShardCounts>,
+    /// Sinks: arrival-to-written latency of this sink's records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<Quantiles>,
+    /// AWS sinks: service call latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_latency_us: Option<Quantiles>,
+    /// Network sources: answers by code.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub responses: BTreeMap<String, u64>,
 }
 
 /// Pipeline-wide totals.

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use crate::config::reader::{Diagnostics, Section};
 
-use crate::core::accounting::CounterValues;
+use crate::core::accounting::{CounterValues, Quantiles};
 use crate::topology::build::Report;
 
 /// Settings of the metrics endpoint (`[metrics]`).
@@ -279,6 +279,55 @@ pub fn prometheus(r: &Report) -> String {
             }
         }
     }
+    if comps.iter().any(|c| !c.responses.is_empty()) {
+        let name = "edge_router_source_responses_total";
+        let mut f = family(
+            &mut out,
+            name,
+            "counter",
+            "Answers network sources gave to record requests, by HTTP status or QUIC status.",
+        );
+        for c in comps {
+            for (code, n) in &c.responses {
+                f.sample(name, &[("component", &c.name), ("code", code)], n);
+            }
+        }
+    }
+    for (name, help, get) in [
+        (
+            "edge_router_sink_latency_seconds",
+            "Arrival-to-written latency of each sink's records.",
+            (|c| c.latency_us)
+                as fn(&crate::core::accounting::ComponentSnapshot) -> Option<Quantiles>,
+        ),
+        (
+            "edge_router_sink_request_latency_seconds",
+            "Duration of each AWS sink's service calls (PutRecords, PutRecordBatch).",
+            |c| c.request_latency_us,
+        ),
+    ] {
+        if comps.iter().all(|c| get(c).is_none()) {
+            continue;
+        }
+        let mut f = family(&mut out, name, "summary", help);
+        for c in comps {
+            if let Some(q) = get(c) {
+                for (p, v) in [
+                    ("0.5", q.p50),
+                    ("0.9", q.p90),
+                    ("0.99", q.p99),
+                    ("0.999", q.p999),
+                ] {
+                    f.sample(
+                        name,
+                        &[("component", &c.name), ("quantile", p)],
+                        v as f64 / 1e6,
+                    );
+                }
+                f.sample(&format!("{name}_count"), &[("component", &c.name)], q.count);
+            }
+        }
+    }
     let t = &r.counters.totals;
     for (name, help, v) in [
         (
@@ -400,6 +449,11 @@ mod tests {
         let sink = reg.register("sinks.out", Kind::Sink);
         sink.add_in(10, 1000);
         sink.add_out(7, 700);
+        sink.record_latency(2000, 7);
+        sink.record_request_latency(1000);
+        src.count_response("200");
+        src.count_response("200");
+        src.count_response("503");
         let counters = reg.snapshot();
         Report {
             in_flight: counters.totals.in_flight(),
@@ -462,6 +516,12 @@ mod tests {
             "edge_router_end_to_end_latency_seconds{quantile=\"0.99\"} 0.003",
             "edge_router_end_to_end_latency_seconds_count 7",
             "edge_router_uptime_seconds 2.5",
+            "edge_router_source_responses_total{component=\"sources.web\",code=\"200\"} 2",
+            "edge_router_source_responses_total{component=\"sources.web\",code=\"503\"} 1",
+            "edge_router_sink_latency_seconds{component=\"sinks.out\",quantile=\"0.5\"} 0.002",
+            "edge_router_sink_latency_seconds_count{component=\"sinks.out\"} 7",
+            "edge_router_sink_request_latency_seconds{component=\"sinks.out\",quantile=\"0.99\"} 0.001",
+            "edge_router_sink_request_latency_seconds_count{component=\"sinks.out\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == want),

@@ -126,7 +126,14 @@ impl Sink<'_> {
             let now = Instant::now();
             while let Some(req) = engine.poll_request(now) {
                 let c = client.clone();
-                calls.spawn(async move { (req.id, c.put_records(&req.entries).await) });
+                let counters = self.counters.clone();
+                calls.spawn(async move {
+                    let started = Instant::now();
+                    let result = c.put_records(&req.entries).await;
+                    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    counters.record_request_latency(us);
+                    (req.id, result)
+                });
             }
             if engine.poll_shard_map_refresh(now) {
                 let c = client.clone();

@@ -298,11 +298,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
                 json_answer(200, r#"{"status":"ready"}"#.into())
             }
         }
-        (&Method::POST, "/v1/records") => records(shared, req).await,
+        (&Method::POST, "/v1/records") => counted(shared, records(shared, req).await),
         (&Method::POST, "/")
             if shared.cfg.aws_api && req.headers().contains_key("x-amz-target") =>
         {
-            aws(shared, req).await
+            counted(shared, aws(shared, req).await)
         }
         (_, "/v1/records") => {
             let mut r = error_answer(405, "use POST for /v1/records");
@@ -321,6 +321,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
             format!("no such endpoint: {path} (POST /v1/records, GET /health, GET /ready)"),
         ),
     }
+}
+
+/// Counts an answer to a record-carrying request by its status code (for the metrics).
+fn counted(shared: &Shared, answer: Answer) -> Answer {
+    shared.counters.count_response(answer.status().as_str());
+    answer
 }
 
 /// True when the ingress queue is at one of its limits.

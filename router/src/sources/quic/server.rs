@@ -282,6 +282,9 @@ async fn connection(
         (Ok(h), None) => h,
         (_, refusal) => {
             let (status, message) = refusal.unwrap_or((Status::BadRequest, "bad HELLO".to_owned()));
+            shared
+                .counters
+                .count_response(&format!("hello_{}", status.name()));
             let mut out = Vec::new();
             protocol::encode_welcome(status, 0, &message, &mut out);
             let _ = send.write_all(&out).await;
@@ -397,6 +400,13 @@ async fn batch_stream(
             }
         },
     };
+    if let Some(status) = answer
+        .get(protocol::HEADER_BYTES + 8)
+        .copied()
+        .and_then(Status::from_u8)
+    {
+        shared.counters.count_response(status.name());
+    }
     turn_tx.send_if_modified(|t| {
         if *t <= index {
             *t = index + 1;

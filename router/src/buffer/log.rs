@@ -1,0 +1,1339 @@
+//! [`DiskLog`]: the segmented, acknowledged log over one directory.
+//!
+//! The log hands entries out in id order ([`DiskLog::read_next`]) and forgets them only when they
+//! are acknowledged ([`DiskLog::ack`], in any order). A segment file is deleted once every entry in
+//! it is acknowledged and the log has moved on to a newer segment. The lowest unacknowledged id
+//! (the *ack point*) is written to the file `acked` (atomically, by rename) whenever the log
+//! syncs, so after a restart entries below it are not delivered again. The log reads no clock and
+//! starts no thread: the caller passes `now` to [`DiskLog::maybe_sync`].
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::format::{self, MAX_ENTRY_BYTES};
+use super::segment::{self, EntryLoc, SegmentWriter};
+use crate::core::record::Span;
+
+/// The name of the file holding the persisted ack point.
+pub const ACK_FILE: &str = "acked";
+
+/// The temporary file the ack point is written to before it is renamed to [`ACK_FILE`].
+pub const ACK_TMP_FILE: &str = "acked.tmp";
+
+/// The default interval of [`Fsync::Interval`].
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The default size at which the log starts a new segment (16 MiB).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
+
+/// The default bound on live segment bytes (1 GiB).
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+const ACK_MAGIC: [u8; 4] = *b"ERBA";
+const ACK_FILE_BYTES: usize = 20;
+
+/// When written entries are forced to the disk (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every append: an appended entry survives a power loss.
+    Always,
+    /// By [`DiskLog::maybe_sync`] at most this often (and when a segment is finished): a power
+    /// loss may lose the entries of the last interval; a process crash loses nothing.
+    Interval(Duration),
+    /// Never by the log itself (only by an explicit [`DiskLog::sync`] or [`DiskLog::close`]);
+    /// the ack point is still written every [`DEFAULT_FSYNC_INTERVAL`], without fsync.
+    Never,
+}
+
+impl Default for Fsync {
+    fn default() -> Fsync {
+        Fsync::Interval(DEFAULT_FSYNC_INTERVAL)
+    }
+}
+
+/// Settings of a [`DiskLog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The most bytes of live segments (entries not yet deleted with their segment).
+    pub max_bytes: u64,
+    /// A segment is finished once the next entry would take it past this size.
+    pub segment_bytes: u64,
+    /// When entries are forced to the disk.
+    pub fsync: Fsync,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            max_bytes: DEFAULT_MAX_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: Fsync::default(),
+        }
+    }
+}
+
+/// A failure of the buffer's own files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BufferError {
+    /// The buffer directory cannot be created or listed.
+    #[error("buffer directory {}: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A file operation failed.
+    #[error("buffer: cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"create"`, `"write"`, `"sync"`, ...).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An entry that was valid when written or recovered can no longer be read back; it was
+    /// dropped (counted as acknowledged) so that the entries after it are still delivered.
+    #[error(
+        "buffer: entry {id} at offset {offset} of {} is unreadable ({reason}); it was dropped",
+        path.display()
+    )]
+    Unreadable {
+        /// The segment file.
+        path: PathBuf,
+        /// Offset of the entry.
+        offset: u64,
+        /// The entry id.
+        id: u64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BufferError + 'a {
+    move |source| BufferError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Why [`DiskLog::append`] did not append.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The entry does not fit under `max_bytes` now; it may once entries are acknowledged.
+    /// The caller applies its `when_full` policy (wait, or drop the batch).
+    #[error("buffer full: {live_bytes} of {max_bytes} bytes in use, entry needs {entry_bytes}")]
+    Full {
+        /// Bytes the entry needs.
+        entry_bytes: u64,
+        /// Bytes of live segments.
+        live_bytes: u64,
+        /// The bound.
+        max_bytes: u64,
+    },
+    /// The entry can never fit (larger than `max_bytes` or than the format allows).
+    #[error("batch of {entry_bytes} bytes can never fit in a buffer of {max_bytes} bytes")]
+    TooLarge {
+        /// Bytes the entry needs.
+        entry_bytes: u64,
+        /// The smaller of `max_bytes` and the format's limit.
+        max_bytes: u64,
+    },
+    /// Writing failed; nothing was appended.
+    #[error(transparent)]
+    Io(#[from] BufferError),
+}
+
+/// An appended entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its id.
+    pub id: u64,
+    /// Bytes it takes on disk.
+    pub bytes: u64,
+}
+
+/// An entry read back: its bytes and a [`Span`] per record, ready for
+/// [`crate::core::record::Batch::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEntry {
+    /// The entry id (pass it to [`DiskLog::ack`] once the sink has delivered the records).
+    pub id: u64,
+    /// The whole entry as stored (header included).
+    pub data: Vec<u8>,
+    /// Where each record's payload is in `data`.
+    pub spans: Vec<Span>,
+}
+
+impl ReadEntry {
+    /// The record payloads.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        self.spans.iter().map(|s| {
+            self.data
+                .get(s.start as usize..s.end as usize)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when the entry has no records.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// One damaged place found by [`DiskLog::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredDamage {
+    /// The damaged file.
+    pub file: PathBuf,
+    /// Offset of the first bad byte; the bytes before it were kept.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the file.
+    pub len: u64,
+    /// What was wrong.
+    pub reason: String,
+    /// Where the bad bytes are now (`<segment>.damaged-<offset>`); `None` when moving them
+    /// failed (the file is then left as it was, and only its good prefix is used).
+    pub moved_to: Option<PathBuf>,
+}
+
+impl std::fmt::Display for RecoveredDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: damaged at offset {} ({} bytes: {})",
+            self.file.display(),
+            self.offset,
+            self.len,
+            self.reason
+        )?;
+        match &self.moved_to {
+            Some(p) => write!(f, "; moved to {}", p.display()),
+            None => f.write_str("; could not be moved aside"),
+        }
+    }
+}
+
+/// What [`DiskLog::open`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments kept (holding unacknowledged entries).
+    pub segments: usize,
+    /// Unacknowledged entries recovered: they are read first.
+    pub entries: u64,
+    /// Records in those entries.
+    pub records: u64,
+    /// Entries found below the persisted ack point (already delivered; not read again).
+    pub acked_entries: u64,
+    /// The persisted ack point (the lowest unacknowledged id when it was written).
+    pub ack_point: u64,
+    /// Every damaged place, in file order.
+    pub damages: Vec<RecoveredDamage>,
+    /// Files in the directory that are not the buffer's; left alone.
+    pub ignored: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    loc: EntryLoc,
+    acked: bool,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    bytes: u64,
+    /// Entries not acknowledged when the segment was loaded, plus those appended since.
+    entries: Vec<Slot>,
+    unacked: usize,
+    /// Every entry before this index is acknowledged.
+    first_unacked: usize,
+}
+
+/// The disk buffer of one sink: an append-only segmented log with acknowledgements.
+///
+/// Guarantees (see the module docs of [`crate::buffer`]): entries are read in id order, each
+/// at least once; after a restart, entries at or above the persisted ack point are read again.
+#[derive(Debug)]
+pub struct DiskLog {
+    dir: PathBuf,
+    cfg: LogConfig,
+    /// By first id; the last one is the active segment when `active` is set.
+    segments: BTreeMap<u64, Segment>,
+    active: Option<SegmentWriter>,
+    next_id: u64,
+    /// Every entry below this id has been handed out.
+    read_cursor: u64,
+    live_bytes: u64,
+    pending: usize,
+    unsynced: bool,
+    dir_dirty: bool,
+    persisted_ack: u64,
+    last_sync: Option<Instant>,
+    reader: Option<(u64, File)>,
+    scratch: Vec<u8>,
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the log in `dir` and recovers what it holds.
+    ///
+    /// Damage never stops the open: a segment with a bad tail keeps its good prefix and the bad
+    /// bytes are copied to `<segment>.damaged-<offset>` before the segment is cut; a segment
+    /// that cannot be read or has no good prefix is renamed to `<segment>.damaged-0`. Each is
+    /// logged as a warning and listed in [`Recovery::damages`]. Only a directory that cannot be
+    /// created or listed is an error.
+    pub fn open(dir: &Path, cfg: LogConfig) -> Result<(DiskLog, Recovery), BufferError> {
+        let dir_err = |source| BufferError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(dir_err)?;
+        let listing = fs::read_dir(dir).map_err(dir_err)?;
+        let mut recovery = Recovery::default();
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        for item in listing.flatten() {
+            let path = item.path();
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            let is_file = item.file_type().is_ok_and(|t| t.is_file());
+            match segment::parse_segment_name(&name) {
+                Some(id) if is_file => names.push((id, path)),
+                _ if name == ACK_FILE || name == ACK_TMP_FILE || name.contains(".damaged-") => {}
+                _ => recovery.ignored.push(path),
+            }
+        }
+        names.sort();
+        recovery.ignored.sort();
+
+        let ack_path = dir.join(ACK_FILE);
+        let ack_point = match read_ack_file(&ack_path) {
+            Ok(v) => v,
+            Err(reason) => {
+                recovery.damages.push(RecoveredDamage {
+                    file: ack_path.clone(),
+                    offset: 0,
+                    len: fs::metadata(&ack_path).map_or(0, |m| m.len()),
+                    reason: format!("{reason}; every entry found is delivered again"),
+                    moved_to: None,
+                });
+                0
+            }
+        };
+        recovery.ack_point = ack_point;
+
+        let mut segments = BTreeMap::new();
+        let mut next_id = ack_point;
+        let mut live_bytes = 0;
+        let mut pending = 0;
+        // The lowest id the next segment's entries may have.
+        let mut min_id = 0u64;
+        for (first_id, path) in names {
+            next_id = next_id.max(first_id.saturating_add(1));
+            min_id = min_id.max(first_id);
+            let Some(Recovered {
+                entries,
+                good_len: bytes,
+                keep_file,
+            }) = recover_segment(&path, min_id, &mut recovery)
+            else {
+                continue;
+            };
+            if let Some(last) = entries.last() {
+                next_id = next_id.max(last.id.saturating_add(1));
+                min_id = last.id.saturating_add(1);
+            }
+            let total = entries.len() as u64;
+            let entries: Vec<Slot> = entries
+                .into_iter()
+                .filter(|e| e.id >= ack_point)
+                .map(|loc| Slot { loc, acked: false })
+                .collect();
+            recovery.acked_entries += total - entries.len() as u64;
+            if entries.is_empty() {
+                // Fully acknowledged (or empty): nothing to deliver.
+                if keep_file {
+                    continue;
+                }
+                if let Err(e) = fs::remove_file(&path) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        error = %e,
+                        "cannot delete an acknowledged buffer segment"
+                    );
+                }
+                continue;
+            }
+            recovery.segments += 1;
+            recovery.entries += entries.len() as u64;
+            recovery.records += entries
+                .iter()
+                .map(|s| u64::from(s.loc.records))
+                .sum::<u64>();
+            live_bytes += bytes;
+            pending += entries.len();
+            segments.insert(
+                first_id,
+                Segment {
+                    path,
+                    bytes,
+                    unacked: entries.len(),
+                    entries,
+                    first_unacked: 0,
+                },
+            );
+        }
+        for d in &recovery.damages {
+            tracing::warn!("disk buffer: {d}");
+        }
+        let log = DiskLog {
+            dir: dir.to_path_buf(),
+            cfg,
+            segments,
+            active: None,
+            next_id,
+            read_cursor: 0,
+            live_bytes,
+            pending,
+            unsynced: false,
+            dir_dirty: false,
+            persisted_ack: ack_point,
+            last_sync: None,
+            reader: None,
+            scratch: Vec::new(),
+        };
+        Ok((log, recovery))
+    }
+
+    /// Appends one batch as one entry and returns its id.
+    ///
+    /// With [`Fsync::Always`] the entry is on the disk when this returns. `Full` leaves the log
+    /// unchanged: the caller waits for acknowledgements (`block`) or drops the batch
+    /// (`drop_newest`).
+    pub fn append(&mut self, records: &[&[u8]]) -> Result<Appended, AppendError> {
+        let entry_bytes = format::entry_len(records);
+        let limit = self.cfg.max_bytes.min(MAX_ENTRY_BYTES as u64);
+        if entry_bytes > limit {
+            return Err(AppendError::TooLarge {
+                entry_bytes,
+                max_bytes: limit,
+            });
+        }
+        if self.live_bytes + entry_bytes > self.cfg.max_bytes {
+            // The active segment counts even when all of it is acknowledged: finish it.
+            if self.active_fully_acked() {
+                self.seal_active()?;
+            }
+            if self.live_bytes + entry_bytes > self.cfg.max_bytes {
+                return Err(AppendError::Full {
+                    entry_bytes,
+                    live_bytes: self.live_bytes,
+                    max_bytes: self.cfg.max_bytes,
+                });
+            }
+        }
+        if let Some(w) = &self.active
+            && !w.is_empty()
+            && w.len() + entry_bytes > self.cfg.segment_bytes
+        {
+            self.seal_active()?;
+        }
+        let id = self.next_id;
+        if self.active.is_none() {
+            let w = SegmentWriter::create(&self.dir, id)
+                .map_err(io_err("create", &segment::segment_path(&self.dir, id)))?;
+            self.segments.insert(
+                id,
+                Segment {
+                    path: w.path().to_path_buf(),
+                    bytes: 0,
+                    entries: Vec::new(),
+                    unacked: 0,
+                    first_unacked: 0,
+                },
+            );
+            self.active = Some(w);
+            self.dir_dirty = true;
+            if self.cfg.fsync == Fsync::Always {
+                sync_dir(&self.dir)?;
+                self.dir_dirty = false;
+            }
+        }
+        self.scratch.clear();
+        let len = match format::encode_entry(id, records, &mut self.scratch) {
+            Ok(len) => len,
+            Err(_) => {
+                return Err(AppendError::TooLarge {
+                    entry_bytes,
+                    max_bytes: limit,
+                });
+            }
+        };
+        let always = self.cfg.fsync == Fsync::Always;
+        let Some(w) = self.active.as_mut() else {
+            let path = segment::segment_path(&self.dir, id);
+            let source = io::Error::other("no active segment");
+            return Err(BufferError::Io {
+                op: "write",
+                path,
+                source,
+            }
+            .into());
+        };
+        let written = w.append(&self.scratch).and_then(|offset| {
+            if always && let Err(e) = w.sync() {
+                let _ = w.truncate(offset);
+                return Err(e);
+            }
+            Ok(offset)
+        });
+        let offset = match written {
+            Ok(offset) => offset,
+            Err(e) => {
+                let err = BufferError::Io {
+                    op: "write",
+                    path: w.path().to_path_buf(),
+                    source: e,
+                };
+                // Never append after bytes that may be torn: the next entry starts a segment.
+                let _ = self.seal_active();
+                return Err(AppendError::Io(err));
+            }
+        };
+        let first = last_segment_id(&self.segments);
+        if let Some(seg) = first.and_then(|k| self.segments.get_mut(&k)) {
+            seg.entries.push(Slot {
+                loc: EntryLoc {
+                    id,
+                    offset,
+                    len: len as u32,
+                    records: records.len() as u32,
+                },
+                acked: false,
+            });
+            seg.unacked += 1;
+            seg.bytes += len as u64;
+        }
+        self.live_bytes += len as u64;
+        self.pending += 1;
+        self.next_id += 1;
+        self.unsynced = !always;
+        Ok(Appended {
+            id,
+            bytes: len as u64,
+        })
+    }
+
+    /// The next entry not yet handed out, in id order (recovered entries first); `None` when
+    /// every entry has been handed out.
+    ///
+    /// An entry that can no longer be read back (the disk changed under the log) is dropped:
+    /// it counts as acknowledged, the error names its file and offset, and the next call goes
+    /// on with the entry after it.
+    pub fn read_next(&mut self) -> Result<Option<ReadEntry>, BufferError> {
+        let Some((seg_id, index)) = self.find_unread() else {
+            return Ok(None);
+        };
+        let Some(seg) = self.segments.get(&seg_id) else {
+            return Ok(None);
+        };
+        let loc = seg.entries[index].loc;
+        let path = seg.path.clone();
+        self.read_cursor = loc.id + 1;
+        match self.read_at(seg_id, &path, loc) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(reason) => {
+                self.reader = None;
+                self.ack(loc.id)?;
+                Err(BufferError::Unreadable {
+                    path,
+                    offset: loc.offset,
+                    id: loc.id,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Hands out every unacknowledged entry again, from the lowest (e.g. after the sink lost
+    /// batches it had taken).
+    pub fn rewind(&mut self) {
+        self.read_cursor = 0;
+    }
+
+    /// Acknowledges entry `id` (in any order). Returns `false` when `id` is unknown or was
+    /// already acknowledged. A finished segment whose entries are all acknowledged is deleted.
+    pub fn ack(&mut self, id: u64) -> Result<bool, BufferError> {
+        let active = self.active_first_id();
+        let Some((&first, seg)) = self.segments.range_mut(..=id).next_back() else {
+            return Ok(false);
+        };
+        let Ok(i) = seg.entries.binary_search_by_key(&id, |s| s.loc.id) else {
+            return Ok(false);
+        };
+        if seg.entries[i].acked {
+            return Ok(false);
+        }
+        seg.entries[i].acked = true;
+        seg.unacked -= 1;
+        self.pending -= 1;
+        while seg.entries.get(seg.first_unacked).is_some_and(|s| s.acked) {
+            seg.first_unacked += 1;
+        }
+        if seg.unacked == 0 && active != Some(first) {
+            self.delete_segment(first)?;
+        }
+        Ok(true)
+    }
+
+    /// Syncs when the fsync policy says it is time: for [`Fsync::Interval`] once the interval has
+    /// passed since the last sync; for [`Fsync::Always`] whenever the ack point moved (entries
+    /// are synced by `append`); for [`Fsync::Never`] it only writes the ack point (without fsync)
+    /// every [`DEFAULT_FSYNC_INTERVAL`]. Returns whether it did anything.
+    pub fn maybe_sync(&mut self, now: Instant) -> Result<bool, BufferError> {
+        let interval = match self.cfg.fsync {
+            Fsync::Always => Duration::ZERO,
+            Fsync::Interval(d) => d,
+            Fsync::Never => DEFAULT_FSYNC_INTERVAL,
+        };
+        let due = self
+            .last_sync
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+        if !due || !self.needs_sync() {
+            return Ok(false);
+        }
+        self.last_sync = Some(now);
+        self.flush(self.cfg.fsync != Fsync::Never)?;
+        Ok(true)
+    }
+
+    /// When [`DiskLog::maybe_sync`] next has work, for a caller's timer: `None` when nothing
+    /// waits to be synced, `now` when the work is due already.
+    pub fn sync_deadline(&self, now: Instant) -> Option<Instant> {
+        if !self.needs_sync() {
+            return None;
+        }
+        let interval = match self.cfg.fsync {
+            Fsync::Always => Duration::ZERO,
+            Fsync::Interval(d) => d,
+            Fsync::Never => DEFAULT_FSYNC_INTERVAL,
+        };
+        Some(self.last_sync.map_or(now, |t| (t + interval).max(now)))
+    }
+
+    /// Forces appended entries to the disk and persists the ack point, whatever the policy.
+    pub fn sync(&mut self) -> Result<(), BufferError> {
+        self.flush(true)
+    }
+
+    /// Syncs (as [`DiskLog::sync`]) and closes the log.
+    pub fn close(mut self) -> Result<(), BufferError> {
+        self.sync()
+    }
+
+    /// Bytes of live segments (what `max_bytes` bounds).
+    pub fn bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Entries appended or recovered and not yet acknowledged.
+    pub fn pending_entries(&self) -> usize {
+        self.pending
+    }
+
+    /// The id the next appended entry gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The lowest unacknowledged id (the next appended id when everything is acknowledged).
+    pub fn ack_point(&self) -> u64 {
+        for seg in self.segments.values() {
+            if let Some(s) = seg.entries[seg.first_unacked..].iter().find(|s| !s.acked) {
+                return s.loc.id;
+            }
+        }
+        self.next_id
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn needs_sync(&self) -> bool {
+        let data = self.cfg.fsync != Fsync::Never && (self.unsynced || self.dir_dirty);
+        data || self.ack_point() != self.persisted_ack
+    }
+
+    fn flush(&mut self, durable: bool) -> Result<(), BufferError> {
+        if self.unsynced {
+            if durable && let Some(w) = self.active.as_mut() {
+                w.sync().map_err(io_err("sync", w.path()))?;
+            }
+            self.unsynced = !durable;
+        }
+        let ack = self.ack_point();
+        if ack != self.persisted_ack {
+            write_ack_file(&self.dir, ack, durable)?;
+            self.persisted_ack = ack;
+            self.dir_dirty = true;
+        }
+        if self.dir_dirty && durable {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    fn active_first_id(&self) -> Option<u64> {
+        self.active
+            .as_ref()
+            .and_then(|_| last_segment_id(&self.segments))
+    }
+
+    fn active_fully_acked(&self) -> bool {
+        self.active_first_id()
+            .and_then(|k| self.segments.get(&k))
+            .is_some_and(|s| s.unacked == 0)
+    }
+
+    /// Finishes the active segment: syncs it (unless the policy is `Never`) and deletes it
+    /// when nothing in it waits for an acknowledgement.
+    fn seal_active(&mut self) -> Result<(), BufferError> {
+        let Some(first) = self.active_first_id() else {
+            return Ok(());
+        };
+        let Some(mut w) = self.active.take() else {
+            return Ok(());
+        };
+        let synced = if self.cfg.fsync != Fsync::Never && self.unsynced {
+            w.sync().map_err(io_err("sync", w.path()))
+        } else {
+            Ok(())
+        };
+        self.unsynced = false;
+        drop(w);
+        if self.segments.get(&first).is_some_and(|s| s.unacked == 0) {
+            self.delete_segment(first)?;
+        }
+        synced
+    }
+
+    fn delete_segment(&mut self, first: u64) -> Result<(), BufferError> {
+        let Some(seg) = self.segments.remove(&first) else {
+            return Ok(());
+        };
+        self.live_bytes -= seg.bytes;
+        if self.reader.as_ref().is_some_and(|(k, _)| *k == first) {
+            self.reader = None;
+        }
+        self.dir_dirty = true;
+        fs::remove_file(&seg.path).map_err(io_err("delete", &seg.path))
+    }
+
+    fn find_unread(&self) -> Option<(u64, usize)> {
+        let cursor = self.read_cursor;
+        let start = self
+            .segments
+            .range(..=cursor)
+            .next_back()
+            .map_or(0, |(k, _)| *k);
+        for (k, seg) in self.segments.range(start..) {
+            let from = seg.entries.partition_point(|s| s.loc.id < cursor);
+            if let Some(j) = seg.entries[from..].iter().position(|s| !s.acked) {
+                return Some((*k, from + j));
+            }
+        }
+        None
+    }
+
+    fn read_at(&mut self, seg_id: u64, path: &Path, loc: EntryLoc) -> Result<ReadEntry, String> {
+        if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
+            let f = File::open(path).map_err(|e| e.to_string())?;
+            self.reader = Some((seg_id, f));
+        }
+        let Some((_, file)) = self.reader.as_mut() else {
+            return Err("no reader".into());
+        };
+        let mut data = vec![0u8; loc.len as usize];
+        file.seek(SeekFrom::Start(loc.offset))
+            .and_then(|_| file.read_exact(&mut data))
+            .map_err(|e| e.to_string())?;
+        let (entry, _) = format::decode_entry(&data).map_err(|e| e.to_string())?;
+        if entry.id != loc.id {
+            return Err(format!("found entry id {} instead", entry.id));
+        }
+        let mut spans = Vec::with_capacity(entry.len());
+        let mut records = entry.records();
+        while let Some((start, payload)) = records.next_with_offset() {
+            spans.push(Span {
+                start: start as u32,
+                end: (start + payload.len()) as u32,
+            });
+        }
+        Ok(ReadEntry {
+            id: loc.id,
+            data,
+            spans,
+        })
+    }
+}
+
+impl Drop for DiskLog {
+    /// Best effort: persists the ack point (and syncs unless the policy is `Never`). Call
+    /// [`DiskLog::close`] to see errors.
+    fn drop(&mut self) {
+        let _ = self.flush(self.cfg.fsync != Fsync::Never);
+    }
+}
+
+fn last_segment_id(segments: &BTreeMap<u64, Segment>) -> Option<u64> {
+    segments.keys().next_back().copied()
+}
+
+/// `<segment>.damaged-<offset>` beside the segment.
+pub fn damaged_path(segment: &Path, offset: u64) -> PathBuf {
+    let mut name = segment.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{offset}"));
+    segment.with_file_name(name)
+}
+
+/// What [`recover_segment`] kept of a segment.
+struct Recovered {
+    /// Valid entries, ids increasing.
+    entries: Vec<EntryLoc>,
+    /// Bytes of the good prefix.
+    good_len: u64,
+    /// Bad bytes are still in the file (moving them aside failed): never delete it.
+    keep_file: bool,
+}
+
+/// Scans one segment, moves its damage aside and returns its valid entries (all with ids at
+/// least `min_id`); `None` when nothing of it is usable (it was moved aside, or left alone
+/// when that failed).
+fn recover_segment(path: &Path, min_id: u64, recovery: &mut Recovery) -> Option<Recovered> {
+    let scan = match segment::scan_segment(path) {
+        Ok(scan) => scan,
+        Err(e) => {
+            let len = fs::metadata(path).map_or(0, |m| m.len());
+            let moved_to = move_aside(path, 0, len).ok();
+            recovery.damages.push(RecoveredDamage {
+                file: path.to_path_buf(),
+                offset: 0,
+                len,
+                reason: format!("cannot read: {e}"),
+                moved_to,
+            });
+            return None;
+        }
+    };
+    let mut entries = scan.entries;
+    let mut damage = scan.damage.map(|d| (d.offset, d.len, d.reason.to_string()));
+    // Entries must continue the ids of the segments before (and of the file name).
+    if let Some(i) = entries.iter().position(|e| e.id < min_id) {
+        let offset = entries[i].offset;
+        let end = scan.good_len + damage.as_ref().map_or(0, |d| d.1);
+        damage = Some((
+            offset,
+            end - offset,
+            format!(
+                "entry id {} is below {min_id}, the ids already seen",
+                entries[i].id
+            ),
+        ));
+        entries.truncate(i);
+    }
+    let good_len = entries.last().map_or(0, |e| e.offset + u64::from(e.len));
+    let mut keep_file = false;
+    if let Some((offset, len, reason)) = damage {
+        let moved_to = match move_aside(path, offset, len) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    error = %e,
+                    "cannot move damaged buffer bytes aside"
+                );
+                None
+            }
+        };
+        keep_file = moved_to.is_none();
+        recovery.damages.push(RecoveredDamage {
+            file: path.to_path_buf(),
+            offset,
+            len,
+            reason,
+            moved_to,
+        });
+        if offset == 0 {
+            return None;
+        }
+    }
+    Some(Recovered {
+        entries,
+        good_len,
+        keep_file,
+    })
+}
+
+/// Moves the bytes from `offset` to the end of `path` to `<path>.damaged-<offset>`: renames the
+/// whole file when `offset` is 0, else copies the tail, syncs the copy and cuts the segment.
+fn move_aside(path: &Path, offset: u64, len: u64) -> io::Result<PathBuf> {
+    let aside = damaged_path(path, offset);
+    if offset == 0 {
+        fs::rename(path, &aside)?;
+        return Ok(aside);
+    }
+    let mut src = File::options().read(true).write(true).open(path)?;
+    src.seek(SeekFrom::Start(offset))?;
+    let mut dst = File::create(&aside)?;
+    io::copy(&mut (&mut src).take(len), &mut dst)?;
+    dst.sync_all()?;
+    src.set_len(offset)?;
+    src.sync_all()?;
+    Ok(aside)
+}
+
+fn read_ack_file(path: &Path) -> Result<u64, String> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    let valid = bytes.len() == ACK_FILE_BYTES
+        && bytes[0..4] == ACK_MAGIC
+        && bytes[4..8] == [1, 0, 0, 0]
+        && bytes[16..20] == crc32fast::hash(&bytes[0..16]).to_le_bytes();
+    if !valid {
+        return Err("not a valid ack file".into());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&bytes[8..16]);
+    Ok(u64::from_le_bytes(id))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BufferError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+fn write_ack_file(dir: &Path, ack: u64, durable: bool) -> Result<(), BufferError> {
+    let mut bytes = Vec::with_capacity(ACK_FILE_BYTES);
+    bytes.extend_from_slice(&ACK_MAGIC);
+    bytes.extend_from_slice(&[1, 0, 0, 0]);
+    bytes.extend_from_slice(&ack.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+    let tmp = dir.join(ACK_TMP_FILE);
+    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+    if durable {
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+    }
+    let path = dir.join(ACK_FILE);
+    fs::rename(&tmp, &path).map_err(io_err("rename", &path))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    /// Two records of 10 bytes: a 60-byte entry.
+    fn rec(id: u64) -> [Vec<u8>; 2] {
+        [
+            format!("rec-{id:06}").into_bytes(),
+            format!("two-{id:06}").into_bytes(),
+        ]
+    }
+
+    fn append(log: &mut DiskLog, id: u64) -> Appended {
+        let [a, b] = rec(id);
+        log.append(&[&a, &b]).unwrap()
+    }
+
+    fn cfg(segment_bytes: u64, max_bytes: u64) -> LogConfig {
+        LogConfig {
+            max_bytes,
+            segment_bytes,
+            fsync: Fsync::Interval(Duration::from_millis(100)),
+        }
+    }
+
+    fn files(dir: &Path, suffix: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(suffix) || (suffix.is_empty() && !n.is_empty()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn read_ids(log: &mut DiskLog) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some(e) = log.read_next().unwrap() {
+            let [a, b] = rec(e.id);
+            assert_eq!(e.records().collect::<Vec<_>>(), vec![&a[..], &b[..]]);
+            ids.push(e.id);
+        }
+        ids
+    }
+
+    #[test]
+    fn append_read_ack_across_segment_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three 60-byte entries per segment.
+        let (mut log, rec0) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        assert_eq!(rec0, Recovery::default());
+        for i in 0..10 {
+            let a = append(&mut log, i);
+            assert_eq!(a, Appended { id: i, bytes: 60 });
+        }
+        assert_eq!(log.bytes(), 600);
+        assert_eq!(log.pending_entries(), 10);
+        assert_eq!(
+            files(dir.path(), ".seg"),
+            [0, 3, 6, 9].map(|i| format!("{i:020}.seg"))
+        );
+        assert_eq!(read_ids(&mut log), (0..10).collect::<Vec<_>>());
+        assert_eq!(log.read_next().unwrap(), None);
+
+        // Out of order: a segment goes once all of it is acknowledged.
+        for id in [4, 3] {
+            assert!(log.ack(id).unwrap());
+        }
+        assert!(!log.ack(3).unwrap(), "a second ack is a no-op");
+        assert!(!log.ack(99).unwrap(), "an unknown id is a no-op");
+        assert_eq!(files(dir.path(), ".seg").len(), 4);
+        assert!(log.ack(5).unwrap());
+        assert_eq!(
+            files(dir.path(), ".seg"),
+            [0, 6, 9].map(|i| format!("{i:020}.seg"))
+        );
+        assert_eq!(log.bytes(), 420);
+        assert_eq!(log.ack_point(), 0);
+        for id in [0, 1, 2, 6, 7, 8, 9] {
+            assert!(log.ack(id).unwrap());
+        }
+        // The active segment stays (it is still appended to) even when all of it is acknowledged.
+        assert_eq!(files(dir.path(), ".seg"), [format!("{:020}.seg", 9)]);
+        assert_eq!(
+            (log.pending_entries(), log.bytes(), log.ack_point()),
+            (0, 60, 10)
+        );
+        assert_eq!(append(&mut log, 10).id, 10);
+        assert_eq!(read_ids(&mut log), vec![10]);
+    }
+
+    #[test]
+    fn restart_delivers_unacked_entries_first_and_not_acked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        for i in 0..8 {
+            append(&mut log, i);
+        }
+        assert_eq!(read_ids(&mut log).len(), 8);
+        for id in [0, 1, 2, 3, 5] {
+            log.ack(id).unwrap();
+        }
+        drop(log); // persists the ack point 4
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        assert_eq!(rec.ack_point, 4);
+        assert!(rec.damages.is_empty());
+        // 5 was acknowledged above the ack point: delivered again (the documented bound).
+        assert_eq!((rec.entries, rec.records, rec.acked_entries), (4, 8, 1));
+        assert_eq!(log.pending_entries(), 4);
+        assert_eq!(append(&mut log, 8).id, 8);
+        assert_eq!(read_ids(&mut log), vec![4, 5, 6, 7, 8]);
+        for id in 4..9 {
+            log.ack(id).unwrap();
+        }
+        log.close().unwrap();
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        assert_eq!((rec.ack_point, rec.entries, rec.segments), (9, 0, 0));
+        assert_eq!(read_ids(&mut log), Vec::<u64>::new());
+        assert_eq!(
+            append(&mut log, 9).id,
+            9,
+            "ids continue after the ack point"
+        );
+        assert_eq!(files(dir.path(), ".seg"), [format!("{:020}.seg", 9)]);
+    }
+
+    #[test]
+    fn crash_redelivers_only_acks_after_the_last_persisted_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        for i in 0..6 {
+            append(&mut log, i);
+        }
+        read_ids(&mut log);
+        log.ack(0).unwrap();
+        log.ack(1).unwrap();
+        log.sync().unwrap();
+        log.ack(2).unwrap();
+        log.ack(3).unwrap();
+        std::mem::forget(log); // a crash: no drop, no sync
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!(rec.ack_point, 2);
+        assert_eq!(read_ids(&mut log), vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn torn_tail_keeps_the_good_prefix_and_moves_the_rest_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        for i in 0..3 {
+            append(&mut log, i);
+        }
+        log.close().unwrap();
+        let seg = segment::segment_path(dir.path(), 0);
+        let full = fs::read(&seg).unwrap();
+        // A crash in the middle of writing the third entry.
+        fs::write(&seg, &full[..120 + 25]).unwrap();
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!(rec.damages.len(), 1);
+        let d = &rec.damages[0];
+        assert_eq!(
+            (d.file.as_path(), d.offset, d.len),
+            (seg.as_path(), 120, 25)
+        );
+        assert!(d.reason.contains("truncated"), "{}", d.reason);
+        let aside = dir.path().join(format!("{:020}.seg.damaged-120", 0));
+        assert_eq!(d.moved_to.as_deref(), Some(aside.as_path()));
+        assert!(d.to_string().contains("offset 120"), "{d}");
+        assert_eq!(fs::read(&aside).unwrap(), &full[120..145]);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), 120);
+        assert_eq!((rec.entries, rec.records), (2, 4));
+        assert_eq!(read_ids(&mut log), vec![0, 1]);
+        // New entries go to a new segment, after the recovered ones.
+        assert_eq!(append(&mut log, 2).id, 2);
+        assert_eq!(read_ids(&mut log), vec![2]);
+        drop(log);
+        let (_, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert!(rec.damages.is_empty(), "{:?}", rec.damages);
+        assert_eq!(rec.entries, 3);
+    }
+
+    #[test]
+    fn corrupt_byte_moves_the_rest_of_its_segment_aside_and_later_segments_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        for i in 0..9 {
+            append(&mut log, i);
+        }
+        log.close().unwrap();
+        let seg = segment::segment_path(dir.path(), 3);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[60 + 40] ^= 0x01; // a payload byte of entry 4
+        fs::write(&seg, &bytes).unwrap();
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 1 << 20)).unwrap();
+        assert_eq!(rec.damages.len(), 1);
+        let d = &rec.damages[0];
+        assert_eq!(
+            (d.file.as_path(), d.offset, d.len),
+            (seg.as_path(), 60, 120)
+        );
+        assert!(d.reason.contains("checksum"), "{}", d.reason);
+        let aside = dir.path().join(format!("{:020}.seg.damaged-60", 3));
+        assert_eq!(fs::read(&aside).unwrap(), &bytes[60..]);
+        assert_eq!(rec.entries, 7);
+        assert_eq!(read_ids(&mut log), vec![0, 1, 2, 3, 6, 7, 8]);
+    }
+
+    #[test]
+    fn max_bytes_gives_full_until_acks_free_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(120, 240)).unwrap();
+        for i in 0..4 {
+            append(&mut log, i);
+        }
+        let [a, b] = rec(4);
+        let full = log.append(&[&a, &b]);
+        assert!(
+            matches!(
+                full,
+                Err(AppendError::Full {
+                    entry_bytes: 60,
+                    live_bytes: 240,
+                    max_bytes: 240
+                })
+            ),
+            "{full:?}"
+        );
+        assert_eq!(log.next_id(), 4, "Full changes nothing");
+        let huge = vec![0u8; 300];
+        assert!(matches!(
+            log.append(&[&huge]),
+            Err(AppendError::TooLarge { .. })
+        ));
+        log.ack(0).unwrap();
+        assert!(matches!(
+            log.append(&[&a, &b]),
+            Err(AppendError::Full { .. })
+        ));
+        log.ack(1).unwrap(); // the first segment goes
+        assert_eq!(log.bytes(), 120);
+        assert_eq!(log.append(&[&a, &b]).unwrap().id, 4);
+    }
+
+    #[test]
+    fn a_fully_acknowledged_active_segment_is_reclaimed_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 120)).unwrap();
+        for i in 0..2 {
+            append(&mut log, i);
+            log.ack(i).unwrap();
+        }
+        assert_eq!(log.bytes(), 120);
+        assert_eq!(append(&mut log, 2).id, 2);
+        assert_eq!(log.bytes(), 60);
+        assert_eq!(files(dir.path(), ".seg"), [format!("{:020}.seg", 2)]);
+    }
+
+    #[test]
+    fn garbage_in_the_directory_does_not_stop_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        append(&mut log, 0);
+        log.close().unwrap();
+        fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+        fs::write(segment::segment_path(dir.path(), 7), "not a segment at all").unwrap();
+        fs::write(dir.path().join(ACK_FILE), "junk").unwrap();
+        fs::create_dir(dir.path().join(format!("{:020}.seg", 9))).unwrap();
+
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!(rec.ignored.len(), 2, "{:?}", rec.ignored);
+        assert_eq!(rec.damages.len(), 2, "{:?}", rec.damages);
+        assert!(rec.damages[0].file.ends_with(ACK_FILE));
+        let d = &rec.damages[1];
+        assert_eq!((d.offset, d.len), (0, 20));
+        assert!(dir.path().join(format!("{:020}.seg.damaged-0", 7)).exists());
+        assert!(!segment::segment_path(dir.path(), 7).exists());
+        assert_eq!(read_ids(&mut log), vec![0]);
+        assert_eq!(
+            append(&mut log, 8).id,
+            8,
+            "ids continue past every segment name"
+        );
+        log.ack(0).unwrap();
+        log.close().unwrap();
+        let (_, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert!(rec.damages.is_empty(), "{:?}", rec.damages);
+        assert_eq!(rec.ack_point, 8);
+    }
+
+    #[test]
+    fn an_unusable_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        let err = DiskLog::open(&file, LogConfig::default()).unwrap_err();
+        assert!(matches!(err, BufferError::Dir { .. }));
+        assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn an_entry_damaged_after_open_is_dropped_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        for i in 0..3 {
+            append(&mut log, i);
+        }
+        let seg = segment::segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[60 + 30] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+        assert_eq!(log.read_next().unwrap().unwrap().id, 0);
+        let err = log.read_next().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BufferError::Unreadable {
+                    id: 1,
+                    offset: 60,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(log.read_next().unwrap().unwrap().id, 2);
+        assert_eq!(log.pending_entries(), 2);
+    }
+
+    #[test]
+    fn rewind_hands_out_unacknowledged_entries_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(120, 1 << 20)).unwrap();
+        for i in 0..5 {
+            append(&mut log, i);
+        }
+        assert_eq!(read_ids(&mut log).len(), 5);
+        log.ack(1).unwrap();
+        log.ack(2).unwrap();
+        log.rewind();
+        assert_eq!(read_ids(&mut log), vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn fsync_policy_decides_with_the_time_passed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert!(!log.maybe_sync(t0).unwrap(), "nothing to sync");
+        assert_eq!(log.sync_deadline(t0), None);
+        append(&mut log, 0);
+        assert_eq!(log.sync_deadline(t0), Some(t0));
+        assert!(log.maybe_sync(t0).unwrap());
+        append(&mut log, 1);
+        assert_eq!(log.sync_deadline(t0), Some(t0 + ms(100)));
+        assert!(!log.maybe_sync(t0 + ms(50)).unwrap());
+        assert!(log.maybe_sync(t0 + ms(100)).unwrap());
+        assert!(!log.maybe_sync(t0 + ms(300)).unwrap(), "nothing new");
+        read_ids(&mut log);
+        log.ack(0).unwrap();
+        assert!(log.maybe_sync(t0 + ms(300)).unwrap(), "the ack point moved");
+        assert_eq!(read_ack_file(&dir.path().join(ACK_FILE)), Ok(1));
+        drop(log);
+
+        let never = LogConfig {
+            fsync: Fsync::Never,
+            ..cfg(1 << 20, 1 << 20)
+        };
+        let (mut log, _) = DiskLog::open(dir.path(), never).unwrap();
+        append(&mut log, 2);
+        assert!(!log.maybe_sync(t0).unwrap(), "never syncs entries");
+        read_ids(&mut log);
+        log.ack(1).unwrap();
+        assert!(log.maybe_sync(t0).unwrap(), "still writes the ack point");
+        assert_eq!(read_ack_file(&dir.path().join(ACK_FILE)), Ok(2));
+        drop(log);
+
+        let always = LogConfig {
+            fsync: Fsync::Always,
+            ..cfg(1 << 20, 1 << 20)
+        };
+        let (mut log, _) = DiskLog::open(dir.path(), always).unwrap();
+        append(&mut log, 3);
+        assert!(!log.maybe_sync(t0).unwrap(), "append synced already");
+    }
+}
