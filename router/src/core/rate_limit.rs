@@ -1,4 +1,5 @@
-//! Rate limiting: a token bucket driven by virtual time.
+//! Rate limiting: a token bucket driven by virtual time, and [`Repeats`], the gate that keeps a
+//! repeated log message (per record, per connection) from flooding the logs.
 //!
 //! This module owns the bucket arithmetic only. It never sleeps and never reads the clock: every
 //! call takes `now`, and waits are returned for the caller's timer. Tokens are counted in
@@ -140,11 +141,53 @@ fn capacity(burst: u64) -> i128 {
     nano_tokens(burst)
 }
 
+/// Lets through at most `per_sec` messages of one kind per second (bursts up to `per_sec`) and
+/// counts the ones held back, so the next message let through can say how many were
+/// suppressed.
+#[derive(Debug, Clone)]
+pub struct Repeats {
+    bucket: TokenBucket,
+    suppressed: u64,
+}
+
+impl Repeats {
+    /// A gate for `per_sec` messages per second.
+    pub fn new(per_sec: u64, now: Instant) -> Repeats {
+        Repeats {
+            bucket: TokenBucket::new(per_sec, per_sec.max(1), now),
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a message may be logged now, `n` being how many were held back since the
+    /// last one; `None` when this one is held back (and counted).
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.bucket.try_take(1, now).is_ok() {
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn repeats_let_a_rate_through_and_count_the_rest() {
+        let t0 = Instant::now();
+        let mut r = Repeats::new(2, t0);
+        assert_eq!(r.admit(t0), Some(0));
+        assert_eq!(r.admit(t0), Some(0));
+        assert_eq!(r.admit(t0), None);
+        assert_eq!(r.admit(t0), None);
+        assert_eq!(r.admit(t0 + Duration::from_millis(500)), Some(2));
+        assert_eq!(r.admit(t0 + Duration::from_millis(500)), None);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -22,7 +22,7 @@ pub use crate::sinks::latency_histogram as histogram;
 use serde::Serialize;
 
 use crate::core::framing::{FramerConfig, LineFramer};
-use crate::core::rate_limit::TokenBucket;
+use crate::core::rate_limit::{Repeats, TokenBucket};
 use crate::core::record::Span;
 use crate::sources::stdin::Input;
 use crate::tls::Trust;
@@ -234,6 +234,7 @@ pub fn read_chunks(
     };
     let mut eof = false;
     let mut idle_since = Instant::now();
+    let mut too_long_logs = Repeats::new(10, Instant::now());
     while !eof {
         if !input.wait_readable(Duration::from_millis(10))? {
             if idle_since.elapsed() >= opts.linger && !flush(&mut pending, &mut pending_spans) {
@@ -252,12 +253,15 @@ pub fn read_chunks(
         let scanned = framer.scan(&buf, eof, &mut spans, &mut rejected);
         for r in &rejected {
             counts.too_long.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                "stdin line {}: record of {} bytes exceeds --max-record-bytes ({}); not sent",
-                r.line,
-                r.size,
-                opts.max_record_bytes
-            );
+            if let Some(suppressed) = too_long_logs.admit(Instant::now()) {
+                tracing::error!(
+                    suppressed,
+                    "stdin line {}: record of {} bytes exceeds --max-record-bytes ({}); not sent",
+                    r.line,
+                    r.size,
+                    opts.max_record_bytes
+                );
+            }
         }
         for s in &spans {
             let payload = &buf[s.start as usize..s.end as usize];

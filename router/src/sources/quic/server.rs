@@ -24,6 +24,7 @@ use super::protocol::{
 };
 use super::session::{Decision, Sessions};
 use crate::core::accounting::Counters;
+use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
 use crate::topology::queue::{Closed, Sender};
 
@@ -80,6 +81,22 @@ struct Shared {
     accepted: Notify,
     stopping: AtomicBool,
     connections: AtomicUsize,
+    /// Keeps per-connection warnings (refused connections, wrong tokens) from flooding the log.
+    warnings: std::sync::Mutex<Repeats>,
+}
+
+impl Shared {
+    /// Logs a per-connection warning, at most 10 per second, saying how many were held back.
+    fn warn(&self, what: std::fmt::Arguments<'_>) {
+        let admitted = self
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(Instant::now());
+        if let Some(suppressed) = admitted {
+            tracing::warn!(source = %self.name, suppressed, "{what}");
+        }
+    }
 }
 
 /// The QUIC source, bound and ready to run.
@@ -161,6 +178,7 @@ impl QuicSource {
                 accepted: Notify::new(),
                 stopping: AtomicBool::new(false),
                 connections: AtomicUsize::new(0),
+                warnings: std::sync::Mutex::new(Repeats::new(10, Instant::now())),
             }),
             socket,
             server_config,
@@ -222,7 +240,10 @@ impl QuicSource {
             };
             let Some(incoming) = incoming else { break };
             if shared.connections.load(Ordering::Relaxed) >= shared.cfg.max_connections {
-                tracing::warn!(source = %shared.name, "refusing a connection: max_connections ({}) reached", shared.cfg.max_connections);
+                shared.warn(format_args!(
+                    "refusing a connection: max_connections ({}) reached",
+                    shared.cfg.max_connections
+                ));
                 incoming.refuse();
                 continue;
             }
@@ -273,7 +294,10 @@ async fn connection(
     let refusal = match &hello {
         Err(message) => Some((Status::BadRequest, message.clone())),
         Ok(h) if !token_ok(shared.cfg.auth_token.as_deref(), &h.token) => {
-            tracing::warn!(source = %shared.name, peer = %conn.remote_address(), "refused a connection: wrong or missing token");
+            shared.warn(format_args!(
+                "refused a connection from {}: wrong or missing token",
+                conn.remote_address()
+            ));
             Some((Status::Unauthorized, "wrong or missing token".to_owned()))
         }
         Ok(_) => None,

@@ -25,7 +25,7 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
-use crate::core::rate_limit::TokenBucket;
+use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Span};
 use crate::stages::{Stage, StageError};
 pub use config::{OnError, PluginKind, WasmStageConfig};
@@ -201,8 +201,7 @@ impl ResourceLimiter for Limiter {
 struct HostState {
     limiter: Limiter,
     stage: Arc<str>,
-    logs: TokenBucket,
-    suppressed: u64,
+    logs: Repeats,
     wasi: wasmtime_wasi::WasiCtx,
     table: wasmtime::component::ResourceTable,
 }
@@ -285,11 +284,9 @@ pub struct Grants {
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
-        if self.logs.try_take(1, Instant::now()).is_err() {
-            self.suppressed += 1;
+        let Some(suppressed) = self.logs.admit(Instant::now()) else {
             return;
-        }
-        let suppressed = std::mem::take(&mut self.suppressed);
+        };
         let stage = &*self.stage;
         match level {
             host::Level::Error => tracing::error!(stage, suppressed, "{message}"),
@@ -410,8 +407,7 @@ impl Plugin {
                 hit: false,
             },
             stage: stage.clone(),
-            logs: TokenBucket::new(100, 100, Instant::now()),
-            suppressed: 0,
+            logs: Repeats::new(100, Instant::now()),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
