@@ -333,6 +333,51 @@ fn a_plain_quinn_client_a_vanishing_client_and_a_resend() {
 }
 
 #[test]
+fn connections_beyond_max_connections_are_refused() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let r = Router::start(
+        d,
+        "self_signed = true\nmax_connections = 1",
+        "out.ndjson",
+        "",
+    );
+    let fp = r.fingerprint.clone().unwrap();
+    let client = RawClient::new(&fp);
+    let (first, w) = client.connect(r.addr(), 1, b"");
+    assert_eq!(w.status, Status::Ok);
+    // The second connection is refused while the first is open.
+    let second = client.rt.block_on(async {
+        let connecting = client.endpoint.connect(r.addr(), "localhost").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), connecting).await
+    });
+    assert!(
+        matches!(second, Ok(Err(_))),
+        "a second connection was accepted: {second:?}"
+    );
+    assert!(
+        r.log().contains("max_connections (1) reached"),
+        "{}",
+        r.log()
+    );
+    // Once the first closes, a new one is accepted again.
+    first.close(0u32.into(), b"done");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = client.rt.block_on(async {
+            let c = client.endpoint.connect(r.addr(), "localhost").unwrap();
+            tokio::time::timeout(Duration::from_secs(5), c).await
+        });
+        if matches!(ok, Ok(Ok(_))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never accepted again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.stop();
+}
+
+#[test]
 fn wrong_tokens_and_wrong_fingerprints_are_refused_and_reported() {
     let dir = temp_dir();
     let d = dir.path();

@@ -117,7 +117,15 @@ async fn post(
                 }
             }
             Err(e) => {
-                tracing::warn!("sending to {url}: {e}; retrying");
+                // The client's own message is terse ("client error (Connect)"): add the causes.
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    source = s.source();
+                }
+                tracing::warn!("sending to {url}: {why}; retrying");
                 backoff(attempt)
             }
         };
