@@ -330,6 +330,29 @@ impl<'a> Section<'a> {
         v
     }
 
+    /// A required `IP:PORT` address; `example` is shown when it does not parse.
+    pub fn socket_addr(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+        example: &str,
+    ) -> Option<std::net::SocketAddr> {
+        let a = self.required_str(d, key)?;
+        match a.value.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                d.error(
+                    &a.spot,
+                    format!(
+                        "{:?} is not an address; expected IP:PORT, e.g. {example}",
+                        a.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// One of a fixed set of words.
     pub fn choice(
         &mut self,

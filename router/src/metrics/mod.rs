@@ -27,20 +27,8 @@ pub struct MetricsConfig {
 impl MetricsConfig {
     /// Reads the `[metrics]` table.
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<MetricsConfig> {
-        let a = s.required_str(d, "address")?;
-        match a.value.parse::<SocketAddr>() {
-            Ok(address) => Some(MetricsConfig { address }),
-            Err(_) => {
-                d.error(
-                    &a.spot,
-                    format!(
-                        "{:?} is not an address; expected IP:PORT, e.g. 127.0.0.1:9598",
-                        a.value
-                    ),
-                );
-                None
-            }
-        }
+        s.socket_addr(d, "address", "127.0.0.1:9598")
+            .map(|address| MetricsConfig { address })
     }
 }
 

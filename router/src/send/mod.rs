@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use hdrhistogram::Histogram;
 
 pub use crate::sinks::latency_histogram as histogram;
 use serde::Serialize;
@@ -155,33 +154,8 @@ impl Summary {
     }
 }
 
-/// Latency quantiles.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LatencySummary {
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-}
-
-impl LatencySummary {
-    /// Quantiles of `h`.
-    pub fn of(h: &Histogram<u64>) -> LatencySummary {
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            p50: h.value_at_quantile(0.5),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
+/// Latency quantiles (microseconds), as everywhere else.
+pub use crate::core::accounting::Quantiles as LatencySummary;
 
 /// What the stdin reader counted so far.
 #[derive(Debug, Default)]

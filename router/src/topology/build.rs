@@ -71,21 +71,7 @@ pub struct QueueStats {
 }
 
 /// End-to-end latency quantiles in microseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct LatencyStats {
-    /// Records measured.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-}
+pub use crate::core::accounting::Quantiles as LatencyStats;
 
 /// Everything `--stats` prints.
 #[derive(Debug, Clone, Serialize)]
@@ -168,26 +154,11 @@ impl Observer {
                 }
             })
             .collect();
-        let h = &self.registry.latency();
-        let q = |p: f64| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
         Report {
             counters,
             in_flight,
             queues,
-            latency_us: LatencyStats {
-                count: h.len(),
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: if h.is_empty() { 0 } else { h.max() },
-            },
+            latency_us: LatencyStats::of(&self.registry.latency()),
             elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }

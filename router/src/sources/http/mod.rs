@@ -140,18 +140,9 @@ impl HttpSource {
     /// up to `grace`) and returns.
     pub fn run(self, grace: Duration) -> Result<(), HttpSourceError> {
         let name = self.shared.name.to_string();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.shared.cfg.workers)
-            .thread_name(format!("http-{name}").chars().take(15).collect::<String>())
-            .enable_all()
-            .build()
-            .map_err(|error| HttpSourceError::Runtime {
-                name: name.clone(),
-                error,
-            })?;
-        let result = rt.block_on(self.serve(grace));
-        rt.shutdown_timeout(Duration::from_millis(100));
-        result
+        let workers = self.shared.cfg.workers;
+        super::run_on_runtime("http", &name, workers, self.serve(grace))
+            .map_err(|error| HttpSourceError::Runtime { name, error })?
     }
 
     async fn serve(self, grace: Duration) -> Result<(), HttpSourceError> {

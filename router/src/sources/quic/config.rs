@@ -54,20 +54,7 @@ pub struct QuicSourceConfig {
 impl QuicSourceConfig {
     /// Reads a `kind = "quic"` source table.
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<QuicSourceConfig> {
-        let address = s.required_str(d, "address");
-        let address = address.and_then(|a| match a.value.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                d.error(
-                    &a.spot,
-                    format!(
-                        "{:?} is not an address; expected IP:PORT, e.g. 127.0.0.1:4433",
-                        a.value
-                    ),
-                );
-                None
-            }
-        });
+        let address = s.socket_addr(d, "address", "127.0.0.1:4433");
         let cert = s.opt_str(d, "tls_cert");
         let key = s.opt_str(d, "tls_key");
         let self_signed = s.bool_or(d, "self_signed", false);

@@ -201,18 +201,9 @@ impl QuicSource {
     /// progress finish (for up to `grace`) and closes every connection.
     pub fn run(self, grace: Duration) -> Result<(), QuicSourceError> {
         let name = self.shared.name.to_string();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.shared.cfg.workers)
-            .thread_name(format!("quic-{name}").chars().take(15).collect::<String>())
-            .enable_all()
-            .build()
-            .map_err(|error| QuicSourceError::Runtime {
-                name: name.clone(),
-                error,
-            })?;
-        let result = rt.block_on(self.serve(grace));
-        rt.shutdown_timeout(Duration::from_millis(100));
-        result
+        let workers = self.shared.cfg.workers;
+        crate::sources::run_on_runtime("quic", &name, workers, self.serve(grace))
+            .map_err(|error| QuicSourceError::Runtime { name, error })?
     }
 
     async fn serve(self, grace: Duration) -> Result<(), QuicSourceError> {
