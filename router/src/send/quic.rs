@@ -202,7 +202,8 @@ pub async fn send(opts: &SendOptions, mut rx: mpsc::Receiver<Chunk>) -> Summary 
                 while let Some((seq, frame)) = outbox.to_send() {
                     sends += 1;
                     sent_at.entry(seq).or_insert_with(Instant::now);
-                    inflight.spawn(send_batch(conn.clone(), seq, frame).map_seq(seq));
+                    let conn = conn.clone();
+                    inflight.spawn(async move { (seq, send_batch(conn, seq, frame).await) });
                 }
             }
             if input_done && outbox.is_empty() {
@@ -293,12 +294,3 @@ pub async fn send(opts: &SendOptions, mut rx: mpsc::Receiver<Chunk>) -> Summary 
     summary.latency_us = LatencySummary::of(&latency);
     summary
 }
-
-/// Tags a send result with its sequence number.
-trait MapSeq: std::future::Future<Output = Result<Ack, String>> + Sized {
-    fn map_seq(self, seq: u64) -> impl std::future::Future<Output = (u64, Result<Ack, String>)> {
-        async move { (seq, self.await) }
-    }
-}
-
-impl<F: std::future::Future<Output = Result<Ack, String>>> MapSeq for F {}

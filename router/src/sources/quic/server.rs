@@ -363,10 +363,16 @@ fn token_ok(want: Option<&str>, got: &[u8]) -> bool {
     }
 }
 
-fn ack(seq: u64, status: Status, accepted: u32, retry_after_ms: u32, message: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    protocol::encode_ack(seq, status, accepted, retry_after_ms, message, &mut out);
-    out
+/// An answer that takes nothing, for a batch that could not be read whole or decoded (its
+/// sequence number is unknown: the client knows which stream it sent).
+fn refusal(status: Status, message: String) -> Ack {
+    Ack {
+        seq: 0,
+        status,
+        accepted: 0,
+        retry_after_ms: 0,
+        message,
+    }
 }
 
 /// Reads, decides and answers one batch stream.
@@ -385,13 +391,20 @@ async fn batch_stream(
     // Wait for this stream's turn, whatever became of its read, and pass the turn on after
     // deciding (or failing).
     let _ = turn_rx.wait_for(|t| *t >= index).await;
+    // Passes the turn on (once; deciding may have done it already).
+    let pass_turn = || {
+        turn_tx.send_if_modified(|t| {
+            let mine = *t <= index;
+            if mine {
+                *t = index + 1;
+            }
+            mine
+        });
+    };
     let answer = match read {
-        Err(quinn::ReadToEndError::TooLong) => ack(
-            0,
+        Err(quinn::ReadToEndError::TooLong) => refusal(
             Status::TooLarge,
-            0,
-            0,
-            &format!(
+            format!(
                 "batch exceeds max_batch_bytes ({} bytes)",
                 shared.limits.max_frame_bytes
             ),
@@ -399,38 +412,31 @@ async fn batch_stream(
         Err(quinn::ReadToEndError::Read(e)) => {
             // The client reset the stream or vanished: nothing was accepted.
             tracing::debug!(source = %shared.name, "batch stream lost: {e}");
-            turn_tx.send_replace(index + 1);
+            pass_turn();
             return;
         }
         Ok(frame) => match decode_batch(Bytes::from(frame), &shared.limits) {
-            Err(e) => ack(0, Status::BadRequest, 0, 0, &e.to_string()),
+            Err(e) => refusal(Status::BadRequest, e.to_string()),
             Ok(batch) => {
                 in_progress.fetch_add(1, Ordering::Relaxed);
-                let a = decide(shared, session, batch, || {
-                    turn_tx.send_replace(index + 1);
-                })
-                .await;
+                let a = decide(shared, session, batch, pass_turn).await;
                 in_progress.fetch_sub(1, Ordering::Relaxed);
-                ack(a.seq, a.status, a.accepted, a.retry_after_ms, &a.message)
+                a
             }
         },
     };
-    if let Some(status) = answer
-        .get(protocol::HEADER_BYTES + 8)
-        .copied()
-        .and_then(Status::from_u8)
-    {
-        shared.counters.count_response(status.name());
-    }
-    turn_tx.send_if_modified(|t| {
-        if *t <= index {
-            *t = index + 1;
-            true
-        } else {
-            false
-        }
-    });
-    let _ = send.write_all(&answer).await;
+    pass_turn();
+    shared.counters.count_response(answer.status.name());
+    let mut out = Vec::new();
+    protocol::encode_ack(
+        answer.seq,
+        answer.status,
+        answer.accepted,
+        answer.retry_after_ms,
+        &answer.message,
+        &mut out,
+    );
+    let _ = send.write_all(&out).await;
     let _ = send.finish();
 }
 
