@@ -7,24 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{Input, Output, dead_letters, lines, read, run_in, temp_dir};
-
-/// A built plugin: `plugins/dist/NAME.wasm` (or `$EDGE_ROUTER_PLUGINS/NAME.wasm`).
-fn plugin(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("EDGE_ROUTER_PLUGINS") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => common::repo_root().join("plugins/dist"),
-    };
-    let p = dir.join(format!("{name}.wasm"));
-    assert!(
-        p.is_file(),
-        "{} is missing: run plugins/build.sh first (tests/run.sh does)",
-        p.display()
-    );
-    p
-}
+use common::{Input, Output, dead_letters, lines, plugin, read, run_in, temp_dir};
 
 /// Runs the router with a config made of one plugin stage (`stage` is the body of the
 /// `[[stages]]` table) between stdin and `out.ndjson`, dead letters in `dl.ndjson`.

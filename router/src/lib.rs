@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod config;
 pub mod core;
 pub mod metrics;
+pub mod reload;
 pub mod send;
 pub mod sinks;
 pub mod sources;

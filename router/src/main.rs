@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_router::config::{self, Config};
+use edge_router::reload::{Adjust, ReloadRequest, Reloader};
 use edge_router::stats;
 use edge_router::topology::build;
+use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[global_allocator]
@@ -65,6 +67,14 @@ enum Command {
     /// Send records from stdin (one per line) to a router over QUIC (`quic://HOST:PORT`) or
     /// HTTP(S) (`http://HOST:PORT`); exits 0 only when every record was acknowledged.
     Send(SendArgs),
+    /// Ask a running router (started with -c FILE) to re-read its config file and plugins, over
+    /// its metrics endpoint; prints what changed, or why nothing did (exit 1). Sending the
+    /// router SIGHUP does the same, with the outcome in the router's log.
+    Reload {
+        /// The router's metrics address (`run --metrics IP:PORT` or `[metrics] address`).
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9598")]
+        metrics: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -185,6 +195,10 @@ struct RunArgs {
     /// Serve Prometheus metrics, /health and /ready on this address (overrides `[metrics]`).
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Reload when the config file (-c) changes (its modification time is checked every
+    /// second). SIGHUP and `edge-router reload` work without it.
+    #[arg(long, requires = "config")]
+    watch_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -254,6 +268,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reload { metrics } => match edge_router::reload::request(&metrics) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("edge-router reload: {why}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {
@@ -541,9 +565,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
-    if let Some(address) = args.metrics {
-        config.metrics = Some(edge_router::metrics::MetricsConfig { address });
-    }
+    // The command line's overrides, applied again to every reloaded config.
+    let metrics = args.metrics;
+    let adjust: Adjust = Arc::new(move |config: &mut Config| {
+        if let Some(address) = metrics {
+            config.metrics = Some(edge_router::metrics::MetricsConfig { address });
+        }
+    });
+    adjust(&mut config);
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
         eprintln!(
@@ -556,25 +585,46 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(supervise(config, args.stats))
+    let reloader = Reloader::new(args.config.clone(), adjust);
+    rt.block_on(supervise(config, args.stats, reloader, args.watch_config))
 }
 
-async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow::Result<ExitCode> {
+async fn supervise(
+    config: Config,
+    stats_format: Option<StatsFormat>,
+    mut reloader: Reloader,
+    watch_config: bool,
+) -> anyhow::Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let grace = config.pipeline.shutdown_grace;
-    let mut running = build::start(&config, None)?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Only a pipeline from a config file can be reloaded; it always has a stage thread.
+    let reloadable = reloader.can_reload();
+    let mut running = build::start(&config, None, reloadable)?;
     if let Some(m) = &config.metrics {
-        let bound = edge_router::metrics::server::spawn(m.address, running.observer())
-            .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
+        let bound = edge_router::metrics::server::spawn(
+            m.address,
+            running.observer(),
+            Some(reload_tx.clone()),
+        )
+        .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut signals = 0u32;
     let mut failures: Vec<String> = Vec::new();
     let mut gave_up = false;
     let begin_shutdown = |running: &build::Running, deadline: &mut Option<tokio::time::Instant>| {
         running.stop();
+        // The grace period of the config running now (a reload may have changed it).
+        let grace = running
+            .config()
+            .map_or(config.pipeline.shutdown_grace, |c| {
+                c.pipeline.shutdown_grace
+            });
         deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
     };
     while running.pending() > 0 {
@@ -587,6 +637,12 @@ async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow:
         tokio::select! {
             _ = sigint.recv() => signals += 1,
             _ = sigterm.recv() => signals += 1,
+            _ = sighup.recv() => {
+                reloader.request(ReloadRequest { reply: None });
+            }
+            Some(request) = reload_rx.recv() => reloader.request(request),
+            _ = watch.tick(), if watch_config => reloader.check_file(),
+            step = reloader.next_step() => reloader.handle(step, &mut running),
             finished = running.next_finished() => {
                 let Some(f) = finished else { break };
                 if let Err(e) = f.result {
@@ -594,19 +650,20 @@ async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow:
                     failures.push(format!("{e:#}"));
                     begin_shutdown(&running, &mut deadline);
                 }
-                continue;
             }
             _ = sleep => {
                 gave_up = true;
                 break;
             }
         }
-        if signals == 1 {
-            tracing::info!(
-                grace_ms = grace.as_millis() as u64,
-                "stopping: no more input is read; draining queues and flushing sinks"
-            );
+        if deadline.is_some() {
+            reloader.refuse_waiting("the router is stopping");
+        } else {
+            reloader.start_next(&running);
+        }
+        if signals == 1 && deadline.is_none() {
             begin_shutdown(&running, &mut deadline);
+            tracing::info!("stopping: no more input is read; draining queues and flushing sinks");
         } else if signals > 1 {
             tracing::warn!("second signal: giving up on draining");
             gave_up = true;
@@ -620,6 +677,11 @@ async fn supervise(config: Config, stats_format: Option<StatsFormat>) -> anyhow:
         None => {}
     }
     if gave_up {
+        let grace = running
+            .config()
+            .map_or(config.pipeline.shutdown_grace, |c| {
+                c.pipeline.shutdown_grace
+            });
         eprintln!(
             "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
             grace.as_millis(),

@@ -15,6 +15,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A built plugin: `plugins/dist/NAME.wasm` (or `$EDGE_ROUTER_PLUGINS/NAME.wasm`).
+pub fn plugin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("EDGE_ROUTER_PLUGINS") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("plugins/dist"),
+    };
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run plugins/build.sh first (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
 /// The longest any child may run before the test gives up on it.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -34,7 +34,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const MAX_SINKS: usize = 64;
 
 /// A validated pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Pipeline-wide settings.
     pub pipeline: PipelineConfig,
@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// Pipeline-wide settings (`[pipeline]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
     /// Limits of every queue unless a component sets its own.
     pub queue: Limits,
@@ -73,7 +73,7 @@ pub fn default_stage_workers() -> usize {
 }
 
 /// One source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     /// Its name (key under `[sources]`).
     pub name: String,
@@ -82,7 +82,7 @@ pub struct SourceConfig {
 }
 
 /// Source kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
     /// Standard input.
     Stdin(StdinConfig),
@@ -100,7 +100,7 @@ impl SourceKind {
 }
 
 /// One stage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StageConfig {
     /// Its name (`name` key, or `stages[N]`).
     pub name: String,
@@ -109,7 +109,7 @@ pub struct StageConfig {
 }
 
 /// Stage kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StageKind {
     /// Built-in filter.
     Filter(FilterConfig),
@@ -120,7 +120,7 @@ pub enum StageKind {
 }
 
 /// One sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
     /// Its name (key under `[sinks]`).
     pub name: String,
@@ -131,7 +131,7 @@ pub struct SinkConfig {
 }
 
 /// Sink kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SinkKind {
     /// Local files.
     File(FileSinkConfig),

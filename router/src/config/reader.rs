@@ -181,6 +181,14 @@ pub struct Located<T> {
     pub spot: Spot,
 }
 
+/// Equal when the values are: the same setting written on another line is the same setting
+/// (a reload compares configs this way).
+impl<T: PartialEq> PartialEq for Located<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
 /// One table being read.
 pub struct Section<'a> {
     table: &'a dyn TableLike,

@@ -340,10 +340,11 @@ pub struct Component {
     pub counters: Arc<Counters>,
 }
 
-/// All components' counters (cloning shares the counters).
+/// All components' counters. Cloning shares the registry itself: a component registered
+/// through one clone (e.g. by a reload) is seen by every other (e.g. the metrics endpoint).
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
-    components: Vec<Component>,
+    components: Arc<Mutex<Vec<Component>>>,
 }
 
 impl Registry {
@@ -352,11 +353,25 @@ impl Registry {
         Registry::default()
     }
 
-    /// Registers a component and returns its counters.
-    pub fn register(&mut self, name: impl Into<String>, kind: Kind) -> Arc<Counters> {
+    fn components(&self) -> std::sync::MutexGuard<'_, Vec<Component>> {
+        // Every update is one push: a poisoned lock still holds a consistent list.
+        self.components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a component and returns its counters. A name registered before (with the same
+    /// kind) gets the same counters back: a component replaced by a reload keeps counting where
+    /// its predecessor left off, so the totals and the accounting invariant span reloads.
+    pub fn register(&self, name: impl Into<String>, kind: Kind) -> Arc<Counters> {
+        let name = name.into();
+        let mut components = self.components();
+        if let Some(c) = components.iter().find(|c| c.name == name && c.kind == kind) {
+            return c.counters.clone();
+        }
         let counters = Arc::new(Counters::default());
-        self.components.push(Component {
-            name: name.into(),
+        components.push(Component {
+            name,
             kind,
             counters: counters.clone(),
         });
@@ -366,7 +381,7 @@ impl Registry {
     /// The latencies recorded by every sink, merged.
     pub fn latency(&self) -> Histogram<u64> {
         let mut all = latency_histogram();
-        for c in &self.components {
+        for c in self.components().iter() {
             if let Some(h) = c.counters.latency() {
                 let _ = all.add(&h);
             }
@@ -377,7 +392,7 @@ impl Registry {
     /// Reads every counter.
     pub fn snapshot(&self) -> Snapshot {
         let components: Vec<ComponentSnapshot> = self
-            .components
+            .components()
             .iter()
             .map(|c| ComponentSnapshot {
                 name: c.name.clone(),
@@ -494,7 +509,7 @@ mod tests {
 
     #[test]
     fn totals_and_invariant() {
-        let mut r = Registry::new();
+        let r = Registry::new();
         let src = r.register("sources.stdin", Kind::Source);
         let stage = r.register("stages.route", Kind::Stage);
         let a = r.register("sinks.a", Kind::Sink);
@@ -531,5 +546,23 @@ mod tests {
         assert_eq!(t.written, 9);
         assert_eq!(t.dead_lettered, 2);
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn registering_a_name_again_shares_its_counters() {
+        let r = Registry::new();
+        let seen_elsewhere = r.clone();
+        let first = r.register("sinks.a", Kind::Sink);
+        first.add_out(5, 50);
+        let again = r.register("sinks.a", Kind::Sink);
+        assert!(Arc::ptr_eq(&first, &again));
+        // Same name, other kind: a different component.
+        let stage = r.register("sinks.a", Kind::Stage);
+        assert!(!Arc::ptr_eq(&first, &stage));
+        let late = r.register("sinks.b", Kind::Sink);
+        late.add_out(1, 10);
+        let snap = seen_elsewhere.snapshot();
+        assert_eq!(snap.components.len(), 3);
+        assert_eq!(snap.totals.written, 6);
     }
 }

@@ -430,7 +430,7 @@ mod tests {
     use crate::topology::build::{LatencyStats, QueueStats};
 
     fn report() -> Report {
-        let mut reg = Registry::new();
+        let reg = Registry::new();
         let src = reg.register("sources.web", Kind::Source);
         src.add_in(10, 1000);
         src.add_out(10, 1000);

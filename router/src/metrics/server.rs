@@ -1,6 +1,7 @@
 //! The metrics endpoint: `GET /metrics` (Prometheus text), `GET /health` (the process is up),
-//! `GET /ready` (running, not stopping, and no queue full). HTTP/1.1 on the supervisor's runtime:
-//! a scrape reads atomics and probes queues, it never blocks the pipeline.
+//! `GET /ready` (running, not stopping, and no queue full), and `POST /reload` (reload the
+//! config file; answered once the reload is done or refused). HTTP/1.1 on the supervisor's
+//! runtime: a scrape reads atomics and probes queues, it never blocks the pipeline.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::reload::ReloadRequest;
 use crate::topology::build::Observer;
 
 /// The content type of the Prometheus text format.
@@ -43,6 +47,11 @@ pub fn handle<B>(observer: &Observer, req: &Request<B>) -> Response<Full<Bytes>>
                 serde_json::json!({"status": "not ready", "reason": why}).to_string(),
             ),
         },
+        (_, "/reload") => answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json,
+            r#"{"error":"use POST"}"#.into(),
+        ),
         (_, "/metrics" | "/health" | "/ready") => answer(
             StatusCode::METHOD_NOT_ALLOWED,
             json,
@@ -51,15 +60,47 @@ pub fn handle<B>(observer: &Observer, req: &Request<B>) -> Response<Full<Bytes>>
         (_, path) => answer(
             StatusCode::NOT_FOUND,
             json,
-            serde_json::json!({"error": format!("no such endpoint: {path} (GET /metrics, /health, /ready)")})
+            serde_json::json!({"error": format!("no such endpoint: {path} (GET /metrics, /health, /ready; POST /reload)")})
                 .to_string(),
         ),
     }
 }
 
+/// Answers `POST /reload`: asks the supervisor and waits for the outcome. 200 with the
+/// summary, 409 with the reasons when refused (the old pipeline runs on), 503 when no reload
+/// can be served.
+async fn reload(to: Option<&UnboundedSender<ReloadRequest>>) -> Response<Full<Bytes>> {
+    let json = "application/json";
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    let asked = to.is_some_and(|to| to.send(ReloadRequest { reply: Some(reply) }).is_ok());
+    let outcome = if asked { outcome.await.ok() } else { None };
+    match outcome {
+        Some(Ok(summary)) => answer(
+            StatusCode::OK,
+            json,
+            serde_json::json!({"status": "reloaded", "summary": summary}).to_string(),
+        ),
+        Some(Err(why)) => answer(
+            StatusCode::CONFLICT,
+            json,
+            serde_json::json!({"status": "refused", "errors": why.lines().collect::<Vec<_>>()})
+                .to_string(),
+        ),
+        None => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json,
+            r#"{"status":"refused","errors":["the router is not serving reloads"]}"#.into(),
+        ),
+    }
+}
+
 /// Binds `address` and serves the endpoint on the current tokio runtime until the process ends.
-/// Returns the bound address (useful with port 0).
-pub fn spawn(address: SocketAddr, observer: Observer) -> std::io::Result<SocketAddr> {
+/// `POST /reload` requests go to `reload`. Returns the bound address (useful with port 0).
+pub fn spawn(
+    address: SocketAddr,
+    observer: Observer,
+    reload_to: Option<UnboundedSender<ReloadRequest>>,
+) -> std::io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(address)?;
     std_listener.set_nonblocking(true)?;
     let bound = std_listener.local_addr()?;
@@ -71,10 +112,18 @@ pub fn spawn(address: SocketAddr, observer: Observer) -> std::io::Result<SocketA
                 continue;
             };
             let observer = observer.clone();
+            let reload_to = reload_to.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let r = handle(&observer, &req);
-                    async move { Ok::<_, Infallible>(r) }
+                    let post_reload = req.method() == Method::POST && req.uri().path() == "/reload";
+                    let r = (!post_reload).then(|| handle(&observer, &req));
+                    let reload_to = reload_to.clone();
+                    async move {
+                        Ok::<_, Infallible>(match r {
+                            Some(r) => r,
+                            None => reload(reload_to.as_ref()).await,
+                        })
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

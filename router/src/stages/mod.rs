@@ -4,18 +4,21 @@
 //! batches from the stage queue, runs every stage in pipeline order, counts what each stage let
 //! through, dropped and dead-lettered, and hands the result to the dispatcher. With
 //! `pipeline.stage_workers` above one, several workers (each with its own stage objects) do
-//! this in parallel and [`pool`] puts their results back in queue order.
+//! this in parallel and [`pool`] puts their results back in queue order. A reload hands the
+//! running stage thread its next stages and dispatcher through a [`Handoff`].
 
 pub mod builtin;
 pub mod pool;
 pub mod wasm;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
-use crate::topology::queue::Receiver;
+use crate::topology::queue::{Interrupter, Receiver};
 use crate::topology::{DeadLetterClosed, DeadLetterTx, Dispatcher};
 
 /// One processing step.
@@ -57,13 +60,108 @@ pub struct NamedStage {
 /// worker (the same stages in the same order, sharing their counters); with more than one set,
 /// the sets run on threads of their own and batches still reach the dispatcher in the order
 /// they were queued (see [`pool`]). With one set this is a plain loop on the calling thread.
+///
+/// When `handoff` is given a [`Generation`], the workers finish and dispatch the batches they
+/// hold, then the next generation's stages and dispatcher take over the same queue: every batch
+/// goes through one generation's stages and that generation's dispatcher (whose route masks
+/// those stages computed), none is skipped or repeated.
 pub fn run_stages(
-    workers: Vec<Vec<NamedStage>>,
+    mut workers: Vec<Vec<NamedStage>>,
     rx: Receiver<Batch>,
-    dispatcher: Dispatcher,
+    mut dispatcher: Dispatcher,
     dead: DeadLetterTx,
+    handoff: Arc<Handoff>,
 ) -> Result<(), StagesFailed> {
-    pool::run(workers, &rx, &dispatcher, &dead)
+    let _ended = EndOnDrop(&handoff);
+    loop {
+        let returned = pool::run(workers, &rx, &dispatcher, &dead, &handoff.flag)?;
+        let Some((next, asked)) = handoff.take() else {
+            return Ok(());
+        };
+        dispatcher = (next.rewire)(dispatcher);
+        workers = next.stages.unwrap_or(returned);
+        let _ = next.done.send(asked.elapsed());
+    }
+}
+
+/// Marks the hand-off ended when the stage thread returns (or unwinds), so a reload does not
+/// wait for a thread that is gone.
+struct EndOnDrop<'a>(&'a Handoff);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// The next stages and dispatcher for a running stage thread (made by a reload).
+pub struct Generation {
+    /// New stage sets (one per worker), or `None` to keep the running ones.
+    pub stages: Option<Vec<Vec<NamedStage>>>,
+    /// Makes the next dispatcher out of the current one (keeping the ports of unchanged sinks).
+    pub rewire: Box<dyn FnOnce(Dispatcher) -> Dispatcher + Send>,
+    /// Told, with the time the stages stopped taking batches, once the new generation runs.
+    pub done: tokio::sync::oneshot::Sender<Duration>,
+}
+
+/// Passes a [`Generation`] to the stage thread that reads one stage queue.
+pub struct Handoff {
+    /// Set while a generation waits: the workers stop taking batches.
+    flag: AtomicBool,
+    state: Mutex<HandoffState>,
+    wake: Interrupter<Batch>,
+}
+
+struct HandoffState {
+    next: Option<(Generation, Instant)>,
+    /// The stage thread has returned.
+    ended: bool,
+}
+
+impl Handoff {
+    /// A hand-off for the stage thread reading `rx`.
+    pub fn new(rx: &Receiver<Batch>) -> Arc<Handoff> {
+        Arc::new(Handoff {
+            flag: AtomicBool::new(false),
+            state: Mutex::new(HandoffState {
+                next: None,
+                ended: false,
+            }),
+            wake: rx.interrupter(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HandoffState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives `next` to the stage thread, which switches to it once the batches its workers
+    /// hold are dispatched. Hands `next` back if the stage thread has already returned.
+    pub fn hand(&self, next: Generation) -> Result<(), Generation> {
+        let mut st = self.state();
+        if st.ended {
+            return Err(next);
+        }
+        st.next = Some((next, Instant::now()));
+        self.flag.store(true, Ordering::Release);
+        drop(st);
+        self.wake.interrupt();
+        Ok(())
+    }
+
+    fn take(&self) -> Option<(Generation, Instant)> {
+        let mut st = self.state();
+        self.flag.store(false, Ordering::Release);
+        st.next.take()
+    }
+
+    fn end(&self) {
+        let mut st = self.state();
+        st.ended = true;
+        // A generation that came too late: dropping it closes the queues of the sinks it
+        // started, so they end too.
+        st.next = None;
+    }
 }
 
 /// What became of one batch in [`run_batch`].

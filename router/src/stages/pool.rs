@@ -16,8 +16,12 @@
 //! stop and the error of the earliest failed batch is returned, once.
 //!
 //! With one worker the loop runs on the calling thread, exactly like a plain loop over the queue.
+//!
+//! A hand-off (a reload replacing the stages or the dispatcher) sets `handoff`: workers stop
+//! taking batches, finish and dispatch the ones they hold, and [`run`] returns every worker's
+//! stages, leaving what is still queued in the queue for the next set of workers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::core::accounting::Counters;
@@ -28,20 +32,23 @@ use crate::stages::{NamedStage, Outcome, StageError, StagesFailed, run_batch};
 use crate::topology::queue::Receiver;
 use crate::topology::{DeadLetterTx, Dispatcher};
 
-/// Runs `workers.len()` stage workers (the calling thread is the first) until the queue closes
-/// or a stage fails.
+/// Runs `workers.len()` stage workers (the calling thread is the first) until the queue closes,
+/// `handoff` is set (then every batch taken has been dispatched when it returns), or a stage
+/// fails. Gives the workers' stages back.
 pub(super) fn run(
     workers: Vec<Vec<NamedStage>>,
     rx: &Receiver<Batch>,
     dispatcher: &Dispatcher,
     dead: &DeadLetterTx,
-) -> Result<(), StagesFailed> {
+    handoff: &AtomicBool,
+) -> Result<Vec<Vec<NamedStage>>, StagesFailed> {
     let counters: Vec<Arc<Counters>> = workers
         .first()
         .map(|set| set.iter().map(|s| s.counters.clone()).collect())
         .unwrap_or_default();
     let pool = Pool {
         rx,
+        handoff,
         dispatcher,
         dead,
         counters,
@@ -56,24 +63,29 @@ pub(super) fn run(
     };
     let mut sets = workers.into_iter();
     let first = sets.next().unwrap_or_default();
-    std::thread::scope(|scope| {
+    let returned = std::thread::scope(|scope| {
+        let mut others = Vec::new();
         for (i, stages) in sets.enumerate() {
             let pool = &pool;
             let started = std::thread::Builder::new()
                 .name(format!("stages-{}", i + 1))
                 .spawn_scoped(scope, move || pool.work(stages));
-            if let Err(e) = started {
-                tracing::warn!(
+            match started {
+                Ok(handle) => others.push(handle),
+                Err(e) => tracing::warn!(
                     "cannot start stage worker {}: {e}; running with fewer",
                     i + 1
-                );
+                ),
             }
         }
-        pool.work(first);
+        let mut returned = vec![pool.work(first)];
+        // A worker that panicked has failed the pool (see `PanicGuard`); its stages are gone.
+        returned.extend(others.into_iter().filter_map(|h| h.join().ok()));
+        returned
     });
     match pool.lock().failure.take() {
         Some(f) => Err(f.error),
-        None => Ok(()),
+        None => Ok(returned),
     }
 }
 
@@ -82,6 +94,8 @@ const NOT_FAILED: u64 = u64::MAX;
 
 struct Pool<'a> {
     rx: &'a Receiver<Batch>,
+    /// Set to stop taking batches (a hand-off).
+    handoff: &'a AtomicBool,
     dispatcher: &'a Dispatcher,
     dead: &'a DeadLetterTx,
     /// Each stage's counters (shared by all workers): what is dead-lettered because a stage
@@ -138,9 +152,9 @@ impl Pool<'_> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One worker: takes, processes and completes batches until the queue closes or the run
-    /// fails.
-    fn work(&self, mut stages: Vec<NamedStage>) {
+    /// One worker: takes, processes and completes batches until the queue closes, a hand-off,
+    /// or the run fails. Gives its stages back.
+    fn work(&self, mut stages: Vec<NamedStage>) -> Vec<NamedStage> {
         let mut letters = Vec::new();
         while let Some((seq, batch)) = self.take() {
             let _guard = PanicGuard { pool: self, seq };
@@ -162,10 +176,11 @@ impl Pool<'_> {
                 }
             }
         }
+        stages
     }
 
     /// The next batch and its sequence number, once there is room in the window; `None` when
-    /// the queue is closed and drained, or a batch failed.
+    /// the queue is closed and drained, on a hand-off, or when a batch failed.
     fn take(&self) -> Option<(u64, Batch)> {
         let _turn = self.intake.lock().unwrap_or_else(|e| e.into_inner());
         {
@@ -182,7 +197,7 @@ impl Pool<'_> {
         }
         // Waiting for input without the state lock: other workers go on completing and
         // dispatching. Nobody else issues meanwhile (we hold `intake`), so the room is ours.
-        let batch = self.rx.blocking_recv()?;
+        let batch = self.rx.blocking_recv_unless(self.handoff).ok()??;
         let seq = self.lock().order.issue();
         Some((seq, batch))
     }
@@ -292,7 +307,7 @@ mod tests {
     use crate::core::record::{Origin, PositionBase, Span};
     use crate::stages::Stage;
     use crate::topology::queue::{Limits, queue};
-    use crate::topology::{DeadLetters, SinkPort};
+    use crate::topology::{DeadLetters, PortPlan, SinkPort};
     use bytes::Bytes;
     use std::time::{Duration, Instant};
 
@@ -413,7 +428,8 @@ mod tests {
                 }
                 got
             });
-            let result = run(sets, &stage_rx, &dispatcher, &dead);
+            let result =
+                run(sets, &stage_rx, &dispatcher, &dead, &AtomicBool::new(false)).map(|_| ());
             drop((stage_rx, dispatcher, dead));
             Seen {
                 dispatched: sink.join().unwrap(),
@@ -422,6 +438,135 @@ mod tests {
                 result,
             }
         })
+    }
+
+    /// Feeds batches 0..n into a stage thread (`workers` workers running [`Jitter`]) that
+    /// dispatches to sink `a`; after batch `switch_after` is queued, hands it a generation
+    /// whose dispatcher sends to sink `b` instead. Returns what `a` and `b` got and the pause.
+    fn run_with_handoff(
+        workers: usize,
+        n: u64,
+        switch_after: u64,
+    ) -> (Vec<u64>, Vec<u64>, Duration) {
+        let limits = Limits {
+            records_max: 8,
+            bytes_max: 1 << 20,
+        };
+        let big = Limits {
+            records_max: 1 << 20,
+            bytes_max: 1 << 30,
+        };
+        let (stage_tx, stage_rx) = queue::<Batch>(limits);
+        let (a_tx, a_rx) = queue::<Batch>(big);
+        let (b_tx, b_rx) = queue::<Batch>(big);
+        let (dl_tx, _dl_rx) = queue::<DeadLetters>(big);
+        let dead = DeadLetterTx::new(dl_tx);
+        let port = |name: &str, tx| SinkPort {
+            name: Arc::from(name),
+            tx,
+            counters: Arc::new(Counters::default()),
+        };
+        let dispatcher = Dispatcher::new(
+            vec![port("a", a_tx)],
+            1,
+            Arc::new(Counters::default()),
+            dead.clone(),
+        );
+        let counters = Arc::new(Counters::default());
+        let sets = |slow| -> Vec<Vec<NamedStage>> {
+            (0..workers)
+                .map(|_| {
+                    vec![NamedStage {
+                        name: "jitter".into(),
+                        stage: Box::new(Jitter {
+                            fail: Vec::new(),
+                            slow,
+                        }),
+                        counters: counters.clone(),
+                    }]
+                })
+                .collect()
+        };
+        let handoff = crate::stages::Handoff::new(&stage_rx);
+        let first = sets(Some(switch_after));
+        let mut second = Some(sets(None));
+        std::thread::scope(|s| {
+            let stages = {
+                let handoff = handoff.clone();
+                let dead = dead.clone();
+                s.spawn(move || {
+                    crate::stages::run_stages(first, stage_rx, dispatcher, dead, handoff)
+                })
+            };
+            let a = s.spawn(move || {
+                let mut got = Vec::new();
+                while let Some(b) = a_rx.blocking_recv() {
+                    got.extend((0..b.len()).map(|i| number(b.payload(i))));
+                }
+                got
+            });
+            let b = s.spawn(move || {
+                let mut got = Vec::new();
+                while let Some(b) = b_rx.blocking_recv() {
+                    got.extend((0..b.len()).map(|i| number(b.payload(i))));
+                }
+                got
+            });
+            let mut switched = None;
+            for k in 0..n {
+                stage_tx.blocking_send(batch(k)).unwrap();
+                if k == switch_after {
+                    let (done, rx) = tokio::sync::oneshot::channel();
+                    let b_port = port("b", b_tx.clone());
+                    let generation = crate::stages::Generation {
+                        stages: second.take(),
+                        rewire: Box::new(move |d: Dispatcher| {
+                            d.rewire(vec![PortPlan::New(b_port)], 1)
+                        }),
+                        done,
+                    };
+                    assert!(handoff.hand(generation).is_ok());
+                    switched = Some(rx);
+                }
+            }
+            drop((stage_tx, b_tx, dead));
+            stages.join().unwrap().unwrap();
+            let pause = switched
+                .map(|rx| crate::topology::queue::block_on(rx).unwrap())
+                .unwrap_or_default();
+            // The stage thread has ended: a late generation is handed back.
+            let (done, _rx) = tokio::sync::oneshot::channel();
+            let late = crate::stages::Generation {
+                stages: None,
+                rewire: Box::new(|d| d),
+                done,
+            };
+            assert!(handoff.hand(late).is_err());
+            (a.join().unwrap(), b.join().unwrap(), pause)
+        })
+    }
+
+    #[test]
+    fn a_handoff_switches_between_two_batches_without_losing_or_repeating_any() {
+        for workers in [1, 2, 4] {
+            for switch_after in [0, 5, 150] {
+                let (a, b, _pause) = run_with_handoff(workers, 300, switch_after);
+                let mut all = a.clone();
+                all.extend(&b);
+                assert_eq!(
+                    all,
+                    (0..300).collect::<Vec<_>>(),
+                    "{workers} workers, switch after {switch_after}"
+                );
+                // The first generation took nothing queued after the hand-off.
+                assert!(
+                    a.len() as u64 <= switch_after + 1,
+                    "{workers}: a got {}",
+                    a.len()
+                );
+                assert!(!b.is_empty());
+            }
+        }
     }
 
     #[test]

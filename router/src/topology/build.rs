@@ -1,26 +1,37 @@
-//! Starting a pipeline from a validated config, and what it reports while it runs.
+//! Starting a pipeline from a validated config, reloading it with a new one, and what it
+//! reports while it runs.
+//!
+//! A reload ([`ReloadBase::prepare`] off the supervisor's thread, then [`Running::apply`])
+//! keeps the sources, the ingress queue and the dead-letter sink; it keeps every sink whose
+//! config is unchanged (its queue and thread go on as if nothing happened) and starts a new
+//! thread and queue for each changed or added sink (a changed sink's new thread starts once
+//! its predecessor has drained and ended, so the two never write at once); the stage thread
+//! switches to the new stages (or keeps its own when stages, plugin files and sink names are
+//! unchanged) and to the new dispatcher between two batches (see
+//! [`crate::stages::Handoff`]). Counters are looked up by name, so totals go on across reloads.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::config::{Config, SinkKind, SourceKind, StageKind};
+use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
 use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
+use crate::core::record::Batch;
 use crate::sinks::file::FileSink;
+use crate::sinks::run_blocking_sink;
 use crate::sinks::stdout::StdoutSink;
-use crate::sinks::{BlockingSink, run_blocking_sink};
 use crate::sources::http::HttpSource;
 use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
 use crate::stages::wasm::{INSTANCES_MAX, Plugin, WasmStage};
-use crate::stages::{NamedStage, Stage, run_stages};
-use crate::topology::queue::{Depth, Limits, queue};
-use crate::topology::{DeadLetterTx, Dispatcher, Outlet, SinkPort};
+use crate::stages::{Generation, Handoff, NamedStage, Stage, run_stages};
+use crate::topology::queue::{Depth, Limits, Receiver, Sender, WeakSender, Weighed, queue};
+use crate::topology::{DeadLetterTx, DeadLetters, Dispatcher, Outlet, PortPlan, SinkPort};
 
 /// A component thread ended.
 #[derive(Debug)]
@@ -33,12 +44,58 @@ pub struct Finished {
 
 type DepthProbe = Box<dyn Fn() -> (Limits, Depth) + Send + Sync>;
 
+/// The queues the observer reports, by name (a reload adds and removes sinks' queues).
+#[derive(Clone, Default)]
+struct Probes(Arc<Mutex<Vec<(String, DepthProbe)>>>);
+
+impl Probes {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<(String, DepthProbe)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reports `tx`'s queue as `name`, in place of any queue reported under that name.
+    fn set<T: Weighed + Send + 'static>(&self, name: &str, tx: &Sender<T>) {
+        let probe = tx.probe();
+        let entry: DepthProbe = Box::new(move || (probe.limits(), probe.depth()));
+        let mut list = self.list();
+        match list.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = entry,
+            None => list.push((name.to_owned(), entry)),
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        self.list().retain(|(n, _)| n != name);
+    }
+}
+
 /// A running pipeline.
 pub struct Running {
     observer: Observer,
     stop: Arc<AtomicBool>,
     events: UnboundedReceiver<Finished>,
+    events_tx: UnboundedSender<Finished>,
     pending: usize,
+    /// What a reload needs; `None` when the pipeline cannot be reloaded.
+    live: Option<Live>,
+}
+
+/// The running pipeline as a reload sees it. Holds nothing that keeps a queue open, so
+/// shutdown (queues closing from the sources on) is unaffected.
+struct Live {
+    config: Config,
+    /// Each stage's plugin file hash (`None` for built-in stages).
+    plugins: Vec<Option<u128>>,
+    sinks: Vec<LiveSink>,
+    handoff: Arc<Handoff>,
+    dead: WeakSender<DeadLetters>,
+}
+
+/// A running sink.
+struct LiveSink {
+    config: SinkConfig,
+    /// Disconnects when the sink's thread has returned; a replacement waits for that.
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// Reads a running pipeline's counters, queues and latency from anywhere (the metrics
@@ -47,7 +104,7 @@ pub struct Running {
 pub struct Observer {
     registry: Registry,
     stop: Arc<AtomicBool>,
-    queues: Arc<Vec<(String, DepthProbe)>>,
+    queues: Probes,
     started: Instant,
 }
 
@@ -127,7 +184,7 @@ impl Observer {
         if self.stop.load(Ordering::Relaxed) {
             return Some("stopping".into());
         }
-        self.queues.iter().find_map(|(name, probe)| {
+        self.queues.list().iter().find_map(|(name, probe)| {
             let (limits, depth) = probe();
             (depth.records >= limits.records_max || depth.bytes >= limits.bytes_max)
                 .then(|| format!("queue {name} is full"))
@@ -140,6 +197,7 @@ impl Observer {
         let in_flight = counters.totals.in_flight();
         let queues = self
             .queues
+            .list()
             .iter()
             .map(|(name, probe)| {
                 let (limits, depth) = probe();
@@ -187,64 +245,106 @@ where
     Ok(())
 }
 
-/// Makes one worker's copy of a stage, given the stage's (shared) counters.
-type MakeStage<'c> = Box<dyn Fn(&Arc<Counters>) -> anyhow::Result<Box<dyn Stage>> + 'c>;
+/// One stage of a config, loaded: a plugin stage's component compiled (or mapped from the
+/// cache) and pre-instantiated, not yet instantiated.
+enum Loaded<'c> {
+    Filter(&'c crate::stages::builtin::filter::FilterConfig),
+    Route(&'c crate::stages::builtin::route::RouteConfig),
+    Wasm(
+        Arc<Plugin>,
+        &'c crate::stages::wasm::config::WasmStageConfig,
+    ),
+}
 
-/// One set of stages per stage worker, in pipeline order, registering each stage's counters
-/// (shared by its copies). Plugins are loaded once and instantiated once per worker. The
-/// number of workers is `pipeline.stage_workers`, lowered (with a warning) so that every
-/// worker's plugin instances fit in the engine's [`INSTANCES_MAX`].
-fn stage_sets(config: &Config, registry: &mut Registry) -> anyhow::Result<Vec<Vec<NamedStage>>> {
-    let plugin_stages = config
+/// Loads every stage of `config` (reading and compiling plugin files), in pipeline order.
+fn load_stages(config: &Config) -> anyhow::Result<Vec<Loaded<'_>>> {
+    config
         .stages
         .iter()
-        .filter(|s| matches!(s.kind, StageKind::Wasm(_)))
+        .map(|s| {
+            Ok(match &s.kind {
+                StageKind::Filter(f) => Loaded::Filter(f),
+                StageKind::Route(r) => Loaded::Route(r),
+                StageKind::Wasm(w) => {
+                    let plugin = Plugin::load(&w.plugin, w.kind)
+                        .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?;
+                    Loaded::Wasm(Arc::new(plugin), w)
+                }
+            })
+        })
+        .collect()
+}
+
+/// Each loaded stage's plugin file hash (`None` for built-in stages).
+fn plugin_hashes(loaded: &[Loaded<'_>]) -> Vec<Option<u128>> {
+    loaded
+        .iter()
+        .map(|l| match l {
+            Loaded::Wasm(p, _) => Some(p.content_hash()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One set of stages per stage worker, in pipeline order, registering each stage's counters
+/// (shared by its copies). Each loaded plugin is instantiated once per worker. The number of
+/// workers is `pipeline.stage_workers`, lowered (with a warning) so that every worker's
+/// plugin instances fit in half the engine's [`INSTANCES_MAX`] (the other half is room for a
+/// reload, whose new instances exist next to the old ones for a moment). With no stages, one
+/// empty set.
+fn stage_sets(
+    config: &Config,
+    loaded: &[Loaded<'_>],
+    registry: &Registry,
+) -> anyhow::Result<Vec<Vec<NamedStage>>> {
+    if config.stages.is_empty() {
+        return Ok(vec![Vec::new()]);
+    }
+    let plugin_stages = loaded
+        .iter()
+        .filter(|l| matches!(l, Loaded::Wasm(..)))
         .count();
     let requested = config.pipeline.stage_workers;
     let workers = workers_that_fit(requested, plugin_stages);
     if workers < requested {
         tracing::warn!(
             "pipeline.stage_workers = {requested} with {plugin_stages} plugin stages would need {} \
-             plugin instances, but at most {INSTANCES_MAX} can run at once: running {workers} stage workers",
-            requested * plugin_stages
+             plugin instances, but at most {} can run at once (half of {INSTANCES_MAX}, the rest is \
+             kept for reloads): running {workers} stage workers",
+            requested * plugin_stages,
+            INSTANCES_MAX / 2
         );
     }
     let sink_names: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
     let mut sets: Vec<Vec<NamedStage>> = (0..workers)
         .map(|_| Vec::with_capacity(config.stages.len()))
         .collect();
-    for s in &config.stages {
+    for (s, l) in config.stages.iter().zip(loaded) {
         let component = if s.name.starts_with("stages[") {
             s.name.clone()
         } else {
             format!("stages.{}", s.name)
         };
         let counters = registry.register(component, Kind::Stage);
-        let in_stage = |e: &dyn std::fmt::Display| anyhow::anyhow!("stage `{}`: {e}", s.name);
-        let make: MakeStage<'_> = match &s.kind {
-            StageKind::Filter(f) => Box::new(|_| Ok(Box::new(Filter::new(f.clone())))),
-            StageKind::Route(r) => Box::new(|_| Ok(Box::new(Route::new(r.clone())))),
-            StageKind::Wasm(w) => {
-                let plugin = Arc::new(Plugin::load(&w.plugin, w.kind).map_err(|e| in_stage(&e))?);
-                let sink_names = &sink_names;
-                Box::new(move |counters| {
-                    let stage = WasmStage::from_plugin(
+        for set in &mut sets {
+            let stage: Box<dyn Stage> = match l {
+                Loaded::Filter(f) => Box::new(Filter::new((*f).clone())),
+                Loaded::Route(r) => Box::new(Route::new((*r).clone())),
+                Loaded::Wasm(plugin, w) => Box::new(
+                    WasmStage::from_plugin(
                         &s.name,
                         plugin.clone(),
-                        w.clone(),
-                        sink_names,
+                        (*w).clone(),
+                        &sink_names,
                         config.pipeline.default_sinks,
                         counters.clone(),
                     )
-                    .map_err(|e| in_stage(&e))?;
-                    Ok(Box::new(stage))
-                })
-            }
-        };
-        for set in &mut sets {
+                    .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?,
+                ),
+            };
             set.push(NamedStage {
                 name: s.name.clone(),
-                stage: make(&counters)?,
+                stage,
                 counters: counters.clone(),
             });
         }
@@ -253,20 +353,62 @@ fn stage_sets(config: &Config, registry: &mut Registry) -> anyhow::Result<Vec<Ve
 }
 
 /// How many of `requested` stage workers (at least one) can each hold an instance of every one
-/// of `plugin_stages` plugin stages within [`INSTANCES_MAX`].
+/// of `plugin_stages` plugin stages within half of [`INSTANCES_MAX`].
 fn workers_that_fit(requested: usize, plugin_stages: usize) -> usize {
-    match INSTANCES_MAX.checked_div(plugin_stages) {
+    match (INSTANCES_MAX / 2).checked_div(plugin_stages) {
         Some(fit) => requested.min(fit).max(1),
         None => requested.max(1),
     }
 }
 
+/// Starts sink `s` on a thread of its own, reading `rx`; when `after` is given (the sink it
+/// replaces), only once that sink's thread has returned. Returns what disconnects when this
+/// sink's thread returns.
+fn spawn_sink(
+    s: &SinkConfig,
+    rx: Receiver<Batch>,
+    dead: DeadLetterTx,
+    counters: Arc<Counters>,
+    after: Option<std::sync::mpsc::Receiver<()>>,
+    events: &UnboundedSender<Finished>,
+) -> anyhow::Result<std::sync::mpsc::Receiver<()>> {
+    let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
+    let name = s.name.clone();
+    let kind = s.kind.clone();
+    spawn(format!("sinks.{name}"), events, move || {
+        let _ended = ended_tx;
+        if let Some(after) = after {
+            // Returns (with an error) once the predecessor's thread has dropped its end.
+            let _ = after.recv();
+        }
+        match kind {
+            SinkKind::File(f) => {
+                let sink = Box::new(FileSink::new(&name, f));
+                run_blocking_sink(&name, sink, rx, dead, counters)
+            }
+            SinkKind::Stdout(c) => {
+                run_blocking_sink(&name, Box::new(StdoutSink::stdout(c)), rx, dead, counters)
+            }
+            // Network I/O: the AWS sinks run a small async runtime of their own.
+            SinkKind::Kinesis(k) => crate::sinks::kinesis::run(&name, *k, rx, dead, counters),
+            SinkKind::Firehose(f) => crate::sinks::firehose::run(&name, *f, rx, dead, counters),
+        }
+    })?;
+    Ok(ended)
+}
+
 /// Starts every component of `config`. `stdin` replaces standard input (tests pass in-memory
-/// readers); `None` reads the real standard input.
-pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<Running> {
+/// readers); `None` reads the real standard input. With `reloadable`, the pipeline can later
+/// take a new config ([`Running::reload_base`]); it then always has a stage thread (the
+/// shortcut of a lone stdin source dispatching by itself is for pipelines that never reload).
+pub fn start(
+    config: &Config,
+    stdin: Option<Box<dyn Input>>,
+    reloadable: bool,
+) -> anyhow::Result<Running> {
     let (events_tx, events) = unbounded_channel();
-    let mut registry = Registry::new();
-    let mut queues: Vec<(String, DepthProbe)> = Vec::new();
+    let registry = Registry::new();
+    let queues = Probes::default();
     let mut pending = 0usize;
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -280,11 +422,8 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
             .min(crate::config::DEAD_LETTER_QUEUE_BYTES_MAX),
     };
     let (dl_tx, dl_rx) = queue(dl_limits);
-    let probe = dl_tx.probe();
-    queues.push((
-        "dead_letter".into(),
-        Box::new(move || (probe.limits(), probe.depth())),
-    ));
+    queues.set("dead_letter", &dl_tx);
+    let dl_weak = dl_tx.downgrade();
     let dead = DeadLetterTx::new(dl_tx);
     let dl_counters = registry.register("dead_letter", Kind::DeadLetter);
     let dl_cfg = config.dead_letter.clone();
@@ -294,47 +433,23 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
     pending += 1;
 
     let mut ports = Vec::new();
+    let mut live_sinks = Vec::new();
     for s in &config.sinks {
         let name = format!("sinks.{}", s.name);
         let (tx, rx) = queue(s.queue);
-        let probe = tx.probe();
-        queues.push((
-            name.clone(),
-            Box::new(move || (probe.limits(), probe.depth())),
-        ));
-        let counters = registry.register(name.clone(), Kind::Sink);
+        queues.set(&name, &tx);
+        let counters = registry.register(name, Kind::Sink);
         ports.push(SinkPort {
             name: Arc::from(s.name.as_str()),
             tx,
             counters: counters.clone(),
         });
-        let dead = dead.clone();
-        let sink_name = s.name.clone();
-        let sink: Box<dyn BlockingSink> = match &s.kind {
-            SinkKind::File(f) => Box::new(FileSink::new(&s.name, f.clone())),
-            SinkKind::Stdout(c) => Box::new(StdoutSink::stdout(c.clone())),
-            SinkKind::Kinesis(k) => {
-                // Network I/O: a thread with a small async runtime of its own.
-                let k = (**k).clone();
-                spawn(name, &events_tx, move || {
-                    crate::sinks::kinesis::run(&sink_name, k, rx, dead, counters)
-                })?;
-                pending += 1;
-                continue;
-            }
-            SinkKind::Firehose(f) => {
-                let f = (**f).clone();
-                spawn(name, &events_tx, move || {
-                    crate::sinks::firehose::run(&sink_name, f, rx, dead, counters)
-                })?;
-                pending += 1;
-                continue;
-            }
-        };
-        spawn(name, &events_tx, move || {
-            run_blocking_sink(&sink_name, sink, rx, dead, counters)
-        })?;
+        let ended = spawn_sink(s, rx, dead.clone(), counters, None, &events_tx)?;
         pending += 1;
+        live_sinks.push(LiveSink {
+            config: s.clone(),
+            ended,
+        });
     }
 
     let dispatch_counters = registry.register("pipeline.dispatch", Kind::Stage);
@@ -347,27 +462,33 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
 
     // With one stdin source and no stages, the source dispatches itself (one hop fewer). Network
     // sources need a queue to put batches into (they answer their clients once a batch is
-    // queued), and several sources share one: then a stage thread runs even with no stages.
-    let direct = config.stages.is_empty()
+    // queued), and several sources share one: then a stage thread runs even with no stages. So
+    // does a pipeline that may be reloaded: a reload hands the stage thread its next stages and
+    // dispatcher.
+    let direct = !reloadable
+        && config.stages.is_empty()
         && config.sources.len() == 1
         && !config.sources.iter().any(|s| s.kind.is_network());
+    let mut live = None;
     let outlet = if direct {
         Outlet::Sinks(dispatcher)
     } else {
-        let stages = if config.stages.is_empty() {
-            vec![Vec::new()]
-        } else {
-            stage_sets(config, &mut registry)?
-        };
+        let loaded = load_stages(config)?;
+        let stages = stage_sets(config, &loaded, &registry)?;
         let (tx, rx) = queue(config.pipeline.queue);
-        let probe = tx.probe();
-        queues.push((
-            "stages".into(),
-            Box::new(move || (probe.limits(), probe.depth())),
-        ));
+        queues.set("stages", &tx);
+        let handoff = Handoff::new(&rx);
+        live = Some(Live {
+            config: config.clone(),
+            plugins: plugin_hashes(&loaded),
+            sinks: live_sinks,
+            handoff: handoff.clone(),
+            dead: dl_weak,
+        });
         let dead = dead.clone();
         spawn("stages".into(), &events_tx, move || {
-            run_stages(stages, rx, dispatcher, dead).map_err(|e| anyhow::anyhow!("stages: {e}"))
+            run_stages(stages, rx, dispatcher, dead, handoff)
+                .map_err(|e| anyhow::anyhow!("stages: {e}"))
         })?;
         pending += 1;
         Outlet::Stages(tx)
@@ -470,13 +591,269 @@ pub fn start(config: &Config, stdin: Option<Box<dyn Input>>) -> anyhow::Result<R
         observer: Observer {
             registry,
             stop: stop.clone(),
-            queues: Arc::new(queues),
+            queues,
             started: Instant::now(),
         },
         stop,
         events,
+        events_tx,
         pending,
+        live,
     })
+}
+
+/// Why a reload was refused; the running pipeline is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct ReloadRefused(pub Vec<String>);
+
+/// What preparing a reload needs from the running pipeline. It can be sent to another thread:
+/// preparing reads and compiles plugins, which may take seconds.
+pub struct ReloadBase {
+    config: Config,
+    plugins: Vec<Option<u128>>,
+    registry: Registry,
+}
+
+/// Stage sets (one per worker) and each stage's plugin file hash.
+type NewStages = (Vec<Vec<NamedStage>>, Vec<Option<u128>>);
+
+/// A new config checked against the running one, with its new stages instantiated: ready for
+/// [`Running::apply`].
+pub struct Prepared {
+    config: Config,
+    /// New stage sets and their plugin hashes, or `None` to keep the running stages.
+    stages: Option<NewStages>,
+    /// Things the reload does not change, to log.
+    pub warnings: Vec<String>,
+}
+
+/// A reload under way: the new sinks run, the stage thread switches between two batches.
+pub struct Applied {
+    /// Answers (with the pause: the time no batch was taken from the stage queue) once the
+    /// stage thread runs the new config.
+    pub switched: tokio::sync::oneshot::Receiver<Duration>,
+    /// What changed, for the log: e.g. `sinks kept [a], replaced [b], added [], removed []; stages rebuilt`.
+    pub summary: String,
+}
+
+/// Names of the sources that differ between `old` and `new` (added, removed or changed).
+fn changed_sources(old: &Config, new: &Config) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in &new.sources {
+        if old.sources.iter().all(|o| o != s) {
+            names.push(s.name.clone());
+        }
+    }
+    for o in &old.sources {
+        if new.sources.iter().all(|s| s.name != o.name) {
+            names.push(o.name.clone());
+        }
+    }
+    names
+}
+
+impl ReloadBase {
+    /// Checks `new` against the running config and builds what it needs. Refused (nothing
+    /// changes) when it changes what cannot change while running (sources, the dead-letter
+    /// sink, the metrics endpoint), or when a plugin fails to load or to accept its config.
+    pub fn prepare(&self, new: Config) -> Result<Prepared, ReloadRefused> {
+        let old = &self.config;
+        let mut problems = Vec::new();
+        let sources = changed_sources(old, &new);
+        if !sources.is_empty() {
+            problems.push(format!(
+                "sources cannot change while running (changed, added or removed: {}); restart \
+                 edge-router to apply",
+                sources.join(", ")
+            ));
+        }
+        if new.dead_letter != old.dead_letter {
+            problems.push(
+                "[dead_letter] cannot change while running; restart edge-router to apply".into(),
+            );
+        }
+        if new.metrics != old.metrics {
+            problems
+                .push("[metrics] cannot change while running; restart edge-router to apply".into());
+        }
+        if !problems.is_empty() {
+            return Err(ReloadRefused(problems));
+        }
+        let mut warnings = Vec::new();
+        if new.pipeline.queue != old.pipeline.queue {
+            warnings.push(
+                "pipeline.queue: the stage queue and the dead-letter queue keep their limits \
+                 until restart (sinks without limits of their own got the new ones)"
+                    .to_owned(),
+            );
+        }
+        let loaded = load_stages(&new).map_err(|e| ReloadRefused(vec![format!("{e:#}")]))?;
+        let hashes = plugin_hashes(&loaded);
+        let same_names = new.sinks.len() == old.sinks.len()
+            && new
+                .sinks
+                .iter()
+                .zip(&old.sinks)
+                .all(|(a, b)| a.name == b.name);
+        let keep_stages = new.stages == old.stages
+            && hashes == self.plugins
+            && same_names
+            && new.pipeline.default_sinks == old.pipeline.default_sinks
+            && new.pipeline.stage_workers == old.pipeline.stage_workers;
+        let stages = if keep_stages {
+            None
+        } else {
+            let sets = stage_sets(&new, &loaded, &self.registry)
+                .map_err(|e| ReloadRefused(vec![format!("{e:#}")]))?;
+            Some((sets, hashes))
+        };
+        drop(loaded);
+        Ok(Prepared {
+            config: new,
+            stages,
+            warnings,
+        })
+    }
+}
+
+impl Running {
+    /// What a reload needs, or `None` when this pipeline cannot be reloaded (it was not
+    /// started as reloadable).
+    pub fn reload_base(&self) -> Option<ReloadBase> {
+        let live = self.live.as_ref()?;
+        Some(ReloadBase {
+            config: live.config.clone(),
+            plugins: live.plugins.clone(),
+            registry: self.observer.registry.clone(),
+        })
+    }
+
+    /// The config the pipeline runs now.
+    pub fn config(&self) -> Option<&Config> {
+        self.live.as_ref().map(|l| &l.config)
+    }
+
+    /// Switches the running pipeline to `prepared`: starts the changed and added sinks, and
+    /// hands the stage thread its next stages and dispatcher. Unchanged sinks keep running;
+    /// removed and replaced ones drain what they hold and end.
+    pub fn apply(&mut self, prepared: Prepared) -> Result<Applied, ReloadRefused> {
+        let refused = |why: &str| ReloadRefused(vec![why.to_owned()]);
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(refused("the pipeline is stopping"));
+        }
+        let live = self
+            .live
+            .as_mut()
+            .ok_or_else(|| refused("this pipeline cannot be reloaded"))?;
+        let dead = live
+            .dead
+            .upgrade()
+            .map(DeadLetterTx::new)
+            .ok_or_else(|| refused("the pipeline is shutting down"))?;
+        let Prepared { config, stages, .. } = prepared;
+        let registry = &self.observer.registry;
+        let mut old: Vec<Option<LiveSink>> = live.sinks.drain(..).map(Some).collect();
+        let mut plan = Vec::with_capacity(config.sinks.len());
+        let mut sinks = Vec::with_capacity(config.sinks.len());
+        let (mut kept, mut replaced, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        for s in &config.sinks {
+            let prev = old
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|o| o.config.name == s.name))
+                .and_then(Option::take);
+            match prev {
+                Some(running) if running.config == *s => {
+                    plan.push(PortPlan::Keep(Arc::from(s.name.as_str())));
+                    sinks.push(running);
+                    kept.push(s.name.clone());
+                }
+                prev => {
+                    let name = format!("sinks.{}", s.name);
+                    let (tx, rx) = queue(s.queue);
+                    self.observer.queues.set(&name, &tx);
+                    let counters = registry.register(name, Kind::Sink);
+                    let after = prev.map(|p| p.ended);
+                    if after.is_some() {
+                        replaced.push(s.name.clone());
+                    } else {
+                        added.push(s.name.clone());
+                    }
+                    let started = spawn_sink(
+                        s,
+                        rx,
+                        dead.clone(),
+                        counters.clone(),
+                        after,
+                        &self.events_tx,
+                    );
+                    let ended = match started {
+                        Ok(ended) => {
+                            self.pending += 1;
+                            ended
+                        }
+                        // No thread: the port's queue is closed, so this sink's records are
+                        // dead-lettered as those of a failed sink.
+                        Err(e) => {
+                            tracing::error!("reload: sink `{}` cannot start: {e:#}", s.name);
+                            std::sync::mpsc::channel().1
+                        }
+                    };
+                    plan.push(PortPlan::New(SinkPort {
+                        name: Arc::from(s.name.as_str()),
+                        tx,
+                        counters,
+                    }));
+                    sinks.push(LiveSink {
+                        config: s.clone(),
+                        ended,
+                    });
+                }
+            }
+        }
+        let removed: Vec<String> = old
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                self.observer
+                    .queues
+                    .remove(&format!("sinks.{}", o.config.name));
+                o.config.name
+            })
+            .collect();
+        let rebuilt = stages.is_some();
+        let (stage_sets, plugins) = match stages {
+            Some((sets, hashes)) => (Some(sets), hashes),
+            None => (None, live.plugins.clone()),
+        };
+        let default_mask = config.pipeline.default_sinks;
+        let (done, switched) = tokio::sync::oneshot::channel();
+        let generation = Generation {
+            stages: stage_sets,
+            rewire: Box::new(move |d: Dispatcher| d.rewire(plan, default_mask)),
+            done,
+        };
+        live.sinks = sinks;
+        if live.handoff.hand(generation).is_err() {
+            return Err(refused(
+                "the stage thread has ended (the pipeline is stopping)",
+            ));
+        }
+        live.config = config;
+        live.plugins = plugins;
+        let list = |v: &[String]| v.join(", ");
+        Ok(Applied {
+            switched,
+            summary: format!(
+                "sinks kept [{}], replaced [{}], added [{}], removed [{}]; stages {}",
+                list(&kept),
+                list(&replaced),
+                list(&added),
+                list(&removed),
+                if rebuilt { "rebuilt" } else { "kept" }
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -487,11 +864,12 @@ mod tests {
     fn stage_workers_are_lowered_to_fit_the_instance_pool() {
         assert_eq!(workers_that_fit(4, 0), 4);
         assert_eq!(workers_that_fit(64, 0), 64);
-        assert_eq!(workers_that_fit(64, 1), 64);
-        assert_eq!(workers_that_fit(64, 2), 32);
+        // Half the instance pool (32) is for the running stages, half for a reload's.
+        assert_eq!(workers_that_fit(64, 1), 32);
+        assert_eq!(workers_that_fit(64, 2), 16);
         assert_eq!(workers_that_fit(4, 3), 4);
-        assert_eq!(workers_that_fit(30, 3), 21);
-        assert_eq!(workers_that_fit(4, 17), 3);
+        assert_eq!(workers_that_fit(30, 3), 10);
+        assert_eq!(workers_that_fit(4, 9), 3);
         // More plugin stages than instances: one worker, and starting fails as it always did.
         assert_eq!(workers_that_fit(4, 65), 1);
         assert_eq!(workers_that_fit(0, 0), 1);

@@ -87,6 +87,14 @@ pub struct SinkPort {
     pub counters: Arc<Counters>,
 }
 
+/// Where one sink's port comes from after a reload (see [`Dispatcher::rewire`]).
+pub enum PortPlan {
+    /// The running sink of this name, unchanged.
+    Keep(Arc<str>),
+    /// A new sink (added, or replacing one whose config changed).
+    New(SinkPort),
+}
+
 /// Sends each record to the sinks it is routed to.
 pub struct Dispatcher {
     sinks: Vec<SinkPort>,
@@ -145,6 +153,45 @@ impl Dispatcher {
             self.send_one(port, batch.select(&idx))?;
         }
         Ok(())
+    }
+
+    /// The dispatcher for a reloaded sink list: `plan[n]` says where sink `n`'s port comes
+    /// from (kept from this dispatcher by name, or new). Ports of sinks the plan does not keep
+    /// are dropped, which closes their queues: those sinks drain what they hold and end.
+    pub fn rewire(self, plan: Vec<PortPlan>, default_mask: u64) -> Dispatcher {
+        let mut old: Vec<Option<SinkPort>> = self.sinks.into_iter().map(Some).collect();
+        let sinks = plan
+            .into_iter()
+            .map(|p| match p {
+                PortPlan::New(port) => port,
+                PortPlan::Keep(name) => old
+                    .iter_mut()
+                    .find(|o| o.as_ref().is_some_and(|o| o.name == name))
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| {
+                        // Cannot happen (the reloader mirrors this list); a port whose queue is
+                        // closed keeps the indices right and dead-letters what it is given.
+                        tracing::error!(
+                            "internal error: reload kept sink `{name}`, which is not running"
+                        );
+                        let (tx, _) = queue::queue(queue::Limits {
+                            records_max: 1,
+                            bytes_max: 1,
+                        });
+                        SinkPort {
+                            name,
+                            tx,
+                            counters: Arc::new(Counters::default()),
+                        }
+                    }),
+            })
+            .collect();
+        Dispatcher {
+            sinks,
+            default_mask,
+            counters: self.counters,
+            dead: self.dead,
+        }
     }
 
     fn dispatch_all(&self, batch: Batch, mask: u64) -> Result<(), DeadLetterClosed> {

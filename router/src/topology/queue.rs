@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
@@ -117,6 +118,42 @@ pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
+/// A sending end that does not keep the queue open (see [`Sender::downgrade`]).
+pub struct WeakSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> WeakSender<T> {
+    /// A [`Sender`], unless every sender is gone already (the queue is closed for good).
+    pub fn upgrade(&self) -> Option<Sender<T>> {
+        let mut st = self.shared.lock();
+        if st.senders == 0 {
+            return None;
+        }
+        st.senders += 1;
+        Some(Sender {
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+/// Wakes receives waiting on a queue (see [`Receiver::recv_unless`]) without closing it or
+/// keeping it open.
+pub struct Interrupter<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Interrupter<T> {
+    /// Wakes every receive waiting now, so it looks at its stop flag again.
+    pub fn interrupt(&self) {
+        self.shared.not_empty.notify_waiters();
+    }
+}
+
+/// A receive returned because its stop flag was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
 /// A timed receive reached its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimedOut;
@@ -158,6 +195,13 @@ impl<T: Weighed> Sender<T> {
                 item = Some(it);
             }
             notified.await;
+        }
+    }
+
+    /// A handle that makes senders while this queue is open, without keeping it open.
+    pub fn downgrade(&self) -> WeakSender<T> {
+        WeakSender {
+            shared: self.shared.clone(),
         }
     }
 
@@ -239,6 +283,35 @@ impl<T: Weighed> Receiver<T> {
     /// [`Receiver::recv`] for threads outside the async runtime.
     pub fn blocking_recv(&self) -> Option<T> {
         block_on(self.recv())
+    }
+
+    /// Like [`Receiver::recv`], but returns [`Interrupted`] instead of taking an item once `stop`
+    /// is set. `stop` is read before every attempt; set it, then call
+    /// [`Interrupter::interrupt`] to end a receive that is waiting.
+    pub async fn recv_unless(&self, stop: &AtomicBool) -> Result<Option<T>, Interrupted> {
+        loop {
+            let mut notified = pin!(self.shared.not_empty.notified());
+            notified.as_mut().enable();
+            if stop.load(Ordering::Acquire) {
+                return Err(Interrupted);
+            }
+            if let Ok(item) = self.pop() {
+                return Ok(item);
+            }
+            notified.await;
+        }
+    }
+
+    /// [`Receiver::recv_unless`] for threads outside the async runtime.
+    pub fn blocking_recv_unless(&self, stop: &AtomicBool) -> Result<Option<T>, Interrupted> {
+        block_on(self.recv_unless(stop))
+    }
+
+    /// A handle that wakes receives waiting on this queue.
+    pub fn interrupter(&self) -> Interrupter<T> {
+        Interrupter {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Like [`Receiver::blocking_recv`], but gives up at `deadline` (with the queue still open
@@ -430,6 +503,54 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         drop(rx);
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn an_interrupted_receive_takes_nothing_and_leaves_the_queue_open() {
+        let (tx, rx) = queue::<Item>(limits(10, 100));
+        let stop = Arc::new(AtomicBool::new(false));
+        let interrupter = rx.interrupter();
+        let waiting = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let got = rx.blocking_recv_unless(&stop);
+                (got.map(|o| o.map(|i| i.0)), rx)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        stop.store(true, Ordering::Release);
+        interrupter.interrupt();
+        let (got, rx) = waiting.join().unwrap();
+        assert_eq!(got, Err(Interrupted));
+        // Still open: items sent now are there for the next receive.
+        tx.blocking_send(Item(7, 1)).unwrap();
+        assert_eq!(
+            rx.blocking_recv_unless(&stop).map(|o| o.map(|i| i.0)),
+            Err(Interrupted)
+        );
+        stop.store(false, Ordering::Release);
+        assert_eq!(
+            rx.blocking_recv_unless(&stop).map(|o| o.map(|i| i.0)),
+            Ok(Some(7))
+        );
+        drop(tx);
+        assert_eq!(
+            rx.blocking_recv_unless(&stop).map(|o| o.map(|i| i.0)),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_weak_sender_neither_keeps_the_queue_open_nor_reopens_it() {
+        let (tx, rx) = queue::<Item>(limits(10, 100));
+        let weak = tx.downgrade();
+        let again = weak.upgrade().expect("open while a sender lives");
+        drop(tx);
+        again.blocking_send(Item(1, 1)).unwrap();
+        drop(again);
+        assert_eq!(rx.blocking_recv().map(|i| i.0), Some(1));
+        assert_eq!(rx.blocking_recv().map(|i| i.0), None);
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]

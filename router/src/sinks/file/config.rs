@@ -29,7 +29,7 @@ pub enum Fsync {
 }
 
 /// Validated settings of one file sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FileSinkConfig {
     /// Output path, possibly a template with `{partition_key}`, `{source}`, `{attr.NAME}` and
     /// strftime specifiers (UTC arrival time).

@@ -12,7 +12,7 @@ use crate::sinks::firehose::pack::{
 use crate::sinks::kinesis::config::{is_region, parse_endpoint, parse_retry};
 
 /// Validated settings of one Firehose sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FirehoseSinkConfig {
     /// The delivery stream's name.
     pub delivery_stream: String,

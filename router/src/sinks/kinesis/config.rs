@@ -26,7 +26,7 @@ pub enum Ordering {
 }
 
 /// Validated settings of one Kinesis sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KinesisSinkConfig {
     /// Stream name, or stream ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
     pub stream: String,

@@ -14,7 +14,7 @@ use crate::stages::Stage;
 use crate::stages::builtin::parse_condition;
 
 /// One routing rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteRule {
     /// When the rule applies.
     pub condition: Condition,
@@ -25,7 +25,7 @@ pub struct RouteRule {
 }
 
 /// Settings of a route stage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     /// Rules, all evaluated for every record.
     pub rules: Vec<RouteRule>,

@@ -43,7 +43,7 @@ pub enum OnError {
 }
 
 /// Validated settings of one WebAssembly stage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WasmStageConfig {
     /// The component file.
     pub plugin: PathBuf,

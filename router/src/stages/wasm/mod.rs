@@ -317,6 +317,8 @@ enum Bound {
 pub struct Plugin {
     pre: Pre,
     kind: PluginKind,
+    /// Hash of the component file's bytes.
+    content_hash: u128,
 }
 
 /// Says whether `bytes` start like a core module (as opposed to a component).
@@ -381,7 +383,17 @@ impl Plugin {
             }
             PluginKind::Route => Pre::Route(bindings::route::RoutePre::new(pre).map_err(wrong)?),
         };
-        Ok(Plugin { pre, kind })
+        Ok(Plugin {
+            pre,
+            kind,
+            content_hash: xxhash_rust::xxh3::xxh3_128(&bytes),
+        })
+    }
+
+    /// A hash of the component file this plugin was loaded from (a reload compares it to see
+    /// whether the file changed).
+    pub fn content_hash(&self) -> u128 {
+        self.content_hash
     }
 
     /// The world this plugin implements.
