@@ -64,9 +64,10 @@ pub fn human(r: &Report) -> String {
     let t = &r.counters.totals;
     let _ = writeln!(
         s,
-        "totals: read {} ({} bytes), written {} ({} bytes), dead-lettered {}, dropped by stages {}, fan-out copies {}, in flight {}",
+        "totals: read {} ({} bytes), recovered {}, written {} ({} bytes), dead-lettered {}, dropped by stages {}, fan-out copies {}, in flight {}",
         t.read,
         t.bytes_read,
+        t.recovered,
         t.written,
         t.bytes_written,
         t.dead_lettered,

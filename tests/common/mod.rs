@@ -362,10 +362,11 @@ impl Stats {
             .unwrap_or_else(|| panic!("no component {name} in {}", self.0))
     }
 
-    /// `read + fanout_copies == written + dead_lettered + dropped_by_stage`, and nothing in flight.
+    /// `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage`, and
+    /// nothing in flight (`recovered`: records an earlier run left in disk buffers).
     pub fn assert_invariant(&self) {
         assert_eq!(
-            self.read() + self.fanout(),
+            self.read() + self.total("recovered") + self.fanout(),
             self.written() + self.dead_lettered() + self.dropped(),
             "accounting invariant broken: {}",
             self.0["totals"]

@@ -128,6 +128,8 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     /// Limits of its queue.
     pub queue: Limits,
+    /// Its disk buffer (`[sinks.NAME.buffer]`), if it has one.
+    pub buffer: Option<crate::buffer::BufferConfig>,
 }
 
 /// Sink kinds.
@@ -267,6 +269,21 @@ fn read_root(root: &mut Section<'_>, d: &mut Diagnostics) -> Option<Config> {
     for (name, mut t) in sink_tables {
         sink_names.push(name.value.clone());
         if let Some(s) = read_sink(&name, &mut t, d, queue) {
+            if let Some(b) = &s.buffer
+                && let Some(other) = sinks
+                    .iter()
+                    .find(|o: &&SinkConfig| o.buffer.as_ref().is_some_and(|ob| ob.dir == b.dir))
+            {
+                d.error(
+                    &t.spot_of("buffer"),
+                    format!(
+                        "buffer dir {} is already the buffer of sink `{}`; each sink needs a \
+                         directory of its own",
+                        b.dir.display(),
+                        other.name
+                    ),
+                );
+            }
             sinks.push(s);
         }
         t.finish(d);
@@ -382,6 +399,11 @@ fn read_sink(
         return None;
     };
     let queue = read_limits(t, d, queue);
+    let buffer = t.opt_table(d, "buffer").and_then(|mut b| {
+        let c = crate::buffer::BufferConfig::parse(&mut b, d);
+        b.finish(d);
+        c
+    });
     let k = match kind.value.as_str() {
         "file" => SinkKind::File(FileSinkConfig::parse(t, d)?),
         "stdout" => SinkKind::Stdout(StdoutConfig::parse(t, d)),
@@ -402,6 +424,7 @@ fn read_sink(
         name: name.value.clone(),
         kind: k,
         queue,
+        buffer,
     })
 }
 

@@ -33,6 +33,10 @@ pub enum Kind {
     Sink,
     /// The dead-letter sink.
     DeadLetter,
+    /// A sink's disk buffer: `records_in` counts the records recovered from it at start (read
+    /// by an earlier run), `dropped` those a full buffer refused (`when_full = "drop_newest"`;
+    /// they are dead-lettered by the sink).
+    Buffer,
 }
 
 /// Counters of one component. All counts are records unless named `bytes`.
@@ -428,6 +432,7 @@ impl Registry {
                     t.bytes_written += v.bytes_out;
                 }
                 Kind::Stage => t.dropped_by_stage += v.dropped,
+                Kind::Buffer => t.recovered += v.records_in,
                 Kind::DeadLetter => {}
             }
             if c.kind != Kind::DeadLetter {
@@ -483,13 +488,16 @@ pub struct Totals {
     pub dropped_by_stage: u64,
     /// Extra copies made by fan-out to more than one sink.
     pub fanout_copies: u64,
+    /// Records recovered from disk buffers at start (read by an earlier run; delivered by this
+    /// one).
+    pub recovered: u64,
 }
 
 impl Totals {
     /// Records read but not yet written, dead-lettered or dropped: zero after a clean exit.
     /// Negative values (which would mean double counting) are reported as such.
     pub fn in_flight(&self) -> i128 {
-        (self.read as i128 + self.fanout_copies as i128)
+        (self.read as i128 + self.recovered as i128 + self.fanout_copies as i128)
             - (self.written as i128 + self.dead_lettered as i128 + self.dropped_by_stage as i128)
     }
 }

@@ -85,6 +85,29 @@ pub struct Batch {
     origin: Origin,
     meta: Option<Vec<RecordMeta>>,
     routes: Option<Vec<u64>>,
+    hold: Option<Hold>,
+}
+
+/// Something that wants to know when the records of a batch are done with: every batch made
+/// from a batch (clones, [`Batch::select`], [`Batch::split_off`], a stage's rebuilt batch) shares
+/// its token, and the token's `Drop` runs once the last of them is gone (written, put in a disk
+/// buffer, dead-lettered or dropped). Sources use it to answer clients only once their records
+/// are safe; disk buffers use it to acknowledge entries once the sink has delivered them.
+#[derive(Clone)]
+pub struct Hold {
+    /// Dropped when the records are done with.
+    pub token: Arc<dyn std::any::Any + Send + Sync>,
+    /// A disk buffer keeps the token until the sink has delivered the records (rather than
+    /// dropping it once they are on disk).
+    pub until_delivered: bool,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("until_delivered", &self.until_delivered)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A borrowed view of one record.
@@ -136,7 +159,24 @@ impl Batch {
             origin,
             meta: None,
             routes: None,
+            hold: None,
         }
+    }
+
+    /// Attaches a [`Hold`] (replacing any other).
+    pub fn with_hold(mut self, hold: Hold) -> Batch {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// The batch's [`Hold`], for a batch rebuilt from this one.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// Takes the [`Hold`] off the batch (the caller keeps it alive as long as it needs).
+    pub fn take_hold(&mut self) -> Option<Hold> {
+        self.hold.take()
     }
 
     /// Attaches per-record metadata; `meta` must have one entry per record.
@@ -312,6 +352,7 @@ impl Batch {
             origin: self.origin.clone(),
             meta,
             routes: None,
+            hold: self.hold.clone(),
         }
     }
 
@@ -335,6 +376,7 @@ impl Batch {
             origin: self.origin.clone(),
             meta,
             routes,
+            hold: self.hold.clone(),
         }
     }
 }

@@ -353,6 +353,11 @@ pub fn prometheus(r: &Report) -> String {
             "Extra copies made by fan-out.",
             t.fanout_copies,
         ),
+        (
+            "edge_router_records_recovered_total",
+            "Records recovered from disk buffers at start (read by an earlier run).",
+            t.recovered,
+        ),
     ] {
         family(&mut out, name, "counter", help).sample(name, &[], v);
     }
@@ -420,6 +425,7 @@ fn kind_name(k: crate::core::accounting::Kind) -> &'static str {
         Kind::Stage => "stage",
         Kind::Sink => "sink",
         Kind::DeadLetter => "dead_letter",
+        Kind::Buffer => "buffer",
     }
 }
 

@@ -28,10 +28,13 @@ fn client_config(opts: &SendOptions) -> Result<quinn::ClientConfig, String> {
         .map_err(|e| format!("TLS config not usable for QUIC: {e}"))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(Duration::from_secs(5)))
+    // A router that died sends nothing (its successor on the same port cannot reset our
+    // connection): keep-alives every second and a 5 s idle timeout notice that soon, so the
+    // unacknowledged batches go to the restarted router without a long stall.
+    t.keep_alive_interval(Some(Duration::from_secs(1)))
         .send_window(64 << 20)
         .stream_receive_window(quinn::VarInt::from_u32(1 << 20));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(30)) {
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
         t.max_idle_timeout(Some(idle));
     }
     cfg.transport_config(Arc::new(t));

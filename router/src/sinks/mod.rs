@@ -8,6 +8,7 @@
 //! writer.
 
 pub mod aws;
+pub mod buffer;
 pub mod dead_letter;
 pub mod file;
 pub mod firehose;
@@ -38,6 +39,13 @@ pub trait BlockingSink: Send {
 
     /// Flushes and closes everything (called once, at the end).
     fn close(&mut self) -> io::Result<()>;
+
+    /// Hands everything written so far to the operating system (e.g. a compressor's pending
+    /// output), so that it survives the process. Called before a batch that someone holds (see
+    /// [`crate::core::record::Hold`]) is let go.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A failed write: what went wrong and which records of the batch did not make it.
@@ -79,6 +87,15 @@ pub fn run_blocking_sink(
         let Some(batch) = next else { break };
         match sink.write_batch(&batch) {
             Ok(()) => {
+                if batch.hold().is_some()
+                    && let Err(e) = sink.flush()
+                {
+                    // Written, but maybe not out of the process: keep the batch unreleased
+                    // rather than let its holder believe it is safe.
+                    let error = anyhow::Error::new(e).context("flushing");
+                    let lost = Some((batch.clone(), (0..batch.len()).collect()));
+                    return Err(fail(name, &rx, &dead, &counters, error, lost));
+                }
                 record_latency(&counters, &batch, batch.len() as u64);
                 counters.add_out(batch.len() as u64, batch.payload_bytes());
             }

@@ -361,24 +361,46 @@ fn workers_that_fit(requested: usize, plugin_stages: usize) -> usize {
     }
 }
 
-/// Starts sink `s` on a thread of its own, reading `rx`; when `after` is given (the sink it
-/// replaces), only once that sink's thread has returned. Returns what disconnects when this
-/// sink's thread returns.
+/// Starts sink `s` on a thread of its own, reading `rx`; with a disk buffer, the buffer runs on
+/// threads of its own between `rx` and the sink. When `after` is given (the sink it replaces),
+/// the new sink (its buffer, if it has one) starts only once that sink's threads have returned.
+/// Returns what disconnects when this sink's threads have returned, and how many component
+/// threads it started.
 fn spawn_sink(
     s: &SinkConfig,
     rx: Receiver<Batch>,
     dead: DeadLetterTx,
     counters: Arc<Counters>,
+    registry: &Registry,
     after: Option<std::sync::mpsc::Receiver<()>>,
     events: &UnboundedSender<Finished>,
-) -> anyhow::Result<std::sync::mpsc::Receiver<()>> {
+) -> anyhow::Result<(std::sync::mpsc::Receiver<()>, usize)> {
     let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
     let name = s.name.clone();
     let kind = s.kind.clone();
+    let (rx, sink_after, started) = match &s.buffer {
+        Some(cfg) => {
+            let (to_sink, from_buffer) = queue(s.queue);
+            let buffer_counters = registry.register(format!("buffers.{name}"), Kind::Buffer);
+            let (cfg, name, dead, counters) =
+                (cfg.clone(), name.clone(), dead.clone(), counters.clone());
+            let ended_tx = ended_tx.clone();
+            spawn(format!("buffers.{name}"), events, move || {
+                let _ended = ended_tx;
+                if let Some(after) = after {
+                    // The same directory: the predecessor must have closed its log.
+                    let _ = after.recv();
+                }
+                crate::sinks::buffer::run(&name, &cfg, rx, to_sink, dead, buffer_counters, counters)
+            })?;
+            (from_buffer, None, 2)
+        }
+        None => (rx, after, 1),
+    };
     spawn(format!("sinks.{name}"), events, move || {
         let _ended = ended_tx;
-        if let Some(after) = after {
-            // Returns (with an error) once the predecessor's thread has dropped its end.
+        if let Some(after) = sink_after {
+            // Returns (with an error) once the predecessor's threads have dropped their ends.
             let _ = after.recv();
         }
         match kind {
@@ -394,7 +416,7 @@ fn spawn_sink(
             SinkKind::Firehose(f) => crate::sinks::firehose::run(&name, *f, rx, dead, counters),
         }
     })?;
-    Ok(ended)
+    Ok((ended, started))
 }
 
 /// Starts every component of `config`. `stdin` replaces standard input (tests pass in-memory
@@ -444,8 +466,9 @@ pub fn start(
             tx,
             counters: counters.clone(),
         });
-        let ended = spawn_sink(s, rx, dead.clone(), counters, None, &events_tx)?;
-        pending += 1;
+        let (ended, started) =
+            spawn_sink(s, rx, dead.clone(), counters, &registry, None, &events_tx)?;
+        pending += started;
         live_sinks.push(LiveSink {
             config: s.clone(),
             ended,
@@ -784,12 +807,13 @@ impl Running {
                         rx,
                         dead.clone(),
                         counters.clone(),
+                        registry,
                         after,
                         &self.events_tx,
                     );
                     let ended = match started {
-                        Ok(ended) => {
-                            self.pending += 1;
+                        Ok((ended, threads)) => {
+                            self.pending += threads;
                             ended
                         }
                         // No thread: the port's queue is closed, so this sink's records are

@@ -411,6 +411,14 @@ impl BlockingSink for FileSink {
         Ok(())
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        // Plain files are written straight to the file; compressors hold output back.
+        for f in self.files.values_mut() {
+            f.out.flush()?;
+        }
+        Ok(())
+    }
+
     fn close(&mut self) -> io::Result<()> {
         let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
         for p in paths {

@@ -24,6 +24,8 @@ pub struct HttpSourceConfig {
     pub format: Format,
     /// How long a request waits for room in the pipeline before it is refused with 503.
     pub accept_wait: Duration,
+    /// When the 200 is sent: records queued, durable or delivered.
+    pub ack: crate::sources::AckMode,
     /// The `Retry-After` of a 503, in seconds.
     pub retry_after_secs: u32,
     /// Most connections served at once; more wait to be accepted.
@@ -87,6 +89,7 @@ impl HttpSourceConfig {
             s.size_or(d, "max_body_bytes", 16 << 20, (1 << 10)..=(1 << 30)) as usize;
         let max_record_bytes = s.size_or(d, "max_record_bytes", 1 << 20, 1..=(64 << 20)) as usize;
         let accept_wait_ms = s.int_or(d, "accept_wait_ms", 1000, 0..=600_000);
+        let ack = crate::sources::AckMode::parse(s, d);
         let retry_after_secs = s.int_or(d, "retry_after_secs", 1, 0..=3600) as u32;
         let max_connections = s.int_or(d, "max_connections", 1024, 1..=1_000_000) as usize;
         let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -112,6 +115,7 @@ impl HttpSourceConfig {
             max_record_bytes,
             format,
             accept_wait: Duration::from_millis(accept_wait_ms),
+            ack,
             retry_after_secs,
             max_connections,
             workers,

@@ -410,17 +410,23 @@ fn origin(shared: &Shared) -> Origin {
     }
 }
 
-/// Puts a batch into the pipeline, waiting up to `accept_wait` for room. `Err` is the answer
-/// for a refusal; nothing of the batch was taken then.
+/// Puts a batch into the pipeline, waiting up to `accept_wait` for room, then (with `ack =
+/// "durable"` or `"delivered"`) until its records are safe. `Err` is the answer for a refusal;
+/// nothing of the batch was taken then.
 async fn accept(shared: &Shared, batch: Batch) -> Result<(), &'static str> {
     if shared.stopping.load(Ordering::Relaxed) {
         return Err("shutting down");
     }
     let (n, bytes) = (batch.len() as u64, batch.payload_bytes());
+    let (batch, safe) = shared.cfg.ack.hold(batch);
     match tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(batch)).await {
         Ok(Ok(())) => {
             shared.counters.add_in(n, bytes);
             shared.counters.add_out(n, bytes);
+            if let Some(safe) = safe {
+                // Completes when the last copy of the batch is done with, whatever happened.
+                let _ = safe.await;
+            }
             Ok(())
         }
         Ok(Err(Closed(_))) => Err("the pipeline has stopped"),

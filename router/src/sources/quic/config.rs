@@ -35,6 +35,8 @@ pub struct QuicSourceConfig {
     pub max_record_bytes: u32,
     /// How long a batch waits for room in the pipeline before it is answered `Backpressure`.
     pub accept_wait: Duration,
+    /// When the `Ok` ACK is sent: records queued, durable or delivered.
+    pub ack: crate::sources::AckMode,
     /// The `retry_after_ms` of a `Backpressure` answer.
     pub retry_after: Duration,
     /// How long a batch that came before an earlier one of its session waits for it.
@@ -112,6 +114,7 @@ impl QuicSourceConfig {
         let max_batch_records = s.int_or(d, "max_batch_records", 65_536, 1..=(1 << 24)) as u32;
         let max_record_bytes = s.size_or(d, "max_record_bytes", 1 << 20, 1..=(64 << 20)) as u32;
         let accept_wait = ms(s.int_or(d, "accept_wait_ms", 1000, 0..=600_000));
+        let ack = crate::sources::AckMode::parse(s, d);
         let retry_after = ms(s.int_or(d, "retry_after_ms", 500, 0..=3_600_000));
         let order_wait = ms(s.int_or(d, "order_wait_ms", 10_000, 1..=600_000));
         let max_connections = s.int_or(d, "max_connections", 1024, 1..=1_000_000) as usize;
@@ -128,6 +131,7 @@ impl QuicSourceConfig {
             max_batch_records,
             max_record_bytes,
             accept_wait,
+            ack,
             retry_after,
             order_wait,
             max_connections,

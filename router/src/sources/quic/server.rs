@@ -496,6 +496,7 @@ async fn decide(
                     return answer(Status::BadRequest, 0, Duration::ZERO, "internal error");
                 };
                 let bytes = b.payload_bytes();
+                let (b, safe) = shared.cfg.ack.hold(b);
                 return match tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(b)).await {
                     Ok(Ok(())) => {
                         sessions.accepted(session, seq);
@@ -503,6 +504,11 @@ async fn decide(
                         shared.accepted.notify_waiters();
                         shared.counters.add_in(u64::from(n), bytes);
                         shared.counters.add_out(u64::from(n), bytes);
+                        if let Some(safe) = safe {
+                            // `ack = "durable"/"delivered"`: answer once the records are safe
+                            // (later batches of the session go on meanwhile).
+                            let _ = safe.await;
+                        }
                         answer(Status::Ok, n, Duration::ZERO, "")
                     }
                     Ok(Err(Closed(_))) => answer(

@@ -1008,5 +1008,8 @@ fn rebuilt(batch: &Batch, verdicts: &[Verdict], outputs: &[Vec<u8>]) -> Batch {
     if let Some(routes) = batch.routes() {
         b.set_routes(routes.to_vec());
     }
+    if let Some(hold) = batch.hold() {
+        b = b.with_hold(hold.clone());
+    }
     b
 }

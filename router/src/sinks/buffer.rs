@@ -1,0 +1,261 @@
+//! A sink's disk buffer, wired in front of the sink: batches from the sink's queue are appended
+//! to the [`DiskLog`], read back in order and handed to the sink through a second (small) queue;
+//! an entry is acknowledged in the log once the sink is done with every record of it (written,
+//! or dead-lettered), which the [`Hold`] on the read-back batch reports when it is dropped.
+//!
+//! Two threads share the log under one lock: the *writer* takes batches from the sink's queue,
+//! appends them (applying `when_full`), syncs by the fsync policy and lets the batch go (so a
+//! source waiting for its records to be `durable` hears of it); the *reader* hands entries to
+//! the sink, recovered ones first. When the sink's queue closes, the writer waits until every
+//! entry is acknowledged, then closes the log (persisting the ack point), so a clean stop leaves
+//! nothing to deliver again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::buffer::{AppendError, BufferConfig, DiskLog, WhenFull};
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::rate_limit::Repeats;
+use crate::core::record::{Batch, Hold, Origin, PositionBase};
+use crate::topology::DeadLetterTx;
+use crate::topology::queue::{Closed, Receiver, Sender, TimedOut};
+
+struct State {
+    log: DiskLog,
+    /// The sink's queue has closed: nothing more will be appended.
+    inbound_closed: bool,
+    /// Holds of sources that wait for delivery, by entry id.
+    waiting: HashMap<u64, Vec<Hold>>,
+}
+
+struct Shared {
+    name: String,
+    state: Mutex<State>,
+    /// Signalled on every append, acknowledgement and close.
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Updates are single calls into the log plus plain assignments: a poisoned lock (a
+        // panic elsewhere) still holds a usable log.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Acknowledges entry `id` when dropped: the sink is done with all of its records.
+struct Receipt {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        if let Err(e) = st.log.ack(self.id) {
+            tracing::error!("disk buffer of sink `{}`: {e}", self.shared.name);
+        }
+        st.waiting.remove(&self.id);
+        drop(st);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Opens the buffer of sink `name` and runs it: reads `rx` (the sink's queue) into the log and
+/// the log into `to_sink`, until `rx` closes and every entry is acknowledged. `counters` are the
+/// buffer's own (`buffers.NAME`: records recovered at start, dropped when full); `sink_counters`
+/// are the sink's (records the buffer dead-letters count there).
+pub fn run(
+    name: &str,
+    cfg: &BufferConfig,
+    rx: Receiver<Batch>,
+    to_sink: Sender<Batch>,
+    dead: DeadLetterTx,
+    counters: Arc<Counters>,
+    sink_counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let (log, recovery) = DiskLog::open(&cfg.dir, cfg.log_config())
+        .map_err(|e| anyhow::anyhow!("disk buffer of sink `{name}`: {e}"))?;
+    for damage in &recovery.damages {
+        tracing::warn!("disk buffer of sink `{name}`: {damage}");
+    }
+    if recovery.entries > 0 {
+        tracing::info!(
+            "disk buffer of sink `{name}` ({}): {} records from an earlier run are delivered first",
+            cfg.dir.display(),
+            recovery.records
+        );
+    }
+    counters.add_in(recovery.records, 0);
+    let shared = Arc::new(Shared {
+        name: name.to_owned(),
+        state: Mutex::new(State {
+            log,
+            inbound_closed: false,
+            waiting: HashMap::new(),
+        }),
+        changed: Condvar::new(),
+    });
+    let reader = {
+        let shared = shared.clone();
+        let dead = dead.clone();
+        let sink_counters = sink_counters.clone();
+        std::thread::Builder::new()
+            .name(format!("buf-{name}").chars().take(15).collect())
+            .spawn(move || read_into_sink(&shared, &to_sink, &dead, &sink_counters))
+            .map_err(|e| anyhow::anyhow!("cannot start a thread: {e}"))?
+    };
+    let written = write_from_queue(&shared, cfg, &rx, &dead, &counters, &sink_counters);
+    let mut st = shared.lock();
+    st.inbound_closed = true;
+    shared.changed.notify_all();
+    // Everything appended is acknowledged once the sink has dealt with it (written or
+    // dead-lettered); a sink that failed dead-letters what it is given, so this ends.
+    while st.log.pending_entries() > 0 {
+        st = shared
+            .changed
+            .wait(st)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    // Persist the ack point: a clean stop leaves nothing to deliver again.
+    let synced = st.log.sync();
+    drop(st);
+    let _ = reader.join();
+    synced.map_err(|e| anyhow::anyhow!("disk buffer of sink `{name}`: {e}"))?;
+    written
+}
+
+/// The writer: appends every batch from `rx` until it closes.
+fn write_from_queue(
+    shared: &Shared,
+    cfg: &BufferConfig,
+    rx: &Receiver<Batch>,
+    dead: &DeadLetterTx,
+    counters: &Counters,
+    sink_counters: &Counters,
+) -> anyhow::Result<()> {
+    let name = &shared.name;
+    let mut warnings = Repeats::new(1, Instant::now());
+    loop {
+        let deadline = shared.lock().log.sync_deadline(Instant::now());
+        let next = match deadline {
+            Some(at) => match rx.blocking_recv_until(at) {
+                Ok(b) => b,
+                Err(TimedOut) => {
+                    let mut st = shared.lock();
+                    if let Err(e) = st.log.maybe_sync(Instant::now()) {
+                        tracing::error!("disk buffer of sink `{name}`: {e}");
+                    }
+                    continue;
+                }
+            },
+            None => rx.blocking_recv(),
+        };
+        let Some(mut batch) = next else { return Ok(()) };
+        let records: Vec<&[u8]> = (0..batch.len()).map(|i| batch.payload(i)).collect();
+        let mut st = shared.lock();
+        let refused = loop {
+            match st.log.append(&records) {
+                Ok(appended) => {
+                    if let Err(e) = st.log.maybe_sync(Instant::now()) {
+                        tracing::error!("disk buffer of sink `{name}`: {e}");
+                    }
+                    if let Some(hold) = batch.take_hold()
+                        && hold.until_delivered
+                    {
+                        st.waiting.entry(appended.id).or_default().push(hold);
+                    }
+                    shared.changed.notify_all();
+                    break None;
+                }
+                Err(AppendError::Full { .. }) if cfg.when_full == WhenFull::Block => {
+                    // Backpressure: wait for acknowledgements to free a segment. The sink's
+                    // queue fills meanwhile, and the sources slow down.
+                    st = shared
+                        .changed
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                Err(e @ AppendError::Full { .. }) => {
+                    counters.add_dropped(batch.len() as u64);
+                    break Some(format!(
+                        "disk buffer full (when_full = \"drop_newest\"): {e}"
+                    ));
+                }
+                Err(e) => break Some(format!("disk buffer: {e}")),
+            }
+        };
+        drop(st);
+        if let Some(reason) = refused {
+            let reason = format!("sink `{name}`: {reason}");
+            if let Some(suppressed) = warnings.admit(Instant::now()) {
+                tracing::warn!(suppressed, "{reason}; the batch is dead-lettered");
+            }
+            dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters)
+                .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
+        }
+    }
+}
+
+/// The reader: hands every entry to the sink, in order, until the writer is done and every
+/// entry has been handed out. If the sink is gone, its records are dead-lettered.
+fn read_into_sink(
+    shared: &Arc<Shared>,
+    to_sink: &Sender<Batch>,
+    dead: &DeadLetterTx,
+    sink_counters: &Counters,
+) {
+    let name = &shared.name;
+    let source: Arc<str> = Arc::from(format!("buffer:{name}"));
+    loop {
+        let entry = {
+            let mut st = shared.lock();
+            loop {
+                match st.log.read_next() {
+                    Ok(Some(e)) => break Some(e),
+                    Ok(None) if st.inbound_closed => break None,
+                    Ok(None) => {}
+                    // An entry that cannot be read back is counted as acknowledged by the log;
+                    // the ones after it are still delivered.
+                    Err(e) => {
+                        tracing::error!("disk buffer of sink `{name}`: {e}");
+                        continue;
+                    }
+                }
+                st = shared
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let Some(entry) = entry else { return };
+        let origin = Origin {
+            source: source.clone(),
+            arrival_unix_nanos: unix_nanos(),
+            arrival: Instant::now(),
+            position: PositionBase::None,
+        };
+        let receipt = Hold {
+            token: Arc::new(Receipt {
+                id: entry.id,
+                shared: shared.clone(),
+            }),
+            until_delivered: true,
+        };
+        let batch = Batch::new(Bytes::from(entry.data), entry.spans, origin).with_hold(receipt);
+        if let Err(Closed(batch)) = to_sink.blocking_send(batch) {
+            let reason = format!("sink `{name}` is not accepting records (it failed)");
+            let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters);
+        }
+    }
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
