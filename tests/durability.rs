@@ -12,23 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Running, bin, command, free_port, generate_bytes, temp_dir};
-
-/// `n` generator sensor records, each with `"seq":I` first.
-fn numbered(n: u64) -> Vec<u8> {
-    let data = generate_bytes("sensor", n, &[]);
-    let mut out = Vec::with_capacity(data.len() + 16 * n as usize);
-    for (i, line) in data
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        out.extend_from_slice(format!("{{\"seq\":{i},").as_bytes());
-        out.extend_from_slice(&line[1..]);
-        out.push(b'\n');
-    }
-    out
-}
+use common::{Running, bin, command, free_port, temp_dir};
 
 /// How many times each sequence number occurs in the file(s).
 fn seq_counts(paths: &[PathBuf]) -> HashMap<u64, u32> {
@@ -85,7 +69,7 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
     let dir = temp_dir();
     let d = dir.path();
     let data = d.join("data.ndjson");
-    std::fs::write(&data, numbered(N)).unwrap();
+    std::fs::write(&data, common::numbered_sensor(N as usize)).unwrap();
     let port = free_port();
     let out = d.join("out.ndjson");
     let config = d.join("router.toml");
@@ -283,7 +267,7 @@ fn a_full_buffer_drops_newest_counted_and_dead_lettered() {
     let dir = temp_dir();
     let d = dir.path();
     let config = blocked_sink_config(d, "drop_newest");
-    let data = numbered(100_000);
+    let data = common::numbered_sensor(100_000);
     let (router, mut stdin) =
         Running::start(d, &["run", "-c", config.to_str().unwrap(), "--stats=json"]);
     // With the sink blocked, all input is read and everything past the buffer's 1 MiB is
@@ -324,7 +308,7 @@ fn a_full_buffer_that_blocks_holds_back_the_source_and_loses_nothing() {
     let dir = temp_dir();
     let d = dir.path();
     let config = blocked_sink_config(d, "block");
-    let data = std::sync::Arc::new(numbered(200_000));
+    let data = std::sync::Arc::new(common::numbered_sensor(200_000));
     let (router, stdin) =
         Running::start(d, &["run", "-c", config.to_str().unwrap(), "--stats=json"]);
     let writer = common::Writer::start(stdin, data.clone(), 1, 64 << 10, None, None);
@@ -363,4 +347,248 @@ fn a_full_buffer_that_blocks_holds_back_the_source_and_loses_nothing() {
     assert_eq!(result.code(), 0, "{}", result.stderr);
     assert_eq!(fifo_out.join().unwrap(), *data);
     assert_eq!(result.ok_stats().dead_lettered(), 0);
+}
+
+#[test]
+fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
+    const REQUESTS: usize = 60;
+    const PER: usize = 1000;
+    let dir = temp_dir();
+    let d = dir.path();
+    let data = common::numbered_sensor(REQUESTS * PER);
+    let bodies: Vec<Vec<u8>> = common::lines(&data)
+        .chunks(PER)
+        .map(|c| {
+            let mut b = c.join(&b'\n');
+            b.push(b'\n');
+            b
+        })
+        .collect();
+    let port = free_port();
+    let out = d.join("out.ndjson");
+    let config = d.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"durable\"\n\n\
+             [sinks.out]\nkind = \"file\"\npath = \"{}\"\nbuffer = {{ dir = \"{}\" }}\n\n\
+             [dead_letter]\npath = \"{}\"\n",
+            out.display(),
+            d.join("buffer").display(),
+            d.join("dead.ndjson").display()
+        ),
+    )
+    .unwrap();
+    let mut router = start_router(d, &config);
+    let url = format!("http://127.0.0.1:{port}/v1/records");
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(usize, u16)>::new()));
+    let poster = {
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            for (i, body) in bodies.into_iter().enumerate() {
+                let path = std::env::temp_dir().join(format!("er-body-{port}-{i}"));
+                std::fs::write(&path, &body).unwrap();
+                let out = Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--max-time",
+                        "10",
+                    ])
+                    .arg("--data-binary")
+                    .arg(format!("@{}", path.display()))
+                    .arg(&url)
+                    .output()
+                    .unwrap();
+                let _ = std::fs::remove_file(&path);
+                let code = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+                answered.lock().unwrap().push((i, code));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| *c == 200)
+        .count()
+        < 15
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no answers: {:?}",
+            answered.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    router.kill().unwrap();
+    router.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut router = start_router(d, &config);
+    poster.join().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &router.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let code = common::wait_with_timeout(&mut router, Duration::from_secs(60));
+    let log = std::fs::read_to_string(d.join("router.log")).unwrap();
+    assert!(code.success(), "{log}");
+
+    let answered = answered.lock().unwrap().clone();
+    let ok: Vec<usize> = answered
+        .iter()
+        .filter(|(_, c)| *c == 200)
+        .map(|(i, _)| *i)
+        .collect();
+    let refused = answered.len() - ok.len();
+    assert!(
+        refused > 0,
+        "no request failed while the router was down: {answered:?}"
+    );
+    let counts = seq_counts(&[out]);
+    for i in &ok {
+        for seq in (i * PER) as u64..((i + 1) * PER) as u64 {
+            assert!(
+                counts.contains_key(&seq),
+                "request {i} was answered 200 but record {seq} is missing"
+            );
+        }
+    }
+    eprintln!(
+        "{} requests answered 200, {refused} refused or cut off",
+        ok.len()
+    );
+}
+
+/// Starts `curl` posting `body` to `url`; returns the child (stdout: the status code).
+fn post_in_background(url: &str, body: &Path) -> Child {
+    Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ack_modes_answer_once_the_records_are_buffered_or_delivered() {
+    for (ack, buffered, answers_while_blocked) in [
+        ("durable", true, true),
+        ("delivered", true, false),
+        ("durable", false, false),
+    ] {
+        let dir = temp_dir();
+        let d = dir.path();
+        let fifo = d.join("out.fifo");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let port = free_port();
+        let buffer = if buffered {
+            format!("buffer = {{ dir = \"{}\" }}\n", d.join("buffer").display())
+        } else {
+            String::new()
+        };
+        let config = d.join("router.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"{ack}\"\n\n\
+                 [sinks.out]\nkind = \"file\"\npath = \"{}\"\n{buffer}\n\
+                 [dead_letter]\npath = \"{}\"\n",
+                fifo.display(),
+                d.join("dead.ndjson").display()
+            ),
+        )
+        .unwrap();
+        let mut router = start_router(d, &config);
+        let body = d.join("body.ndjson");
+        std::fs::write(&body, common::numbered_sensor(500)).unwrap();
+        common::wait_for_port(port, &mut router, "edge-router", Duration::from_secs(20));
+        let mut curl = post_in_background(&format!("http://127.0.0.1:{port}/v1/records"), &body);
+        // The sink cannot write (nobody reads the FIFO yet).
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let mut answered = None;
+        while Instant::now() < deadline && answered.is_none() {
+            answered = curl.try_wait().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let what = format!("ack = {ack}, buffer: {buffered}");
+        assert_eq!(answered.is_some(), answers_while_blocked, "{what}");
+        let reader = std::thread::spawn(move || std::fs::read(fifo).unwrap());
+        let out = curl.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{what}");
+        let term = Command::new("kill")
+            .args(["-TERM", &router.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let code = common::wait_with_timeout(&mut router, Duration::from_secs(60));
+        assert!(code.success(), "{what}");
+        assert_eq!(
+            reader.join().unwrap(),
+            std::fs::read(&body).unwrap(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn keys_attributes_and_source_survive_the_disk_buffer() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let port = free_port();
+    let config = d.join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"durable\"\n\n\
+             [sinks.out]\nkind = \"file\"\npath = \"{}/{{source}}-{{partition_key}}-{{attr.site}}.ndjson\"\n\
+             buffer = {{ dir = \"{}\" }}\n\n[dead_letter]\npath = \"{}\"\n",
+            d.display(),
+            d.join("buffer").display(),
+            d.join("dead.ndjson").display()
+        ),
+    )
+    .unwrap();
+    let mut router = start_router(d, &config);
+    common::wait_for_port(port, &mut router, "edge-router", Duration::from_secs(20));
+    let body = d.join("body.ndjson");
+    std::fs::write(&body, "{\"n\":1}\n{\"n\":2}\n").unwrap();
+    let curl = post_in_background(
+        &format!("http://127.0.0.1:{port}/v1/records?partition_key=dev-7&attr.site=north"),
+        &body,
+    );
+    let out = curl.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let term = Command::new("kill")
+        .args(["-TERM", &router.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(common::wait_with_timeout(&mut router, Duration::from_secs(60)).success());
+    assert_eq!(
+        std::fs::read_to_string(d.join("web-dev-7-north.ndjson")).unwrap(),
+        "{\"n\":1}\n{\"n\":2}\n"
+    );
 }

@@ -153,6 +153,19 @@ pub fn sensor(n: usize) -> Vec<u8> {
     first_lines(&all, n as u64).to_vec()
 }
 
+/// The first `n` `sensor` records, each with `"seq":I` (its line number from 0) put first: a
+/// unique id to check outputs for every record and count duplicates.
+pub fn numbered_sensor(n: usize) -> Vec<u8> {
+    let data = sensor(n);
+    let mut out = Vec::with_capacity(data.len() + 16 * n);
+    for (i, line) in lines(&data).into_iter().enumerate() {
+        out.extend_from_slice(format!("{{\"seq\":{i},").as_bytes());
+        out.extend_from_slice(line.get(1..).unwrap_or_default());
+        out.push(b'\n');
+    }
+    out
+}
+
 /// `sensor` records from 24 devices only (for tests that make a file per device).
 pub fn sensor_few_devices(n: usize) -> Vec<u8> {
     assert!(n <= 20_000);

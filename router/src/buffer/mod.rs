@@ -53,6 +53,7 @@
 //!   [`AppendError::Full`] instead, and the caller applies [`WhenFull`]. A segment is freed only
 //!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment.
 
+pub mod batch;
 pub mod format;
 pub mod log;
 pub mod segment;

@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::buffer::batch as batch_codec;
 use crate::buffer::{AppendError, BufferConfig, DiskLog, WhenFull};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::rate_limit::Repeats;
-use crate::core::record::{Batch, Hold, Origin, PositionBase};
+use crate::core::record::{Batch, Hold};
 use crate::topology::DeadLetterTx;
 use crate::topology::queue::{Closed, Receiver, Sender, TimedOut};
 
@@ -140,6 +141,7 @@ fn write_from_queue(
 ) -> anyhow::Result<()> {
     let name = &shared.name;
     let mut warnings = Repeats::new(1, Instant::now());
+    let mut owned = Vec::new();
     loop {
         let deadline = shared.lock().log.sync_deadline(Instant::now());
         let next = match deadline {
@@ -156,7 +158,8 @@ fn write_from_queue(
             None => rx.blocking_recv(),
         };
         let Some(mut batch) = next else { return Ok(()) };
-        let records: Vec<&[u8]> = (0..batch.len()).map(|i| batch.payload(i)).collect();
+        let hold = batch.take_hold();
+        let records = crate::buffer::batch::encode(&batch, &mut owned);
         let mut st = shared.lock();
         let refused = loop {
             match st.log.append(&records) {
@@ -164,10 +167,13 @@ fn write_from_queue(
                     if let Err(e) = st.log.maybe_sync(Instant::now()) {
                         tracing::error!("disk buffer of sink `{name}`: {e}");
                     }
-                    if let Some(hold) = batch.take_hold()
+                    if let Some(hold) = &hold
                         && hold.until_delivered
                     {
-                        st.waiting.entry(appended.id).or_default().push(hold);
+                        st.waiting
+                            .entry(appended.id)
+                            .or_default()
+                            .push(hold.clone());
                     }
                     shared.changed.notify_all();
                     break None;
@@ -190,6 +196,9 @@ fn write_from_queue(
             }
         };
         drop(st);
+        drop(records);
+        // Durable now (or refused and dead-lettered below): a source waiting for that hears it.
+        drop(hold);
         if let Some(reason) = refused {
             let reason = format!("sink `{name}`: {reason}");
             if let Some(suppressed) = warnings.admit(Instant::now()) {
@@ -210,7 +219,6 @@ fn read_into_sink(
     sink_counters: &Counters,
 ) {
     let name = &shared.name;
-    let source: Arc<str> = Arc::from(format!("buffer:{name}"));
     loop {
         let entry = {
             let mut st = shared.lock();
@@ -233,12 +241,21 @@ fn read_into_sink(
             }
         };
         let Some(entry) = entry else { return };
-        let origin = Origin {
-            source: source.clone(),
-            arrival_unix_nanos: unix_nanos(),
-            arrival: Instant::now(),
-            position: PositionBase::None,
+        let decoded = match batch_codec::decode(&entry.data, &entry.spans) {
+            Ok(d) => d,
+            Err(e) => {
+                // The entry's checksum held, so this is a bug or a foreign writer: deliver the
+                // payloads without their metadata rather than lose them.
+                tracing::error!("disk buffer of sink `{name}`: entry {}: {e}", entry.id);
+                batch_codec::Decoded {
+                    spans: entry.spans.get(1..).unwrap_or_default().to_vec(),
+                    source: None,
+                    arrival_unix_nanos: None,
+                    meta: None,
+                }
+            }
         };
+        let origin = batch_codec::origin(&decoded, name, unix_nanos(), Instant::now());
         let receipt = Hold {
             token: Arc::new(Receipt {
                 id: entry.id,
@@ -246,7 +263,11 @@ fn read_into_sink(
             }),
             until_delivered: true,
         };
-        let batch = Batch::new(Bytes::from(entry.data), entry.spans, origin).with_hold(receipt);
+        let mut batch = Batch::new(Bytes::from(entry.data), decoded.spans, origin);
+        if let Some(meta) = decoded.meta {
+            batch = batch.with_meta(meta);
+        }
+        let batch = batch.with_hold(receipt);
         if let Err(Closed(batch)) = to_sink.blocking_send(batch) {
             let reason = format!("sink `{name}` is not accepting records (it failed)");
             let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters);
