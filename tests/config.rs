@@ -534,3 +534,30 @@ fn run_without_config_or_flags_uses_the_embedded_default() {
     collect_files(dir.path(), &mut files);
     assert_eq!(files.len(), 1, "{files:?}");
 }
+
+#[test]
+fn disk_buffers_are_checked() {
+    assert_problems(
+        &format!(
+            "{BASE}buffer = {{ dir = \"b\" }}\n\n[sinks.two]\nkind = \"file\"\npath = \"two.ndjson\"\n\
+             buffer = {{ dir = \"b\" }}\n"
+        ),
+        &["bad.toml:12:10: `sinks.two.buffer`: buffer dir b is already the buffer of sink `out`"],
+    );
+    assert_problems(
+        &format!("{BASE}buffer = {{ dir = \"b\", when_full = \"wait\", max_bytes = \"1KiB\" }}\n"),
+        &[
+            "bad.toml:7:35: `sinks.out.buffer.when_full`: unknown value \"wait\"; expected one of: block, drop_newest",
+            "bad.toml:7:55: `sinks.out.buffer.max_bytes`: 1024 is out of range",
+        ],
+    );
+    assert_problems(
+        &format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:8080\"\nack = \"sometimes\"\n\n{}",
+            BASE.replace("[sources.in]\nkind = \"stdin\"\n\n", "")
+        ),
+        &[
+            "bad.toml:4:7: `sources.web.ack`: unknown value \"sometimes\"; expected one of: queued, durable, delivered",
+        ],
+    );
+}
