@@ -2,17 +2,15 @@
 # operations.py — the work of benches/operations.sh (see its header). Not meant to be run by hand.
 #
 #   operations.py BIN WORK DATA RECORDS BYTES REPEAT RELOADS SCRAPE_MS GNU_TIME MEASURE RESULTS
-import filecmp, json, os, re, socket, statistics, subprocess, sys, threading, time, urllib.request
+import json, os, re, socket, subprocess, sys, threading, time, urllib.request
+
+import compare
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def scraper(url, every_s, stop, count):
@@ -28,77 +26,54 @@ def scraper(url, every_s, stop, count):
 
 
 def part1(binary, work, data, nrec, nbytes, repeat, scrape_ms, gnu_time, measure, results):
-    out, log = os.path.join(work, "out"), os.path.join(work, "router.log")
     dead = os.path.join(work, "dead.ndjson")
     cfg = os.path.join(work, "plain.toml")
+    quick_out, config_out = os.path.join(work, "out-router"), os.path.join(work, "out-config")
     with open(cfg, "w") as f:
         f.write('[sources.in]\nkind = "stdin"\n\n[sinks.out]\nkind = "file"\npath = "%s"\n\n'
-                '[dead_letter]\npath = "%s"\n' % (os.path.join(work, "out-config"), dead))
-    rows = []
-    variants = ["cat", "quick", "metrics", "config"]
-    for rep in range(repeat):
-        for mode in ("pinned", "unpinned"):
-            order = variants[rep % 4:] + variants[:rep % 4]
-            for v in order:
-                port = free_port()
-                target = out
-                if v == "cat":
-                    consumer = ["sh", "-c", 'exec cat > "$0"', out]
-                elif v == "config":
-                    consumer, target = [binary, "run", "-c", cfg], os.path.join(work, "out-config")
-                else:
-                    consumer = [binary, "run", "--sink", "file:" + os.path.join(work, "out-router"),
-                                "--dead-letter", dead]
-                    target = os.path.join(work, "out-router")
-                    if v == "metrics":
-                        consumer += ["--metrics", "127.0.0.1:%d" % port]
-                for p in (out, target, dead):
-                    if os.path.exists(p):
-                        os.remove(p)
-                stop, count = threading.Event(), [0]
-                t = None
-                if v == "metrics":
-                    t = threading.Thread(target=scraper, args=(
-                        "http://127.0.0.1:%d/metrics" % port, scrape_ms / 1000, stop, count))
-                    t.start()
-                r = subprocess.run([sys.executable, measure, mode, v, str(rep), data, out, log,
-                                    str(nrec), str(nbytes), gnu_time] + consumer,
-                                   capture_output=True, text=True)
-                stop.set()
-                if t:
-                    t.join()
-                if r.returncode != 0:
-                    sys.exit("run failed: %s\n%s" % (r.stderr, open(log).read()))
-                row = json.loads(r.stdout)
-                row["scrapes"] = count[0]
-                if v != "cat" and not filecmp.cmp(data, target, shallow=False):
-                    sys.exit("%s output differs from the input (%s)" % (v, target))
-                if os.path.exists(dead) and os.path.getsize(dead) > 0:
-                    sys.exit("%s dead-lettered records" % v)
-                rows.append(row)
-                with open(results, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print("%-8s %-8s rep %d: %.3f s, %.2fM rec/s, router cpu %.3f s%s" % (
-                    mode, v, rep, row["wall_s"], row["records_per_s"] / 1e6,
-                    row["consumer_user_s"] + row["consumer_sys_s"],
-                    ", %d scrapes" % count[0] if v == "metrics" else ""), file=sys.stderr)
+                '[dead_letter]\npath = "%s"\n' % (config_out, dead))
+    quick = [binary, "run", "--sink", "file:" + quick_out, "--dead-letter", dead]
+    port = free_port()
+
+    def start_scraper():
+        stop, count = threading.Event(), [0]
+        t = threading.Thread(target=scraper, args=(
+            "http://127.0.0.1:%d/metrics" % port, scrape_ms / 1000, stop, count))
+        t.start()
+        return stop, count, t
+
+    def stop_scraper(ctx):
+        stop, count, t = ctx
+        stop.set()
+        t.join()
+        return {"scrapes": count[0]}
+
+    variants = [
+        compare.Variant("cat", ["sh", "-c", 'exec cat > "$0"', os.path.join(work, "out")]),
+        compare.Variant("quick", quick, out=quick_out, clean=[quick_out, dead]),
+        compare.Variant("metrics", quick + ["--metrics", "127.0.0.1:%d" % port], out=quick_out,
+                        clean=[quick_out, dead], before=start_scraper, after=stop_scraper),
+        compare.Variant("config", [binary, "run", "-c", cfg], out=config_out,
+                        clean=[config_out, dead]),
+    ]
+    rows = compare.run(variants, ("pinned", "unpinned"), repeat, data, nrec, nbytes, gnu_time,
+                       measure, results, work)
+    names = [v.name for v in variants]
     print("\n## Part 1: throughput, medians of %d runs (%d records)\n" % (repeat, nrec))
     print("| mode | variant | wall s | records/s | x cat | router CPU s | wall vs quick | CPU vs quick | scrapes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for mode in ("pinned", "unpinned"):
-        med = {}
-        for v in variants:
-            rs = [r for r in rows if r["mode"] == mode and r["tool"] == v]
-            med[v] = (median([r["wall_s"] for r in rs]),
-                      median([r["consumer_user_s"] + r["consumer_sys_s"] for r in rs]),
-                      median([r["scrapes"] for r in rs]))
-        for v in variants:
-            wall, cpu, scrapes = med[v]
-            vs = lambda i: "" if v in ("cat", "quick") else "%+.1f%%" % (100 * (med[v][i] / med["quick"][i] - 1))
+        med = {n: (compare.medians(rows, mode, n, lambda r: r["wall_s"]),
+                   compare.medians(rows, mode, n, compare.cpu),
+                   compare.medians(rows, mode, n, lambda r: r.get("scrapes", 0)))
+               for n in names}
+        for n in names:
+            wall, cpu, scrapes = med[n]
+            vs = lambda i: "" if n in ("cat", "quick") else "%+.1f%%" % (100 * (med[n][i] / med["quick"][i] - 1))
             print("| %s | %s | %.3f | %.2fM | %.2f | %s | %s | %s | %s |" % (
-                mode, v, wall, nrec / wall / 1e6, med["cat"][0] / wall,
-                "" if v == "cat" else "%.3f" % cpu, vs(0), vs(1),
-                "%d" % scrapes if v == "metrics" else ""))
+                mode, n, wall, nrec / wall / 1e6, med["cat"][0] / wall,
+                "" if n == "cat" else "%.3f" % cpu, vs(0), vs(1),
+                "%d" % scrapes if n == "metrics" else ""))
 
 
 def part2(binary, work, data, reloads, results):
@@ -185,7 +160,7 @@ def part2(binary, work, data, reloads, results):
             continue
         p90 = ps[min(len(ps) - 1, int(0.9 * len(ps)))]
         print("| %s | %d | %.2f | %.2f | %.2f | %.1f | %.1f |" % (
-            kind, len(ps), median(ps), p90, ps[-1], median(ws), ws[-1]))
+            kind, len(ps), compare.median(ps), p90, ps[-1], compare.median(ws), ws[-1]))
     print("\noutputs hold %d lines, the router wrote %d, read %d = written + dropped by the filter + "
           "dead-lettered: %s" % (lines, t["written"], t["read"], "yes" if ok else "NO"))
     if not ok:

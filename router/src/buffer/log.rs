@@ -279,12 +279,23 @@ pub struct DiskLog {
     live_bytes: u64,
     pending: usize,
     unsynced: bool,
+    /// Finished segments whose last entries were not synced yet (with `Fsync::Interval`): the
+    /// next sync does them, unless they were deleted (fully delivered) by then.
+    sealed_unsynced: Vec<(u64, File, PathBuf)>,
     dir_dirty: bool,
     persisted_ack: u64,
     last_sync: Option<Instant>,
     reader: Option<(u64, File)>,
     scratch: Vec<u8>,
+    /// The most recently appended entries as written, oldest first, so that a reader that keeps
+    /// up takes them from memory instead of reading the file back (at most
+    /// [`RECENT_BYTES_MAX`] bytes).
+    recent: std::collections::VecDeque<(u64, Vec<u8>)>,
+    recent_bytes: usize,
 }
+
+/// Bytes of recently appended entries a [`DiskLog`] keeps in memory for its reader.
+pub const RECENT_BYTES_MAX: usize = 8 << 20;
 
 impl DiskLog {
     /// Opens (creating if needed) the log in `dir` and recovers what it holds.
@@ -407,11 +418,14 @@ impl DiskLog {
             live_bytes,
             pending,
             unsynced: false,
+            sealed_unsynced: Vec::new(),
             dir_dirty: false,
             persisted_ack: ack_point,
             last_sync: None,
             reader: None,
             scratch: Vec::new(),
+            recent: std::collections::VecDeque::new(),
+            recent_bytes: 0,
         };
         Ok((log, recovery))
     }
@@ -529,6 +543,14 @@ impl DiskLog {
         self.pending += 1;
         self.next_id += 1;
         self.unsynced = !always;
+        self.recent_bytes += self.scratch.len();
+        self.recent
+            .push_back((id, std::mem::take(&mut self.scratch)));
+        while self.recent_bytes > RECENT_BYTES_MAX
+            && let Some((_, old)) = self.recent.pop_front()
+        {
+            self.recent_bytes -= old.len();
+        }
         Ok(Appended {
             id,
             bytes: len as u64,
@@ -618,6 +640,81 @@ impl DiskLog {
         Ok(true)
     }
 
+    /// [`DiskLog::maybe_sync`] in three steps, for a caller that keeps the log under a lock and
+    /// must not hold it through an fsync (appends, reads and acknowledgements would all wait):
+    /// take the work under the lock (`None`: nothing is due), [`SyncJob::run`] it without the
+    /// lock, then hand the outcome to [`DiskLog::end_sync`] under the lock again. Entries
+    /// appended meanwhile are synced by the next job. One job at a time.
+    pub fn begin_sync(&mut self, now: Instant) -> Result<Option<SyncJob>, BufferError> {
+        let interval = match self.cfg.fsync {
+            Fsync::Always => Duration::ZERO,
+            Fsync::Interval(d) => d,
+            Fsync::Never => DEFAULT_FSYNC_INTERVAL,
+        };
+        let due = self
+            .last_sync
+            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+        if !due || !self.needs_sync() {
+            return Ok(None);
+        }
+        self.last_sync = Some(now);
+        let durable = self.cfg.fsync != Fsync::Never;
+        // Only what is not delivered yet needs protecting: a finished segment deleted since (all
+        // of it acknowledged) is skipped, and so is the active one when all of it is.
+        let mut segments: Vec<(File, PathBuf)> = std::mem::take(&mut self.sealed_unsynced)
+            .into_iter()
+            .filter(|(first, _, _)| self.segments.contains_key(first))
+            .map(|(_, f, p)| (f, p))
+            .collect();
+        if self.unsynced {
+            if durable
+                && !self.active_fully_acked()
+                && let Some(w) = self.active.as_ref()
+            {
+                let file = w.try_clone_file().map_err(io_err("open", w.path()))?;
+                segments.push((file, w.path().to_path_buf()));
+            }
+            self.unsynced = !durable;
+        }
+        let ack = self.ack_point();
+        let ack = (ack != self.persisted_ack).then_some(ack);
+        let sync_dir = durable && (self.dir_dirty || ack.is_some());
+        if sync_dir {
+            self.dir_dirty = false;
+        } else if ack.is_some() {
+            self.dir_dirty = true;
+        }
+        Ok(Some(SyncJob {
+            segments,
+            dir: self.dir.clone(),
+            ack,
+            durable,
+            sync_dir,
+        }))
+    }
+
+    /// Takes the outcome of a [`SyncJob`] (see [`DiskLog::begin_sync`]).
+    pub fn end_sync(
+        &mut self,
+        job: &SyncJob,
+        result: Result<(), BufferError>,
+    ) -> Result<(), BufferError> {
+        match result {
+            Ok(()) => {
+                if let Some(ack) = job.ack {
+                    self.persisted_ack = self.persisted_ack.max(ack);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Try again next time.
+                self.unsynced = true;
+                self.dir_dirty = true;
+                Err(e)
+            }
+        }
+    }
+
     /// When [`DiskLog::maybe_sync`] next has work, for a caller's timer: `None` when nothing
     /// waits to be synced, `now` when the work is due already.
     pub fn sync_deadline(&self, now: Instant) -> Option<Instant> {
@@ -673,11 +770,19 @@ impl DiskLog {
     }
 
     fn needs_sync(&self) -> bool {
-        let data = self.cfg.fsync != Fsync::Never && (self.unsynced || self.dir_dirty);
+        let data = self.cfg.fsync != Fsync::Never
+            && (self.unsynced || self.dir_dirty || !self.sealed_unsynced.is_empty());
         data || self.ack_point() != self.persisted_ack
     }
 
     fn flush(&mut self, durable: bool) -> Result<(), BufferError> {
+        if durable {
+            for (first, file, path) in std::mem::take(&mut self.sealed_unsynced) {
+                if self.segments.contains_key(&first) {
+                    file.sync_data().map_err(io_err("sync", &path))?;
+                }
+            }
+        }
         if self.unsynced {
             if durable && let Some(w) = self.active.as_mut() {
                 w.sync().map_err(io_err("sync", w.path()))?;
@@ -718,14 +823,24 @@ impl DiskLog {
         let Some(mut w) = self.active.take() else {
             return Ok(());
         };
-        let synced = if self.cfg.fsync != Fsync::Never && self.unsynced {
-            w.sync().map_err(io_err("sync", w.path()))
-        } else {
-            Ok(())
-        };
+        let fully_acked = self.segments.get(&first).is_some_and(|s| s.unacked == 0);
+        let mut synced = Ok(());
+        if self.unsynced && !fully_acked {
+            match self.cfg.fsync {
+                Fsync::Never => {}
+                // Leave it to the next periodic sync: by then it may be delivered and gone.
+                Fsync::Interval(_) => match w.try_clone_file() {
+                    Ok(f) => self
+                        .sealed_unsynced
+                        .push((first, f, w.path().to_path_buf())),
+                    Err(_) => synced = w.sync().map_err(io_err("sync", w.path())),
+                },
+                Fsync::Always => synced = w.sync().map_err(io_err("sync", w.path())),
+            }
+        }
         self.unsynced = false;
         drop(w);
-        if self.segments.get(&first).is_some_and(|s| s.unacked == 0) {
+        if fully_acked {
             self.delete_segment(first)?;
         }
         synced
@@ -759,18 +874,40 @@ impl DiskLog {
         None
     }
 
-    fn read_at(&mut self, seg_id: u64, path: &Path, loc: EntryLoc) -> Result<ReadEntry, String> {
-        if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
-            let f = File::open(path).map_err(|e| e.to_string())?;
-            self.reader = Some((seg_id, f));
+    /// Entry `id` as it was appended, if it is still among the recent ones (older ones, which
+    /// the reader has passed, are dropped on the way).
+    fn take_recent(&mut self, id: u64) -> Option<Vec<u8>> {
+        while let Some((first, _)) = self.recent.front() {
+            if *first > id {
+                return None;
+            }
+            let (first, data) = self.recent.pop_front()?;
+            self.recent_bytes -= data.len();
+            if first == id {
+                return Some(data);
+            }
         }
-        let Some((_, file)) = self.reader.as_mut() else {
-            return Err("no reader".into());
+        None
+    }
+
+    fn read_at(&mut self, seg_id: u64, path: &Path, loc: EntryLoc) -> Result<ReadEntry, String> {
+        let data = match self.take_recent(loc.id) {
+            Some(data) => data,
+            None => {
+                if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
+                    let f = File::open(path).map_err(|e| e.to_string())?;
+                    self.reader = Some((seg_id, f));
+                }
+                let Some((_, file)) = self.reader.as_mut() else {
+                    return Err("no reader".into());
+                };
+                let mut data = vec![0u8; loc.len as usize];
+                file.seek(SeekFrom::Start(loc.offset))
+                    .and_then(|_| file.read_exact(&mut data))
+                    .map_err(|e| e.to_string())?;
+                data
+            }
         };
-        let mut data = vec![0u8; loc.len as usize];
-        file.seek(SeekFrom::Start(loc.offset))
-            .and_then(|_| file.read_exact(&mut data))
-            .map_err(|e| e.to_string())?;
         let (entry, _) = format::decode_entry(&data).map_err(|e| e.to_string())?;
         if entry.id != loc.id {
             return Err(format!("found entry id {} instead", entry.id));
@@ -924,6 +1061,32 @@ fn read_ack_file(path: &Path) -> Result<u64, String> {
     Ok(u64::from_le_bytes(id))
 }
 
+/// The file work of one sync (see [`DiskLog::begin_sync`]).
+#[derive(Debug)]
+pub struct SyncJob {
+    segments: Vec<(File, PathBuf)>,
+    dir: PathBuf,
+    ack: Option<u64>,
+    durable: bool,
+    sync_dir: bool,
+}
+
+impl SyncJob {
+    /// Syncs the segment, writes the ack point and syncs the directory, as the job says.
+    pub fn run(&self) -> Result<(), BufferError> {
+        for (file, path) in &self.segments {
+            file.sync_data().map_err(io_err("sync", path))?;
+        }
+        if let Some(ack) = self.ack {
+            write_ack_file(&self.dir, ack, self.durable)?;
+        }
+        if self.sync_dir {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BufferError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -950,6 +1113,46 @@ fn write_ack_file(dir: &Path, ack: u64, durable: bool) -> Result<(), BufferError
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sync_done_in_steps_persists_the_ack_point_and_lets_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            fsync: Fsync::Interval(Duration::from_millis(100)),
+        };
+        let (mut log, _) = DiskLog::open(dir.path(), cfg).unwrap();
+        let t0 = Instant::now();
+        let a = log.append(&[b"one"]).unwrap();
+        let job = log.begin_sync(t0).unwrap().expect("due: never synced");
+        // Not due again within the interval, even with a new append.
+        let b = log.append(&[b"two"]).unwrap();
+        assert!(
+            log.begin_sync(t0 + Duration::from_millis(1))
+                .unwrap()
+                .is_none()
+        );
+        let done = job.run();
+        log.end_sync(&job, done).unwrap();
+        // The second append still waits for a sync.
+        assert!(log.sync_deadline(t0).is_some());
+        assert!(log.read_next().unwrap().is_some());
+        log.ack(a.id).unwrap();
+        let job = log
+            .begin_sync(t0 + Duration::from_millis(100))
+            .unwrap()
+            .unwrap();
+        let done = job.run();
+        log.end_sync(&job, done).unwrap();
+        drop(log);
+        // Only `b` is delivered again after a restart: the ack point was persisted.
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg).unwrap();
+        assert_eq!(rec.ack_point, b.id);
+        let e = log.read_next().unwrap().unwrap();
+        assert_eq!(e.id, b.id);
+        assert!(log.read_next().unwrap().is_none());
+    }
 
     /// Two records of 10 bytes: a 60-byte entry.
     fn rec(id: u64) -> [Vec<u8>; 2] {
@@ -1258,6 +1461,9 @@ mod tests {
         for i in 0..3 {
             append(&mut log, i);
         }
+        // Reopened, the entries are read from the file (not from the recent ones in memory).
+        drop(log);
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
         let seg = segment::segment_path(dir.path(), 0);
         let mut bytes = fs::read(&seg).unwrap();
         bytes[60 + 30] ^= 0xff;
@@ -1277,6 +1483,35 @@ mod tests {
         );
         assert_eq!(log.read_next().unwrap().unwrap().id, 2);
         assert_eq!(log.pending_entries(), 2);
+    }
+
+    #[test]
+    fn recent_entries_are_read_from_memory_and_older_ones_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 30, 1 << 30)).unwrap();
+        // More than RECENT_BYTES_MAX: the first entries are only on disk.
+        let big = vec![b'x'; 1 << 20];
+        let n = RECENT_BYTES_MAX / big.len() + 4;
+        for _ in 0..n {
+            log.append(&[&big]).unwrap();
+        }
+        assert!(log.recent_bytes <= RECENT_BYTES_MAX);
+        let oldest_cached = log.recent.front().unwrap().0;
+        assert!(oldest_cached > 0);
+        // Damage the first entry on disk: reading it finds the damage (it came from the file),
+        // the cached ones come back whole.
+        let seg = segment::segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[100] ^= 0xff;
+        fs::write(&seg, &bytes).unwrap();
+        assert!(log.read_next().is_err());
+        let mut ids = Vec::new();
+        while let Some(e) = log.read_next().unwrap() {
+            assert_eq!(e.records().next().unwrap(), &big[..]);
+            ids.push(e.id);
+        }
+        assert_eq!(ids, (1..n as u64).collect::<Vec<_>>());
+        assert_eq!(log.recent_bytes, 0);
     }
 
     #[test]

@@ -65,7 +65,7 @@ use crate::config::reader::{Diagnostics, Section};
 
 pub use log::{
     AppendError, Appended, BufferError, DiskLog, Fsync, LogConfig, ReadEntry, RecoveredDamage,
-    Recovery,
+    Recovery, SyncJob,
 };
 
 /// What a sink does with a batch when its buffer is full.

@@ -72,6 +72,11 @@ impl SegmentWriter {
         self.file.sync_data()
     }
 
+    /// Another handle to the segment file, to sync it while this writer goes on appending.
+    pub fn try_clone_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Bytes written.
     pub fn len(&self) -> u64 {
         self.len

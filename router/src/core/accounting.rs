@@ -34,8 +34,9 @@ pub enum Kind {
     /// The dead-letter sink.
     DeadLetter,
     /// A sink's disk buffer: `records_in` counts the records recovered from it at start (read
-    /// by an earlier run), `dropped` those a full buffer refused (`when_full = "drop_newest"`;
-    /// they are dead-lettered by the sink).
+    /// by an earlier run), `bytes_in` the bytes appended to its files (entries with their
+    /// headers: the buffer's write volume), `dropped` the records a full buffer refused
+    /// (`when_full = "drop_newest"`; they are dead-lettered by the sink).
     Buffer,
 }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::buffer::batch as batch_codec;
-use crate::buffer::{AppendError, BufferConfig, DiskLog, WhenFull};
+use crate::buffer::{AppendError, BufferConfig, DiskLog, Fsync, WhenFull};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::rate_limit::Repeats;
@@ -68,7 +68,8 @@ impl Drop for Receipt {
 
 /// Opens the buffer of sink `name` and runs it: reads `rx` (the sink's queue) into the log and
 /// the log into `to_sink`, until `rx` closes and every entry is acknowledged. `counters` are the
-/// buffer's own (`buffers.NAME`: records recovered at start, dropped when full); `sink_counters`
+/// buffer's own (`buffers.NAME`: `records_in` the records recovered at start, `bytes_in` the
+/// bytes appended to the log files, `dropped` the records refused when full); `sink_counters`
 /// are the sink's (records the buffer dead-letters count there).
 pub fn run(
     name: &str,
@@ -110,10 +111,33 @@ pub fn run(
             .spawn(move || read_into_sink(&shared, &to_sink, &dead, &sink_counters))
             .map_err(|e| anyhow::anyhow!("cannot start a thread: {e}"))?
     };
+    // With `fsync = "always"` the writer syncs each entry before letting its batch go; otherwise
+    // a syncer thread does the periodic syncs, so appends never wait for the disk.
+    let syncer = if cfg.fsync == Fsync::Always {
+        None
+    } else {
+        let shared = shared.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("sync-{name}").chars().take(15).collect())
+            .spawn(move || sync_periodically(&shared));
+        match started {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                let _ = reader.join();
+                return Err(anyhow::anyhow!("cannot start a thread: {e}"));
+            }
+        }
+    };
     let written = write_from_queue(&shared, cfg, &rx, &dead, &counters, &sink_counters);
     let mut st = shared.lock();
     st.inbound_closed = true;
     shared.changed.notify_all();
+    drop(st);
+    // The final sync below must not run beside one of the syncer's.
+    if let Some(syncer) = syncer {
+        let _ = syncer.join();
+    }
+    let mut st = shared.lock();
     // Everything appended is acknowledged once the sink has dealt with it (written or
     // dead-lettered); a sink that failed dead-letters what it is given, so this ends.
     while st.log.pending_entries() > 0 {
@@ -143,14 +167,17 @@ fn write_from_queue(
     let mut warnings = Repeats::new(1, Instant::now());
     let mut owned = Vec::new();
     loop {
-        let deadline = shared.lock().log.sync_deadline(Instant::now());
+        let deadline = if cfg.fsync == Fsync::Always {
+            shared.lock().log.sync_deadline(Instant::now())
+        } else {
+            None
+        };
         let next = match deadline {
             Some(at) => match rx.blocking_recv_until(at) {
                 Ok(b) => b,
                 Err(TimedOut) => {
-                    let mut st = shared.lock();
-                    if let Err(e) = st.log.maybe_sync(Instant::now()) {
-                        tracing::error!("disk buffer of sink `{name}`: {e}");
+                    if cfg.fsync == Fsync::Always {
+                        sync_if_due(shared);
                     }
                     continue;
                 }
@@ -164,9 +191,7 @@ fn write_from_queue(
         let refused = loop {
             match st.log.append(&records) {
                 Ok(appended) => {
-                    if let Err(e) = st.log.maybe_sync(Instant::now()) {
-                        tracing::error!("disk buffer of sink `{name}`: {e}");
-                    }
+                    counters.add_in(0, appended.bytes);
                     if let Some(hold) = &hold
                         && hold.until_delivered
                     {
@@ -197,6 +222,12 @@ fn write_from_queue(
         };
         drop(st);
         drop(records);
+        if refused.is_none() && cfg.fsync == Fsync::Always {
+            sync_if_due(shared);
+        } else {
+            // The syncer may be waiting for the first entry since its last sync.
+            shared.changed.notify_all();
+        }
         // Durable now (or refused and dead-lettered below): a source waiting for that hears it.
         drop(hold);
         if let Some(reason) = refused {
@@ -206,6 +237,51 @@ fn write_from_queue(
             }
             dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters)
                 .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
+        }
+    }
+}
+
+/// Syncs the log if the fsync policy says it is time, without holding the lock through the
+/// fsyncs (the reader and the sink's acknowledgements go on meanwhile).
+fn sync_if_due(shared: &Shared) {
+    let job = shared.lock().log.begin_sync(Instant::now());
+    let result = match job {
+        Ok(Some(job)) => {
+            let done = job.run();
+            shared.lock().log.end_sync(&job, done)
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!("disk buffer of sink `{}`: {e}", shared.name);
+    }
+}
+
+/// The syncer: syncs whenever the log says a sync is due, until the sink's queue has closed.
+fn sync_periodically(shared: &Shared) {
+    let mut st = shared.lock();
+    while !st.inbound_closed {
+        let now = Instant::now();
+        match st.log.sync_deadline(now) {
+            Some(at) if at <= now => {
+                drop(st);
+                sync_if_due(shared);
+                st = shared.lock();
+            }
+            Some(at) => {
+                st = shared
+                    .changed
+                    .wait_timeout(st, at - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            None => {
+                st = shared
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
         }
     }
 }
