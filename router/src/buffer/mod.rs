@@ -42,7 +42,10 @@
 //!   acknowledgements, plus, since acknowledgements may come out of order, acknowledged entries
 //!   above a still-unacknowledged one), plus the entries that were in flight to the sink.
 //! - **Loss bound.** With [`Fsync::Always`] an appended entry survives a power loss. With
-//!   [`Fsync::Interval`] a power loss may lose the entries appended during the last interval;
+//!   [`Fsync::Interval`] a power loss may lose the entries appended during the last interval
+//!   (a sync covers what is not delivered yet: a finished segment is synced by the next
+//!   periodic sync unless all of it was acknowledged and deleted by then, and the active one is
+//!   skipped when all of it is acknowledged, so a sink that keeps up costs few disk writes);
 //!   with [`Fsync::Never`] whatever the OS had not written. A process crash loses nothing
 //!   (entries are written to the file, not kept in a user-space buffer).
 //! - **Damage does not stop the router.** Recovery keeps the good prefix of each segment, moves
