@@ -2,8 +2,12 @@
 //!
 //! This module owns the field path syntax ([`JsonPath`]) used by routing, filter and partition-key
 //! settings, and the byte scanner ([`lookup`]) that walks a payload only as far as the requested
-//! value. Everything else is skipped cheaply and without recursion: string bodies a word at a time
-//! and then with `memchr`, nested objects and arrays eight bytes at a time with a bracket stack.
+//! value. Everything else is skipped cheaply and without recursion: string bodies and numbers 16
+//! bytes at a time from masks of quotes, backslashes and digits (WebAssembly SIMD in plugins built
+//! with `simd128`, a loop the compiler vectorizes natively), long strings with `memchr`, nested
+//! objects and arrays eight bytes at a time with a bracket stack. The hot helpers are inlined into
+//! [`lookup`]: in a WebAssembly plugin, a call and a result returned through memory cost more than
+//! the scanning they wrap.
 //! Found values borrow from the payload ([`JsonValue`], [`RawStr`]); string contents are unescaped
 //! only on demand and never copied when they hold no escapes, so a lookup allocates nothing.
 //!
