@@ -47,6 +47,7 @@ impl<'a> BatchView<'a> {
     }
 
     /// Record `i`, or an error message when its span does not fit the data.
+    #[inline]
     pub fn record(&self, i: usize) -> Result<Record<'a>, String> {
         let (s, e) = (self.spans[2 * i] as usize, self.spans[2 * i + 1] as usize);
         let payload = self

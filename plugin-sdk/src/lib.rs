@@ -122,6 +122,7 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// The value at `path` in the payload, read by scanning (no full parse); `None` when the
     /// payload is not JSON or has no such field.
+    #[inline]
     pub fn field(&self, path: &JsonPath) -> Option<JsonValue<'a>> {
         jsonpath::lookup(self.payload, path)
     }

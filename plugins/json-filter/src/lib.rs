@@ -112,6 +112,7 @@ impl Filter for JsonFilter {
         JsonFilter::from_config(config)
     }
 
+    #[inline]
     fn keep(&mut self, rec: &Record<'_>) -> Result<bool, String> {
         if !looks_like_json(rec.payload) {
             return Err(NOT_JSON.to_owned());
@@ -122,6 +123,7 @@ impl Filter for JsonFilter {
 
 /// True when the first byte after whitespace (and an optional UTF-8 BOM) opens an object or an
 /// array.
+#[inline]
 fn looks_like_json(payload: &[u8]) -> bool {
     let body = payload.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(payload);
     matches!(

@@ -2,8 +2,12 @@
 //!
 //! This module owns the field path syntax ([`JsonPath`]) used by routing, filter and partition-key
 //! settings, and the byte scanner ([`lookup`]) that walks a payload only as far as the requested
-//! value. Everything else is skipped cheaply and without recursion: string bodies a word at a time
-//! and then with `memchr`, nested objects and arrays eight bytes at a time with a bracket stack.
+//! value. Everything else is skipped cheaply and without recursion: string bodies and numbers 16
+//! bytes at a time from masks of quotes, backslashes and digits (WebAssembly SIMD in plugins built
+//! with `simd128`, a loop the compiler vectorizes natively), long strings with `memchr`, nested
+//! objects and arrays eight bytes at a time with a bracket stack. The hot helpers are inlined into
+//! [`lookup`]: in a WebAssembly plugin, a call and a result returned through memory cost more than
+//! the scanning they wrap.
 //! Found values borrow from the payload ([`JsonValue`], [`RawStr`]); string contents are unescaped
 //! only on demand and never copied when they hold no escapes, so a lookup allocates nothing.
 //!
@@ -365,6 +369,7 @@ fn parse_f64(text: &[u8]) -> Option<f64> {
 /// found value need to be valid: it does not validate the rest of the document. The first of
 /// duplicate keys wins.
 #[must_use]
+#[inline]
 pub fn lookup<'a>(doc: &'a [u8], path: &JsonPath) -> Option<JsonValue<'a>> {
     let start = if doc.starts_with(b"\xEF\xBB\xBF") {
         3
@@ -382,8 +387,17 @@ pub fn lookup<'a>(doc: &'a [u8], path: &JsonPath) -> Option<JsonValue<'a>> {
 }
 
 /// Returns the first offset at or after `i` that is not JSON whitespace.
-#[inline]
-fn skip_ws(doc: &[u8], mut i: usize) -> usize {
+#[inline(always)]
+fn skip_ws(doc: &[u8], i: usize) -> usize {
+    // Most documents have no whitespace between tokens: one test, no loop.
+    match doc.get(i) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => skip_ws_run(doc, i + 1),
+        _ => i,
+    }
+}
+
+#[inline(never)]
+fn skip_ws_run(doc: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = doc.get(i) {
         i += 1;
     }
@@ -391,6 +405,7 @@ fn skip_ws(doc: &[u8], mut i: usize) -> usize {
 }
 
 /// With `pos` at an object, returns the start of the value of the first member named `key`.
+#[inline(always)]
 fn member_start(doc: &[u8], pos: usize, key: &[u8]) -> Option<usize> {
     if doc.get(pos) != Some(&b'{') {
         return None;
@@ -413,7 +428,7 @@ fn member_start(doc: &[u8], pos: usize, key: &[u8]) -> Option<usize> {
         let found = if escaped {
             unescaped_eq(raw, key)?
         } else {
-            raw == key
+            bytes_eq(raw, key)
         };
         if found {
             return Some(i);
@@ -423,6 +438,34 @@ fn member_start(doc: &[u8], pos: usize, key: &[u8]) -> Option<usize> {
             b',' => i = skip_ws(doc, i + 1),
             _ => return None,
         }
+    }
+}
+
+/// `a == b`, a word at a time: short keys are compared often, and a call to `memcmp` costs more
+/// than the comparison (in WebAssembly it is a byte loop).
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], k: usize| {
+        s.get(k..k + 8)
+            .and_then(|w| w.first_chunk::<8>())
+            .map(|w| u64::from_le_bytes(*w))
+    };
+    if n >= 8 {
+        // Whole words, then the last eight bytes (overlapping the previous word).
+        let mut k = 0;
+        while k + 8 < n {
+            if word(a, k) != word(b, k) {
+                return false;
+            }
+            k += 8;
+        }
+        word(a, n - 8) == word(b, n - 8)
+    } else {
+        a == b
     }
 }
 
@@ -450,7 +493,7 @@ fn element_start(doc: &[u8], pos: usize, index: usize) -> Option<usize> {
 }
 
 /// Returns the offset just past the value starting at `i`.
-#[inline]
+#[inline(always)]
 fn value_end(doc: &[u8], i: usize) -> Option<usize> {
     match doc.get(i)? {
         b'"' => string_close(doc, i + 1).map(|(close, _)| close + 1),
@@ -460,6 +503,7 @@ fn value_end(doc: &[u8], i: usize) -> Option<usize> {
 }
 
 /// Reads the value starting at `i`; returns it and the offset just past it.
+#[inline(always)]
 fn value_at(doc: &[u8], i: usize) -> Option<(JsonValue<'_>, usize)> {
     match doc.get(i)? {
         b'"' => {
@@ -479,29 +523,104 @@ fn value_at(doc: &[u8], i: usize) -> Option<(JsonValue<'_>, usize)> {
 }
 
 /// Reads a number, `true`, `false` or `null` at `i`, which must be followed by a delimiter.
+#[inline(always)]
 fn scalar_at(doc: &[u8], i: usize) -> Option<(JsonValue<'_>, usize)> {
-    let (value, end) = match doc.get(i)? {
-        b't' => (JsonValue::Bool(true), literal_end(doc, i, b"true")?),
-        b'f' => (JsonValue::Bool(false), literal_end(doc, i, b"false")?),
-        b'n' => (JsonValue::Null, literal_end(doc, i, b"null")?),
-        _ => {
-            let end = number_end(doc, i)?;
-            (JsonValue::Number(doc.get(i..end)?), end)
-        }
+    let first = *doc.get(i)?;
+    // Tests rather than a `match`, which becomes a jump table; numbers first.
+    let (value, end) = if first == b'-' || first.is_ascii_digit() {
+        let end = number_end(doc, i)?;
+        (JsonValue::Number(doc.get(i..end)?), end)
+    } else if first == b't' {
+        (JsonValue::Bool(true), literal_end(doc, i, b"true")?)
+    } else if first == b'f' {
+        (JsonValue::Bool(false), literal_end(doc, i, b"false")?)
+    } else if first == b'n' {
+        (JsonValue::Null, literal_end(doc, i, b"null")?)
+    } else {
+        return None;
     };
-    match doc.get(end)? {
-        b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']' => Some((value, end)),
-        _ => None,
+    is_delimiter(*doc.get(end)?).then_some((value, end))
+}
+
+/// True for the bytes that may follow a number or literal: whitespace, `,`, `}` and `]`.
+#[inline(always)]
+fn is_delimiter(b: u8) -> bool {
+    const LOW: u64 = 1 << b' ' | 1 << b'\t' | 1 << b'\n' | 1 << b'\r' | 1 << b',';
+    const HIGH: u64 = 1 << (b'}' - 64) | 1 << (b']' - 64);
+    if b < 64 {
+        LOW >> b & 1 != 0
+    } else {
+        b < 128 && HIGH >> (b - 64) & 1 != 0
     }
 }
 
-#[inline]
+#[inline(always)]
 fn literal_end(doc: &[u8], i: usize, word: &[u8]) -> Option<usize> {
     doc.get(i..)?.starts_with(word).then_some(i + word.len())
 }
 
 /// Returns the end of the JSON number starting at `i`, checking its grammar.
+///
+/// Numbers that end within 16 bytes (nearly all) are read from one block's mask of digits, so a
+/// run of digits costs one `trailing_zeros` instead of a loop; longer ones take
+/// [`number_end_long`].
+#[inline(always)]
 fn number_end(doc: &[u8], i: usize) -> Option<usize> {
+    // Lane BLOCK, just past the block, counts as a digit: a run that reaches it (or starts there)
+    // might go on, and ends the fast path below.
+    let digits = digit_mask(block_at(doc, i)) | 1 << BLOCK;
+    // Length of the run of digits at lane `from` (<= BLOCK).
+    let run = |from: usize| ((!digits) >> from).trailing_zeros() as usize;
+    // Bytes are read from `doc`, not from the block, which would then live in memory.
+    let byte = |k: usize| doc.get(i + k).copied();
+    let mut j = usize::from(byte(0) == Some(b'-'));
+    match byte(j)? {
+        b'0' => j += 1,
+        b'1'..=b'9' => j += run(j),
+        _ => return None,
+    }
+    // Past this point a run may reach lane BLOCK, where the mask says nothing: read on from
+    // `doc`, from the start.
+    if j >= BLOCK {
+        return number_end_long(doc, i);
+    }
+    if byte(j) == Some(b'.') {
+        j += 1;
+        if j >= BLOCK {
+            return number_end_long(doc, i);
+        }
+        let r = run(j);
+        if r == 0 {
+            return None;
+        }
+        j += r;
+        if j >= BLOCK {
+            return number_end_long(doc, i);
+        }
+    }
+    if let Some(b'e' | b'E') = byte(j) {
+        j += 1;
+        if let Some(b'+' | b'-') = byte(j) {
+            j += 1;
+        }
+        if j >= BLOCK {
+            return number_end_long(doc, i);
+        }
+        let r = run(j);
+        if r == 0 {
+            return None;
+        }
+        j += r;
+        if j >= BLOCK {
+            return number_end_long(doc, i);
+        }
+    }
+    Some(i + j)
+}
+
+/// [`number_end`] a byte at a time, for numbers of any length.
+#[inline(never)]
+fn number_end_long(doc: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
     if doc.get(j) == Some(&b'-') {
         j += 1;
@@ -542,19 +661,165 @@ fn digits_end(doc: &[u8], mut i: usize) -> usize {
 
 /// With `start` just past an opening quote, returns the offset of the closing quote and whether
 /// the body holds escapes.
-#[inline]
+///
+/// Sixteen bytes at a time from masks of quotes and backslashes (a block costs about as much as
+/// one byte would in a loop, and most keys and values fit in one); after [`LONG_STRING`] bytes
+/// memchr takes over, whose set-up pays off on long strings.
+#[inline(always)]
 fn string_close(doc: &[u8], start: usize) -> Option<(usize, bool)> {
     let mut i = start;
     let mut escaped = false;
     loop {
-        i += quote_or_backslash(doc.get(i..)?)?;
+        if i >= doc.len() {
+            return None;
+        }
+        let block = block_at(doc, i);
+        let quotes = eq_mask(block, b'"');
+        let mut stops = quotes | eq_mask(block, b'\\');
+        loop {
+            if stops == 0 {
+                i += BLOCK;
+                if i - start >= LONG_STRING {
+                    return string_close_long(doc, i, escaped);
+                }
+                break;
+            }
+            let lane = stops.trailing_zeros();
+            if quotes & (1 << lane) != 0 {
+                return Some((i + lane as usize, escaped));
+            }
+            // A backslash: it and the byte it escapes are part of the body (`\uXXXX` digits are
+            // never quotes or backslashes).
+            escaped = true;
+            let next = lane as usize + 2;
+            if next >= BLOCK {
+                i += next;
+                break;
+            }
+            stops &= !0 << next;
+        }
+    }
+}
+
+/// Bytes of a string body read a block at a time before [`string_close`] hands over to memchr.
+const LONG_STRING: usize = 4 * BLOCK;
+
+/// [`string_close`] for the rest of a long string, from `i` (outside any escape).
+#[inline(never)]
+fn string_close_long(doc: &[u8], mut i: usize, mut escaped: bool) -> Option<(usize, bool)> {
+    loop {
+        i += memchr::memchr2(b'"', b'\\', doc.get(i..)?)?;
         if doc.get(i)? == &b'"' {
             return Some((i, escaped));
         }
         escaped = true;
-        // Skip the backslash and the byte it escapes; `\uXXXX` digits are never quotes.
         i += 2;
     }
+}
+
+/// Bytes in a block of [`block_at`].
+const BLOCK: usize = 16;
+
+/// The [`BLOCK`] bytes of `doc` at `i`, padded with spaces (neither quotes, backslashes, digits
+/// nor brackets) past its end.
+#[inline(always)]
+fn block_at(doc: &[u8], i: usize) -> Block {
+    let rest = doc.get(i..).unwrap_or_default();
+    match rest.first_chunk::<BLOCK>() {
+        Some(block) => to_block(block),
+        None => padded_block(rest),
+    }
+}
+
+/// The last bytes of a document as a block, padded with spaces; out of line so that the common
+/// case stays one load.
+#[inline(never)]
+fn padded_block(rest: &[u8]) -> Block {
+    let mut block = [b' '; BLOCK];
+    if let Some(head) = block.get_mut(..rest.len()) {
+        head.copy_from_slice(rest);
+    }
+    to_block(&block)
+}
+
+/// A block of bytes as the mask functions take it: the bytes themselves (the compiler turns the
+/// mask loops into vector compares and movemasks, e.g. SSE2 on x86-64)...
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+type Block = [u8; BLOCK];
+
+/// ...or, with WebAssembly SIMD, a vector: LLVM does not vectorize those loops for wasm32, and
+/// keeping the block in a register spares a round trip through linear memory.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+type Block = core::arch::wasm32::v128;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn to_block(bytes: &[u8; BLOCK]) -> Block {
+    *bytes
+}
+
+/// From two 8-byte loads (built from 16 byte reads, LLVM sometimes keeps them as 16 lane loads).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn to_block(b: &[u8; BLOCK]) -> Block {
+    let word = |w: Option<&[u8; 8]>| w.map_or(0, |w| u64::from_le_bytes(*w));
+    core::arch::wasm32::u64x2(word(b.first_chunk()), word(b.last_chunk()))
+}
+
+/// Bit `k` set when byte `k` of the block is `b`. Two words at a time (LLVM vectorizes a loop
+/// over the bytes poorly).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn eq_mask(block: Block, b: u8) -> u32 {
+    let (lo, hi) = block_words(block);
+    lane_bits(exact_zero_lanes(lo ^ splat(b))) | lane_bits(exact_zero_lanes(hi ^ splat(b))) << 8
+}
+
+/// Bit `k` set when byte `k` of the block is an ASCII digit.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn digit_mask(block: Block) -> u32 {
+    let digits = |w: u64| {
+        // High nibble 3, and low nibble at most 9 (adding 6 does not carry into bit 4).
+        let high_is_3 = exact_zero_lanes((w & splat(0xF0)) ^ splat(0x30));
+        let low_above_9 = (((w & splat(0x0F)) + splat(0x06)) << 3) & LANES_HI;
+        lane_bits(high_is_3 & !low_above_9)
+    };
+    let (lo, hi) = block_words(block);
+    digits(lo) | digits(hi) << 8
+}
+
+/// The block as two little-endian words.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn block_words(block: Block) -> (u64, u64) {
+    let word = |w: Option<&[u8; 8]>| w.map_or(0, |w| u64::from_le_bytes(*w));
+    (word(block.first_chunk()), word(block.last_chunk()))
+}
+
+/// Gathers the high bits of the eight lanes of `flags` (only high bits set) into bits 0..8.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+const fn lane_bits(flags: u64) -> u32 {
+    // Lane k's bit lands on bit 56 + k; the partial products never overlap.
+    ((flags >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
+/// [`eq_mask`] with WebAssembly SIMD: `i8x16.eq` and `i8x16.bitmask`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn eq_mask(block: Block, b: u8) -> u32 {
+    use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat};
+    u32::from(u8x16_bitmask(u8x16_eq(block, u8x16_splat(b))))
+}
+
+/// [`digit_mask`] with WebAssembly SIMD.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn digit_mask(block: Block) -> u32 {
+    use core::arch::wasm32::{u8x16_bitmask, u8x16_lt, u8x16_splat, u8x16_sub};
+    let offset = u8x16_sub(block, u8x16_splat(b'0'));
+    u32::from(u8x16_bitmask(u8x16_lt(offset, u8x16_splat(10))))
 }
 
 /// Eight copies of 0x01, for word-at-a-time byte search.
@@ -566,30 +831,6 @@ const LANES_HI: u64 = u64::from_le_bytes([0x80; 8]);
 #[inline]
 const fn splat(b: u8) -> u64 {
     LANES_LO * b as u64
-}
-
-/// Sets the high bit of zero bytes of `v`. Bytes above the first zero byte may be flagged too, so
-/// only the lowest flag is meaningful (which is all the callers use).
-#[inline]
-const fn zero_lanes(v: u64) -> u64 {
-    v.wrapping_sub(LANES_LO) & !v & LANES_HI
-}
-
-/// Finds the first `"` or `\\`. Strings in records are mostly short, so the first 32 bytes are
-/// searched a word at a time, which beats the set-up cost of memchr's vectorised search; memchr
-/// takes the rest.
-#[inline]
-fn quote_or_backslash(hay: &[u8]) -> Option<usize> {
-    const WORDS: usize = 4;
-    for (n, chunk) in hay.chunks_exact(8).take(WORDS).enumerate() {
-        let w = u64::from_le_bytes(*chunk.first_chunk::<8>()?);
-        let found = zero_lanes(w ^ splat(b'"')) | zero_lanes(w ^ splat(b'\\'));
-        if found != 0 {
-            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
-        }
-    }
-    let searched = (hay.len() / 8).min(WORDS) * 8;
-    Some(searched + memchr::memchr2(b'"', b'\\', hay.get(searched..)?)?)
 }
 
 /// Sets the high bit of exactly the zero bytes of `v`.
@@ -1289,6 +1530,522 @@ mod tests {
         assert_eq!(get(&long, &p), Some(JsonValue::Number(b"7")));
     }
 
+    /// The scanner as it was before the block-at-a-time fast paths (verbatim), as the reference
+    /// the property tests below hold the current one to, on valid and broken documents alike.
+    mod reference {
+        use super::super::{DEPTH_MAX, JsonPath, JsonValue, RawStr, Segment, unescaped_eq};
+
+        /// Finds the value at `path` in `doc`; None when the path is absent, a segment does not fit
+        /// (index into an object, key into an array), or the document is malformed before the value is
+        /// reached. Leading whitespace and a UTF-8 BOM are allowed. Only the bytes up to the end of the
+        /// found value need to be valid: it does not validate the rest of the document. The first of
+        /// duplicate keys wins.
+        #[must_use]
+        pub fn lookup<'a>(doc: &'a [u8], path: &JsonPath) -> Option<JsonValue<'a>> {
+            let start = if doc.starts_with(b"\xEF\xBB\xBF") {
+                3
+            } else {
+                0
+            };
+            let mut pos = skip_ws(doc, start);
+            for segment in &path.segments {
+                pos = match segment {
+                    Segment::Key(key) => member_start(doc, pos, key.as_bytes())?,
+                    Segment::Index(index) => element_start(doc, pos, *index)?,
+                };
+            }
+            value_at(doc, pos).map(|(value, _)| value)
+        }
+
+        /// Returns the first offset at or after `i` that is not JSON whitespace.
+        #[inline]
+        pub(super) fn skip_ws(doc: &[u8], mut i: usize) -> usize {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = doc.get(i) {
+                i += 1;
+            }
+            i
+        }
+
+        /// With `pos` at an object, returns the start of the value of the first member named `key`.
+        pub(super) fn member_start(doc: &[u8], pos: usize, key: &[u8]) -> Option<usize> {
+            if doc.get(pos) != Some(&b'{') {
+                return None;
+            }
+            let mut i = skip_ws(doc, pos + 1);
+            if doc.get(i) == Some(&b'}') {
+                return None;
+            }
+            loop {
+                if doc.get(i) != Some(&b'"') {
+                    return None;
+                }
+                let (close, escaped) = string_close(doc, i + 1)?;
+                let raw = doc.get(i + 1..close)?;
+                i = skip_ws(doc, close + 1);
+                if doc.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(doc, i + 1);
+                let found = if escaped {
+                    unescaped_eq(raw, key)?
+                } else {
+                    raw == key
+                };
+                if found {
+                    return Some(i);
+                }
+                i = skip_ws(doc, value_end(doc, i)?);
+                match doc.get(i)? {
+                    b',' => i = skip_ws(doc, i + 1),
+                    _ => return None,
+                }
+            }
+        }
+
+        /// With `pos` at an array, returns the start of element `index`.
+        pub(super) fn element_start(doc: &[u8], pos: usize, index: usize) -> Option<usize> {
+            if doc.get(pos) != Some(&b'[') {
+                return None;
+            }
+            let mut i = skip_ws(doc, pos + 1);
+            if doc.get(i) == Some(&b']') {
+                return None;
+            }
+            let mut n = 0;
+            loop {
+                if n == index {
+                    return Some(i);
+                }
+                i = skip_ws(doc, value_end(doc, i)?);
+                match doc.get(i)? {
+                    b',' => i = skip_ws(doc, i + 1),
+                    _ => return None,
+                }
+                n += 1;
+            }
+        }
+
+        /// Returns the offset just past the value starting at `i`.
+        #[inline]
+        pub(super) fn value_end(doc: &[u8], i: usize) -> Option<usize> {
+            match doc.get(i)? {
+                b'"' => string_close(doc, i + 1).map(|(close, _)| close + 1),
+                b'{' | b'[' => container_end(doc, i),
+                _ => scalar_at(doc, i).map(|(_, end)| end),
+            }
+        }
+
+        /// Reads the value starting at `i`; returns it and the offset just past it.
+        pub(super) fn value_at(doc: &[u8], i: usize) -> Option<(JsonValue<'_>, usize)> {
+            match doc.get(i)? {
+                b'"' => {
+                    let (close, _) = string_close(doc, i + 1)?;
+                    Some((JsonValue::String(RawStr(doc.get(i + 1..close)?)), close + 1))
+                }
+                b'{' => {
+                    let end = container_end(doc, i)?;
+                    Some((JsonValue::Object(doc.get(i..end)?), end))
+                }
+                b'[' => {
+                    let end = container_end(doc, i)?;
+                    Some((JsonValue::Array(doc.get(i..end)?), end))
+                }
+                _ => scalar_at(doc, i),
+            }
+        }
+
+        /// Reads a number, `true`, `false` or `null` at `i`, which must be followed by a delimiter.
+        pub(super) fn scalar_at(doc: &[u8], i: usize) -> Option<(JsonValue<'_>, usize)> {
+            let (value, end) = match doc.get(i)? {
+                b't' => (JsonValue::Bool(true), literal_end(doc, i, b"true")?),
+                b'f' => (JsonValue::Bool(false), literal_end(doc, i, b"false")?),
+                b'n' => (JsonValue::Null, literal_end(doc, i, b"null")?),
+                _ => {
+                    let end = number_end(doc, i)?;
+                    (JsonValue::Number(doc.get(i..end)?), end)
+                }
+            };
+            match doc.get(end)? {
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']' => Some((value, end)),
+                _ => None,
+            }
+        }
+
+        #[inline]
+        pub(super) fn literal_end(doc: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+            doc.get(i..)?.starts_with(word).then_some(i + word.len())
+        }
+
+        /// Returns the end of the JSON number starting at `i`, checking its grammar.
+        pub(super) fn number_end(doc: &[u8], i: usize) -> Option<usize> {
+            let mut j = i;
+            if doc.get(j) == Some(&b'-') {
+                j += 1;
+            }
+            match doc.get(j)? {
+                b'0' => j += 1,
+                b'1'..=b'9' => j = digits_end(doc, j + 1),
+                _ => return None,
+            }
+            if doc.get(j) == Some(&b'.') {
+                let k = digits_end(doc, j + 1);
+                if k == j + 1 {
+                    return None;
+                }
+                j = k;
+            }
+            if let Some(b'e' | b'E') = doc.get(j) {
+                j += 1;
+                if let Some(b'+' | b'-') = doc.get(j) {
+                    j += 1;
+                }
+                let k = digits_end(doc, j);
+                if k == j {
+                    return None;
+                }
+                j = k;
+            }
+            Some(j)
+        }
+
+        #[inline]
+        pub(super) fn digits_end(doc: &[u8], mut i: usize) -> usize {
+            while let Some(b'0'..=b'9') = doc.get(i) {
+                i += 1;
+            }
+            i
+        }
+
+        /// With `start` just past an opening quote, returns the offset of the closing quote and whether
+        /// the body holds escapes.
+        #[inline]
+        pub(super) fn string_close(doc: &[u8], start: usize) -> Option<(usize, bool)> {
+            let mut i = start;
+            let mut escaped = false;
+            loop {
+                i += quote_or_backslash(doc.get(i..)?)?;
+                if doc.get(i)? == &b'"' {
+                    return Some((i, escaped));
+                }
+                escaped = true;
+                // Skip the backslash and the byte it escapes; `\uXXXX` digits are never quotes.
+                i += 2;
+            }
+        }
+
+        /// Eight copies of 0x01, for word-at-a-time byte search.
+        const LANES_LO: u64 = u64::from_le_bytes([0x01; 8]);
+        /// Eight copies of 0x80.
+        const LANES_HI: u64 = u64::from_le_bytes([0x80; 8]);
+
+        /// A word with `b` in every byte.
+        #[inline]
+        const fn splat(b: u8) -> u64 {
+            LANES_LO * b as u64
+        }
+
+        /// Sets the high bit of zero bytes of `v`. Bytes above the first zero byte may be flagged too, so
+        /// only the lowest flag is meaningful (which is all the callers use).
+        #[inline]
+        const fn zero_lanes(v: u64) -> u64 {
+            v.wrapping_sub(LANES_LO) & !v & LANES_HI
+        }
+
+        /// Finds the first `"` or `\\`. Strings in records are mostly short, so the first 32 bytes are
+        /// searched a word at a time, which beats the set-up cost of memchr's vectorised search; memchr
+        /// takes the rest.
+        #[inline]
+        pub(super) fn quote_or_backslash(hay: &[u8]) -> Option<usize> {
+            const WORDS: usize = 4;
+            for (n, chunk) in hay.chunks_exact(8).take(WORDS).enumerate() {
+                let w = u64::from_le_bytes(*chunk.first_chunk::<8>()?);
+                let found = zero_lanes(w ^ splat(b'"')) | zero_lanes(w ^ splat(b'\\'));
+                if found != 0 {
+                    return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
+                }
+            }
+            let searched = (hay.len() / 8).min(WORDS) * 8;
+            Some(searched + memchr::memchr2(b'"', b'\\', hay.get(searched..)?)?)
+        }
+
+        /// Sets the high bit of exactly the zero bytes of `v`.
+        #[inline]
+        const fn exact_zero_lanes(v: u64) -> u64 {
+            !(((v & !LANES_HI).wrapping_add(!LANES_HI)) | v) & LANES_HI
+        }
+
+        /// With `start` at `{` or `[`, returns the offset just past the matching close bracket. Fails on
+        /// a mismatched bracket, an unterminated string, a backslash outside a string, the end of input,
+        /// or nesting deeper than [`DEPTH_MAX`].
+        ///
+        /// Iterative, eight bytes at a time: each word yields masks of quotes, backslashes and brackets.
+        /// In a word without backslashes the lanes inside strings come from a prefix XOR of the quote
+        /// mask, so quotes, whitespace and digits cost no branches; only brackets are taken one by one,
+        /// onto a bit stack of open brackets (1 = array) in a `u128`. A string still open at the end of
+        /// a word is finished with [`string_close`], so every word starts outside a string.
+        pub(super) fn container_end(doc: &[u8], start: usize) -> Option<usize> {
+            const TOP_LANE: u64 = 0x80 << 56;
+            let mut open: u128 = 0;
+            let mut depth: u32 = 0;
+            let mut pos = start;
+            loop {
+                let rest = doc.get(pos..)?;
+                let word = match rest.first_chunk::<8>() {
+                    Some(word) => *word,
+                    None if rest.is_empty() => return None,
+                    None => {
+                        // Past the end, pad with spaces: they are neither quotes nor brackets.
+                        let mut word = [b' '; 8];
+                        word.get_mut(..rest.len())?.copy_from_slice(rest);
+                        word
+                    }
+                };
+                let w = u64::from_le_bytes(word);
+                let quotes = exact_zero_lanes(w ^ splat(b'"'));
+                let escapes = exact_zero_lanes(w ^ splat(b'\\'));
+                // `b | 0x20` maps `[` to `{` and `]` to `}`, and no other byte to either.
+                let folded = w | splat(0x20);
+                let opens = exact_zero_lanes(folded ^ splat(b'{'));
+                let closes = exact_zero_lanes(folded ^ splat(b'}'));
+
+                // Lanes inside strings, whether a string is open at the end of the word, and where the
+                // scan resumes.
+                let (inside, string_open, resume) = if escapes == 0 {
+                    let mut inside = quotes;
+                    inside ^= inside << 8;
+                    inside ^= inside << 16;
+                    inside ^= inside << 32;
+                    (inside, inside & TOP_LANE != 0, pos + 8)
+                } else {
+                    string_lanes(quotes, escapes, pos)?
+                };
+
+                let mut brackets = (opens | closes) & !inside;
+                while brackets != 0 {
+                    let lane = brackets.trailing_zeros() / 8;
+                    let byte = word.get(lane as usize).copied()?;
+                    if opens & (0x80 << (lane * 8)) != 0 {
+                        if depth == DEPTH_MAX {
+                            return None;
+                        }
+                        open = (open << 1) | u128::from(byte == b'[');
+                        depth += 1;
+                    } else {
+                        if (open & 1 == 1) != (byte == b']') {
+                            return None;
+                        }
+                        open >>= 1;
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(pos + lane as usize + 1);
+                        }
+                    }
+                    brackets &= brackets - 1;
+                }
+                pos = if string_open {
+                    string_close(doc, resume)?.0 + 1
+                } else {
+                    resume
+                };
+            }
+        }
+
+        /// The slow path of [`container_end`] for a word (at `pos`, starting outside a string) that holds
+        /// a backslash: walks its lanes in order. Returns the lanes inside strings, whether a string is
+        /// open at the end, and where the scan resumes (one byte further when the last lane escapes the
+        /// first byte of the next word). `None` for a backslash outside a string.
+        pub(super) fn string_lanes(
+            quotes: u64,
+            escapes: u64,
+            pos: usize,
+        ) -> Option<(u64, bool, usize)> {
+            let mut inside = 0;
+            let mut in_string = false;
+            let mut escaped = false;
+            for lane in 0..8 {
+                let bit = 0x80_u64 << (lane * 8);
+                if escaped {
+                    escaped = false;
+                    inside |= bit;
+                } else if in_string {
+                    inside |= bit;
+                    if escapes & bit != 0 {
+                        escaped = true;
+                    } else if quotes & bit != 0 {
+                        in_string = false;
+                    }
+                } else if quotes & bit != 0 {
+                    in_string = true;
+                    inside |= bit;
+                } else if escapes & bit != 0 {
+                    return None;
+                }
+            }
+            Some((inside, in_string, pos + 8 + usize::from(escaped)))
+        }
+    }
+
+    /// Checks every offset of `doc` with the scanner's pieces, and `paths`, against [`reference`].
+    fn agrees_with_reference(doc: &[u8], paths: &[JsonPath]) -> Result<(), TestCaseError> {
+        for i in 0..=doc.len() + 1 {
+            prop_assert_eq!(
+                number_end(doc, i),
+                reference::number_end(doc, i),
+                "number at {}",
+                i
+            );
+            prop_assert_eq!(
+                string_close(doc, i),
+                reference::string_close(doc, i),
+                "string at {}",
+                i
+            );
+            prop_assert_eq!(
+                scalar_at(doc, i),
+                reference::scalar_at(doc, i),
+                "scalar at {}",
+                i
+            );
+            prop_assert_eq!(
+                value_at(doc, i),
+                reference::value_at(doc, i),
+                "value at {}",
+                i
+            );
+        }
+        for p in paths {
+            prop_assert_eq!(lookup(doc, p), reference::lookup(doc, p), "path {}", p);
+        }
+        Ok(())
+    }
+
+    /// Paths into the adversarial documents.
+    fn adversarial_paths() -> Vec<JsonPath> {
+        [
+            "a", "b", "k", "a.b", "k.k", "[0]", "[1]", "a[0]", "[0].a", "\\", "é",
+        ]
+        .iter()
+        .map(|p| path(p))
+        .collect()
+    }
+
+    /// Pieces that put numbers, escapes, quotes and brackets anywhere relative to 16-byte
+    /// blocks: a document is a run of them.
+    fn arb_piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "{",
+                "}",
+                "[",
+                "]",
+                ",",
+                ":",
+                "\"",
+                "\\",
+                "\\\"",
+                "\\\\",
+                "\\u0061",
+                "\\ud83d\\ude00",
+                "\\x",
+                "\"a\"",
+                "\"b\"",
+                "\"k\"",
+                "\"a\":",
+                "\"k\":",
+                "true",
+                "false",
+                "null",
+                "tru",
+                "nul",
+                "é",
+                "\u{1}",
+                "-",
+                ".",
+                "e",
+                "E",
+                "+",
+                "0",
+                "\t",
+                "\r\n",
+            ])
+            .prop_map(str::to_owned),
+            " {0,20}",
+            "[0-9a\"\\\\]{0,20}",
+            // Numbers and number-like text of every length, signs, points and exponents.
+            "-?[0-9]{0,24}(\\.[0-9]{0,20})?([eE][+-]?[0-9]{0,5})?",
+            "[-+.eE0-9]{1,20}",
+        ]
+    }
+
+    #[test]
+    fn number_end_matches_reference_at_every_length() {
+        // Every shape of number with its sign, point and exponent at every position around the
+        // block boundary, at every start offset within a block, followed by each kind of end.
+        let mut shapes = Vec::new();
+        for int in 0..=20 {
+            for frac in [None, Some(0), Some(1), Some(3), Some(17)] {
+                for exp in ["", "e", "e5", "E+12", "e-", "e-0", "e123456789012345678"] {
+                    for sign in ["", "-"] {
+                        let mut n = String::from(sign);
+                        n.push_str(&"1234567890".repeat(3)[..int]);
+                        if let Some(f) = frac {
+                            n.push('.');
+                            n.push_str(&"9876543210".repeat(2)[..f]);
+                        }
+                        n.push_str(exp);
+                        shapes.push(n);
+                    }
+                }
+            }
+        }
+        shapes.push("0123".to_owned());
+        shapes.push("-0.0e0".to_owned());
+        for shape in &shapes {
+            for pad in 0..17 {
+                for end in ["", ",", "}", "]", " ", "x", ".", "e", "5"] {
+                    let doc = format!("{}{shape}{end}", " ".repeat(pad));
+                    let doc = doc.as_bytes();
+                    assert_eq!(
+                        number_end(doc, pad),
+                        reference::number_end(doc, pad),
+                        "{shape:?} at {pad} then {end:?}"
+                    );
+                    assert_eq!(scalar_at(doc, pad), reference::scalar_at(doc, pad));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn string_close_matches_reference_around_blocks() {
+        for len in 0..70 {
+            for escape_at in [
+                None,
+                Some(0),
+                Some(14),
+                Some(15),
+                Some(16),
+                Some(31),
+                Some(63),
+            ] {
+                for escape in ["\\\"", "\\\\", "\\u0041", "\\"] {
+                    let mut body: Vec<u8> = (0..len).map(|k| b'a' + (k % 26) as u8).collect();
+                    if let Some(at) = escape_at.filter(|&at| at <= len) {
+                        body.splice(at..at, escape.bytes());
+                    }
+                    for tail in ["\"", "", "\\", "x\""] {
+                        let doc = [b"\"".as_slice(), &body, tail.as_bytes()].concat();
+                        assert_eq!(string_close(&doc, 1), reference::string_close(&doc, 1));
+                        let keyed = [b"{".as_slice(), &doc, b":1,\"k\":2}"].concat();
+                        for p in adversarial_paths() {
+                            assert_eq!(lookup(&keyed, &p), reference::lookup(&keyed, &p));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     // ---- property tests ----
 
     /// How the test serializer writes a document.
@@ -1498,6 +2255,43 @@ mod tests {
                 check_found(found.unwrap(), original, expected)?;
                 prop_assert_eq!(&JsonPath::parse(&p.to_string()).unwrap(), p);
             }
+        }
+
+        #[test]
+        fn lookup_matches_reference_on_documents(
+            v in arb_json(),
+            style in arb_style(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let mut doc = String::new();
+            write_value(&v, style, &mut doc);
+            let mut paths: Vec<JsonPath> = Vec::new();
+            let mut found = Vec::new();
+            sub_values(&v, &mut Vec::new(), &mut found);
+            paths.extend(found.into_iter().map(|(p, _)| p));
+            paths.extend(adversarial_paths());
+            let bytes = doc.as_bytes();
+            agrees_with_reference(bytes, &paths)?;
+            agrees_with_reference(&bytes[..cut.index(bytes.len() + 1)], &paths)?;
+            let mut mutated = bytes.to_vec();
+            if !mutated.is_empty() {
+                let at = flip.0.index(mutated.len());
+                mutated[at] = flip.1;
+            }
+            agrees_with_reference(&mutated, &paths)?;
+        }
+
+        #[test]
+        fn lookup_matches_reference_on_adversarial_text(
+            pieces in prop::collection::vec(arb_piece(), 0..24),
+            wrap in any::<bool>(),
+        ) {
+            let mut doc = pieces.concat();
+            if wrap {
+                doc = format!("{{\"a\":{doc},\"k\":[{doc}],\"b\":1}}");
+            }
+            agrees_with_reference(doc.as_bytes(), &adversarial_paths())?;
         }
 
         #[test]
