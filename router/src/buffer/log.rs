@@ -287,15 +287,7 @@ pub struct DiskLog {
     last_sync: Option<Instant>,
     reader: Option<(u64, File)>,
     scratch: Vec<u8>,
-    /// The most recently appended entries as written, oldest first, so that a reader that keeps
-    /// up takes them from memory instead of reading the file back (at most
-    /// [`RECENT_BYTES_MAX`] bytes).
-    recent: std::collections::VecDeque<(u64, Vec<u8>)>,
-    recent_bytes: usize,
 }
-
-/// Bytes of recently appended entries a [`DiskLog`] keeps in memory for its reader.
-pub const RECENT_BYTES_MAX: usize = 8 << 20;
 
 impl DiskLog {
     /// Opens (creating if needed) the log in `dir` and recovers what it holds.
@@ -424,8 +416,6 @@ impl DiskLog {
             last_sync: None,
             reader: None,
             scratch: Vec::new(),
-            recent: std::collections::VecDeque::new(),
-            recent_bytes: 0,
         };
         Ok((log, recovery))
     }
@@ -543,18 +533,25 @@ impl DiskLog {
         self.pending += 1;
         self.next_id += 1;
         self.unsynced = !always;
-        self.recent_bytes += self.scratch.len();
-        self.recent
-            .push_back((id, std::mem::take(&mut self.scratch)));
-        while self.recent_bytes > RECENT_BYTES_MAX
-            && let Some((_, old)) = self.recent.pop_front()
-        {
-            self.recent_bytes -= old.len();
-        }
         Ok(Appended {
             id,
             bytes: len as u64,
         })
+    }
+
+    /// The id of the entry [`DiskLog::read_next`] would hand out next, without reading it.
+    pub fn peek_next_id(&self) -> Option<u64> {
+        let (seg_id, index) = self.find_unread()?;
+        Some(self.segments.get(&seg_id)?.entries.get(index)?.loc.id)
+    }
+
+    /// Hands out the next entry without reading it back, for a caller that still has its
+    /// records in memory (it appended them a moment ago). Returns its id, which is then
+    /// acknowledged as usual.
+    pub fn skip_next(&mut self) -> Option<u64> {
+        let id = self.peek_next_id()?;
+        self.read_cursor = id + 1;
+        Some(id)
     }
 
     /// The next entry not yet handed out, in id order (recovered entries first); `None` when
@@ -874,40 +871,18 @@ impl DiskLog {
         None
     }
 
-    /// Entry `id` as it was appended, if it is still among the recent ones (older ones, which
-    /// the reader has passed, are dropped on the way).
-    fn take_recent(&mut self, id: u64) -> Option<Vec<u8>> {
-        while let Some((first, _)) = self.recent.front() {
-            if *first > id {
-                return None;
-            }
-            let (first, data) = self.recent.pop_front()?;
-            self.recent_bytes -= data.len();
-            if first == id {
-                return Some(data);
-            }
-        }
-        None
-    }
-
     fn read_at(&mut self, seg_id: u64, path: &Path, loc: EntryLoc) -> Result<ReadEntry, String> {
-        let data = match self.take_recent(loc.id) {
-            Some(data) => data,
-            None => {
-                if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
-                    let f = File::open(path).map_err(|e| e.to_string())?;
-                    self.reader = Some((seg_id, f));
-                }
-                let Some((_, file)) = self.reader.as_mut() else {
-                    return Err("no reader".into());
-                };
-                let mut data = vec![0u8; loc.len as usize];
-                file.seek(SeekFrom::Start(loc.offset))
-                    .and_then(|_| file.read_exact(&mut data))
-                    .map_err(|e| e.to_string())?;
-                data
-            }
+        if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
+            let f = File::open(path).map_err(|e| e.to_string())?;
+            self.reader = Some((seg_id, f));
+        }
+        let Some((_, file)) = self.reader.as_mut() else {
+            return Err("no reader".into());
         };
+        let mut data = vec![0u8; loc.len as usize];
+        file.seek(SeekFrom::Start(loc.offset))
+            .and_then(|_| file.read_exact(&mut data))
+            .map_err(|e| e.to_string())?;
         let (entry, _) = format::decode_entry(&data).map_err(|e| e.to_string())?;
         if entry.id != loc.id {
             return Err(format!("found entry id {} instead", entry.id));
@@ -1461,7 +1436,7 @@ mod tests {
         for i in 0..3 {
             append(&mut log, i);
         }
-        // Reopened, the entries are read from the file (not from the recent ones in memory).
+        // Reopened (as after a restart): the entries are read back from the file.
         drop(log);
         let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
         let seg = segment::segment_path(dir.path(), 0);
@@ -1486,32 +1461,28 @@ mod tests {
     }
 
     #[test]
-    fn recent_entries_are_read_from_memory_and_older_ones_from_the_file() {
+    fn skipped_entries_are_handed_out_once_and_acknowledged_as_usual() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 30, 1 << 30)).unwrap();
-        // More than RECENT_BYTES_MAX: the first entries are only on disk.
-        let big = vec![b'x'; 1 << 20];
-        let n = RECENT_BYTES_MAX / big.len() + 4;
-        for _ in 0..n {
-            log.append(&[&big]).unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        for i in 0..4 {
+            append(&mut log, i);
         }
-        assert!(log.recent_bytes <= RECENT_BYTES_MAX);
-        let oldest_cached = log.recent.front().unwrap().0;
-        assert!(oldest_cached > 0);
-        // Damage the first entry on disk: reading it finds the damage (it came from the file),
-        // the cached ones come back whole.
-        let seg = segment::segment_path(dir.path(), 0);
-        let mut bytes = fs::read(&seg).unwrap();
-        bytes[100] ^= 0xff;
-        fs::write(&seg, &bytes).unwrap();
-        assert!(log.read_next().is_err());
-        let mut ids = Vec::new();
-        while let Some(e) = log.read_next().unwrap() {
-            assert_eq!(e.records().next().unwrap(), &big[..]);
-            ids.push(e.id);
+        assert_eq!(log.peek_next_id(), Some(0));
+        assert_eq!(log.skip_next(), Some(0));
+        assert_eq!(log.read_next().unwrap().unwrap().id, 1);
+        assert_eq!(log.skip_next(), Some(2));
+        assert_eq!(log.peek_next_id(), Some(3));
+        assert_eq!(log.read_next().unwrap().unwrap().id, 3);
+        assert_eq!(log.skip_next(), None);
+        for id in 0..4 {
+            assert!(log.ack(id).unwrap());
         }
-        assert_eq!(ids, (1..n as u64).collect::<Vec<_>>());
-        assert_eq!(log.recent_bytes, 0);
+        assert_eq!(log.pending_entries(), 0);
+        // Skipped but not acknowledged: handed out again after a rewind.
+        append(&mut log, 4);
+        assert_eq!(log.skip_next(), Some(4));
+        log.rewind();
+        assert_eq!(log.read_next().unwrap().unwrap().id, 4);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! entry is acknowledged, then closes the log (persisting the ack point), so a clean stop leaves
 //! nothing to deliver again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -31,7 +31,14 @@ struct State {
     inbound_closed: bool,
     /// Holds of sources that wait for delivery, by entry id.
     waiting: HashMap<u64, Vec<Hold>>,
+    /// The batches of the newest entries, oldest first (at most [`RECENT_BYTES_MAX`]): the
+    /// reader hands these to the sink as they are instead of reading the entry back.
+    recent: VecDeque<(u64, Batch)>,
+    recent_bytes: u64,
 }
+
+/// Bytes of recently appended batches kept for the reader.
+const RECENT_BYTES_MAX: u64 = 8 << 20;
 
 struct Shared {
     name: String,
@@ -99,6 +106,8 @@ pub fn run(
             log,
             inbound_closed: false,
             waiting: HashMap::new(),
+            recent: VecDeque::new(),
+            recent_bytes: 0,
         }),
         changed: Condvar::new(),
     });
@@ -185,24 +194,13 @@ fn write_from_queue(
             None => rx.blocking_recv(),
         };
         let Some(mut batch) = next else { return Ok(()) };
+        batch.clear_routes();
         let hold = batch.take_hold();
         let records = crate::buffer::batch::encode(&batch, &mut owned);
         let mut st = shared.lock();
-        let refused = loop {
+        let outcome = loop {
             match st.log.append(&records) {
-                Ok(appended) => {
-                    counters.add_in(0, appended.bytes);
-                    if let Some(hold) = &hold
-                        && hold.until_delivered
-                    {
-                        st.waiting
-                            .entry(appended.id)
-                            .or_default()
-                            .push(hold.clone());
-                    }
-                    shared.changed.notify_all();
-                    break None;
-                }
+                Ok(appended) => break Ok(appended),
                 Err(AppendError::Full { .. }) if cfg.when_full == WhenFull::Block => {
                     // Backpressure: wait for acknowledgements to free a segment. The sink's
                     // queue fills meanwhile, and the sources slow down.
@@ -213,15 +211,39 @@ fn write_from_queue(
                 }
                 Err(e @ AppendError::Full { .. }) => {
                     counters.add_dropped(batch.len() as u64);
-                    break Some(format!(
+                    break Err(format!(
                         "disk buffer full (when_full = \"drop_newest\"): {e}"
                     ));
                 }
-                Err(e) => break Some(format!("disk buffer: {e}")),
+                Err(e) => break Err(format!("disk buffer: {e}")),
             }
         };
-        drop(st);
         drop(records);
+        let refused = match outcome {
+            Ok(appended) => {
+                counters.add_in(0, appended.bytes);
+                if let Some(hold) = &hold
+                    && hold.until_delivered
+                {
+                    st.waiting
+                        .entry(appended.id)
+                        .or_default()
+                        .push(hold.clone());
+                }
+                // Kept for the reader, which then need not read the entry back.
+                st.recent_bytes += batch.retained_bytes();
+                st.recent.push_back((appended.id, batch));
+                while st.recent_bytes > RECENT_BYTES_MAX
+                    && let Some((_, old)) = st.recent.pop_front()
+                {
+                    st.recent_bytes -= old.retained_bytes();
+                }
+                shared.changed.notify_all();
+                None
+            }
+            Err(reason) => Some((reason, batch)),
+        };
+        drop(st);
         if refused.is_none() && cfg.fsync == Fsync::Always {
             sync_if_due(shared);
         } else {
@@ -230,7 +252,7 @@ fn write_from_queue(
         }
         // Durable now (or refused and dead-lettered below): a source waiting for that hears it.
         drop(hold);
-        if let Some(reason) = refused {
+        if let Some((reason, batch)) = refused {
             let reason = format!("sink `{name}`: {reason}");
             if let Some(suppressed) = warnings.admit(Instant::now()) {
                 tracing::warn!(suppressed, "{reason}; the batch is dead-lettered");
@@ -296,11 +318,27 @@ fn read_into_sink(
 ) {
     let name = &shared.name;
     loop {
-        let entry = {
+        let next = {
             let mut st = shared.lock();
             loop {
+                if let Some(id) = st.log.peek_next_id() {
+                    // Batches of entries acknowledged before they were handed out (or handed
+                    // out from the file) are of no more use.
+                    while st.recent.front().is_some_and(|(r, _)| *r < id) {
+                        if let Some((_, old)) = st.recent.pop_front() {
+                            st.recent_bytes -= old.retained_bytes();
+                        }
+                    }
+                    if st.recent.front().is_some_and(|(r, _)| *r == id)
+                        && let Some((_, batch)) = st.recent.pop_front()
+                    {
+                        st.recent_bytes -= batch.retained_bytes();
+                        st.log.skip_next();
+                        break Some((id, Ok(batch)));
+                    }
+                }
                 match st.log.read_next() {
-                    Ok(Some(e)) => break Some(e),
+                    Ok(Some(e)) => break Some((e.id, Err(e))),
                     Ok(None) if st.inbound_closed => break None,
                     Ok(None) => {}
                     // An entry that cannot be read back is counted as acknowledged by the log;
@@ -316,7 +354,21 @@ fn read_into_sink(
                     .unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let Some(entry) = entry else { return };
+        let Some((id, next)) = next else { return };
+        let receipt = Hold {
+            token: Arc::new(Receipt {
+                id,
+                shared: shared.clone(),
+            }),
+            until_delivered: true,
+        };
+        let entry = match next {
+            Ok(batch) => {
+                send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
+                continue;
+            }
+            Err(entry) => entry,
+        };
         let decoded = match batch_codec::decode(&entry.data, &entry.spans) {
             Ok(d) => d,
             Err(e) => {
@@ -332,22 +384,25 @@ fn read_into_sink(
             }
         };
         let origin = batch_codec::origin(&decoded, name, unix_nanos(), Instant::now());
-        let receipt = Hold {
-            token: Arc::new(Receipt {
-                id: entry.id,
-                shared: shared.clone(),
-            }),
-            until_delivered: true,
-        };
         let mut batch = Batch::new(Bytes::from(entry.data), decoded.spans, origin);
         if let Some(meta) = decoded.meta {
             batch = batch.with_meta(meta);
         }
-        let batch = batch.with_hold(receipt);
-        if let Err(Closed(batch)) = to_sink.blocking_send(batch) {
-            let reason = format!("sink `{name}` is not accepting records (it failed)");
-            let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters);
-        }
+        send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
+    }
+}
+
+/// Passes a batch to the sink; dead-letters it if the sink is gone (it failed).
+fn send_to_sink(
+    name: &str,
+    batch: Batch,
+    to_sink: &Sender<Batch>,
+    dead: &DeadLetterTx,
+    sink_counters: &Counters,
+) {
+    if let Err(Closed(batch)) = to_sink.blocking_send(batch) {
+        let reason = format!("sink `{name}` is not accepting records (it failed)");
+        let _ = dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters);
     }
 }
 
