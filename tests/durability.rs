@@ -122,12 +122,7 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
     let send_err = String::from_utf8_lossy(&send_err.join().unwrap()).into_owned();
     assert!(status.success(), "send failed: {send_err}");
     // Every record was acknowledged: stop the router cleanly and look at what it wrote.
-    let kill = Command::new("kill")
-        .args(["-TERM", &router.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let code = common::wait_with_timeout(&mut router, Duration::from_secs(60));
+    let code = common::terminate(&mut router);
     let log = std::fs::read_to_string(d.join("router.log")).unwrap();
     assert!(code.success(), "{log}");
 
@@ -431,12 +426,7 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
     std::thread::sleep(Duration::from_millis(300));
     let mut router = start_router(d, &config);
     poster.join().unwrap();
-    let term = Command::new("kill")
-        .args(["-TERM", &router.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let code = common::wait_with_timeout(&mut router, Duration::from_secs(60));
+    let code = common::terminate(&mut router);
     let log = std::fs::read_to_string(d.join("router.log")).unwrap();
     assert!(code.success(), "{log}");
 
@@ -538,12 +528,7 @@ fn ack_modes_answer_once_the_records_are_buffered_or_delivered() {
         let reader = std::thread::spawn(move || std::fs::read(fifo).unwrap());
         let out = curl.wait_with_output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{what}");
-        let term = Command::new("kill")
-            .args(["-TERM", &router.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let code = common::wait_with_timeout(&mut router, Duration::from_secs(60));
+        let code = common::terminate(&mut router);
         assert!(code.success(), "{what}");
         assert_eq!(
             reader.join().unwrap(),
@@ -581,12 +566,7 @@ fn keys_attributes_and_source_survive_the_disk_buffer() {
     );
     let out = curl.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    let term = Command::new("kill")
-        .args(["-TERM", &router.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    assert!(common::wait_with_timeout(&mut router, Duration::from_secs(60)).success());
+    assert!(common::terminate(&mut router).success());
     assert_eq!(
         std::fs::read_to_string(d.join("web-dev-7-north.ndjson")).unwrap(),
         "{\"n\":1}\n{\"n\":2}\n"

@@ -965,12 +965,7 @@ fn a_router_killed_while_kinesis_is_down_loses_nothing_with_a_disk_buffer() {
     let status = wait_with_timeout(&mut send, Duration::from_secs(120));
     let send_err = String::from_utf8_lossy(&send_err.join().unwrap()).into_owned();
     assert!(status.success(), "send: {send_err}");
-    let term = Command::new("kill")
-        .args(["-TERM", &r.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let code = wait_with_timeout(&mut r, Duration::from_secs(60));
+    let code = common::terminate(&mut r);
     let log2 = std::fs::read_to_string(d.join("router-2.log")).unwrap();
     assert!(code.success(), "{log2}");
     assert!(

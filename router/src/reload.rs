@@ -215,43 +215,18 @@ fn refuse_all(replies: Vec<Reply>, refused: &ReloadRefused) {
 /// returns its answer: `Ok(summary)`, or `Err` with why nothing changed (or why it could not be
 /// asked).
 pub fn request(address: &str) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let url: hyper::Uri = format!("http://{address}/reload")
-        .parse()
-        .map_err(|e| format!("{address:?}: {e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let client: Client<_, Empty<bytes::Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let req = hyper::Request::post(url.clone())
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let resp = client.request(req).await.map_err(|e| {
-            format!("asking {url}: {e} (is the router running with --metrics {address}?)")
-        })?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer of {url}: {e}"))?
-            .to_bytes();
-        let answer: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("{url} answered HTTP {status} with something not JSON: {e}"))?;
-        if status.is_success() {
-            Ok(answer["summary"].as_str().unwrap_or("reloaded").to_owned())
-        } else {
-            let errors: Vec<&str> = answer["errors"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
-                .unwrap_or_default();
-            Err(format!("HTTP {status}: {}", errors.join("\n")))
-        }
-    })
+    let (status, body) = crate::metrics::client::EndpointClient::new(address)?
+        .call(hyper::Method::POST, "/reload")?;
+    let url = format!("http://{address}/reload");
+    let answer: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{url} answered HTTP {status} with something not JSON: {e}"))?;
+    if status.is_success() {
+        Ok(answer["summary"].as_str().unwrap_or("reloaded").to_owned())
+    } else {
+        let errors: Vec<&str> = answer["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+            .unwrap_or_default();
+        Err(format!("HTTP {status}: {}", errors.join("\n")))
+    }
 }

@@ -250,6 +250,16 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Sends `child` SIGTERM (a clean stop: drain and flush) and waits at most 60 s for it.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+    wait_with_timeout(child, Duration::from_secs(60))
+}
+
 /// Reads a pipe to the end on a thread.
 pub fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {

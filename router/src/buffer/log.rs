@@ -621,20 +621,21 @@ impl DiskLog {
     /// are synced by `append`); for [`Fsync::Never`] it only writes the ack point (without fsync)
     /// every [`DEFAULT_FSYNC_INTERVAL`]. Returns whether it did anything.
     pub fn maybe_sync(&mut self, now: Instant) -> Result<bool, BufferError> {
-        let interval = match self.cfg.fsync {
+        let Some(job) = self.begin_sync(now)? else {
+            return Ok(false);
+        };
+        let done = job.run();
+        self.end_sync(&job, done)?;
+        Ok(true)
+    }
+
+    /// How long after a sync the next one is due.
+    fn sync_interval(&self) -> Duration {
+        match self.cfg.fsync {
             Fsync::Always => Duration::ZERO,
             Fsync::Interval(d) => d,
             Fsync::Never => DEFAULT_FSYNC_INTERVAL,
-        };
-        let due = self
-            .last_sync
-            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
-        if !due || !self.needs_sync() {
-            return Ok(false);
         }
-        self.last_sync = Some(now);
-        self.flush(self.cfg.fsync != Fsync::Never)?;
-        Ok(true)
     }
 
     /// [`DiskLog::maybe_sync`] in three steps, for a caller that keeps the log under a lock and
@@ -643,11 +644,7 @@ impl DiskLog {
     /// lock, then hand the outcome to [`DiskLog::end_sync`] under the lock again. Entries
     /// appended meanwhile are synced by the next job. One job at a time.
     pub fn begin_sync(&mut self, now: Instant) -> Result<Option<SyncJob>, BufferError> {
-        let interval = match self.cfg.fsync {
-            Fsync::Always => Duration::ZERO,
-            Fsync::Interval(d) => d,
-            Fsync::Never => DEFAULT_FSYNC_INTERVAL,
-        };
+        let interval = self.sync_interval();
         let due = self
             .last_sync
             .is_none_or(|t| now.saturating_duration_since(t) >= interval);
@@ -718,11 +715,7 @@ impl DiskLog {
         if !self.needs_sync() {
             return None;
         }
-        let interval = match self.cfg.fsync {
-            Fsync::Always => Duration::ZERO,
-            Fsync::Interval(d) => d,
-            Fsync::Never => DEFAULT_FSYNC_INTERVAL,
-        };
+        let interval = self.sync_interval();
         Some(self.last_sync.map_or(now, |t| (t + interval).max(now)))
     }
 

@@ -6,6 +6,7 @@
 //! Names follow Prometheus conventions: `edge_router_` prefix, `_total` for counters, units in
 //! names (`_bytes`, `_seconds`), labels `component` (config path such as `sinks.out`) and `kind`.
 
+pub mod client;
 pub mod server;
 pub mod top;
 

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use super::client::EndpointClient;
 
 /// Samples of one scrape: series (name with labels, as written) -> value.
 pub type Scrape = BTreeMap<String, f64>;
@@ -152,50 +150,32 @@ pub fn run(
     count: Option<u64>,
     clear: bool,
 ) -> Result<(), String> {
-    let url: hyper::Uri = format!("http://{address}/metrics")
-        .parse()
-        .map_err(|e| format!("{address:?}: {e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let client: Client<_, Empty<bytes::Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let mut before: Option<(Scrape, Instant)> = None;
-        let mut shown = 0u64;
-        loop {
-            let resp = client.get(url.clone()).await.map_err(|e| {
-                format!("scraping {url}: {e} (is the router running with --metrics {address}?)")
-            })?;
-            if !resp.status().is_success() {
-                return Err(format!("scraping {url}: HTTP {}", resp.status()));
-            }
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("reading {url}: {e}"))?
-                .to_bytes();
-            let now = parse(&String::from_utf8_lossy(&body));
-            let at = Instant::now();
-            let secs = before
-                .as_ref()
-                .map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
-            let screen = view(&now, before.as_ref().map(|(s, _)| s), secs);
-            if clear {
-                print!("\x1b[2J\x1b[H{screen}");
-            } else {
-                println!("{screen}");
-            }
-            shown += 1;
-            if count.is_some_and(|c| shown >= c) {
-                return Ok(());
-            }
-            before = Some((now, at));
-            tokio::time::sleep(interval).await;
+    let client = EndpointClient::new(address)?;
+    let mut before: Option<(Scrape, Instant)> = None;
+    let mut shown = 0u64;
+    loop {
+        let (status, body) = client.call(hyper::Method::GET, "/metrics")?;
+        if !status.is_success() {
+            return Err(format!("scraping http://{address}/metrics: HTTP {status}"));
         }
-    })
+        let now = parse(&String::from_utf8_lossy(&body));
+        let at = Instant::now();
+        let secs = before
+            .as_ref()
+            .map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
+        let screen = view(&now, before.as_ref().map(|(s, _)| s), secs);
+        if clear {
+            print!("\x1b[2J\x1b[H{screen}");
+        } else {
+            println!("{screen}");
+        }
+        shown += 1;
+        if count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+        before = Some((now, at));
+        std::thread::sleep(interval);
+    }
 }
 
 #[cfg(test)]
