@@ -334,11 +334,11 @@ fn read_into_sink(
                     {
                         st.recent_bytes -= batch.retained_bytes();
                         st.log.skip_next();
-                        break Some((id, Ok(batch)));
+                        break Some((id, Next::Kept(batch)));
                     }
                 }
                 match st.log.read_next() {
-                    Ok(Some(e)) => break Some((e.id, Err(e))),
+                    Ok(Some(e)) => break Some((e.id, Next::Read(e))),
                     Ok(None) if st.inbound_closed => break None,
                     Ok(None) => {}
                     // An entry that cannot be read back is counted as acknowledged by the log;
@@ -363,11 +363,11 @@ fn read_into_sink(
             until_delivered: true,
         };
         let entry = match next {
-            Ok(batch) => {
+            Next::Kept(batch) => {
                 send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
                 continue;
             }
-            Err(entry) => entry,
+            Next::Read(entry) => entry,
         };
         let decoded = match batch_codec::decode(&entry.data, &entry.spans) {
             Ok(d) => d,
@@ -390,6 +390,14 @@ fn read_into_sink(
         }
         send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
     }
+}
+
+/// The next entry for the sink, as the reader finds it.
+enum Next {
+    /// Appended moments ago: the batch itself, still in memory.
+    Kept(Batch),
+    /// Read back from the log's file.
+    Read(crate::buffer::ReadEntry),
 }
 
 /// Passes a batch to the sink; dead-letters it if the sink is gone (it failed).
