@@ -45,6 +45,35 @@ fn wait_for_lines(path: &Path, lines: usize) {
     }
 }
 
+/// A stdin source table.
+const STDIN: &str = "[sources.in]\nkind = \"stdin\"";
+
+/// An HTTP source table on `port` answering by `ack`.
+fn http_source(port: u16, ack: &str) -> String {
+    format!("[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"{ack}\"")
+}
+
+/// The `buffer` key of a sink buffered in `d/buffer`, with `extra` settings (`, key = value`).
+fn buffer_line(d: &Path, extra: &str) -> String {
+    format!(
+        "buffer = {{ dir = \"{}\"{extra} }}",
+        d.join("buffer").display()
+    )
+}
+
+/// Writes `d/router.toml`: `source` (a `[sources.NAME]` table), the file sink `out` writing to
+/// `path` with `sink` (more of its keys, e.g. its `buffer`), dead letters in `d/dead.ndjson`.
+fn write_config(d: &Path, source: &str, path: &Path, sink: &str) -> PathBuf {
+    let config = d.join("router.toml");
+    let text = format!(
+        "{source}\n\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n{sink}\n\n[dead_letter]\npath = \"{}\"\n",
+        path.display(),
+        d.join("dead.ndjson").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 fn start_router(dir: &Path, config: &Path) -> Child {
     command(
         dir,
@@ -72,20 +101,14 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
     std::fs::write(&data, common::numbered_sensor(N as usize)).unwrap();
     let port = free_port();
     let out = d.join("out.ndjson");
-    let config = d.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:{port}\"\nself_signed = true\nack = \"durable\"\n\n\
-             [sinks.out]\nkind = \"file\"\npath = \"{}\"\nqueue_records_max = 5000\n\
-             buffer = {{ dir = \"{}\" }}\n\n\
-             [dead_letter]\npath = \"{}\"\n",
-            out.display(),
-            d.join("buffer").display(),
-            d.join("dead.ndjson").display()
+    let config = write_config(
+        d,
+        &format!(
+            "[sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:{port}\"\nself_signed = true\nack = \"durable\""
         ),
-    )
-    .unwrap();
+        &out,
+        &format!("queue_records_max = 5000\n{}", buffer_line(d, "")),
+    );
     let mut router = start_router(d, &config);
     std::thread::sleep(Duration::from_millis(300));
     let mut send = Command::new(bin())
@@ -186,18 +209,7 @@ fn a_damaged_buffer_is_recovered_and_reported_at_start() {
     drop(f);
 
     let out = d.join("out.ndjson");
-    let config = d.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.in]\nkind = \"stdin\"\n\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n\
-             buffer = {{ dir = \"{}\" }}\n\n[dead_letter]\npath = \"{}\"\n",
-            out.display(),
-            buffer.display(),
-            d.join("dead.ndjson").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(d, STDIN, &out, &buffer_line(d, ""));
     let (router, stdin) =
         Running::start(d, &["run", "-c", config.to_str().unwrap(), "--stats=json"]);
     drop(stdin);
@@ -238,22 +250,21 @@ fn a_damaged_buffer_is_recovered_and_reported_at_start() {
 /// fills up to `max_bytes`.
 fn blocked_sink_config(d: &Path, when_full: &str) -> PathBuf {
     let fifo = d.join("out.fifo");
-    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(status.success());
-    let config = d.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.in]\nkind = \"stdin\"\n\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n\
-             queue_records_max = 1000\n\
-             buffer = {{ dir = \"{}\", max_bytes = \"1MiB\", segment_bytes = \"64KiB\", when_full = \"{when_full}\" }}\n\n\
-             [dead_letter]\npath = \"{}\"\n",
-            fifo.display(),
-            d.join("buffer").display(),
-            d.join("dead.ndjson").display()
+    common::mkfifo(&fifo);
+    let config = write_config(
+        d,
+        STDIN,
+        &fifo,
+        &format!(
+            "queue_records_max = 1000\n{}",
+            buffer_line(
+                d,
+                &format!(
+                    ", max_bytes = \"1MiB\", segment_bytes = \"64KiB\", when_full = \"{when_full}\""
+                ),
+            )
         ),
-    )
-    .unwrap();
+    );
     config
 }
 
@@ -361,19 +372,7 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
         .collect();
     let port = free_port();
     let out = d.join("out.ndjson");
-    let config = d.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"durable\"\n\n\
-             [sinks.out]\nkind = \"file\"\npath = \"{}\"\nbuffer = {{ dir = \"{}\" }}\n\n\
-             [dead_letter]\npath = \"{}\"\n",
-            out.display(),
-            d.join("buffer").display(),
-            d.join("dead.ndjson").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(d, &http_source(port, "durable"), &out, &buffer_line(d, ""));
     let mut router = start_router(d, &config);
     let url = format!("http://127.0.0.1:{port}/v1/records");
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(usize, u16)>::new()));
@@ -486,31 +485,14 @@ fn ack_modes_answer_once_the_records_are_buffered_or_delivered() {
         let dir = temp_dir();
         let d = dir.path();
         let fifo = d.join("out.fifo");
-        assert!(
-            Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        common::mkfifo(&fifo);
         let port = free_port();
         let buffer = if buffered {
-            format!("buffer = {{ dir = \"{}\" }}\n", d.join("buffer").display())
+            buffer_line(d, "")
         } else {
             String::new()
         };
-        let config = d.join("router.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"{ack}\"\n\n\
-                 [sinks.out]\nkind = \"file\"\npath = \"{}\"\n{buffer}\n\
-                 [dead_letter]\npath = \"{}\"\n",
-                fifo.display(),
-                d.join("dead.ndjson").display()
-            ),
-        )
-        .unwrap();
+        let config = write_config(d, &http_source(port, ack), &fifo, &buffer);
         let mut router = start_router(d, &config);
         let body = d.join("body.ndjson");
         std::fs::write(&body, common::numbered_sensor(500)).unwrap();
@@ -543,19 +525,12 @@ fn keys_attributes_and_source_survive_the_disk_buffer() {
     let dir = temp_dir();
     let d = dir.path();
     let port = free_port();
-    let config = d.join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"durable\"\n\n\
-             [sinks.out]\nkind = \"file\"\npath = \"{}/{{source}}-{{partition_key}}-{{attr.site}}.ndjson\"\n\
-             buffer = {{ dir = \"{}\" }}\n\n[dead_letter]\npath = \"{}\"\n",
-            d.display(),
-            d.join("buffer").display(),
-            d.join("dead.ndjson").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        d,
+        &http_source(port, "durable"),
+        &d.join("{source}-{partition_key}-{attr.site}.ndjson"),
+        &buffer_line(d, ""),
+    );
     let mut router = start_router(d, &config);
     common::wait_for_port(port, &mut router, "edge-router", Duration::from_secs(20));
     let body = d.join("body.ndjson");

@@ -392,13 +392,7 @@ fn a_blocked_sink_gets_503_with_bounded_memory_then_every_accepted_record_once()
     let dir = temp_dir();
     let d = dir.path();
     let fifo = d.join("out.fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&fifo);
     // The sink writes into a FIFO nobody reads yet: it blocks, its queue fills, then the
     // ingress queue, then requests are refused.
     let r = Router::start_file(

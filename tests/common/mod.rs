@@ -260,6 +260,15 @@ pub fn terminate(child: &mut Child) -> ExitStatus {
     wait_with_timeout(child, Duration::from_secs(60))
 }
 
+/// Makes a FIFO at `path` (a sink writing into it blocks until someone reads).
+pub fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("running mkfifo");
+    assert!(status.success(), "mkfifo {} failed", path.display());
+}
+
 /// Reads a pipe to the end on a thread.
 pub fn drain<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
