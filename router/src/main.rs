@@ -617,14 +617,12 @@ async fn supervise(
     let mut signals = 0u32;
     let mut failures: Vec<String> = Vec::new();
     let mut gave_up = false;
+    // The grace period of the config running now (a reload may have changed it).
+    let grace =
+        |running: &build::Running| running.config().unwrap_or(&config).pipeline.shutdown_grace;
     let begin_shutdown = |running: &build::Running, deadline: &mut Option<tokio::time::Instant>| {
         running.stop();
-        // The grace period of the config running now (a reload may have changed it).
-        let grace = running
-            .config()
-            .map_or(config.pipeline.shutdown_grace, |c| {
-                c.pipeline.shutdown_grace
-            });
+        let grace = grace(running);
         deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
     };
     while running.pending() > 0 {
@@ -677,14 +675,9 @@ async fn supervise(
         None => {}
     }
     if gave_up {
-        let grace = running
-            .config()
-            .map_or(config.pipeline.shutdown_grace, |c| {
-                c.pipeline.shutdown_grace
-            });
         eprintln!(
             "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
-            grace.as_millis(),
+            grace(&running).as_millis(),
             report.in_flight.max(0)
         );
         // Do not wait for threads that are stuck.
