@@ -251,7 +251,7 @@ fn a_damaged_buffer_is_recovered_and_reported_at_start() {
 fn blocked_sink_config(d: &Path, when_full: &str) -> PathBuf {
     let fifo = d.join("out.fifo");
     common::mkfifo(&fifo);
-    let config = write_config(
+    write_config(
         d,
         STDIN,
         &fifo,
@@ -264,8 +264,7 @@ fn blocked_sink_config(d: &Path, when_full: &str) -> PathBuf {
                 ),
             )
         ),
-    );
-    config
+    )
 }
 
 #[test]
