@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Without arguments it runs `plugins/dist/noop-filter.wasm` and `plugins/dist/json-filter.wasm`
-//! (condition `temperature <= 80`). Each (plugin, batch size) pair runs for about half a second,
+//! (condition `temperature <= 80`, or `$WASM_CALL_CONDITION`) on generated records, or on the
+//! first 8192 lines of `$WASM_CALL_RECORDS` (e.g. the output of `gen_records.py sensor`);
+//! `$WASM_CALL_SIZES` (e.g. `256,1024`) picks the batch sizes. Each (plugin, batch size) pair runs for about half a second,
 //! five times; the median ns/record is printed. A manual benchmark, not a test: it asserts
 //! nothing about time.
 
@@ -25,9 +27,30 @@ use edge_router::stages::wasm::{Grants, OnError, PluginKind, WasmStage, WasmStag
 /// Records per process() call, as the stdin source hands them over.
 const RECORDS: usize = 8192;
 
-fn records() -> (Bytes, Vec<Span>) {
+fn records() -> anyhow::Result<(Bytes, Vec<Span>)> {
     let mut data = Vec::new();
     let mut spans = Vec::new();
+    if let Ok(path) = std::env::var("WASM_CALL_RECORDS") {
+        let text = std::fs::read(&path)?;
+        for line in text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .take(RECORDS)
+        {
+            let start = data.len() as u32;
+            data.extend_from_slice(line);
+            spans.push(Span {
+                start,
+                end: data.len() as u32,
+            });
+            data.push(b'\n');
+        }
+        anyhow::ensure!(
+            spans.len() == RECORDS,
+            "{path} holds fewer than {RECORDS} lines"
+        );
+        return Ok((Bytes::from(data), spans));
+    }
     for i in 0..RECORDS {
         let start = data.len() as u32;
         let line = format!(
@@ -46,7 +69,7 @@ fn records() -> (Bytes, Vec<Span>) {
         });
         data.push(b'\n');
     }
-    (Bytes::from(data), spans)
+    Ok((Bytes::from(data), spans))
 }
 
 fn config(plugin: PathBuf, batch_records_max: usize) -> WasmStageConfig {
@@ -57,7 +80,9 @@ fn config(plugin: PathBuf, batch_records_max: usize) -> WasmStageConfig {
         plugin,
         kind: PluginKind::Filter,
         config_json: if json {
-            r#"{"condition":"temperature <= 80"}"#.into()
+            let condition =
+                std::env::var("WASM_CALL_CONDITION").unwrap_or_else(|_| "temperature <= 80".into());
+            format!(r#"{{"condition":{condition:?}}}"#)
         } else {
             "{}".into()
         },
@@ -83,7 +108,14 @@ fn main() -> anyhow::Result<()> {
             .map(|n| root.join("plugins/dist").join(format!("{n}.wasm")))
             .collect();
     }
-    let (data, spans) = records();
+    let (data, spans) = records()?;
+    let sizes: Vec<usize> = match std::env::var("WASM_CALL_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()?,
+        Err(_) => vec![1, 64, 256, 1024, 4096],
+    };
     let origin = Origin {
         source: Arc::from("bench"),
         arrival_unix_nanos: 0,
@@ -93,7 +125,7 @@ fn main() -> anyhow::Result<()> {
     let template = Batch::new(data, spans, origin);
     println!("plugin\tbatch_records_max\tns/record (median of 5)\tkept");
     for plugin in &plugins {
-        for &size in &[1usize, 64, 256, 1024, 4096] {
+        for &size in &sizes {
             let cfg = config(plugin.clone(), size);
             let mut stage = WasmStage::new("bench", cfg, &[], 1, Arc::new(Counters::default()))?;
             let mut dead = Vec::new();

@@ -307,28 +307,26 @@ impl Batch {
 
     /// Keeps only the records whose entry in `mask` is true (missing entries count as true).
     pub fn retain_mask(&mut self, mask: &[bool]) {
-        let keep = |i: usize| mask.get(i).copied().unwrap_or(true);
-        let mut i = 0;
-        self.spans.retain(|_| {
-            let k = keep(i);
-            i += 1;
-            k
-        });
-        if let Some(meta) = &mut self.meta {
+        self.retain_by(|i| mask.get(i).copied().unwrap_or(true));
+    }
+
+    /// Keeps only the records whose index `keep` accepts, in order (`keep` is asked once per
+    /// record and per list the batch holds, with indices in ascending order).
+    pub fn retain_by(&mut self, keep: impl Fn(usize) -> bool) {
+        fn retain_indexed<T>(v: &mut Vec<T>, keep: &impl Fn(usize) -> bool) {
             let mut i = 0;
-            meta.retain(|_| {
+            v.retain(|_| {
                 let k = keep(i);
                 i += 1;
                 k
             });
         }
+        retain_indexed(&mut self.spans, &keep);
+        if let Some(meta) = &mut self.meta {
+            retain_indexed(meta, &keep);
+        }
         if let Some(routes) = &mut self.routes {
-            let mut i = 0;
-            routes.retain(|_| {
-                let k = keep(i);
-                i += 1;
-                k
-            });
+            retain_indexed(routes, &keep);
         }
         self.payload_bytes = self.spans.iter().map(|s| s.len() as u64).sum();
     }

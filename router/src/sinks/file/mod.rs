@@ -36,6 +36,21 @@ impl Write for Output {
         }
     }
 
+    /// A plain file takes all slices in one `writev`; a compressor takes them one by one.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Output::Plain(f) => f.write_vectored(bufs),
+            Output::Gzip(_) | Output::Zstd(_) => {
+                let mut n = 0;
+                for b in bufs {
+                    self.write_all(b)?;
+                    n += b.len();
+                }
+                Ok(n)
+            }
+        }
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Plain(f) => f.write_all(buf),

@@ -49,7 +49,7 @@ impl Default for StdinConfig {
             framing: Framing::Lines,
             max_record_bytes: 1 << 20,
             skip_empty: true,
-            read_bytes: 256 << 10,
+            read_bytes: 1 << 20,
         }
     }
 }
@@ -346,8 +346,14 @@ impl StdinSource {
                     Err(e) => return Err(read_err(e)),
                 }
                 // Read until a chunk's worth is here, or no more input is ready right now.
+                let mut read_now = 0;
                 loop {
                     if buf.capacity() - buf.len() < MIN_READ {
+                        if read_now > 0 {
+                            // Out of room after reading: pass on what is here first, so only
+                            // the partial last line moves (growing would copy it all).
+                            break;
+                        }
                         if buf.len() < chunk / 2 {
                             // Move the partial line to a fresh (or recycled) buffer.
                             let mut next = pool.take();
@@ -365,6 +371,7 @@ impl StdinSource {
                         eof = true;
                         break;
                     }
+                    read_now += n;
                     if buf.len() >= chunk || !input.ready_now() {
                         break;
                     }

@@ -569,8 +569,9 @@ enum Answers {
     Route(Vec<Option<u32>>, Vec<(u32, String)>),
 }
 
-/// What the stage decided for one record.
-#[derive(Debug, Clone)]
+/// What the stage decided for one record. `Copy` (an error's message lives in the stage's
+/// `messages`), so a batch's verdicts are one flat, reused vector.
+#[derive(Debug, Clone, Copy)]
 enum Verdict {
     Keep,
     Drop,
@@ -581,7 +582,8 @@ enum Verdict {
         end: u32,
     },
     RouteTo(Option<u32>),
-    Error(String),
+    /// The record failed; the message is `messages[i]` of the stage.
+    Error(u32),
 }
 
 /// A stage running a plugin.
@@ -598,6 +600,10 @@ pub struct WasmStage {
     scratch_spans: Vec<u32>,
     /// The payload buffers enrich calls returned for the batch in hand.
     outputs: Vec<Vec<u8>>,
+    /// The batch in hand's verdicts (kept between batches for their allocation).
+    verdicts: Vec<Verdict>,
+    /// The messages of the batch in hand's [`Verdict::Error`]s.
+    messages: Vec<String>,
 }
 
 impl WasmStage {
@@ -649,6 +655,8 @@ impl WasmStage {
             counters,
             scratch_spans: Vec::new(),
             outputs: Vec::new(),
+            verdicts: Vec::new(),
+            messages: Vec::new(),
         })
     }
 
@@ -784,7 +792,7 @@ impl WasmStage {
                 Ok(())
             }
             Err(t) if range.len() == 1 => {
-                verdicts[range.start] = Verdict::Error(t.message);
+                verdicts[range.start] = self.error(t.message);
                 Ok(())
             }
             Err(_) => {
@@ -800,8 +808,8 @@ impl WasmStage {
         let verdicts = &mut verdicts[range];
         let errors = match answers {
             Answers::Filter(keep, errors) => {
-                for (i, k) in keep.into_iter().enumerate() {
-                    verdicts[i] = if k { Verdict::Keep } else { Verdict::Drop };
+                for (v, k) in verdicts.iter_mut().zip(keep) {
+                    *v = if k { Verdict::Keep } else { Verdict::Drop };
                 }
                 errors
             }
@@ -818,13 +826,14 @@ impl WasmStage {
                             start = end;
                         }
                         _ => {
-                            *v = Verdict::Error(format!(
+                            self.messages.push(format!(
                                 "the plugin returned a bad end offset for its changed record {k} \
                                  ({} ends for {} changed records, {} bytes)",
                                 ends.len(),
                                 changed.len(),
                                 data.len()
                             ));
+                            *v = Verdict::Error(self.messages.len() as u32 - 1);
                         }
                     }
                 }
@@ -832,20 +841,26 @@ impl WasmStage {
                 errors
             }
             Answers::Route(dest, errors) => {
-                for (i, d) in dest.into_iter().enumerate() {
-                    verdicts[i] = Verdict::RouteTo(d);
+                for (v, d) in verdicts.iter_mut().zip(dest) {
+                    *v = Verdict::RouteTo(d);
                 }
                 errors
             }
         };
         for (i, message) in errors {
-            if let Some(v) = verdicts.get_mut(i as usize) {
+            if (i as usize) < verdicts.len() {
                 self.counters
                     .plugin_record_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                *v = Verdict::Error(format!("the plugin reported: {message}"));
+                verdicts[i as usize] = self.error(format!("the plugin reported: {message}"));
             }
         }
+    }
+
+    /// A verdict for a failed record, keeping its message.
+    fn error(&mut self, message: String) -> Verdict {
+        self.messages.push(message);
+        Verdict::Error(self.messages.len() as u32 - 1)
     }
 
     /// Splits `0..n` into call ranges within the record and byte limits.
@@ -896,48 +911,66 @@ fn first_line(s: &str) -> &str {
 
 impl Stage for WasmStage {
     fn process(&mut self, batch: &mut Batch, dead: &mut Vec<DeadLetter>) -> Result<(), StageError> {
-        let n = batch.len();
-        let mut verdicts = vec![Verdict::Keep; n];
+        // Taken out of `self` for the batch (the calls borrow `self` mutably), put back after.
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts.clear();
+        verdicts.resize(batch.len(), Verdict::Keep);
         self.outputs.clear();
+        self.messages.clear();
+        let result = self.decide(batch, &mut verdicts, dead);
+        self.verdicts = verdicts;
+        result
+    }
+}
+
+impl WasmStage {
+    /// Runs the plugin over `batch`, applies the error policy, and applies the verdicts.
+    fn decide(
+        &mut self,
+        batch: &mut Batch,
+        verdicts: &mut [Verdict],
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), StageError> {
         for range in self.ranges(batch) {
-            self.run_range(batch, range, &mut verdicts)
+            self.run_range(batch, range, verdicts)
                 .map_err(|e| StageError(format!("stage `{}`: {e}", self.name)))?;
         }
-        // Errors follow the stage's policy.
-        let mut dead_idx = Vec::new();
-        for (i, v) in verdicts.iter_mut().enumerate() {
-            if let Verdict::Error(msg) = v {
-                match self.cfg.on_error {
-                    OnError::DeadLetter => dead_idx.push(i),
-                    OnError::Drop => *v = Verdict::Drop,
-                    OnError::Pass => *v = Verdict::Keep,
-                    OnError::Fail => {
-                        return Err(StageError(format!(
-                            "stage `{}` (on_error = \"fail\"): record {}: {msg}",
-                            self.name,
-                            i + 1
-                        )));
+        if !self.messages.is_empty() {
+            // Errors follow the stage's policy.
+            let mut dead_idx = Vec::new();
+            for (i, v) in verdicts.iter_mut().enumerate() {
+                if let Verdict::Error(m) = *v {
+                    match self.cfg.on_error {
+                        OnError::DeadLetter => dead_idx.push(i),
+                        OnError::Drop => *v = Verdict::Drop,
+                        OnError::Pass => *v = Verdict::Keep,
+                        OnError::Fail => {
+                            return Err(StageError(format!(
+                                "stage `{}` (on_error = \"fail\"): record {}: {}",
+                                self.name,
+                                i + 1,
+                                self.message(m)
+                            )));
+                        }
                     }
                 }
             }
-        }
-        if !dead_idx.is_empty() {
-            let positions = batch.positions(&dead_idx);
-            for (&i, position) in dead_idx.iter().zip(positions) {
-                let Verdict::Error(msg) = &verdicts[i] else {
-                    continue;
-                };
-                let reason = format!("stage `{}`: {msg}", self.name);
-                dead.push(DeadLetter::of_record(batch, i, position, reason));
+            if !dead_idx.is_empty() {
+                let positions = batch.positions(&dead_idx);
+                for (&i, position) in dead_idx.iter().zip(positions) {
+                    let Verdict::Error(m) = verdicts[i] else {
+                        continue;
+                    };
+                    let reason = format!("stage `{}`: {}", self.name, self.message(m));
+                    dead.push(DeadLetter::of_record(batch, i, position, reason));
+                }
             }
         }
         match self.plugin.kind {
             PluginKind::Filter => {
-                let keep: Vec<bool> = verdicts
-                    .iter()
-                    .map(|v| matches!(v, Verdict::Keep))
-                    .collect();
-                batch.retain_mask(&keep);
+                if verdicts.iter().any(|v| !matches!(v, Verdict::Keep)) {
+                    batch.retain_by(|i| matches!(verdicts.get(i), Some(Verdict::Keep) | None));
+                }
             }
             PluginKind::Route => {
                 let masks: Vec<u64> = verdicts
@@ -965,12 +998,17 @@ impl Stage for WasmStage {
                     .iter()
                     .any(|v| matches!(v, Verdict::Replace { .. }))
                 {
-                    *batch = rebuilt(batch, &verdicts, &self.outputs);
+                    *batch = rebuilt(batch, verdicts, &self.outputs);
                 }
                 batch.retain_mask(&keep);
             }
         }
         Ok(())
+    }
+
+    /// The message of error `m` of the batch in hand.
+    fn message(&self, m: u32) -> &str {
+        self.messages.get(m as usize).map_or("", String::as_str)
     }
 }
 
