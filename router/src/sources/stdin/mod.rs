@@ -345,7 +345,8 @@ impl StdinSource {
                     Ok(false) => continue,
                     Err(e) => return Err(read_err(e)),
                 }
-                // Read until a chunk's worth is here, or no more input is ready right now.
+                // Read until a chunk's worth was read, or no more input is ready right now. A
+                // batch is then at most a chunk plus the partial line carried over.
                 let mut read_now = 0;
                 loop {
                     if buf.capacity() - buf.len() < MIN_READ {
@@ -365,14 +366,15 @@ impl StdinSource {
                             buf.reserve(chunk.max(framer.max_line_buffer() / 4));
                         }
                     }
-                    let want = (buf.capacity() - buf.len()).min(chunk);
+                    let want = (buf.capacity() - buf.len()).min(chunk - read_now);
                     let n = input.read_into(&mut buf, want).map_err(read_err)?;
                     if n == 0 {
                         eof = true;
                         break;
                     }
                     read_now += n;
-                    if buf.len() >= chunk || !input.ready_now() {
+                    // (Less than MIN_READ left of the chunk: not worth another read.)
+                    if chunk - read_now < MIN_READ || !input.ready_now() {
                         break;
                     }
                 }
@@ -489,6 +491,87 @@ mod tests {
         assert_eq!(again.as_ptr(), base);
         assert!(again.capacity() >= 1024);
         assert!(pool.parked.is_empty());
+    }
+
+    /// Always has input ready and returns at most `piece` bytes per read, so one read cycle
+    /// fills a buffer over several reads that end anywhere in a line.
+    struct Pieces {
+        data: Vec<u8>,
+        pos: usize,
+        piece: usize,
+    }
+
+    impl Input for Pieces {
+        fn read_into(&mut self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+            let n = max.min(self.piece).min(self.data.len() - self.pos);
+            buf.extend_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+
+        fn ready_now(&mut self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn uneven_reads_keep_every_line_and_batches_bounded() {
+        use crate::topology::queue::{Limits, queue};
+        let chunk = 16 << 10;
+        // Lines of many lengths, a few of them longer than half a chunk (these grow a buffer).
+        let mut data = Vec::new();
+        let mut lines = Vec::new();
+        for i in 0..3000usize {
+            let len = if i % 500 == 499 {
+                9000 + i
+            } else {
+                1 + i * 37 % 300
+            };
+            let line: Vec<u8> = (0..len).map(|k| b'a' + ((i + k) % 26) as u8).collect();
+            data.extend_from_slice(&line);
+            data.push(b'\n');
+            lines.push(line);
+        }
+        let limits = Limits {
+            records_max: 1 << 20,
+            bytes_max: 1 << 30,
+        };
+        let (tx, rx) = queue::<Batch>(limits);
+        let (dead_tx, dead_rx) = queue(limits);
+        let cfg = StdinConfig {
+            read_bytes: chunk,
+            ..StdinConfig::default()
+        };
+        let dead = DeadLetterTx::new(dead_tx);
+        for piece in [1000, 5000, 7001] {
+            let input = Pieces {
+                data: data.clone(),
+                pos: 0,
+                piece,
+            };
+            let source = StdinSource::new(
+                "in",
+                cfg,
+                Arc::new(Counters::default()),
+                Outlet::Stages(tx.clone()),
+                dead.clone(),
+                Arc::new(AtomicBool::new(false)),
+            );
+            source.run(input).unwrap();
+            let mut got = Vec::new();
+            while let Some(batch) = rx.try_recv() {
+                // A batch is at most a chunk plus one line (a line that grew the buffer).
+                let longest = batch.records().map(|r| r.payload.len()).max().unwrap_or(0);
+                assert!(
+                    batch.data().len() <= chunk + longest + 1,
+                    "piece {piece}: a batch of {} bytes",
+                    batch.data().len()
+                );
+                got.extend(batch.records().map(|r| r.payload.to_vec()));
+            }
+            assert_eq!(got, lines, "piece {piece}");
+        }
+        assert!(dead_rx.try_recv().is_none());
     }
 
     #[test]
