@@ -172,7 +172,6 @@ fn write_from_queue(
     counters: &Counters,
     sink_counters: &Counters,
 ) -> anyhow::Result<()> {
-    let name = &shared.name;
     let mut warnings = Repeats::new(1, Instant::now());
     let mut owned = Vec::new();
     loop {
@@ -195,8 +194,68 @@ fn write_from_queue(
         };
         let Some(mut batch) = next else { return Ok(()) };
         batch.clear_routes();
+        // Pieces are appended (or refused) one by one; the hold is let go once every piece is
+        // durable, or kept per piece until delivered.
         let hold = batch.take_hold();
-        let records = crate::buffer::batch::encode(&batch, &mut owned);
+        for piece in fitting(batch, piece_target(cfg), &mut owned) {
+            append_piece(
+                shared,
+                cfg,
+                piece,
+                hold.as_ref(),
+                dead,
+                counters,
+                sink_counters,
+                &mut warnings,
+                &mut owned,
+            )?;
+        }
+        drop(hold);
+    }
+}
+
+/// Entries are kept to at most a quarter of `max_bytes` (so a sink can deliver one while the
+/// next is appended), within the format's limit.
+fn piece_target(cfg: &BufferConfig) -> u64 {
+    (cfg.max_bytes / 4).min(crate::buffer::format::MAX_ENTRY_BYTES as u64)
+}
+
+/// Cuts `batch` into pieces, in order, whose buffer entries are at most `target` bytes. A piece
+/// holds at least one record, so a record larger than `target` goes alone (the log refuses it
+/// only if it exceeds the buffer's limit). Halves until it fits: an ordinary batch is one piece.
+fn fitting(batch: Batch, target: u64, owned: &mut Vec<Vec<u8>>) -> Vec<Batch> {
+    let mut todo = vec![batch];
+    let mut out = Vec::new();
+    while let Some(mut b) = todo.pop() {
+        let bytes = crate::buffer::format::entry_len(&batch_codec::encode(&b, owned));
+        if bytes <= target || b.len() <= 1 {
+            out.push(b);
+        } else {
+            let rest = b.split_off(b.len() / 2);
+            todo.push(rest);
+            todo.push(b);
+        }
+    }
+    out
+}
+
+/// Appends one piece of a batch to the log (waiting for room with `when_full = "block"`), or
+/// dead-letters it when it is refused.
+#[allow(clippy::too_many_arguments)]
+fn append_piece(
+    shared: &Shared,
+    cfg: &BufferConfig,
+    batch: Batch,
+    hold: Option<&Hold>,
+    dead: &DeadLetterTx,
+    counters: &Counters,
+    sink_counters: &Counters,
+    warnings: &mut Repeats,
+    owned: &mut Vec<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let name = &shared.name;
+    {
+        let records = crate::buffer::batch::encode(&batch, owned);
         let mut st = shared.lock();
         let outcome = loop {
             match st.log.append(&records) {
@@ -222,7 +281,7 @@ fn write_from_queue(
         let refused = match outcome {
             Ok(appended) => {
                 counters.add_in(0, appended.bytes);
-                if let Some(hold) = &hold
+                if let Some(hold) = hold
                     && hold.until_delivered
                 {
                     st.waiting
@@ -250,8 +309,6 @@ fn write_from_queue(
             // The syncer may be waiting for the first entry since its last sync.
             shared.changed.notify_all();
         }
-        // Durable now (or refused and dead-lettered below): a source waiting for that hears it.
-        drop(hold);
         if let Some((reason, batch)) = refused {
             let reason = format!("sink `{name}`: {reason}");
             if let Some(suppressed) = warnings.admit(Instant::now()) {
@@ -261,6 +318,7 @@ fn write_from_queue(
                 .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
         }
     }
+    Ok(())
 }
 
 /// Syncs the log if the fsync policy says it is time, without holding the lock through the
@@ -418,4 +476,60 @@ fn unix_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::{Origin, PositionBase, Span};
+
+    fn batch(lens: &[usize]) -> Batch {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let start = data.len() as u32;
+            data.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            spans.push(Span {
+                start,
+                end: data.len() as u32,
+            });
+            data.push(b'\n');
+        }
+        let origin = Origin {
+            source: Arc::from("in"),
+            arrival_unix_nanos: 1,
+            arrival: Instant::now(),
+            position: PositionBase::Line(1),
+        };
+        Batch::new(Bytes::from(data), spans, origin)
+    }
+
+    fn payloads(b: &Batch) -> Vec<Vec<u8>> {
+        b.records().map(|r| r.payload.to_vec()).collect()
+    }
+
+    #[test]
+    fn a_batch_larger_than_an_entry_may_be_is_cut_in_order() {
+        let mut owned = Vec::new();
+        // 1000 records of 100..400 bytes (~250 KB), and one of 50 KB in the middle.
+        let mut lens: Vec<usize> = (0..1000).map(|i| 100 + i * 7 % 300).collect();
+        lens[500] = 50_000;
+        let whole = batch(&lens);
+        let target = 32 << 10;
+        let pieces = fitting(whole.clone(), target, &mut owned);
+        assert!(pieces.len() >= 8, "{} pieces", pieces.len());
+        let mut joined = Vec::new();
+        for p in &pieces {
+            let bytes = crate::buffer::format::entry_len(&batch_codec::encode(p, &mut owned));
+            assert!(
+                bytes <= target || p.len() == 1,
+                "a piece of {} records takes {bytes} bytes",
+                p.len()
+            );
+            joined.extend(payloads(p));
+        }
+        assert_eq!(joined, payloads(&whole));
+        // A batch that fits stays whole.
+        assert_eq!(fitting(batch(&[10, 20, 30]), target, &mut owned).len(), 1);
+    }
 }

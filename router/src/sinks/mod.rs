@@ -323,6 +323,17 @@ mod tests {
         slices: usize,
         limit: usize,
     }
+    impl Vectored {
+        fn taking(limit: usize) -> Vectored {
+            Vectored {
+                out: Vec::new(),
+                calls: 0,
+                slices: 0,
+                limit,
+            }
+        }
+    }
+
     impl Write for Vectored {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.write_vectored(&[io::IoSlice::new(buf)])
@@ -371,12 +382,7 @@ mod tests {
     fn runs_between_dropped_records_go_out_in_one_vectored_write() {
         // Runs of 10 lines of 100 bytes: large pieces, written without a copy.
         let (data, spans, expected) = filtered(1000, 100, 11);
-        let mut w = Vectored {
-            out: Vec::new(),
-            calls: 0,
-            slices: 0,
-            limit: usize::MAX,
-        };
+        let mut w = Vectored::taking(usize::MAX);
         let mut staging = Vec::new();
         let n = write_lines(&mut w, &data, &spans, b"\n", &mut staging).unwrap();
         assert_eq!(w.out, expected);
@@ -390,12 +396,7 @@ mod tests {
     fn small_pieces_are_staged_into_one_write() {
         // Every other 8-byte line dropped: pieces of 8 bytes are copied, then written at once.
         let (data, spans, expected) = filtered(1000, 8, 2);
-        let mut w = Vectored {
-            out: Vec::new(),
-            calls: 0,
-            slices: 0,
-            limit: usize::MAX,
-        };
+        let mut w = Vectored::taking(usize::MAX);
         let mut staging = Vec::new();
         write_lines(&mut w, &data, &spans, b"\n", &mut staging).unwrap();
         assert_eq!(w.out, expected);
@@ -408,12 +409,7 @@ mod tests {
         // A payload and a delimiter slice per record, more slices than IOV_MAX, and a writer
         // that takes 777 bytes per call.
         let (data, spans, expected) = filtered(3000, 2000, 2);
-        let mut w = Vectored {
-            out: Vec::new(),
-            calls: 0,
-            slices: 0,
-            limit: 777,
-        };
+        let mut w = Vectored::taking(777);
         write_lines(&mut w, &data, &spans, b"\r\n", &mut Vec::new()).unwrap();
         let crlf = String::from_utf8(expected).unwrap().replace('\n', "\r\n");
         assert_eq!(w.out, crlf.as_bytes());
