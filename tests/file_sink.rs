@@ -387,6 +387,39 @@ fn running_twice_appends_instead_of_overwriting() {
 }
 
 #[test]
+fn a_file_left_with_a_torn_last_line_gets_it_ended_before_new_records() {
+    // As left by a process killed in the middle of a write.
+    let dir = temp_dir();
+    let out = dir.path().join("out.ndjson");
+    std::fs::write(&out, b"{\"seq\":1}\n{\"seq\":2,\"dev").unwrap();
+    let run = run_in(
+        dir.path(),
+        &["run", "--sink", "file:out.ndjson", "--stats=json"],
+        Input::Bytes(b"{\"seq\":2}\n{\"seq\":3}\n"),
+    );
+    assert!(
+        run.stderr.contains("does not end with the delimiter"),
+        "{}",
+        run.stderr
+    );
+    run.ok_stats();
+    assert_bytes_eq(
+        &read(&out),
+        b"{\"seq\":1}\n{\"seq\":2,\"dev\n{\"seq\":2}\n{\"seq\":3}\n",
+        "out.ndjson",
+    );
+    // A file that ends with the delimiter is appended to as it is, without a warning.
+    let run = run_in(
+        dir.path(),
+        &["run", "--sink", "file:out.ndjson", "--stats=json"],
+        Input::Bytes(b"{\"seq\":4}\n"),
+    );
+    assert!(!run.stderr.contains("delimiter"), "{}", run.stderr);
+    run.ok_stats();
+    assert!(read(&out).ends_with(b"{\"seq\":3}\n{\"seq\":4}\n"));
+}
+
+#[test]
 fn running_twice_with_rotation_continues_the_sequence() {
     let first = common::sensor(3_000);
     let second = common::sensor(4_000)[first.len()..].to_vec();

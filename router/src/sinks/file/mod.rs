@@ -171,7 +171,22 @@ impl FileSink {
             .append(true)
             .open(path)
             .map_err(|e| with_path(e, "opening", path))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if self.cfg.compression == Compression::None && !ends_with(path, size, &self.cfg.delimiter)
+        {
+            // A torn last record (the process died inside a write) or a file another program
+            // left unterminated: end that line, so the next record starts on a line of its own.
+            tracing::warn!(
+                "file sink `{}`: {} does not end with the delimiter (an earlier run stopped in \
+                 the middle of a write?); ending its last line before appending",
+                self.name,
+                path.display()
+            );
+            (&file)
+                .write_all(&self.cfg.delimiter)
+                .map_err(|e| with_path(e, "writing", path))?;
+            size += self.cfg.delimiter.len() as u64;
+        }
         let out = Output::open(file, self.cfg.compression)?;
         self.files.insert(
             path.to_owned(),
@@ -319,6 +334,24 @@ fn records_fitting(spans: &[Span], delim_len: usize, room: u64, file_empty: bool
         }
     }
     spans.len()
+}
+
+/// True when the file at `path`, of `size` bytes, is empty or ends with `delim` (or cannot be
+/// read: the sink only needs to write it).
+fn ends_with(path: &Path, size: u64, delim: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let n = delim.len() as u64;
+    if size == 0 || n == 0 {
+        return true;
+    }
+    if size < n {
+        return false;
+    }
+    let mut tail = vec![0u8; delim.len()];
+    match File::open(path).and_then(|f| f.read_exact_at(&mut tail, size - n)) {
+        Ok(()) => tail == delim,
+        Err(_) => true,
+    }
 }
 
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
