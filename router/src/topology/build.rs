@@ -531,7 +531,11 @@ pub fn start(
         let name = format!("sources.{}", s.name);
         let counters = registry.register(name.clone(), Kind::Source);
         match &s.kind {
-            SourceKind::Stdin(c) => later.push((name, s.name.clone(), *c, counters)),
+            SourceKind::Stdin(c) => {
+                let mut c = *c;
+                c.read_bytes = stdin_read_bytes(c.read_bytes, config);
+                later.push((name, s.name.clone(), c, counters));
+            }
             SourceKind::Http(c) => {
                 let source = HttpSource::bind(
                     &s.name,
@@ -878,6 +882,20 @@ impl Running {
             ),
         })
     }
+}
+
+/// The stdin source's read size: its `read_bytes`, but at most a quarter of the smallest queue's
+/// byte limit, so that a batch (at most that plus one line) fits every queue it passes with room
+/// to spare instead of being admitted alone over the limit.
+fn stdin_read_bytes(read_bytes: usize, config: &Config) -> usize {
+    let smallest = config
+        .sinks
+        .iter()
+        .map(|s| s.queue.bytes_max)
+        .chain([config.pipeline.queue.bytes_max])
+        .min()
+        .unwrap_or(u64::MAX);
+    read_bytes.min(usize::try_from(smallest / 4).unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
