@@ -390,20 +390,8 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
             for (i, body) in bodies.into_iter().enumerate() {
                 let path = std::env::temp_dir().join(format!("er-body-{port}-{i}"));
                 std::fs::write(&path, &body).unwrap();
-                let out = Command::new("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                        "--max-time",
-                        "10",
-                    ])
-                    .arg("--data-binary")
-                    .arg(format!("@{}", path.display()))
-                    .arg(&url)
-                    .output()
+                let out = post_in_background(&url, &path, 10)
+                    .wait_with_output()
                     .unwrap();
                 let _ = std::fs::remove_file(&path);
                 let code = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
@@ -464,18 +452,12 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
     );
 }
 
-/// Starts `curl` posting `body` to `url`; returns the child (stdout: the status code).
-fn post_in_background(url: &str, body: &Path) -> Child {
+/// Starts `curl` posting `body` to `url`, giving up after `max_secs`; returns the child (stdout:
+/// the status code).
+fn post_in_background(url: &str, body: &Path, max_secs: u32) -> Child {
     Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "30",
-        ])
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time"])
+        .arg(max_secs.to_string())
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
         .arg(url)
@@ -506,7 +488,8 @@ fn ack_modes_answer_once_the_records_are_buffered_or_delivered() {
         let body = d.join("body.ndjson");
         std::fs::write(&body, common::numbered_sensor(500)).unwrap();
         common::wait_for_port(port, &mut router, "edge-router", Duration::from_secs(20));
-        let mut curl = post_in_background(&format!("http://127.0.0.1:{port}/v1/records"), &body);
+        let mut curl =
+            post_in_background(&format!("http://127.0.0.1:{port}/v1/records"), &body, 30);
         // The sink cannot write (nobody reads the FIFO yet).
         let deadline = Instant::now() + Duration::from_millis(1500);
         let mut answered = None;
@@ -547,6 +530,7 @@ fn keys_attributes_and_source_survive_the_disk_buffer() {
     let curl = post_in_background(
         &format!("http://127.0.0.1:{port}/v1/records?partition_key=dev-7&attr.site=north"),
         &body,
+        30,
     );
     let out = curl.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
