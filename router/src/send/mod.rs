@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-pub use crate::sinks::latency_histogram as histogram;
+pub use crate::core::accounting::latency_histogram as histogram;
 use serde::Serialize;
 
 use crate::core::framing::{FramerConfig, LineFramer};
