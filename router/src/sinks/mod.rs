@@ -57,8 +57,6 @@ pub struct WriteFailure {
     pub unwritten: Vec<usize>,
 }
 
-pub use crate::core::accounting::latency_histogram;
-
 /// Runs a sink until its queue closes, then closes the sink.
 ///
 /// Every batch taken from the queue is either written (counted in `records_out`) or

@@ -1,22 +1,14 @@
-//! The Firehose sink's only contact with the AWS SDK: connecting (region, endpoint, the standard
-//! credentials chain), DescribeDeliveryStream and PutRecordBatch, with answers and errors in the
-//! engine's SDK-free terms ([`EntryResult`], [`CallFailure`]). The SDK's own retries are off: the
-//! engine retries failed entries (only those) itself.
+//! The Firehose sink's contact with the AWS SDK: DescribeDeliveryStream and PutRecordBatch, with
+//! answers and errors in the engine's SDK-free terms ([`EntryResult`], [`CallFailure`]).
+//! Connecting (region, endpoint, credentials, an assumed role, SDK retries off) is the shared
+//! [`sdk::load`].
 
-use std::time::Duration;
-
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_firehose::Client;
-use aws_sdk_firehose::config::http::HttpResponse;
-use aws_sdk_firehose::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::Record;
+use aws_sdk_firehose::types::{PutRecordBatchResponseEntry, Record};
 use bytes::Bytes;
 
-use crate::sinks::aws::retry::ErrorClass;
-use crate::sinks::aws::sdk::{CallFailure, SdkFailure, classify_sdk_error};
+use crate::sinks::aws::sdk::{self, CallFailure, Target};
 use crate::sinks::firehose::config::FirehoseSinkConfig;
 use crate::sinks::firehose::engine::EntryResult;
 
@@ -25,46 +17,29 @@ use crate::sinks::firehose::engine::EntryResult;
 pub struct DeliveryStreamClient {
     client: Client,
     stream: String,
-    region: String,
+    /// "firehose delivery stream `NAME`" and its region, for messages.
+    target: Target,
 }
 
 impl DeliveryStreamClient {
-    /// Builds a client from the config and the standard AWS chains.
+    /// Builds a client from the config and the standard AWS chains ([`sdk::load`]).
     ///
     /// # Errors
     ///
     /// When no region can be found.
     pub async fn connect(cfg: &FirehoseSinkConfig) -> Result<DeliveryStreamClient, String> {
-        let timeouts = TimeoutConfig::builder()
-            .operation_attempt_timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(3)))
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(timeouts);
-        if let Some(region) = cfg.region.clone() {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        if let Some(endpoint) = &cfg.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let sdk = loader.load().await;
-        let Some(region) = sdk.region().map(ToString::to_string) else {
-            return Err(format!(
-                "firehose delivery stream `{}`: no region: set `region` in the sink, or AWS_REGION",
-                cfg.delivery_stream
-            ));
-        };
+        let name = format!("firehose delivery stream `{}`", cfg.delivery_stream);
+        let (sdk, target) = sdk::load(&cfg.aws, None, &name).await?;
         Ok(DeliveryStreamClient {
             client: Client::new(&sdk),
             stream: cfg.delivery_stream.clone(),
-            region,
+            target,
         })
     }
 
     /// The region in use.
     pub fn region(&self) -> &str {
-        &self.region
+        self.target.region()
     }
 
     /// DescribeDeliveryStream: the stream's status (`CREATING`, `ACTIVE`, `DELETING`, ...).
@@ -79,7 +54,7 @@ impl DeliveryStreamClient {
             .delivery_stream_name(&self.stream)
             .send()
             .await
-            .map_err(|e| self.failure("DescribeDeliveryStream", &e))?;
+            .map_err(|e| self.target.failure("DescribeDeliveryStream", &e))?;
         Ok(out
             .delivery_stream_description()
             .map(|d| d.delivery_stream_status().as_str().to_owned())
@@ -95,20 +70,11 @@ impl DeliveryStreamClient {
         &self,
         records: &[Bytes],
     ) -> Result<Vec<EntryResult>, CallFailure> {
-        let mut entries = Vec::with_capacity(records.len());
-        for r in records {
-            let rec = Record::builder()
-                .data(Blob::new(r.to_vec()))
-                .build()
-                .map_err(|err| CallFailure {
-                    class: ErrorClass::Fatal,
-                    description: format!(
-                        "firehose delivery stream `{}`: PutRecordBatch: {err}",
-                        self.stream
-                    ),
-                })?;
-            entries.push(rec);
-        }
+        let entries = records
+            .iter()
+            .map(|r| Record::builder().data(Blob::new(r.to_vec())).build())
+            .collect::<Result<Vec<Record>, _>>()
+            .map_err(|err| self.target.unbuildable("PutRecordBatch", err))?;
         let out = self
             .client
             .put_record_batch()
@@ -116,42 +82,18 @@ impl DeliveryStreamClient {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| self.failure("PutRecordBatch", &e))?;
-        Ok(out
-            .request_responses()
-            .iter()
-            .map(|r| match r.error_code() {
-                Some(code) if !code.is_empty() => EntryResult::Failed {
-                    code: code.to_owned(),
-                    message: r.error_message().unwrap_or_default().to_owned(),
-                },
-                _ => EntryResult::Written,
-            })
-            .collect())
+            .map_err(|e| self.target.failure("PutRecordBatch", &e))?;
+        Ok(out.request_responses().iter().map(entry_result).collect())
     }
+}
 
-    /// Classifies an SDK error and describes it, naming the delivery stream and region.
-    fn failure<E>(&self, operation: &str, e: &SdkError<E, HttpResponse>) -> CallFailure
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        let SdkFailure {
-            class,
-            code,
-            detail,
-        } = classify_sdk_error(e);
-        let (stream, region) = (&self.stream, &self.region);
-        let description = match code.as_str() {
-            "ResourceNotFoundException" => format!(
-                "firehose delivery stream `{stream}` not found in region {region} ({detail})"
-            ),
-            "AccessDeniedException" | "AccessDenied" => format!(
-                "access to firehose delivery stream `{stream}` in region {region} denied ({detail})"
-            ),
-            _ => format!(
-                "firehose delivery stream `{stream}` (region {region}): {operation}: {detail}"
-            ),
-        };
-        CallFailure { class, description }
+/// One record's answer in a PutRecordBatch response: written (a record id), or the error.
+fn entry_result(r: &PutRecordBatchResponseEntry) -> EntryResult {
+    match r.error_code().filter(|code| !code.is_empty()) {
+        None => EntryResult::Written,
+        Some(code) => EntryResult::Failed {
+            code: code.to_owned(),
+            message: r.error_message().unwrap_or_default().to_owned(),
+        },
     }
 }

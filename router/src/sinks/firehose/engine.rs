@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::sinks::aws::batch::{BatchPolicy, Batcher};
+use crate::sinks::aws::engine::{Books, SinkEngine};
 use crate::sinks::aws::retry::{
     Attempts, ErrorClass, RetryDecision, RetryPolicy, classify_entry_error,
 };
@@ -116,13 +117,7 @@ pub struct Engine<T> {
     backoff: Vec<(Instant, Entry<T>)>,
     in_flight: HashMap<u64, Vec<Entry<T>>>,
     next_id: u64,
-    closed: bool,
-    fatal: Option<String>,
-    delivered: Vec<T>,
-    dead: Vec<(Vec<T>, String)>,
-    held_records: usize,
-    held_bytes: usize,
-    stats: EngineStats,
+    books: Books<T, EngineStats>,
     rng: StdRng,
     sealed: Vec<Packed<T>>,
 }
@@ -134,17 +129,11 @@ impl<T> Engine<T> {
             packer: Packer::new(settings.pack.clone()),
             batcher: Batcher::new(settings.batch),
             rng: StdRng::seed_from_u64(settings.seed),
+            books: Books::new(settings.buffer_records_max, settings.buffer_bytes_max),
             settings,
             backoff: Vec::new(),
             in_flight: HashMap::new(),
             next_id: 0,
-            closed: false,
-            fatal: None,
-            delivered: Vec::new(),
-            dead: Vec::new(),
-            held_records: 0,
-            held_bytes: 0,
-            stats: EngineStats::default(),
             sealed: Vec::new(),
         }
     }
@@ -152,12 +141,11 @@ impl<T> Engine<T> {
     /// Takes a user record (its payload is copied into a Firehose record). A record over the
     /// record limit is dead-lettered at once.
     pub fn push(&mut self, payload: &[u8], ticket: T, arrived: Instant, now: Instant) {
-        self.stats.user_records += 1;
+        self.books.stats.user_records += 1;
         let mut sealed = std::mem::take(&mut self.sealed);
         match self.packer.push(payload, ticket, arrived, now, &mut sealed) {
             Ok(()) => {
-                self.held_records += 1;
-                self.held_bytes += payload.len();
+                self.books.held.add(1, payload.len());
             }
             Err(o) => {
                 let reason = format!(
@@ -165,7 +153,7 @@ impl<T> Engine<T> {
                     self.settings.stream,
                     o.reason()
                 );
-                self.dead.push((vec![o.ticket], reason));
+                self.books.dead.push((vec![o.ticket], reason));
             }
         }
         for p in sealed.drain(..) {
@@ -210,14 +198,78 @@ impl<T> Engine<T> {
         }
     }
 
-    /// No more records will come: everything pending goes out without lingering.
-    pub fn close(&mut self) {
-        self.closed = true;
+    fn retry(&mut self, mut e: Entry<T>, class: ErrorClass, description: &str, now: Instant) {
+        if !class.is_retryable() {
+            // Held for `abort`, which dead-letters it with the fatal reason.
+            self.backoff.push((now, e));
+            return;
+        }
+        match self
+            .settings
+            .retry
+            .on_failure(&mut e.attempts, now, &mut self.rng)
+        {
+            RetryDecision::RetryAt(at) => {
+                self.books.stats.retries += 1;
+                self.backoff.push((at, e));
+            }
+            RetryDecision::GiveUp(g) => self.give_up(e, format!("{description}; {g}")),
+        }
+    }
+
+    fn deliver(&mut self, e: Entry<T>) {
+        self.books.stats.firehose_records += 1;
+        self.books.stats.user_records_written += e.records.len() as u64;
+        self.books.stats.bytes += e.data.len() as u64;
+        self.books.stats.billed_bytes += billed_bytes(e.data.len());
+        self.books.stats.billed_bytes_unpacked += e.billed_unpacked;
+        self.release(&e);
+        self.books.delivered.extend(e.records);
+    }
+
+    fn give_up(&mut self, e: Entry<T>, reason: String) {
+        self.release(&e);
+        self.books.dead.push((e.records, reason));
+    }
+
+    fn release(&mut self, e: &Entry<T>) {
+        self.books.held.release(e.records.len(), e.payload_bytes);
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+/// The driver's and the simulations' view of the engine (see [`SinkEngine`]).
+impl<T> SinkEngine for Engine<T> {
+    type Ticket = T;
+    type Record = T;
+    type Request = Request;
+    type EntryResult = EntryResult;
+    type Refresh = std::convert::Infallible;
+    type Stats = EngineStats;
+
+    fn books(&self) -> &Books<T, EngineStats> {
+        &self.books
+    }
+
+    fn books_mut(&mut self) -> &mut Books<T, EngineStats> {
+        &mut self.books
+    }
+
+    fn request_id(request: &Request) -> u64 {
+        request.id
+    }
+
+    fn ticket(record: T) -> T {
+        record
     }
 
     /// The next request to send at `now`, if one is due and a call slot is free.
-    pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
-        if self.fatal.is_some() || self.in_flight.len() >= self.settings.max_in_flight {
+    fn poll_request(&mut self, now: Instant) -> Option<Request> {
+        if self.books.fatal.is_some() || self.in_flight.len() >= self.settings.max_in_flight {
             return None;
         }
         // Entries whose backoff ended go first, in the order they failed.
@@ -236,7 +288,7 @@ impl<T> Engine<T> {
             }
         }
         if let Some(opened) = self.packer.opened()
-            && (self.closed
+            && (self.books.closing
                 || now
                     >= opened
                         .checked_add(self.settings.batch.linger)
@@ -245,13 +297,13 @@ impl<T> Engine<T> {
         {
             self.enqueue(p);
         }
-        if !(self.batcher.should_flush(now) || (self.closed && !self.batcher.is_empty())) {
+        if !(self.batcher.should_flush(now) || (self.books.closing && !self.batcher.is_empty())) {
             return None;
         }
         let batch = self.batcher.take()?;
         let id = self.next_id;
         self.next_id += 1;
-        self.stats.requests += 1;
+        self.books.stats.requests += 1;
         let records = batch.entries.iter().map(|e| e.data.clone()).collect();
         self.in_flight.insert(id, batch.entries);
         Some(Request { id, records })
@@ -259,13 +311,13 @@ impl<T> Engine<T> {
 
     /// When [`Engine::poll_request`] should next be called without any other event (`None`:
     /// only after an answer or a new record).
-    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        if self.fatal.is_some() || self.in_flight.len() >= self.settings.max_in_flight {
+    fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        if self.books.fatal.is_some() || self.in_flight.len() >= self.settings.max_in_flight {
             return None;
         }
         let linger = self.settings.batch.linger;
         let pack = self.packer.opened().map(|o| {
-            if self.closed {
+            if self.books.closing {
                 now
             } else {
                 o.checked_add(linger).unwrap_or(o)
@@ -274,13 +326,13 @@ impl<T> Engine<T> {
         let batch = self
             .batcher
             .deadline()
-            .map(|d| if self.closed { now } else { d });
+            .map(|d| if self.books.closing { now } else { d });
         let retry = self.backoff.iter().map(|(at, _)| *at).min();
         [pack, batch, retry].into_iter().flatten().min()
     }
 
     /// Settles a request's answer: one result per record, in order.
-    pub fn handle_response(&mut self, id: u64, results: Vec<EntryResult>, now: Instant) {
+    fn handle_response(&mut self, id: u64, results: Vec<EntryResult>, now: Instant) {
         let Some(entries) = self.in_flight.remove(&id) else {
             return;
         };
@@ -299,15 +351,13 @@ impl<T> Engine<T> {
             match r {
                 EntryResult::Written => self.deliver(e),
                 EntryResult::Failed { code, message } => {
-                    self.stats.failed_entries += 1;
+                    self.books.stats.failed_entries += 1;
                     let class = classify_entry_error(&code);
                     let d = format!(
                         "firehose delivery stream `{}`: record refused: {code}: {message}",
                         self.settings.stream
                     );
-                    if class == ErrorClass::Fatal {
-                        self.fatal.get_or_insert(d.clone());
-                    }
+                    self.books.stop_if_fatal(class, || d.clone());
                     self.retry(e, class, &d, now);
                 }
             }
@@ -315,100 +365,19 @@ impl<T> Engine<T> {
     }
 
     /// Settles a failed call: its records are retried, or the engine stops on a fatal error.
-    pub fn handle_call_error(
-        &mut self,
-        id: u64,
-        class: ErrorClass,
-        description: &str,
-        now: Instant,
-    ) {
+    fn handle_call_error(&mut self, id: u64, class: ErrorClass, description: &str, now: Instant) {
         let Some(entries) = self.in_flight.remove(&id) else {
             return;
         };
-        self.stats.call_errors += 1;
-        if class == ErrorClass::Fatal {
-            self.fatal.get_or_insert_with(|| description.to_owned());
-        }
+        self.books.stats.call_errors += 1;
+        self.books.stop_if_fatal(class, || description.to_owned());
         for e in entries {
             self.retry(e, class, description, now);
         }
     }
 
-    fn retry(&mut self, mut e: Entry<T>, class: ErrorClass, description: &str, now: Instant) {
-        if !class.is_retryable() {
-            // Held for `abort`, which dead-letters it with the fatal reason.
-            self.backoff.push((now, e));
-            return;
-        }
-        match self
-            .settings
-            .retry
-            .on_failure(&mut e.attempts, now, &mut self.rng)
-        {
-            RetryDecision::RetryAt(at) => {
-                self.stats.retries += 1;
-                self.backoff.push((at, e));
-            }
-            RetryDecision::GiveUp(g) => self.give_up(e, format!("{description}; {g}")),
-        }
-    }
-
-    fn deliver(&mut self, e: Entry<T>) {
-        self.stats.firehose_records += 1;
-        self.stats.user_records_written += e.records.len() as u64;
-        self.stats.bytes += e.data.len() as u64;
-        self.stats.billed_bytes += billed_bytes(e.data.len());
-        self.stats.billed_bytes_unpacked += e.billed_unpacked;
-        self.release(&e);
-        self.delivered.extend(e.records);
-    }
-
-    fn give_up(&mut self, e: Entry<T>, reason: String) {
-        self.release(&e);
-        self.dead.push((e.records, reason));
-    }
-
-    fn release(&mut self, e: &Entry<T>) {
-        self.held_records = self.held_records.saturating_sub(e.records.len());
-        self.held_bytes = self.held_bytes.saturating_sub(e.payload_bytes);
-    }
-
-    /// User records written since the last call, in the order their answers came.
-    pub fn take_delivered(&mut self) -> Vec<T> {
-        std::mem::take(&mut self.delivered)
-    }
-
-    /// User records given up since the last call, with the reason.
-    pub fn take_dead(&mut self) -> Vec<(Vec<T>, String)> {
-        std::mem::take(&mut self.dead)
-    }
-
-    /// Whether the engine holds as much as it may (stop feeding it).
-    pub fn is_full(&self) -> bool {
-        self.held_records >= self.settings.buffer_records_max
-            || self.held_bytes >= self.settings.buffer_bytes_max
-    }
-
-    /// Whether nothing is held or in flight.
-    pub fn is_idle(&self) -> bool {
-        self.packer.opened().is_none()
-            && self.batcher.is_empty()
-            && self.backoff.is_empty()
-            && self.in_flight.is_empty()
-    }
-
-    /// Requests in flight.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
-    /// Why the engine stopped, if a fatal error stopped it.
-    pub fn fatal(&self) -> Option<&str> {
-        self.fatal.as_deref()
-    }
-
     /// Every user record still held (pending, backing off, in flight), for dead-lettering.
-    pub fn abort(&mut self) -> Vec<T> {
+    fn abort(&mut self) -> Vec<T> {
         let mut out = Vec::new();
         let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
         ids.sort_unstable();
@@ -428,28 +397,25 @@ impl<T> Engine<T> {
         if let Some(p) = self.packer.seal() {
             out.extend(p.records);
         }
-        self.held_records = 0;
-        self.held_bytes = 0;
+        self.books.held.clear();
         out
     }
 
-    /// The counters.
-    pub fn stats(&self) -> &EngineStats {
-        &self.stats
+    /// Whether nothing is held or in flight.
+    fn is_idle(&self) -> bool {
+        self.packer.opened().is_none()
+            && self.batcher.is_empty()
+            && self.backoff.is_empty()
+            && self.in_flight.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::aws::retry::Jitter;
+    use crate::sinks::aws::sim::{Answer, FakeService, ms, patient_retry};
     use crate::sinks::firehose::pack::{RECORD_BYTES_MAX, REQUEST_BYTES_MAX, REQUEST_ENTRIES_MAX};
     use proptest::prelude::*;
-    use std::time::Duration;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     fn settings(pack: bool, pack_bytes_max: usize) -> EngineSettings {
         EngineSettings {
@@ -468,13 +434,7 @@ mod tests {
                 target_entries: REQUEST_ENTRIES_MAX,
                 target_bytes: REQUEST_BYTES_MAX - pack_bytes_max.min(REQUEST_BYTES_MAX / 2),
             },
-            retry: RetryPolicy {
-                base: ms(10),
-                cap: ms(200),
-                attempts_max: 1000,
-                ttl: Duration::from_secs(3600),
-                jitter: Jitter::Full,
-            },
+            retry: patient_retry(),
             max_in_flight: 4,
             buffer_records_max: 100_000,
             buffer_bytes_max: 64 << 20,
@@ -492,92 +452,59 @@ mod tests {
         Call,
     }
 
-    /// Runs records through the engine against a fake stream with virtual time; returns the
-    /// delivered bytes (in delivery order), delivered and dead tickets, and the requests.
-    struct Sim {
-        engine: Engine<usize>,
-        now: Instant,
+    /// The fake delivery stream: the bytes it wrote (in write order) and the record sizes of
+    /// each request; `fault(request number)` says what it does with a request.
+    struct Stream {
+        fault: Box<dyn FnMut(usize) -> Fault>,
         written: Vec<u8>,
-        delivered: Vec<usize>,
-        dead: Vec<(usize, String)>,
         requests: Vec<Vec<usize>>,
         entry_count: u64,
     }
 
-    impl Sim {
-        fn new(s: EngineSettings) -> Sim {
-            Sim {
-                engine: Engine::new(s),
-                now: Instant::now(),
-                written: Vec::new(),
-                delivered: Vec::new(),
-                dead: Vec::new(),
-                requests: Vec::new(),
-                entry_count: 0,
+    impl FakeService<Engine<usize>> for Stream {
+        fn answer(&mut self, r: &Request, _now: Instant) -> Answer<EntryResult> {
+            assert!(r.records.len() <= REQUEST_ENTRIES_MAX);
+            assert!(r.records.iter().map(Bytes::len).sum::<usize>() <= REQUEST_BYTES_MAX);
+            assert!(r.records.iter().all(|d| d.len() <= RECORD_BYTES_MAX));
+            self.requests
+                .push(r.records.iter().map(Bytes::len).collect());
+            let f = (self.fault)(self.requests.len());
+            if let Fault::Call = f {
+                return Answer::Failed(ErrorClass::Transient, "boom".into());
             }
+            let mut results = Vec::new();
+            for d in &r.records {
+                self.entry_count += 1;
+                if matches!(f, Fault::Entries(n) if self.entry_count.is_multiple_of(n)) {
+                    results.push(EntryResult::Failed {
+                        code: "ServiceUnavailableException".into(),
+                        message: "slow down".into(),
+                    });
+                } else {
+                    self.written.extend_from_slice(d);
+                    results.push(EntryResult::Written);
+                }
+            }
+            Answer::Entries(results)
         }
+    }
 
-        /// Sends every due request, answers each with `fault(request number)`.
-        fn step(&mut self, fault: &mut dyn FnMut(usize) -> Fault) {
-            let mut sent = Vec::new();
-            while let Some(r) = self.engine.poll_request(self.now) {
-                sent.push(r);
-            }
-            for r in sent {
-                assert!(r.records.len() <= REQUEST_ENTRIES_MAX);
-                assert!(r.records.iter().map(Bytes::len).sum::<usize>() <= REQUEST_BYTES_MAX);
-                assert!(r.records.iter().all(|d| d.len() <= RECORD_BYTES_MAX));
-                self.requests
-                    .push(r.records.iter().map(Bytes::len).collect());
-                match fault(self.requests.len()) {
-                    Fault::Call => {
-                        self.engine.handle_call_error(
-                            r.id,
-                            ErrorClass::Transient,
-                            "boom",
-                            self.now,
-                        );
-                    }
-                    f => {
-                        let mut results = Vec::new();
-                        for d in &r.records {
-                            self.entry_count += 1;
-                            let fail = matches!(f, Fault::Entries(n) if self.entry_count.is_multiple_of(n));
-                            if fail {
-                                results.push(EntryResult::Failed {
-                                    code: "ServiceUnavailableException".into(),
-                                    message: "slow down".into(),
-                                });
-                            } else {
-                                self.written.extend_from_slice(d);
-                                results.push(EntryResult::Written);
-                            }
-                        }
-                        self.engine.handle_response(r.id, results, self.now);
-                    }
-                }
-            }
-            self.delivered.extend(self.engine.take_delivered());
-            for (recs, reason) in self.engine.take_dead() {
-                self.dead
-                    .extend(recs.into_iter().map(|r| (r, reason.clone())));
-            }
-        }
+    type Sim = crate::sinks::aws::sim::Sim<Engine<usize>, Stream>;
 
-        /// Closes and runs until idle, jumping the clock to each timeout.
-        fn finish(&mut self, fault: &mut dyn FnMut(usize) -> Fault) {
-            self.engine.close();
-            for _ in 0..100_000 {
-                self.step(fault);
-                if self.engine.is_idle() {
-                    return;
-                }
-                if let Some(t) = self.engine.poll_timeout(self.now) {
-                    self.now = self.now.max(t);
-                }
-            }
-            panic!("engine did not become idle");
-        }
+    /// An engine with `s` against a fake stream that fails as `fault` says.
+    fn sim_with(s: EngineSettings, fault: impl FnMut(usize) -> Fault + 'static) -> Sim {
+        let stream = Stream {
+            fault: Box::new(fault),
+            written: Vec::new(),
+            requests: Vec::new(),
+            entry_count: 0,
+        };
+        Sim::new(Engine::new(s), stream)
+    }
+
+    /// An engine with `s` against a fake stream without faults.
+    fn sim(s: EngineSettings) -> Sim {
+        sim_with(s, |_| Fault::None)
     }
 
     fn line(i: usize, len: usize) -> Vec<u8> {
@@ -595,14 +522,14 @@ mod tests {
     #[test]
     fn packing_cuts_records_and_billed_bytes() {
         for pack in [true, false] {
-            let mut sim = Sim::new(settings(pack, 900 * 1024));
+            let mut sim = sim(settings(pack, 900 * 1024));
             let input: Vec<Vec<u8>> = (0..20_000).map(|i| line(i, 109)).collect();
             for (i, l) in input.iter().enumerate() {
                 sim.engine.push(l, i, sim.now, sim.now);
-                sim.step(&mut |_| Fault::None);
+                sim.step();
             }
-            sim.finish(&mut |_| Fault::None);
-            assert_eq!(lines_of(&sim.written), input);
+            sim.finish();
+            assert_eq!(lines_of(&sim.service.written), input);
             assert_eq!(sim.delivered, (0..20_000).collect::<Vec<_>>());
             let s = sim.engine.stats().clone();
             assert_eq!(s.user_records_written, 20_000);
@@ -621,38 +548,38 @@ mod tests {
 
     #[test]
     fn linger_holds_a_small_pack_then_sends_it() {
-        let mut sim = Sim::new(settings(true, 900 * 1024));
+        let mut sim = sim(settings(true, 900 * 1024));
         let t0 = sim.now;
         sim.engine.push(b"a", 0, t0, t0);
-        sim.step(&mut |_| Fault::None);
-        assert!(sim.requests.is_empty());
+        sim.step();
+        assert!(sim.service.requests.is_empty());
         assert_eq!(sim.engine.poll_timeout(t0), Some(t0 + ms(100)));
         sim.now = t0 + ms(99);
-        sim.step(&mut |_| Fault::None);
-        assert!(sim.requests.is_empty());
+        sim.step();
+        assert!(sim.service.requests.is_empty());
         sim.now = t0 + ms(100);
-        sim.step(&mut |_| Fault::None);
-        assert_eq!(sim.requests, vec![vec![2]]);
+        sim.step();
+        assert_eq!(sim.service.requests, vec![vec![2]]);
         assert!(sim.engine.is_idle());
     }
 
     #[test]
     fn only_failed_entries_are_retried() {
-        let mut sim = Sim::new(settings(false, 900 * 1024));
-        let input: Vec<Vec<u8>> = (0..3000).map(|i| line(i, 20)).collect();
-        for (i, l) in input.iter().enumerate() {
-            sim.engine.push(l, i, sim.now, sim.now);
-        }
         // Every 7th entry fails; every 5th call fails as a whole.
-        let mut fault = |n: usize| {
+        let fault = |n: usize| {
             if n.is_multiple_of(5) {
                 Fault::Call
             } else {
                 Fault::Entries(7)
             }
         };
-        sim.finish(&mut fault);
-        let mut got = lines_of(&sim.written);
+        let mut sim = sim_with(settings(false, 900 * 1024), fault);
+        let input: Vec<Vec<u8>> = (0..3000).map(|i| line(i, 20)).collect();
+        for (i, l) in input.iter().enumerate() {
+            sim.engine.push(l, i, sim.now, sim.now);
+        }
+        sim.finish();
+        let mut got = lines_of(&sim.service.written);
         assert_eq!(got.len(), 3000, "no duplicates");
         got.sort();
         assert_eq!(got, input);
@@ -661,7 +588,7 @@ mod tests {
         assert!(s.call_errors > 0, "{s:?}");
         assert!(sim.dead.is_empty());
         // Entries sent = written + failed entries + entries of failed calls: never more.
-        let sent: usize = sim.requests.iter().map(Vec::len).sum();
+        let sent: usize = sim.service.requests.iter().map(Vec::len).sum();
         assert_eq!(sent as u64, 3000 + s.retries);
     }
 
@@ -669,11 +596,11 @@ mod tests {
     fn attempts_run_out_into_dead_letters() {
         let mut s = settings(true, 1024);
         s.retry.attempts_max = 3;
-        let mut sim = Sim::new(s);
+        let mut sim = sim_with(s, |_| Fault::Call);
         for i in 0..10 {
             sim.engine.push(&line(i, 100), i, sim.now, sim.now);
         }
-        sim.finish(&mut |_| Fault::Call);
+        sim.finish();
         let mut dead: Vec<usize> = sim.dead.iter().map(|(i, _)| *i).collect();
         dead.sort_unstable();
         assert_eq!(dead, (0..10).collect::<Vec<_>>());
@@ -687,7 +614,7 @@ mod tests {
 
     #[test]
     fn fatal_errors_stop_and_hand_everything_back() {
-        let mut sim = Sim::new(settings(false, 1024));
+        let mut sim = sim(settings(false, 1024));
         for i in 0..600 {
             sim.engine.push(&line(i, 10), i, sim.now, sim.now);
         }
@@ -712,11 +639,11 @@ mod tests {
 
     #[test]
     fn oversized_records_are_dead_lettered() {
-        let mut sim = Sim::new(settings(true, 900 * 1024));
+        let mut sim = sim(settings(true, 900 * 1024));
         sim.engine
             .push(&vec![b'x'; RECORD_BYTES_MAX], 0, sim.now, sim.now);
         sim.engine.push(b"ok", 1, sim.now, sim.now);
-        sim.finish(&mut |_| Fault::None);
+        sim.finish();
         assert_eq!(sim.delivered, vec![1]);
         assert_eq!(sim.dead.len(), 1);
         assert!(
@@ -731,14 +658,14 @@ mod tests {
         use std::io::Read as _;
         let mut s = settings(true, 4096);
         s.gzip_level = Some(6);
-        let mut sim = Sim::new(s);
+        let mut sim = sim(s);
         let input: Vec<Vec<u8>> = (0..1000).map(|i| line(i, 100)).collect();
         for (i, l) in input.iter().enumerate() {
             sim.engine.push(l, i, sim.now, sim.now);
         }
-        sim.finish(&mut |_| Fault::None);
+        sim.finish();
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&sim.written[..])
+        flate2::read::MultiGzDecoder::new(&sim.service.written[..])
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(lines_of(&out), input);
@@ -751,13 +678,13 @@ mod tests {
     fn a_full_engine_says_so() {
         let mut s = settings(true, 1024);
         s.buffer_records_max = 10;
-        let mut sim = Sim::new(s);
+        let mut sim = sim(s);
         for i in 0..10 {
             assert!(!sim.engine.is_full());
             sim.engine.push(b"r", i, sim.now, sim.now);
         }
         assert!(sim.engine.is_full());
-        sim.finish(&mut |_| Fault::None);
+        sim.finish();
         assert!(!sim.engine.is_full());
     }
 
@@ -772,18 +699,18 @@ mod tests {
             every in 2u64..10,
             call_every in 2usize..8,
         ) {
-            let mut sim = Sim::new(settings(pack, pack_bytes_max));
+            let fault = move |n: usize| if n.is_multiple_of(call_every) { Fault::Call } else { Fault::Entries(every) };
+            let mut sim = sim_with(settings(pack, pack_bytes_max), fault);
             let input: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| line(i, n)).collect();
-            let mut fault = |n: usize| if n.is_multiple_of(call_every) { Fault::Call } else { Fault::Entries(every) };
             for (i, l) in input.iter().enumerate() {
                 sim.engine.push(l, i, sim.now, sim.now);
                 if i % 50 == 0 {
-                    sim.step(&mut fault);
+                    sim.step();
                 }
             }
-            sim.finish(&mut fault);
+            sim.finish();
             prop_assert!(sim.dead.is_empty());
-            let mut got = lines_of(&sim.written);
+            let mut got = lines_of(&sim.service.written);
             got.sort();
             let mut want = input.clone();
             want.sort();

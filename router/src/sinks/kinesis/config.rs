@@ -5,15 +5,22 @@
 //! with file, line, column and key, and ranges are the API's limits. The runtime only sees the
 //! validated [`KinesisSinkConfig`].
 
-use std::time::Duration;
-
 use crate::config::reader::{Diagnostics, Section};
 use crate::core::partitioner::PartitionSpec;
-use crate::sinks::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
-use crate::sinks::kinesis::batch::{
+use crate::sinks::aws::batch::{
     PUT_RECORDS_BYTES_MAX, PUT_RECORDS_ENTRIES_MAX, RECORD_BYTES_MAX_LIMIT,
 };
-use crate::sinks::kinesis::retry::{Jitter, RetryPolicy};
+use crate::sinks::aws::config::{AwsConfig, AwsDefaults, is_region};
+use crate::sinks::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
+
+/// The Kinesis sink's defaults and limits of the shared AWS keys.
+pub const DEFAULTS: AwsDefaults = AwsDefaults {
+    linger_ms: (100, 60_000),
+    request_entries_max: PUT_RECORDS_ENTRIES_MAX,
+    request_bytes_max: (PUT_RECORDS_BYTES_MAX, RECORD_BYTES_MAX_LIMIT),
+    max_in_flight: 8,
+    request_timeout_ms: 6_000,
+};
 
 /// What order the sink keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +37,10 @@ pub enum Ordering {
 pub struct KinesisSinkConfig {
     /// Stream name, or stream ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
     pub stream: String,
-    /// Region; `None`: from the ARN, else from the environment or profile (the standard chain).
-    pub region: Option<String>,
-    /// Endpoint override (a local server such as kinesalite); `None`: the standard endpoint
-    /// (or the `AWS_ENDPOINT_URL` environment variable).
-    pub endpoint: Option<String>,
-    /// A role to assume with the credentials of the standard chain.
-    pub role_arn: Option<String>,
+    /// Region (default: from the ARN, then the standard chain), endpoint, role, request limits
+    /// (PutRecords: entries, bytes of data + partition keys), linger, calls in flight, retries
+    /// and timeout.
+    pub aws: AwsConfig,
     /// Partition keys and explicit hash keys: the `partition`, `fallback`, `too_long` and
     /// `explicit_hash_key` keys (see [`crate::core::partitioner`]).
     pub partition: PartitionSpec,
@@ -47,20 +51,8 @@ pub struct KinesisSinkConfig {
     /// Most bytes (data + partition key) of one aggregated record; at most the stream's record
     /// limit (clamped at start-up).
     pub aggregate_bytes_max: usize,
-    /// How long the oldest record may wait for company before a request goes out.
-    pub linger: Duration,
-    /// Most entries (Kinesis records) per PutRecords request.
-    pub request_entries_max: usize,
-    /// Most bytes (data + partition keys) per PutRecords request.
-    pub request_bytes_max: usize,
     /// Percent of each shard's write limits (1000 records/s, 1 MiB/s) to use; 0 = no limit.
     pub rate_limit_percent: u32,
-    /// Most PutRecords requests in flight at once.
-    pub max_in_flight: usize,
-    /// Retries of failed entries and calls.
-    pub retry: RetryPolicy,
-    /// Time limit of one call (connect, send, answer).
-    pub request_timeout: Duration,
 }
 
 impl KinesisSinkConfig {
@@ -68,20 +60,12 @@ impl KinesisSinkConfig {
     pub fn new(stream: impl Into<String>) -> KinesisSinkConfig {
         KinesisSinkConfig {
             stream: stream.into(),
-            region: None,
-            endpoint: None,
-            role_arn: None,
+            aws: AwsConfig::new(&DEFAULTS),
             partition: PartitionSpec::default(),
             ordering: Ordering::Unordered,
             aggregate: false,
             aggregate_bytes_max: AGGREGATE_BYTES_MAX_DEFAULT,
-            linger: Duration::from_millis(100),
-            request_entries_max: PUT_RECORDS_ENTRIES_MAX,
-            request_bytes_max: PUT_RECORDS_BYTES_MAX,
             rate_limit_percent: 100,
-            max_in_flight: 8,
-            retry: RetryPolicy::default(),
-            request_timeout: Duration::from_secs(6),
         }
     }
 
@@ -110,40 +94,15 @@ impl KinesisSinkConfig {
         {
             d.error(&st.spot, e);
         }
-        if let Some(r) = s.opt_str(d, "region") {
-            if !is_region(&r.value) {
-                d.error(
-                    &r.spot,
-                    format!(
-                        "{:?} is not a region name; expected something like \"us-east-1\"",
-                        r.value
-                    ),
-                );
-            } else if let Some(arn) = stream.as_ref().and_then(|st| arn_region(&st.value))
-                && arn != r.value
-            {
-                d.error(
-                    &r.spot,
-                    format!(
-                        "the stream ARN names region {arn:?}, but `region` is {:?}",
-                        r.value
-                    ),
-                );
-            }
-            c.region = Some(r.value);
-        }
-        c.endpoint = parse_endpoint(s, d);
-        if let Some(r) = s.opt_str(d, "role_arn") {
-            if !r.value.starts_with("arn:") || r.value.split(':').count() < 6 {
-                d.error(
-                    &r.spot,
-                    format!(
-                        "{:?} is not a role ARN; expected arn:aws:iam::ACCOUNT:role/NAME",
-                        r.value
-                    ),
-                );
-            }
-            c.role_arn = Some(r.value);
+        c.aws = AwsConfig::parse(s, d, &DEFAULTS);
+        if let Some(r) = c.aws.region.as_deref().filter(|r| is_region(r))
+            && let Some(arn) = stream.as_ref().and_then(|st| arn_region(&st.value))
+            && arn != r
+        {
+            d.error(
+                &s.spot_of("region"),
+                format!("the stream ARN names region {arn:?}, but `region` is {r:?}"),
+            );
         }
         let partition = s.opt_str(d, "partition");
         let fallback = s.opt_str(d, "fallback");
@@ -177,24 +136,7 @@ impl KinesisSinkConfig {
         if agg_given && !c.aggregate {
             d.error(&agg_spot, "aggregate_bytes_max needs aggregate = true");
         }
-        c.linger = Duration::from_millis(s.int_or(d, "linger_ms", 100, 0..=60_000));
-        c.request_entries_max = s.int_or(
-            d,
-            "request_entries_max",
-            PUT_RECORDS_ENTRIES_MAX as u64,
-            1..=PUT_RECORDS_ENTRIES_MAX as u64,
-        ) as usize;
-        c.request_bytes_max = s.size_or(
-            d,
-            "request_bytes_max",
-            PUT_RECORDS_BYTES_MAX as u64,
-            1024..=RECORD_BYTES_MAX_LIMIT as u64,
-        ) as usize;
         c.rate_limit_percent = s.int_or(d, "rate_limit_percent", 100, 0..=1000) as u32;
-        c.max_in_flight = s.int_or(d, "max_in_flight", 8, 1..=256) as usize;
-        c.retry = parse_retry(s, d);
-        c.request_timeout =
-            Duration::from_millis(s.int_or(d, "request_timeout_ms", 6_000, 100..=600_000));
         c.stream = stream?.value;
         Some(c)
     }
@@ -239,96 +181,41 @@ fn check_stream(stream: &str) -> Result<(), String> {
     }
 }
 
-/// Reads the optional `endpoint` (an http:// or https:// URL).
-pub(crate) fn parse_endpoint(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<String> {
-    let e = s.opt_str(d, "endpoint")?;
-    let ok = ["http://", "https://"]
-        .iter()
-        .any(|p| e.value.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
-    if !ok {
-        d.error(
-            &e.spot,
-            format!(
-                "{:?} is not an endpoint URL; expected http://HOST:PORT or https://HOST",
-                e.value
-            ),
-        );
-    }
-    Some(e.value)
-}
-
-/// Reads `retry_attempts_max`, `retry_ttl_ms`, `retry_backoff_ms` and `retry_backoff_max_ms`.
-pub(crate) fn parse_retry(s: &mut Section<'_>, d: &mut Diagnostics) -> RetryPolicy {
-    let attempts = s.int_or(d, "retry_attempts_max", 20, 1..=1000) as u32;
-    let ttl_ms = s.int_or(d, "retry_ttl_ms", 30_000, 100..=86_400_000);
-    let base_ms = s.int_or(d, "retry_backoff_ms", 100, 1..=60_000);
-    let cap_spot = s.spot_of("retry_backoff_max_ms");
-    let cap_ms = s.int_or(d, "retry_backoff_max_ms", 5_000, 1..=600_000);
-    if cap_ms < base_ms {
-        d.error(
-            &cap_spot,
-            format!("retry_backoff_max_ms ({cap_ms}) is below retry_backoff_ms ({base_ms})"),
-        );
-    }
-    RetryPolicy {
-        base: Duration::from_millis(base_ms),
-        cap: Duration::from_millis(cap_ms.max(base_ms)),
-        attempts_max: attempts,
-        ttl: Duration::from_millis(ttl_ms),
-        jitter: Jitter::Full,
-    }
-}
-
-/// Whether `r` looks like a region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`, ...).
-pub(crate) fn is_region(r: &str) -> bool {
-    (1..=64).contains(&r.len())
-        && r.contains('-')
-        && r.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SinkKind, parse_str};
+    use crate::config::SinkKind;
+    use crate::sinks::aws::config::{assert_problems, parse_sink, quick_sink};
+    use std::time::Duration;
 
+    /// The Kinesis sink of a file whose `[sinks.k]` has `table` (the shared AWS keys are
+    /// tested for both sinks in `aws::config`).
     fn parse(table: &str) -> Result<KinesisSinkConfig, Vec<String>> {
-        let text =
-            format!("[sources.in]\nkind = \"stdin\"\n\n[sinks.k]\nkind = \"kinesis\"\n{table}");
-        match parse_str("t.toml", &text) {
-            Ok(c) => match &c.sinks[0].kind {
-                SinkKind::Kinesis(k) => Ok((**k).clone()),
-                other => panic!("not a kinesis sink: {other:?}"),
-            },
-            Err(e) => Err(e.0.iter().map(ToString::to_string).collect()),
-        }
+        let kind = parse_sink("k", "kinesis", table)?;
+        let SinkKind::Kinesis(k) = kind else {
+            panic!("not a kinesis sink: {kind:?}")
+        };
+        Ok(*k)
     }
 
     #[test]
     fn defaults() {
         let c = parse("stream = \"s\"\n").unwrap();
-        assert_eq!(c.stream, "s");
+        assert_eq!(c, KinesisSinkConfig::new("s"));
         assert_eq!(c.stream_name(), "s");
+        assert_eq!(c.arn_region(), None);
         assert_eq!(c.partition, PartitionSpec::default());
         assert_eq!(c.ordering, Ordering::Unordered);
         assert!(!c.aggregate);
         assert_eq!(c.aggregate_bytes_max, 51_200);
-        assert_eq!(c.linger, Duration::from_millis(100));
-        assert_eq!(c.request_entries_max, 500);
-        assert_eq!(c.request_bytes_max, 5 << 20);
         assert_eq!(c.rate_limit_percent, 100);
-        assert_eq!(c.max_in_flight, 8);
-        assert_eq!(c.retry.attempts_max, 20);
-        assert_eq!(c.retry.ttl, Duration::from_secs(30));
     }
 
     #[test]
-    fn every_key() {
+    fn every_own_key() {
         let c = parse(
             r#"stream = "arn:aws:kinesis:eu-west-1:123456789012:stream/telemetry"
 region = "eu-west-1"
-endpoint = "http://127.0.0.1:4567"
-role_arn = "arn:aws:iam::123456789012:role/writer"
 partition = "field:device.id"
 fallback = "constant:none"
 too_long = "reject"
@@ -336,22 +223,13 @@ explicit_hash_key = "field:site"
 ordering = "ordered"
 aggregate = true
 aggregate_bytes_max = "100KiB"
-linger_ms = 20
-request_entries_max = 100
-request_bytes_max = "1MiB"
+request_bytes_max = "10MiB"
 rate_limit_percent = 0
-max_in_flight = 2
-retry_attempts_max = 5
-retry_ttl_ms = 10000
-retry_backoff_ms = 50
-retry_backoff_max_ms = 1000
-request_timeout_ms = 2000
 "#,
         )
         .unwrap();
         assert_eq!(c.stream_name(), "telemetry");
         assert_eq!(c.arn_region(), Some("eu-west-1"));
-        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:4567"));
         assert_eq!(
             c.partition,
             PartitionSpec::parse(
@@ -365,107 +243,76 @@ request_timeout_ms = 2000
         assert_eq!(c.ordering, Ordering::Ordered);
         assert!(c.aggregate);
         assert_eq!(c.aggregate_bytes_max, 100 * 1024);
-        assert_eq!(c.request_bytes_max, 1 << 20);
+        assert_eq!(c.aws.request_bytes_max, 10 << 20);
         assert_eq!(c.rate_limit_percent, 0);
-        assert_eq!(c.retry.base, Duration::from_millis(50));
-        assert_eq!(c.request_timeout, Duration::from_secs(2));
     }
 
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let errs = parse(
             r#"stream = "bad name!"
-region = "Mars"
-endpoint = "127.0.0.1:4567"
-role_arn = "writer"
 fallback = "constant:"
 ordering = "strict"
 aggregate_bytes_max = "10"
-request_entries_max = 501
+request_bytes_max = "11MiB"
 rate_limit_percent = 5000
-retry_backoff_ms = 500
-retry_backoff_max_ms = 100
 colour = "blue"
 "#,
         )
         .unwrap_err();
         let expect = [
             "t.toml:6:10: `sinks.k.stream`: \"bad name!\" is not a stream name",
-            "t.toml:7:10: `sinks.k.region`: \"Mars\" is not a region name",
-            "t.toml:8:12: `sinks.k.endpoint`: \"127.0.0.1:4567\" is not an endpoint URL",
-            "t.toml:9:12: `sinks.k.role_arn`: \"writer\" is not a role ARN",
-            "t.toml:10:12: `sinks.k.fallback`: `constant:` needs a non-empty TEXT",
-            "t.toml:11:12: `sinks.k.ordering`: unknown value \"strict\"; expected one of: unordered, ordered",
-            "t.toml:12:23: `sinks.k.aggregate_bytes_max`: 10 is out of range; allowed: 1024 to 10485760",
-            "t.toml:12:23: `sinks.k.aggregate_bytes_max`: aggregate_bytes_max needs aggregate = true",
-            "t.toml:13:23: `sinks.k.request_entries_max`: 501 is out of range; allowed: 1 to 500",
-            "t.toml:14:22: `sinks.k.rate_limit_percent`: 5000 is out of range; allowed: 0 to 1000",
-            "t.toml:16:24: `sinks.k.retry_backoff_max_ms`: retry_backoff_max_ms (100) is below retry_backoff_ms (500)",
-            "t.toml:17:1: `sinks.k.colour`: unknown key `colour`",
+            "t.toml:7:12: `sinks.k.fallback`: `constant:` needs a non-empty TEXT",
+            "t.toml:8:12: `sinks.k.ordering`: unknown value \"strict\"; expected one of: unordered, ordered",
+            "t.toml:9:23: `sinks.k.aggregate_bytes_max`: 10 is out of range; allowed: 1024 to 10485760",
+            "t.toml:9:23: `sinks.k.aggregate_bytes_max`: aggregate_bytes_max needs aggregate = true",
+            "t.toml:10:21: `sinks.k.request_bytes_max`: 11534336 is out of range; allowed: 1024 to 10485760",
+            "t.toml:11:22: `sinks.k.rate_limit_percent`: 5000 is out of range; allowed: 0 to 1000",
+            "t.toml:12:1: `sinks.k.colour`: unknown key `colour`",
         ];
-        assert_eq!(errs.len(), expect.len(), "{}", errs.join("\n"));
-        for (e, want) in errs.iter().zip(expect) {
-            assert!(e.starts_with(want), "expected\n  {want}\nfound\n  {e}");
-        }
+        assert_problems(&errs, &expect);
         let bad_partition = parse("stream = \"s\"\npartition = \"shard:3\"\n").unwrap_err();
-        assert_eq!(bad_partition.len(), 1, "{bad_partition:?}");
-        assert!(
-            bad_partition[0].starts_with("t.toml:7:13: `sinks.k.partition`: "),
-            "{bad_partition:?}"
-        );
-        let missing = parse("region = \"us-east-1\"\n").unwrap_err();
-        assert_eq!(missing.len(), 1, "{missing:?}");
-        assert!(
-            missing[0].contains("missing required key `sinks.k.stream`"),
-            "{missing:?}"
-        );
+        assert_problems(&bad_partition, &["t.toml:7:13: `sinks.k.partition`: "]);
+        for bad in [
+            "arn:aws:kinesis:eu-west-1:1:table/s",
+            "arn:aws:s3:eu-west-1:1:stream/s",
+        ] {
+            let errs = parse(&format!("stream = {bad:?}\n")).unwrap_err();
+            assert!(errs[0].contains("is not a stream ARN"), "{errs:?}");
+        }
         let arn =
             parse("stream = \"arn:aws:kinesis:eu-west-1:1:stream/s\"\nregion = \"us-east-1\"\n")
                 .unwrap_err();
-        assert!(
-            arn[0].contains("the stream ARN names region \"eu-west-1\""),
-            "{arn:?}"
+        assert_problems(
+            &arn,
+            &[
+                "t.toml:7:10: `sinks.k.region`: the stream ARN names region \"eu-west-1\", but `region` is \"us-east-1\"",
+            ],
         );
     }
 
     #[test]
     fn quick_mode_uri() {
-        let c = crate::config::from_quick(
-            None,
-            &[],
-            &["kinesis://events?region=us-east-1&endpoint=http://127.0.0.1:4567&partition=field:device_id&ordering=ordered&aggregate=true&linger_ms=5".to_owned()],
-            None,
-        )
-        .unwrap();
-        let SinkKind::Kinesis(k) = &c.sinks[0].kind else {
-            panic!("not kinesis")
+        let uri = "kinesis://events?region=us-east-1&partition=field:device_id&ordering=ordered&aggregate=true&linger_ms=5";
+        let (name, kind) = quick_sink(uri).unwrap();
+        let SinkKind::Kinesis(k) = kind else {
+            panic!("not kinesis: {kind:?}")
         };
-        assert_eq!(c.sinks[0].name, "kinesis");
+        assert_eq!(name, "kinesis");
         assert_eq!(k.stream, "events");
-        assert_eq!(k.region.as_deref(), Some("us-east-1"));
+        assert_eq!(k.aws.region.as_deref(), Some("us-east-1"));
+        assert_eq!(k.aws.linger, Duration::from_millis(5));
         assert_eq!(k.ordering, Ordering::Ordered);
         assert!(k.aggregate);
-        assert_eq!(k.linger, Duration::from_millis(5));
-        let arn = crate::config::from_quick(
-            None,
-            &[],
-            &["kinesis:arn:aws:kinesis:us-east-1:1:stream/x".to_owned()],
-            None,
-        )
-        .unwrap();
-        let SinkKind::Kinesis(k) = &arn.sinks[0].kind else {
+        let (_, SinkKind::Kinesis(k)) =
+            quick_sink("kinesis:arn:aws:kinesis:us-east-1:1:stream/x").unwrap()
+        else {
             panic!("not kinesis")
         };
         assert_eq!(k.stream_name(), "x");
-        let err = crate::config::from_quick(None, &[], &["kinesis://?region=x".to_owned()], None)
-            .unwrap_err();
-        assert!(err.to_string().contains("needs a stream"), "{err}");
-        let err =
-            crate::config::from_quick(None, &[], &["kinesis://s?ordering=no".to_owned()], None)
-                .unwrap_err();
+        let err = quick_sink("kinesis://s?ordering=no").unwrap_err();
         assert!(
-            err.to_string()
-                .contains("`sinks.kinesis.ordering`: unknown value \"no\""),
+            err.contains("`sinks.kinesis.ordering`: unknown value \"no\""),
             "{err}"
         );
     }

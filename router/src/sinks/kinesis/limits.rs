@@ -17,7 +17,7 @@
 //!
 //! Admit at send time (the rate is about when entries reach Kinesis): ask
 //! [`ShardLimiter::try_admit`] while cutting a request, e.g. in
-//! [`Batcher::take_where`](crate::sinks::kinesis::batch::Batcher::take_where), and wait
+//! [`Batcher::take_where`](crate::sinks::aws::batch::Batcher::take_where), and wait
 //! [`ShardLimiter::wait`] for a refused one. Time the next request for when a shard can take a
 //! full burst of its pending entries: waiting for less sends more, smaller requests for the same
 //! throughput, and waiting for more lets the bucket overflow (a linger longer than
@@ -32,8 +32,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::core::rate_limit::TokenBucket;
+use crate::sinks::aws::batch::{BatchPolicy, Batcher};
 use crate::sinks::kinesis::aggregate::{AGGREGATE_BYTES_MAX_DEFAULT, Aggregator, KinesisRecord};
-use crate::sinks::kinesis::batch::{BatchPolicy, Batcher};
 use crate::sinks::kinesis::hash::hash_key;
 use crate::sinks::kinesis::shards::ShardMap;
 

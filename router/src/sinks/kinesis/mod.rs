@@ -8,17 +8,19 @@
 //! - [`shards`]: the shard map (which open shard owns a hash key), its validation, and helpers
 //!   to pick explicit hash keys.
 //! - [`aggregate`]: KPL aggregation (many user records in one Kinesis record) and de-aggregation.
-//! - [`batch`]: PutRecords requests: entry and byte limits, oversized entries, linger and targets.
-//! - [`retry`]: backoff with jitter bounded by attempts and a record TTL; error classification.
 //! - [`limits`]: per-shard rate limits (records/s and bytes/s) and a pure throughput simulation.
 //! - [`ordering`]: the in-flight tracker that keeps per-key order in `ordered` mode.
-//! - [`engine`]: the sink's state machine over all of the above: records in, requests out,
-//!   answers in, outcomes (written, dead-lettered) out; tested against a scripted fake stream.
-//! - [`config`]: the sink table, validated.
+//! - [`engine`]: the sink's state machine over all of the above and the shared
+//!   [`batch`](crate::sinks::aws::batch) and [`retry`](crate::sinks::aws::retry): records in,
+//!   requests out, answers in, outcomes (written, dead-lettered) out; a
+//!   [`SinkEngine`](crate::sinks::aws::engine::SinkEngine), tested against a scripted fake stream
+//!   on the shared simulation harness (`sinks::aws::sim`).
+//! - [`config`]: the sink table (its own keys; the shared ones are
+//!   [`AwsConfig`](crate::sinks::aws::config::AwsConfig)), validated.
 //!
-//! The I/O half: [`client`] (the only module that knows the AWS SDK: connect, describe, list
-//! shards, put records, error classification) and [`sink`] (the thread and runtime that read the
-//! queue, drive the engine, run the calls, and account for every record).
+//! The I/O half: [`client`] (the Kinesis SDK calls: describe, list shards, put records) and
+//! [`sink`] (the [`Service`](crate::sinks::aws::driver::Service) the shared driver runs: start-up,
+//! records into the engine with their keys, counters).
 //!
 //! Ordering guarantees, exactly:
 //! - `unordered`: none beyond "each record is written at least once or dead-lettered". Requests
@@ -44,7 +46,5 @@ pub mod ordering;
 pub mod shards;
 pub mod sink;
 
-// Shared with the Firehose sink; kept reachable here under their old paths.
-pub use crate::sinks::aws::{batch, retry};
 pub use config::KinesisSinkConfig;
 pub use sink::run;
