@@ -12,85 +12,40 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
+use common::aws::{
+    FaultProxy, Moto, assert_dead_letters, assert_every_record_dead_lettered, moto_python, router,
+    run_example_config, run_sink, tool,
+};
+use common::{Output, Running, Stats, free_port, temp_dir};
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    match std::env::var_os("EDGE_ROUTER_FIREHOSE_PYTHON") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => panic!(
-            "EDGE_ROUTER_FIREHOSE_PYTHON is not set: the Firehose tests need moto[server] and boto3 \
-             (PyPI). Run `eval \"$(tests/firehose/setup.sh)\"` first (tests/run.sh does)."
-        ),
-    }
-}
-
-fn script(path: &str) -> PathBuf {
-    common::repo_root().join("tests").join(path)
-}
-
-/// moto's server on 127.0.0.1.
-struct Moto {
-    proc: Proc,
-    port: u16,
-}
-
+/// The Firehose side of moto's server: delivery streams and the S3 objects they write.
 impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let bin = python().parent().unwrap().join("moto_server");
-        let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
-        wait_for_port(port, &mut child, "moto_server", Duration::from_secs(30));
-        Moto {
-            proc: Proc(child),
-            port,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+    /// A fresh server with a DirectPut delivery stream `stream` into the bucket `bucket`.
+    fn with_stream(stream: &str) -> Moto {
+        let m = Moto::start();
+        m.create(stream, "bucket");
+        m
     }
 
     /// A bucket and a DirectPut delivery stream into it.
     fn create(&self, stream: &str, bucket: &str) {
-        let out = Command::new(python())
-            .arg(script("firehose/firehose_tool.py"))
-            .args(["create", &self.endpoint(), stream, bucket])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "creating {stream}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["create", &self.endpoint(), stream, bucket];
+        tool(&moto_python(), "firehose/firehose_tool.py", &args);
     }
 
     /// The bucket's objects, in key order.
     fn objects(&self, bucket: &str) -> Vec<Vec<u8>> {
-        let out = Command::new(python())
-            .arg(script("firehose/firehose_tool.py"))
-            .args(["read", &self.endpoint(), bucket])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "reading {bucket}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["read", &self.endpoint(), bucket];
+        let out = tool(&moto_python(), "firehose/firehose_tool.py", &args);
         let b64 = base64::engine::general_purpose::STANDARD;
-        out.stdout
-            .split(|&b| b == b'\n')
+        out.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let v: Value = serde_json::from_slice(l).unwrap();
@@ -98,108 +53,10 @@ impl Moto {
             })
             .collect()
     }
-}
 
-/// The fault-injecting proxy (tests/kinesis/fault_proxy.py, which knows PutRecordBatch too).
-struct FaultProxy {
-    proc: Proc,
-    port: u16,
-}
-
-impl FaultProxy {
-    fn start(upstream: u16, entry_pct: u32, throttle_pct: u32, error_pct: u32) -> FaultProxy {
-        FaultProxy::start_on(free_port(), upstream, entry_pct, throttle_pct, error_pct)
-    }
-
-    fn start_on(
-        port: u16,
-        upstream: u16,
-        entry_pct: u32,
-        throttle_pct: u32,
-        error_pct: u32,
-    ) -> FaultProxy {
-        let mut child = Command::new(python())
-            .arg(script("kinesis/fault_proxy.py"))
-            .args([
-                port.to_string(),
-                upstream.to_string(),
-                entry_pct.to_string(),
-                throttle_pct.to_string(),
-                error_pct.to_string(),
-                "1".into(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, &mut child, "fault_proxy.py", Duration::from_secs(30));
-        FaultProxy {
-            proc: Proc(child),
-            port,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops it and returns its counts.
-    fn stop(mut self) -> Value {
-        let pid = self.proc.0.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let stdout = self.proc.0.stdout.take().unwrap();
-        let line = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with('{'))
-            .unwrap_or_default();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("proxy counts {line:?}: {e}"))
-    }
-}
-
-/// Runs the router over `input` with dummy credentials and no other AWS configuration.
-fn run(dir: &Path, args: &[&str], input: &[u8]) -> Output {
-    run_with_env(dir, args, &[], input)
-}
-
-/// [`run`] with `env` added to the router's environment.
-fn run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
-    let mut c = common::command(dir, args);
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting edge-router");
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let status = std::thread::scope(|s| {
-        let mut stdin = child.stdin.take().unwrap();
-        s.spawn(move || {
-            let _ = stdin.write_all(input);
-        });
-        wait_with_timeout(&mut child, common::CHILD_TIMEOUT)
-    });
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    /// The sink's URI for delivery stream `stream` here, with `options`.
+    fn sink(&self, stream: &str, options: &str) -> String {
+        uri(stream, &self.endpoint(), options)
     }
 }
 
@@ -257,15 +114,10 @@ fn report(what: &str, stats: &Stats, records: usize) {
 fn a_hundred_thousand_records_arrive_exactly_once_packed_and_unpacked() {
     let input = common::sensor(100_000);
     for (pack, options) in [(true, "pack=true"), (false, "pack=false&linger_ms=20")] {
-        let m = Moto::start();
-        m.create("events", "bucket");
+        let m = Moto::with_stream("events");
         let dir = temp_dir();
         let sink = uri("events", &m.endpoint(), options);
-        let out = run(
-            dir.path(),
-            &["run", "--sink", &sink, "--stats=json"],
-            &input,
-        );
+        let out = run_sink(dir.path(), &sink, &[], &input);
         let stats = out.ok_stats();
         stats.assert_invariant();
         report(if pack { "packed" } else { "unpacked" }, &stats, 100_000);
@@ -300,20 +152,14 @@ fn a_hundred_thousand_records_arrive_exactly_once_packed_and_unpacked() {
 /// One call at a time and no failures: the lines arrive in input order.
 #[test]
 fn order_is_kept_with_one_call_in_flight() {
-    let m = Moto::start();
-    m.create("ordered", "bucket");
+    let m = Moto::with_stream("ordered");
     let input = common::sensor(20_000);
     let dir = temp_dir();
-    let sink = uri(
+    let sink = m.sink(
         "ordered",
-        &m.endpoint(),
         "max_in_flight=1&pack_bytes_max=64KiB&request_entries_max=3&delimiter=%0A",
     );
-    let out = run(
-        dir.path(),
-        &["run", "--sink", &sink, "--stats=json"],
-        &input,
-    );
+    let out = run_sink(dir.path(), &sink, &[], &input);
     out.ok_stats().assert_invariant();
     // Object keys carry a timestamp to the second and a random suffix, so objects of one second
     // are not in key order; lines within each object are, and the multiset is exact.
@@ -339,18 +185,13 @@ fn order_is_kept_with_one_call_in_flight() {
 /// HTTP 500): only failed entries are retried, and every line arrives exactly once.
 #[test]
 fn partial_failures_are_retried_without_loss_or_duplicates() {
-    let m = Moto::start();
-    m.create("faulty", "bucket");
+    let m = Moto::with_stream("faulty");
     let proxy = FaultProxy::start(m.port, 10, 5, 5);
     let input = common::sensor(30_000);
     let dir = temp_dir();
     for options in ["pack=true&pack_bytes_max=16KiB", "pack=false"] {
         let sink = uri("faulty", &proxy.endpoint(), options);
-        let out = run(
-            dir.path(),
-            &["run", "--sink", &sink, "--stats=json"],
-            &input,
-        );
+        let out = run_sink(dir.path(), &sink, &[], &input);
         let stats = out.ok_stats();
         stats.assert_invariant();
         report(options, &stats, 30_000);
@@ -370,20 +211,11 @@ fn partial_failures_are_retried_without_loss_or_duplicates() {
 #[test]
 fn gzip_records_make_gzip_objects() {
     use std::io::Read as _;
-    let m = Moto::start();
-    m.create("zipped", "bucket");
+    let m = Moto::with_stream("zipped");
     let input = common::sensor(20_000);
     let dir = temp_dir();
-    let sink = uri(
-        "zipped",
-        &m.endpoint(),
-        "compression=gzip&pack_bytes_max=256KiB",
-    );
-    let out = run(
-        dir.path(),
-        &["run", "--sink", &sink, "--stats=json"],
-        &input,
-    );
+    let sink = m.sink("zipped", "compression=gzip&pack_bytes_max=256KiB");
+    let out = run_sink(dir.path(), &sink, &[], &input);
     let stats = out.ok_stats();
     stats.assert_invariant();
     assert!(counter(&stats, "firehose_bytes") * 3 < input.len() as u64);
@@ -401,26 +233,8 @@ fn gzip_records_make_gzip_objects() {
 /// Runs the router over a pipe and writes `parts` one after another, calling `between(i)` after
 /// part `i` (all but the last); returns the output.
 fn run_in_parts(dir: &Path, sink: &str, parts: &[&[u8]], mut between: impl FnMut(usize)) -> Output {
-    let mut c = common::command(dir, &["run", "--sink", sink, "--stats=json"]);
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_ENDPOINT_URL");
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = drain(child.stderr.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
+    let (running, mut stdin) =
+        Running::spawn(router(dir, &["run", "--sink", sink, "--stats=json"], &[]));
     for (i, part) in parts.iter().enumerate() {
         stdin.write_all(part).unwrap();
         stdin.flush().unwrap();
@@ -429,12 +243,7 @@ fn run_in_parts(dir: &Path, sink: &str, parts: &[&[u8]], mut between: impl FnMut
         }
     }
     drop(stdin);
-    let status = wait_with_timeout(&mut child, common::CHILD_TIMEOUT);
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    }
+    running.wait(common::CHILD_TIMEOUT)
 }
 
 /// The endpoint goes away mid-stream (connections refused) and comes back on the same port: the
@@ -442,8 +251,7 @@ fn run_in_parts(dir: &Path, sink: &str, parts: &[&[u8]], mut between: impl FnMut
 /// when it went away, and a refused call never reached the server).
 #[test]
 fn an_endpoint_stopped_and_restarted_mid_stream_loses_nothing() {
-    let m = Moto::start();
-    m.create("outage", "bucket");
+    let m = Moto::with_stream("outage");
     let port = free_port();
     let mut proxy = Some(FaultProxy::start_on(port, m.port, 0, 0, 0));
     let input = common::sensor(15_000);
@@ -485,16 +293,11 @@ fn an_endpoint_stopped_and_restarted_mid_stream_loses_nothing() {
 /// at-least-once: every line arrives, and nothing else.
 #[test]
 fn a_server_paused_mid_stream_delivers_every_line() {
-    let m = Moto::start();
-    m.create("paused", "bucket");
+    let m = Moto::with_stream("paused");
     let input = common::sensor(10_000);
     let a = common::first_lines(&input, 5_000).len();
     let dir = temp_dir();
-    let sink = uri(
-        "paused",
-        &m.endpoint(),
-        "linger_ms=10&pack_bytes_max=32KiB&request_timeout_ms=500&retry_backoff_ms=50&retry_backoff_max_ms=500",
-    );
+    let sink = m.sink("paused", "linger_ms=10&pack_bytes_max=32KiB&request_timeout_ms=500&retry_backoff_ms=50&retry_backoff_max_ms=500");
     let pid = m.proc.0.id().to_string();
     let out = run_in_parts(dir.path(), &sink, &[&input[..a], &input[a..]], |_| {
         common::wait_for("the first part in S3", Duration::from_secs(30), || {
@@ -535,13 +338,7 @@ fn the_example_config_runs_against_moto() {
     let mut with_junk = input.clone();
     with_junk.extend_from_slice(b"not json at all\n");
     let dir = temp_dir();
-    let config = common::repo_root().join("configs/firehose.toml");
-    let out = run_with_env(
-        dir.path(),
-        &["run", "-c", config.to_str().unwrap(), "--stats=json"],
-        &[("AWS_ENDPOINT_URL", &m.endpoint())],
-        &with_junk,
-    );
+    let out = run_example_config(dir.path(), "firehose.toml", &m.endpoint(), &with_junk);
     let stats = out.ok_stats();
     stats.assert_invariant();
     assert_eq!(stats.written(), 2_000, "{}", out.stderr);
@@ -549,8 +346,8 @@ fn the_example_config_runs_against_moto() {
     let sink = stats.component("sinks.delivery");
     let records = sink["firehose_records"].as_u64().unwrap();
     assert!((1..=2).contains(&records), "{records} Firehose records");
-    let dead = common::dead_letters(&dir.path().join("edge-router-out/dead-letter.ndjson"));
-    assert_eq!(dead.len(), 1);
+    let dead = dir.path().join("edge-router-out/dead-letter.ndjson");
+    assert_dead_letters(&dead, &["invalid JSON"]);
     assert_exactly_once(&lines_of(&m.objects("telemetry")), &input, false);
 }
 
@@ -561,70 +358,31 @@ fn a_missing_delivery_stream_is_fatal_and_every_record_is_dead_lettered() {
     let m = Moto::start();
     let input = common::sensor(3_000);
     let dir = temp_dir();
-    let sink = uri("nope", &m.endpoint(), "");
-    let out = run(
-        dir.path(),
-        &[
-            "run",
-            "--sink",
-            &sink,
-            "--dead-letter",
-            "dead.ndjson",
-            "--stats=json",
-        ],
-        &input,
-    );
-    assert_eq!(out.code(), 1, "{}", out.stderr);
-    let message =
-        "sink `firehose` failed: firehose delivery stream `nope` not found in region us-east-1";
-    assert!(out.stderr.contains(message), "{}", out.stderr);
-    let stats = out.stats();
-    stats.assert_invariant();
-    assert_eq!(stats.written(), 0);
-    assert_eq!(stats.dead_lettered(), 3_000);
-    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
-    assert_eq!(dead.len(), 3_000);
-    assert!(
-        dead.iter().all(|d| d.reason.contains(message)),
-        "{}",
-        dead[0].reason
+    let sink = m.sink("nope", "");
+    let out = run_sink(dir.path(), &sink, &["--dead-letter", "dead.ndjson"], &input);
+    assert_every_record_dead_lettered(
+        &out,
+        &dir.path().join("dead.ndjson"),
+        3_000,
+        "sink `firehose` failed: firehose delivery stream `nope` not found in region us-east-1",
     );
 }
 
 /// A record over Firehose's 1000 KiB limit is dead-lettered with the reason; its neighbours arrive.
 #[test]
 fn an_oversized_record_is_dead_lettered() {
-    let m = Moto::start();
-    m.create("big", "bucket");
+    let m = Moto::with_stream("big");
     let mut input = b"{\"a\":1}\n".to_vec();
     input.extend_from_slice(format!("{{\"x\":\"{}\"}}\n", "y".repeat(1_030_000)).as_bytes());
     input.extend_from_slice(b"{\"a\":2}\n");
     let dir = temp_dir();
-    let sink = uri("big", &m.endpoint(), "");
-    let out = run(
-        dir.path(),
-        &[
-            "run",
-            "--sink",
-            &sink,
-            "--dead-letter",
-            "dead.ndjson",
-            "--stats=json",
-        ],
-        &input,
-    );
+    let sink = m.sink("big", "");
+    let out = run_sink(dir.path(), &sink, &["--dead-letter", "dead.ndjson"], &input);
     let stats = out.stats();
     stats.assert_invariant();
     assert_eq!(stats.written(), 2, "{}", out.stderr);
-    let dead = common::dead_letters(&dir.path().join("dead.ndjson"));
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0]
-            .reason
-            .contains("over Firehose's record limit of 1024000 bytes"),
-        "{}",
-        dead[0].reason
-    );
+    let limit = "over Firehose's record limit of 1024000 bytes";
+    assert_dead_letters(&dir.path().join("dead.ndjson"), &[limit]);
     let lines = lines_of(&m.objects("bucket"));
     assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"a\":2}".to_vec()]);
 }

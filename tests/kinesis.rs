@@ -17,13 +17,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
+use common::aws::{FaultProxy, Moto, endpoint, router, run, start_server, tool};
+use common::{Proc, Stats, drain, free_port, temp_dir, wait_with_timeout};
 use edge_router::sinks::kinesis::hash::{hash_key, parse_hash_key};
 use serde_json::Value;
 
@@ -90,9 +91,7 @@ impl Kinesalite {
         if let Some(db) = &self.db {
             cmd.arg(db);
         }
-        let mut child = cmd.spawn().expect("starting node (needed for kinesalite)");
-        wait_for_port(self.port, &mut child, "kinesalite", Duration::from_secs(20));
-        self.proc = Some(Proc(child));
+        self.proc = Some(start_server(&mut cmd, self.port, "kinesalite (node)"));
     }
 
     /// Kills it with SIGKILL.
@@ -101,75 +100,16 @@ impl Kinesalite {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        endpoint(self.port)
     }
 
     fn create_stream(&self, name: &str, shards: u32) {
-        let out = Command::new(tools().python)
-            .arg(script("kinesis_tool.py"))
-            .args(["create", &self.endpoint(), name, &shards.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "creating {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = ["create", &self.endpoint(), name, &shards.to_string()];
+        tool(&tools().python, "kinesis/kinesis_tool.py", &args);
     }
 
     fn read(&self, stream: &str, deaggregate: bool) -> ReadBack {
         read_back(&self.endpoint(), stream, deaggregate)
-    }
-}
-
-/// The fault-injecting proxy in front of a server.
-struct FaultProxy {
-    proc: Proc,
-    port: u16,
-}
-
-impl FaultProxy {
-    fn start(upstream: u16, entry_pct: u32, throttle_pct: u32, error_pct: u32) -> FaultProxy {
-        let port = free_port();
-        let mut child = Command::new(tools().python)
-            .arg(script("fault_proxy.py"))
-            .args([
-                port.to_string(),
-                upstream.to_string(),
-                entry_pct.to_string(),
-                throttle_pct.to_string(),
-                error_pct.to_string(),
-                "1".into(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, &mut child, "fault_proxy.py", Duration::from_secs(20));
-        FaultProxy {
-            proc: Proc(child),
-            port,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops it and returns its counts.
-    fn stop(mut self) -> Value {
-        let pid = self.proc.0.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let mut line = String::new();
-        let stdout = self.proc.0.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        for l in lines.by_ref().map_while(Result::ok) {
-            if l.starts_with('{') {
-                line = l;
-                break;
-            }
-        }
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("proxy counts {line:?}: {e}"))
     }
 }
 
@@ -246,22 +186,15 @@ impl ReadBack {
 }
 
 fn read_back(endpoint: &str, stream: &str, deaggregate: bool) -> ReadBack {
-    let mut cmd = Command::new(tools().python);
-    cmd.arg(script("kinesis_tool.py"))
-        .args(["read", endpoint, stream]);
+    let mut args = vec!["read", endpoint, stream];
     if deaggregate {
-        cmd.arg("--deaggregate");
+        args.push("--deaggregate");
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "reading {stream}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tool(&tools().python, "kinesis/kinesis_tool.py", &args);
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut shards = Vec::new();
     let mut records = Vec::new();
-    for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let v: Value = serde_json::from_slice(line).unwrap();
         if v.get("start").is_some() {
             shards.push(ShardRange {
@@ -283,54 +216,6 @@ fn read_back(endpoint: &str, stream: &str, deaggregate: bool) -> ReadBack {
         });
     }
     ReadBack { shards, records }
-}
-
-/// The router, with dummy credentials from the environment and no other AWS configuration.
-fn router(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = common::command(dir, args);
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_KINESIS")
-        .env_remove("AWS_ENDPOINT_URL_STS")
-        .env_remove("AWS_SESSION_TOKEN");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
-}
-
-/// Runs the router over `input` and waits for it (at most [`common::CHILD_TIMEOUT`]).
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
-    let mut child = router(dir, args, env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting edge-router");
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let status = std::thread::scope(|s| {
-        let mut stdin = child.stdin.take().unwrap();
-        s.spawn(move || {
-            let _ = stdin.write_all(input);
-        });
-        wait_with_timeout(&mut child, common::CHILD_TIMEOUT)
-    });
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    }
 }
 
 /// `kinesis://STREAM?...` for `endpoint` with extra options.
@@ -820,27 +705,6 @@ fn records_without_a_key_are_dead_lettered_when_asked() {
     assert_eq!(k.read("no-key", false).records.len(), 200);
 }
 
-/// moto's server on 127.0.0.1 (only its STS is used here): the `moto_server` beside the python
-/// that `tests/firehose/setup.sh` installs (`EDGE_ROUTER_FIREHOSE_PYTHON`).
-fn start_moto() -> (Proc, u16) {
-    let python = match std::env::var_os("EDGE_ROUTER_FIREHOSE_PYTHON") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => panic!(
-            "EDGE_ROUTER_FIREHOSE_PYTHON is not set: the role_arn test needs moto[server] for \
-             STS. Run `eval \"$(tests/firehose/setup.sh)\"` first (tests/run.sh does)."
-        ),
-    };
-    let port = free_port();
-    let mut child = Command::new(python.parent().unwrap().join("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting moto_server");
-    wait_for_port(port, &mut child, "moto_server", Duration::from_secs(20));
-    (Proc(child), port)
-}
-
 /// `role_arn`: the sink calls STS AssumeRole (moto's server, reached through
 /// `AWS_ENDPOINT_URL_STS`) signed with the environment's credentials, then signs its Kinesis
 /// calls with the temporary credentials it got back. Logging proxies in front of both servers
@@ -849,8 +713,9 @@ fn start_moto() -> (Proc, u16) {
 fn role_arn_is_assumed_through_sts_and_its_credentials_sign_the_kinesis_calls() {
     let k = Kinesalite::start(None);
     k.create_stream("assumed", 2);
-    let (_moto, moto_port) = start_moto();
-    let sts = FaultProxy::start(moto_port, 0, 0, 0);
+    // moto's server: only its STS is used here.
+    let moto = Moto::start();
+    let sts = FaultProxy::start(moto.port, 0, 0, 0);
     let kinesis = FaultProxy::start(k.port, 0, 0, 0);
     let input = common::sensor_few_devices(500);
     let dir = temp_dir();

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -296,7 +298,12 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
 
 /// Runs the router in `dir` with `args` and `input` on stdin, and waits for it.
 pub fn run_in(dir: &Path, args: &[&str], input: Input<'_>) -> Output {
-    let mut cmd = command(dir, args);
+    run_command(command(dir, args), input)
+}
+
+/// Runs `cmd` (a [`command`], maybe with more set) with `input` on stdin, and waits for it (at
+/// most [`CHILD_TIMEOUT`]).
+pub fn run_command(mut cmd: Command, input: Input<'_>) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     match &input {
         Input::Null => {
@@ -594,7 +601,12 @@ pub struct Running {
 impl Running {
     /// Starts the router in `dir`; its stdin is returned to the caller to write to.
     pub fn start(dir: &Path, args: &[&str]) -> (Running, ChildStdin) {
-        let mut child = command(dir, args)
+        Running::spawn(command(dir, args))
+    }
+
+    /// Starts `cmd` (a [`command`], maybe with more set), like [`Running::start`].
+    pub fn spawn(mut cmd: Command) -> (Running, ChildStdin) {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

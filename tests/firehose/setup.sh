@@ -9,18 +9,8 @@
 # Needs python3 with venv. Honours CARGO_TARGET_DIR. Installs only what is missing.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$repo"
-if [[ -n "${CARGO_TARGET_DIR:-}" && "${CARGO_TARGET_DIR}" != /* ]]; then
-    CARGO_TARGET_DIR="$repo/$CARGO_TARGET_DIR"
-fi
-target_dir="${CARGO_TARGET_DIR:-}"
-if [[ -z "$target_dir" ]]; then
-    metadata="$(cargo metadata --format-version 1 --no-deps)"
-    target_dir="$(sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' <<<"$metadata")"
-    [[ -n "$target_dir" ]] || target_dir="$repo/target"
-fi
-mkdir -p "$target_dir"
+# shellcheck source=../common/target_dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/target_dir.sh"
 
 venv="$target_dir/firehose-test-venv"
 if ! "$venv/bin/python" -c 'import boto3, moto' >/dev/null 2>&1 || [[ ! -x "$venv/bin/moto_server" ]]; then

@@ -10,18 +10,8 @@
 # CARGO_TARGET_DIR. Installs only what is missing, so a second run is quick.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$repo"
-if [[ -n "${CARGO_TARGET_DIR:-}" && "${CARGO_TARGET_DIR}" != /* ]]; then
-    CARGO_TARGET_DIR="$repo/$CARGO_TARGET_DIR"
-fi
-target_dir="${CARGO_TARGET_DIR:-}"
-if [[ -z "$target_dir" ]]; then
-    metadata="$(cargo metadata --format-version 1 --no-deps)"
-    target_dir="$(sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p' <<<"$metadata")"
-    [[ -n "$target_dir" ]] || target_dir="$repo/target"
-fi
-mkdir -p "$target_dir"
+# shellcheck source=../common/target_dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/target_dir.sh"
 
 kinesalite_version=3.3.3
 kdir="$target_dir/kinesalite-$kinesalite_version"
