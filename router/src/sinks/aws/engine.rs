@@ -1,6 +1,6 @@
 //! [`SinkEngine`]: what an AWS sink's pure state machine offers the thread that drives it
 //! ([`driver`](crate::sinks::aws::driver)) and the simulations that test it
-//! ([`sim`](crate::sinks::aws::sim)): requests out, answers in, outcomes out, time as an
+//! (`sinks::aws::sim`, in tests): requests out, answers in, outcomes out, time as an
 //! argument.
 //!
 //! The protocol, in the order the driver follows it: feed records (each engine has its own

@@ -1,7 +1,7 @@
 //! What every AWS sink needs from the AWS SDK, in one place: [`load`] (the shared SDK config:
 //! region, credentials, an assumed role, timeouts, the endpoint override, SDK retries off) and
 //! errors in the SDK-free terms of [`retry`](crate::sinks::aws::retry): a class and a
-//! description ([`classify_sdk_error`], [`CallFailure::from_sdk`]). `SdkError`, `HttpResponse`
+//! description ([`classify_sdk_error`], [`Target::failure`]). `SdkError`, `HttpResponse`
 //! and the credentials types are the smithy and aws-types runtime's, re-exported alike by every
 //! service crate, so one module serves the Kinesis and the Firehose clients.
 //!

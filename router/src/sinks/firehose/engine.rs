@@ -10,7 +10,9 @@
 //! with a message naming the delivery stream ([`Engine::fatal`]) and [`Engine::abort`] hands back
 //! everything held. A whole request is never re-sent when only some entries failed.
 //!
-//! Pure: no I/O, no clock reads (time is an argument), seeded randomness.
+//! Pure: no I/O, no clock reads (time is an argument), seeded randomness. A [`SinkEngine`],
+//! driven by the shared [`driver`](crate::sinks::aws::driver) and tested against a scripted fake
+//! delivery stream on the shared `sinks::aws::sim` harness.
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -5,9 +5,10 @@
 //! [`engine`] (packs -> PutRecordBatch requests through the shared
 //! [`Batcher`](crate::sinks::aws::batch::Batcher); per-entry results; retries of only the failed
 //! entries with the shared [`RetryPolicy`](crate::sinks::aws::retry::RetryPolicy)), plus
-//! [`config`]. I/O half: [`client`] (the AWS SDK: DescribeDeliveryStream, PutRecordBatch) and
-//! [`sink`] (the thread, runtime, backpressure and dead-lettering, on the shared
-//! [`driver`](crate::sinks::aws::driver)).
+//! [`config`] (its own keys beside the shared [`AwsConfig`](crate::sinks::aws::config::AwsConfig)).
+//! I/O half: [`client`] (the AWS SDK: DescribeDeliveryStream, PutRecordBatch) and [`sink`] (the
+//! [`Service`](crate::sinks::aws::driver::Service) that the shared
+//! [`driver`](crate::sinks::aws::driver) runs: start-up, records into the engine, counters).
 //!
 //! Guarantee: every record is written at least once or dead-lettered. A call that timed out may
 //! still have been delivered, so a retry can duplicate it; a partial failure never re-sends the

@@ -1,6 +1,6 @@
 //! The Kinesis sink's contact with the AWS SDK: DescribeStreamSummary, ListShards and
 //! PutRecords, with every answer and error turned into the SDK-free terms of the engine
-//! ([`EntryResult`], [`CallFailure`] with an [`ErrorClass`]). Connecting (region, endpoint,
+//! ([`EntryResult`], [`CallFailure`] with an [`ErrorClass`](crate::sinks::aws::retry::ErrorClass)). Connecting (region, endpoint,
 //! credentials, an assumed role, SDK retries off) is the shared [`sdk::load`].
 
 use aws_sdk_kinesis::Client;

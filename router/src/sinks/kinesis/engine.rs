@@ -1,12 +1,14 @@
 //! The sink's state machine: user records in, PutRecords requests out, answers in, outcomes out.
 //!
 //! [`Engine`] ties the pure parts together and is itself pure (no I/O, no clock reads, no
-//! sleeps): the I/O half ([`super::sink`]) feeds it records with [`Engine::push`], sends what
-//! [`Engine::poll_request`] gives, reports answers with [`Engine::handle_response`] /
-//! [`Engine::handle_call_error`], sleeps until [`Engine::poll_timeout`], fetches a shard map when
-//! [`Engine::poll_shard_map_refresh`] asks, and collects outcomes with
-//! [`Engine::take_delivered`] / [`Engine::take_dead`]. The simulation tests at the end of this
-//! file drive it against a scripted fake stream in virtual time.
+//! sleeps). It is a [`SinkEngine`]: the shared driver ([`crate::sinks::aws::driver`], with this
+//! sink's [`super::sink`]) feeds it records with [`Engine::push`], sends what
+//! [`SinkEngine::poll_request`] gives, reports answers with [`SinkEngine::handle_response`] /
+//! [`SinkEngine::handle_call_error`], sleeps until [`SinkEngine::poll_timeout`], fetches a shard
+//! map when [`SinkEngine::poll_refresh`] asks, and collects outcomes with
+//! [`SinkEngine::take_delivered`] / [`SinkEngine::take_dead`]. The simulation tests at the end of
+//! this file drive it against a scripted fake stream in virtual time (the shared
+//! `sinks::aws::sim` harness).
 //!
 //! What happens to a user record:
 //! 1. It comes with its partition key and explicit hash key (from the
@@ -22,7 +24,8 @@
 //! 4. A written entry delivers its user records. A failed entry (or every entry of a failed
 //!    call) is retried alone after a backoff ([`RetryPolicy`]), or dead-lettered with the last
 //!    error when attempts or the record TTL run out. A fatal error stops everything
-//!    ([`Engine::fatal`]); the caller then takes every record back with [`Engine::abort`].
+//!    ([`SinkEngine::fatal`]); the caller then takes every record back with
+//!    [`SinkEngine::abort`].
 //! 5. An answer naming another shard than predicted means the map is stale: the engine asks for
 //!    a new one, stops sending, waits for the requests in flight, then re-splits everything not
 //!    yet sent (aggregates included) over the new map in arrival order.
