@@ -43,10 +43,9 @@ pub struct AwsDefaults {
     pub request_entries_max: usize,
     /// `request_bytes_max`: default and largest value.
     pub request_bytes_max: (usize, usize),
-    /// `max_in_flight`: default (at most 256).
-    pub max_in_flight: usize,
-    /// `request_timeout_ms`: default (100 .. 600000).
-    pub request_timeout_ms: u64,
+    /// How calls run: the defaults of `max_in_flight` (1 .. 256) and `request_timeout_ms`
+    /// (100 .. 600000).
+    pub calls: (usize, u64),
 }
 
 impl AwsConfig {
@@ -59,9 +58,9 @@ impl AwsConfig {
             linger: Duration::from_millis(defaults.linger_ms.0),
             request_entries_max: defaults.request_entries_max,
             request_bytes_max: defaults.request_bytes_max.0,
-            max_in_flight: defaults.max_in_flight,
+            max_in_flight: defaults.calls.0,
             retry: RetryPolicy::default(),
-            request_timeout: Duration::from_millis(defaults.request_timeout_ms),
+            request_timeout: Duration::from_millis(defaults.calls.1),
         }
     }
 
@@ -104,15 +103,11 @@ impl AwsConfig {
             bytes as u64,
             1024..=bytes_max as u64,
         ) as usize;
-        c.max_in_flight =
-            s.int_or(d, "max_in_flight", defaults.max_in_flight as u64, 1..=256) as usize;
+        let (in_flight, timeout_ms) = defaults.calls;
+        c.max_in_flight = s.int_or(d, "max_in_flight", in_flight as u64, 1..=256) as usize;
         c.retry = parse_retry(s, d);
-        c.request_timeout = Duration::from_millis(s.int_or(
-            d,
-            "request_timeout_ms",
-            defaults.request_timeout_ms,
-            100..=600_000,
-        ));
+        c.request_timeout =
+            Duration::from_millis(s.int_or(d, "request_timeout_ms", timeout_ms, 100..=600_000));
         c
     }
 }

@@ -13,8 +13,7 @@ pub const DEFAULTS: AwsDefaults = AwsDefaults {
     linger_ms: (200, 900_000),
     request_entries_max: REQUEST_ENTRIES_MAX,
     request_bytes_max: (REQUEST_BYTES_MAX, REQUEST_BYTES_MAX),
-    max_in_flight: 4,
-    request_timeout_ms: 10_000,
+    calls: (4, 10_000),
 };
 
 /// Validated settings of one Firehose sink.

@@ -18,8 +18,7 @@ pub const DEFAULTS: AwsDefaults = AwsDefaults {
     linger_ms: (100, 60_000),
     request_entries_max: PUT_RECORDS_ENTRIES_MAX,
     request_bytes_max: (PUT_RECORDS_BYTES_MAX, RECORD_BYTES_MAX_LIMIT),
-    max_in_flight: 8,
-    request_timeout_ms: 6_000,
+    calls: (8, 6_000),
 };
 
 /// What order the sink keeps.
