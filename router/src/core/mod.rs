@@ -5,6 +5,7 @@
 
 pub mod accounting;
 pub mod dead_letter;
+pub mod deadline;
 pub mod framing;
 pub mod jsonpath;
 pub mod matcher;

@@ -327,9 +327,9 @@ impl Decoder<'_> {
         }
         self.data(path, e.data)?;
         self.meta.push(RecordMeta {
-            partition_key: Some(key.into_boxed_str()),
-            explicit_hash_key: e.explicit_hash_key.map(String::into_boxed_str),
-            attributes: Vec::new(),
+            partition_key: Some(key.into()),
+            explicit_hash_key: e.explicit_hash_key.map(Into::into),
+            attributes: Default::default(),
         });
         Ok(())
     }
