@@ -631,15 +631,16 @@ fn unfinished_bodies_and_http2_streams_hold_at_most_their_share() {
             port,
             "max_connections = 16\nmax_connections_per_peer = 8\nmax_streams = 8\n\
              max_body_bytes = \"2MiB\"\nmax_inflight_bytes = \"32MiB\"\nbody_timeout_ms = 1500\n\
-             body_min_bytes_per_sec = 0\naccept_wait_ms = 300",
+             body_min_bytes_per_sec = 0\naccept_wait_ms = 3000",
             "",
         ),
         None,
         http_ready,
     );
     let rt = runtime();
-    // An HTTP/2 client (127.0.0.2) opens as many streams as it is allowed, each declaring a
-    // 2 MiB body and sending 1 MiB of it; HTTP/1 clients (127.0.0.3) do the same.
+    // A peer (127.0.0.2) opens, on one HTTP/2 connection, as many streams as it is allowed,
+    // each declaring a 2 MiB body and sending 1 MiB of it, and does the same on four HTTP/1
+    // connections: it can take at most its share (half) of the 32 MiB budget.
     let (streams, responses, h1) = rt.block_on(async {
         use tokio::io::AsyncWriteExt;
         let tcp = connect_from([127, 0, 0, 2], addr).await.unwrap();
@@ -648,7 +649,7 @@ fn unfinished_bodies_and_http2_streams_hold_at_most_their_share() {
             let _ = conn.await;
         });
         let mut client = client;
-        // The server's SETTINGS say how many streams it takes at once.
+        // The server's SETTINGS say how many streams it takes at once: max_streams.
         let deadline = Instant::now() + SERVED_WITHIN;
         while client.current_max_send_streams() != 8 {
             assert!(
@@ -676,8 +677,8 @@ fn unfinished_bodies_and_http2_streams_hold_at_most_their_share() {
             responses.push(resp);
         }
         let mut h1 = Vec::new();
-        for _ in 0..8 {
-            let mut s = connect_from([127, 0, 0, 3], addr).await.unwrap();
+        for _ in 0..4 {
+            let mut s = connect_from([127, 0, 0, 2], addr).await.unwrap();
             s.write_all(b"POST /v1/records HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n")
                 .await
                 .unwrap();
@@ -686,13 +687,13 @@ fn unfinished_bodies_and_http2_streams_hold_at_most_their_share() {
         }
         (streams, responses, h1)
     });
-    // Eight streams open, a ninth waiting for one of them to end.
-    eprintln!("the HTTP/2 client could open {} streams", streams.len());
-    assert!(
-        (8..=9).contains(&streams.len()),
-        "{} streams open at once (max_streams = 8)",
-        streams.len()
-    );
+    // The server said (SETTINGS, awaited above) that it takes 8 streams at once; the client
+    // keeps the others queued until one ends.
+    eprintln!("the HTTP/2 client queued {} streams", streams.len());
+    // A client that ignores the limit: 20 streams opened at once by hand; the server refuses
+    // all beyond max_streams.
+    let refused = rt.block_on(raw_h2_streams(addr, [127, 0, 0, 4], 20));
+    assert_eq!(refused, 12, "streams refused beyond max_streams = 8");
     // Meanwhile a well-behaved client is served.
     let accepted = good_post(addr, "beside-bodies", 100);
     r.assert_memory_bounded("unfinished bodies and HTTP/2 streams");
@@ -720,5 +721,498 @@ fn unfinished_bodies_and_http2_streams_hold_at_most_their_share() {
     assert!(statuses.contains(&408), "{statuses:?}");
     let stats = r.stop();
     assert_eq!(stats.read(), 100);
+    assert_exactly_once(&d.join("out"), &accepted);
+}
+
+/// Opens `n` HTTP/2 streams on one connection from `from` by writing the frames by hand (not
+/// waiting for the server's limit), and returns how many the server refused (RST_STREAM with
+/// REFUSED_STREAM) within 1 s.
+async fn raw_h2_streams(addr: SocketAddr, from: [u8; 4], n: u32) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+    let mut s = connect_from(from, addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&frame(0x4, 0, 0, &[])).await.unwrap();
+    // Wait for the server's SETTINGS, acknowledge them (they apply from then on).
+    let mut head = [0u8; 9];
+    loop {
+        s.read_exact(&mut head).await.unwrap();
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        if head[3] == 0x4 && head[4] & 1 == 0 {
+            break;
+        }
+    }
+    s.write_all(&frame(0x4, 1, 0, &[])).await.unwrap();
+    // HEADERS: POST http /v1/records, authority 127.0.0.1 (HPACK: indexed :method POST and
+    // :scheme http, literal :path and :authority); END_HEADERS, the body never comes.
+    let mut block = vec![0x83, 0x86, 0x04, 11];
+    block.extend_from_slice(b"/v1/records");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    for i in 0..n {
+        s.write_all(&frame(0x1, 0x4, 1 + 2 * i, &block))
+            .await
+            .unwrap();
+    }
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(())) = tokio::time::timeout_at(deadline, s.read_exact(&mut head))
+        .await
+        .map(|r| r.map(|_| ()))
+    {
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        if head[3] == 0x3 && payload == 7u32.to_be_bytes() {
+            refused += 1;
+        }
+    }
+    refused
+}
+
+// ----- 4. descriptor exhaustion: nothing acknowledged is lost ----------------------------------
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn descriptor_exhaustion_loses_no_acknowledged_record() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let port = free_port();
+    let mport = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    // Connection caps far over `ulimit -n 256`, and a file per partition key, at most 4 open.
+    let config = format!(
+        "{}\n[metrics]\naddress = \"127.0.0.1:{mport}\"\n",
+        http_config(
+            port,
+            "max_connections = 1000\nmax_connections_per_peer = 1000\nheader_timeout_ms = 60000\n\
+             idle_timeout_ms = 60000",
+            "max_open_files = 4",
+        )
+        .replace("out/records.ndjson", "out/{partition_key}.ndjson")
+    );
+    let mut r = Router::start(d, &config, Some(256), http_ready);
+    assert!(
+        r.log().contains("file descriptors"),
+        "no warning about the descriptor limit:\n{}",
+        r.log()
+    );
+    // A well-behaved client keeps one connection open throughout.
+    let mut good = Http::connect(addr);
+    let mut accepted = Vec::new();
+    let key = |k: &str| vec![("X-Partition-Key".to_owned(), k.to_owned())];
+    let (body, lines) = records("k0", 100);
+    assert_eq!(good.post(&key("k0"), &body).0, 200);
+    accepted.extend(lines);
+
+    // Flood both ports until the router has no descriptor left.
+    let rt = runtime();
+    let flood = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..300u32 {
+            let from = [127, 0, 1, 1 + (i % 200) as u8];
+            tasks.push(tokio::spawn(connect_from(from, addr)));
+        }
+        for i in 0..100u32 {
+            tasks.push(tokio::spawn(connect_from([127, 0, 2, 1 + i as u8], maddr)));
+        }
+        let mut socks = Vec::new();
+        for t in tasks {
+            if let Ok(Ok(s)) = t.await {
+                socks.push(s);
+            }
+        }
+        socks
+    });
+    let pid = r.pid();
+    eprintln!("{} flood connections", flood.len());
+    wait_for(
+        "the router to run out of descriptors",
+        Duration::from_secs(20),
+        || open_fds(pid) >= 250,
+    );
+    // Records for new files while no descriptor is free: answered 200 (the connection exists),
+    // then the file sink cannot open their files; it must hold them, not fail.
+    for k in 1..=5 {
+        let tag = format!("k{k}");
+        let (body, lines) = records(&tag, 100);
+        let (status, answer) = good.post(&key(&tag), &body);
+        assert_eq!(status, 200, "{answer}");
+        accepted.extend(lines);
+    }
+    wait_for(
+        "the sink to hold its records and retry",
+        Duration::from_secs(20),
+        || r.log().contains("record(s) and retrying"),
+    );
+    let log = r.log();
+    let held = log
+        .lines()
+        .find(|l| l.contains("record(s) and retrying"))
+        .unwrap();
+    eprintln!("{held}");
+    assert!(held.contains("Too many open files"), "{held}");
+    assert!(r.running(), "the router died:\n{}", r.log());
+    r.assert_memory_bounded("descriptor flood");
+    // The flood ends: the held records are written.
+    drop(flood);
+    drop(rt);
+    wait_for(
+        "the held records to be written",
+        Duration::from_secs(30),
+        || output_lines(&d.join("out")).values().sum::<usize>() == accepted.len(),
+    );
+    drop(good);
+    let log = r.log();
+    let accept_lines = log.matches("accepting a connection failed").count();
+    assert!(accept_lines >= 1, "{log}");
+    assert!(accept_lines <= 12, "{accept_lines} accept warnings:\n{log}");
+    let stats = r.stop();
+    assert_eq!(stats.dead_lettered(), 0);
+    assert_exactly_once(&d.join("out"), &accepted);
+    // The dead-letter file was opened at start and, with nothing in it, removed at exit.
+    assert!(!d.join("dead.ndjson").exists());
+}
+
+// ----- 5. QUIC: unauthenticated clients and unfinished batch streams ---------------------------
+
+#[test]
+fn quic_clients_before_hello_and_unfinished_batches_are_bounded() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let port = free_udp_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let r = Router::start(
+        d,
+        &quic_config(
+            port,
+            "auth_token = \"tok\"\nmax_connections = 40\nmax_unauthenticated = 8\n\
+             max_connections_per_peer = 100\nhello_timeout_ms = 1000\nmax_batch_bytes = \"2MiB\"\n\
+             max_inflight_bytes = \"32MiB\"\nbatch_timeout_ms = 1000\nbatch_min_bytes_per_sec = 0\n\
+             accept_wait_ms = 300\nretry_after_ms = 100",
+        ),
+        None,
+        |log| quic_fingerprint(log).is_some(),
+    );
+    let fp = quic_fingerprint(&r.log()).unwrap();
+    let good = Quic::new(&fp, [127, 0, 0, 1], true);
+    let mut accepted = Vec::new();
+    // A client that authenticated before the flood.
+    let (early, status) = good
+        .rt
+        .block_on(Quic::hello(&good.endpoint, addr, 1, b"tok"))
+        .unwrap();
+    assert_eq!(status, Status::Ok);
+
+    // 20 clients (kept alive by pings) that never finish their HELLO.
+    let hostile = Quic::new(&fp, [127, 0, 0, 2], true);
+    let unauth = hostile.rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let c = hostile.endpoint.connect(addr, "localhost").unwrap();
+            tasks.push(tokio::spawn(async move {
+                let conn = tokio::time::timeout(Duration::from_secs(5), c)
+                    .await
+                    .ok()?
+                    .ok()?;
+                let (mut s, r) = conn.open_bi().await.ok()?;
+                s.write_all(b"ER\x01\x01\x00\x00").await.ok()?;
+                Some((conn, s, r))
+            }));
+        }
+        let mut held = Vec::new();
+        for t in tasks {
+            if let Ok(Some(h)) = t.await {
+                held.push(h);
+            }
+        }
+        held
+    });
+    eprintln!(
+        "{} hostile connections got through the handshake",
+        unauth.len()
+    );
+    // The authenticated connection goes on working meanwhile.
+    let (_, lines) = records("early", 50);
+    let ack = good
+        .rt
+        .block_on(Quic::batch(&early, 0, &[], &lines))
+        .unwrap();
+    assert_eq!(ack.status, Status::Ok, "{}", ack.message);
+    accepted.extend(lines);
+    // A new client with the token gets in once hello_timeout_ms has freed the slots.
+    let started = Instant::now();
+    let fresh = good.rt.block_on(async {
+        loop {
+            match Quic::hello(&good.endpoint, addr, 2, b"tok").await {
+                Ok((c, Status::Ok)) => return c,
+                other => {
+                    assert!(
+                        started.elapsed() < SERVED_WITHIN,
+                        "not served: {:?}",
+                        other.map(|x| x.1)
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    eprintln!(
+        "new authenticated client in after {} ms",
+        started.elapsed().as_millis()
+    );
+    // The half-sent HELLOs were cut off.
+    let closed = hostile.rt.block_on(async {
+        let mut closed = 0;
+        for (conn, _, _) in &unauth {
+            if tokio::time::timeout(SERVED_WITHIN, conn.closed())
+                .await
+                .is_ok()
+            {
+                closed += 1;
+            }
+        }
+        closed
+    });
+    assert_eq!(closed, unauth.len(), "connections still waiting for HELLO");
+    assert!(r.log().contains("max_unauthenticated (8)"), "{}", r.log());
+
+    // One authenticated client opens 64 batch streams and sends half of a 2 MiB batch on each.
+    let greedy = Quic::new(&fp, [127, 0, 0, 3], false);
+    let answers = greedy.rt.block_on(async {
+        let (conn, status) = Quic::hello(&greedy.endpoint, addr, 3, b"tok")
+            .await
+            .unwrap();
+        assert_eq!(status, Status::Ok);
+        let mut tasks = Vec::new();
+        for seq in 0..64u64 {
+            let conn = conn.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut s, mut r) = conn.open_bi().await.ok()?;
+                let mut frame = b"ER\x01\x10".to_vec();
+                frame.extend_from_slice(&seq.to_be_bytes());
+                frame.push(0);
+                frame.extend_from_slice(&1u32.to_be_bytes());
+                frame.extend_from_slice(&(2_000_000u32).to_be_bytes());
+                frame.extend_from_slice(&vec![b'x'; 1 << 20]);
+                // The router stops reading what it refuses: do not wait for all of it to go.
+                let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&frame)).await;
+                let a = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(MAX_ACK_BYTES))
+                    .await
+                    .ok()?
+                    .ok()?;
+                decode_ack(&a).ok().map(|a| a.status)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.ok().flatten());
+        }
+        (conn, out)
+    });
+    eprintln!(
+        "greedy client answered after {} ms",
+        started.elapsed().as_millis()
+    );
+    // Meanwhile (and after) the well-behaved clients are served.
+    let (_, lines) = records("fresh", 50);
+    let ack = good
+        .rt
+        .block_on(Quic::batch(&fresh, 0, &[], &lines))
+        .unwrap();
+    assert_eq!(ack.status, Status::Ok, "{}", ack.message);
+    accepted.extend(lines);
+    r.assert_memory_bounded("QUIC clients before HELLO and unfinished batches");
+    let statuses = &answers.1;
+    eprintln!("answers to the unfinished batches: {statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s, Some(Status::Backpressure | Status::BadRequest) | None)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&Some(Status::BadRequest)), "{statuses:?}");
+    drop((unauth, hostile, answers, greedy));
+    good.rt.block_on(async {
+        early.close(0u32.into(), b"done");
+        fresh.close(0u32.into(), b"done");
+    });
+    let stats = r.stop();
+    assert_eq!(stats.read(), 100);
+    assert_exactly_once(&d.join("out"), &accepted);
+}
+
+// ----- 6. `send` against a server that accepts and never answers -------------------------------
+
+#[test]
+fn send_gives_up_on_a_server_that_never_answers() {
+    let dir = temp_dir();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and holds every connection, reading nothing and answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let started = Instant::now();
+    let mut child: Child = common::command(
+        dir.path(),
+        &[
+            "send",
+            &format!("http://127.0.0.1:{port}"),
+            "--give-up-after-secs",
+            "2",
+            "--request-timeout-secs",
+            "1",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
+    let status = common::wait_with_timeout(&mut child, Duration::from_secs(30));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert!(err.contains("no answer within"), "{err}");
+    assert!(err.contains("gave up"), "{err}");
+    assert!(err.contains("0 of 2 record(s) acknowledged"), "{err}");
+    eprintln!("send gave up after {} ms", started.elapsed().as_millis());
+}
+
+// ----- 7. `POST /reload` needs the token and never comes from a web page ------------------------
+
+/// `POST http://ADDR/reload` with `headers`; the status.
+fn post_reload(addr: SocketAddr, headers: &[(&str, &str)]) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(SERVED_WITHIN)).unwrap();
+    let mut req = "POST /reload HTTP/1.1\r\nHost: router\r\nContent-Length: 0\r\n".to_owned();
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    read_answer(&mut s).unwrap().0
+}
+
+#[test]
+fn reload_needs_the_token_and_refuses_cross_origin_requests() {
+    let dir = temp_dir();
+    let d = dir.path();
+    for token in [Some("s3cret"), None] {
+        let mport = free_port();
+        let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+        let token_line = token.map_or(String::new(), |t| format!("reload_token = \"{t}\"\n"));
+        let config = format!(
+            "[sources.in]\nkind = \"stdin\"\n\n[sinks.out]\nkind = \"file\"\npath = \"out.ndjson\"\n\n\
+             [dead_letter]\npath = \"dead.ndjson\"\n\n[metrics]\naddress = \"127.0.0.1:{mport}\"\n{token_line}"
+        );
+        std::fs::write(d.join("pipeline.toml"), config).unwrap();
+        let (run, stdin) = common::Running::start(d, &["run", "-c", "pipeline.toml"]);
+        common::wait_for("the metrics endpoint", Duration::from_secs(20), || {
+            TcpStream::connect(maddr).is_ok()
+        });
+        let reload = |args: &[&str]| {
+            let mut a = vec!["reload", "--metrics"];
+            let m = maddr.to_string();
+            a.push(&m);
+            a.extend_from_slice(args);
+            Command::new(bin())
+                .args(&a)
+                .env_remove("EDGE_ROUTER_RELOAD_TOKEN")
+                .output()
+                .unwrap()
+        };
+        match token {
+            Some(t) => {
+                assert_eq!(post_reload(maddr, &[]), 401);
+                assert_eq!(
+                    post_reload(maddr, &[("Authorization", "Bearer wrong")]),
+                    401
+                );
+                let bearer = format!("Bearer {t}");
+                // What a web page could make a browser send: refused, token or not.
+                assert_eq!(
+                    post_reload(
+                        maddr,
+                        &[
+                            ("Origin", "http://evil.example"),
+                            ("Content-Type", "text/plain"),
+                            ("Authorization", &bearer)
+                        ]
+                    ),
+                    403
+                );
+                let out = reload(&["--token", t]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(!reload(&[]).status.success());
+            }
+            None => {
+                assert_eq!(post_reload(maddr, &[("Authorization", "Bearer x")]), 403);
+                let out = reload(&["--token", "x"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(!out.status.success());
+                assert!(err.contains("reload_token"), "{err}");
+            }
+        }
+        drop(stdin);
+        let out = run.wait(Duration::from_secs(30));
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+    }
+}
+
+// ----- 8. NDJSON checks UTF-8 inside strings, as arrays do --------------------------------------
+
+#[test]
+fn ndjson_with_invalid_utf8_in_a_string_is_refused_whole() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let r = Router::start(d, &http_config(port, "", ""), None, http_ready);
+    let mut c = Http::connect(addr);
+    let (status, answer) = c.post(&[], b"{\"a\":\"ok\"}\n{\"a\":\"\xff\xfe\"}\n");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("line 2") && answer.contains("UTF-8"),
+        "{answer}"
+    );
+    let (status, _) = c.post(
+        &[("Content-Type".into(), "application/json".into())],
+        b"[{\"a\":\"ok\"},{\"a\":\"\xff\xfe\"}]",
+    );
+    assert_eq!(status, 400);
+    let accepted = good_post(addr, "valid", 3);
+    let stats = r.stop();
+    assert_eq!(stats.read(), 3);
     assert_exactly_once(&d.join("out"), &accepted);
 }

@@ -2,8 +2,10 @@
 //! bounded time and a bounded share of the router:
 //!
 //! - [`Budget`]: the bytes that requests and batches being read may hold at once, per source
-//!   (`max_inflight_bytes`). A [`Reservation`] grows as a body arrives, is decompressed and
-//!   parsed, and gives its bytes back when dropped (the batch is in the ingress queue by then,
+//!   (`max_inflight_bytes`), and per peer address (`max_inflight_bytes_per_peer`). A
+//!   [`Reservation`] grows before a body's buffer does (as it arrives, is decompressed and
+//!   parsed; waiting at most until a deadline, first for the peer's share, then for the whole
+//!   budget), and gives its bytes back when dropped (the batch is in the ingress queue by then,
 //!   whose own limits count it, or it was refused).
 //! - [`PeerCaps`]: connections per peer address (`max_connections_per_peer`).
 //! - [`Activity`] and [`Tracked`]: a connection's requests in progress and the first byte it sent
@@ -63,7 +65,8 @@ pub struct Budget {
     sem: Arc<Semaphore>,
     total: usize,
     per_peer: usize,
-    peers: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Each peer address's share, while it holds some of it.
+    peers: Arc<Mutex<HashMap<IpAddr, Arc<Semaphore>>>>,
 }
 
 impl Budget {
@@ -91,9 +94,17 @@ impl Budget {
 
     /// An empty reservation for a request from `peer`.
     pub fn reserve(&self, peer: IpAddr) -> Reservation {
+        let share = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_peer)))
+            .clone();
         Reservation {
             budget: self.clone(),
             peer,
+            share,
             held: 0,
         }
     }
@@ -104,34 +115,15 @@ impl Budget {
             per_peer: self.per_peer,
         }
     }
-
-    /// Counts `n` more bytes against `peer`'s share, if they fit in it.
-    fn take_share(&self, peer: IpAddr, n: usize) -> bool {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let used = peers.entry(peer).or_insert(0);
-        if *used + n > self.per_peer {
-            return false;
-        }
-        *used += n;
-        true
-    }
-
-    fn give_share(&self, peer: IpAddr, n: usize) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(used) = peers.get_mut(&peer) {
-            *used = used.saturating_sub(n);
-            if *used == 0 {
-                peers.remove(&peer);
-            }
-        }
-    }
 }
 
-/// Bytes held from a [`Budget`] for one request; given back when dropped.
+/// Bytes held from a [`Budget`] (and from its peer's share) for one request; given back when
+/// dropped.
 #[derive(Debug)]
 pub struct Reservation {
     budget: Budget,
     peer: IpAddr,
+    share: Arc<Semaphore>,
     held: usize,
 }
 
@@ -155,31 +147,27 @@ impl Reservation {
         u32::try_from(n).map_err(|_| too_large)
     }
 
-    /// Grows by `n` bytes if they are free now.
+    /// Grows by `n` bytes if they are free now (in the peer's share and in the whole budget).
     pub fn try_grow(&mut self, n: usize) -> Result<(), BudgetError> {
         if n == 0 {
             return Ok(());
         }
         let k = self.check(n)?;
         let b = &self.budget;
-        if !b.take_share(self.peer, n) {
+        let Ok(mine) = self.share.try_acquire_many(k) else {
             return Err(b.busy());
-        }
-        match b.sem.try_acquire_many(k) {
-            Ok(p) => {
-                p.forget();
-                self.held += n;
-                Ok(())
-            }
-            Err(_) => {
-                b.give_share(self.peer, n);
-                Err(b.busy())
-            }
-        }
+        };
+        let Ok(all) = b.sem.try_acquire_many(k) else {
+            return Err(b.busy());
+        };
+        mine.forget();
+        all.forget();
+        self.held += n;
+        Ok(())
     }
 
-    /// Grows by `n` bytes, waiting for them until `deadline` at most (for the whole budget;
-    /// the peer's share is not waited for: its other requests are what holds it).
+    /// Grows by `n` bytes, waiting for them (in the peer's share, then in the whole budget)
+    /// until `deadline` at most.
     pub async fn grow(
         &mut self,
         n: usize,
@@ -190,19 +178,20 @@ impl Reservation {
         }
         let k = self.check(n)?;
         let b = self.budget.clone();
-        if !b.take_share(self.peer, n) {
-            return Err(b.busy());
-        }
-        match tokio::time::timeout_at(deadline, b.sem.acquire_many(k)).await {
-            Ok(Ok(p)) => {
-                p.forget();
+        let taken = tokio::time::timeout_at(deadline, async {
+            let mine = self.share.acquire_many(k).await.ok()?;
+            let all = b.sem.acquire_many(k).await.ok()?;
+            mine.forget();
+            all.forget();
+            Some(())
+        })
+        .await;
+        match taken {
+            Ok(Some(())) => {
                 self.held += n;
                 Ok(())
             }
-            _ => {
-                b.give_share(self.peer, n);
-                Err(b.busy())
-            }
+            _ => Err(b.busy()),
         }
     }
 
@@ -211,7 +200,7 @@ impl Reservation {
         if n < self.held {
             let back = self.held - n;
             self.budget.sem.add_permits(back);
-            self.budget.give_share(self.peer, back);
+            self.share.add_permits(back);
             self.held = n;
         }
     }
@@ -220,6 +209,15 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.shrink_to(0);
+        // Forget the peer's share once no request of it holds or waits for any.
+        let mut peers = self.budget.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&self.share) == 2
+            && peers
+                .get(&self.peer)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.share))
+        {
+            peers.remove(&self.peer);
+        }
     }
 }
 
@@ -552,12 +550,13 @@ mod tests {
         let mut r1 = b.reserve(a);
         let mut r2 = b.reserve(a);
         r1.try_grow(30).unwrap();
-        // The same peer's second request finds its share taken; it does not wait for it.
-        let later = tokio::time::Instant::now() + Duration::from_secs(60);
+        // The same peer's second request finds its share taken until its deadline.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(20);
         assert!(matches!(
-            r2.grow(20, later).await,
+            r2.grow(20, soon).await,
             Err(BudgetError::Busy { .. })
         ));
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
         // A request bigger than a share can never fit.
         assert!(matches!(r2.try_grow(41), Err(BudgetError::TooLarge { .. })));
         // Another peer still has the rest.
@@ -566,6 +565,17 @@ mod tests {
         drop(r1);
         r2.try_grow(40).unwrap();
         assert_eq!(b.available(), 20);
+        // A request waiting for its peer's share gets it when another gives it back.
+        let mut r4 = b.reserve(c);
+        let giver = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(r3);
+        });
+        r4.grow(30, later).await.unwrap();
+        giver.await.unwrap();
+        drop((r2, r4));
+        assert_eq!(b.available(), 100);
+        assert!(b.peers.lock().unwrap().is_empty());
     }
 
     #[test]

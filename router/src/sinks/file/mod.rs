@@ -384,8 +384,9 @@ struct PathError {
 }
 
 impl std::fmt::Display for PathError {
+    /// What was being done; the error itself is the source (`{:#}` shows both).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.source)
+        f.write_str(&self.what)
     }
 }
 
