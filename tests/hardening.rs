@@ -617,6 +617,99 @@ fn silent_slow_and_surplus_connections_are_closed_and_others_still_served() {
     assert_eq!(stats.read(), accepted.len() as u64);
 }
 
+#[test]
+fn tls_handshakes_that_never_finish_are_cut_off() {
+    let dir = temp_dir();
+    let d = dir.path();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .current_dir(d)
+        .stderr(Stdio::null())
+        .status()
+        .expect("running openssl");
+    assert!(status.success());
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let r = Router::start(
+        d,
+        &http_config(
+            port,
+            "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\nhandshake_timeout_ms = 300\n\
+             max_connections = 10",
+            "",
+        ),
+        None,
+        |log| log.contains("listening on https://"),
+    );
+    let rt = runtime();
+    let open = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut socks = Vec::new();
+        for i in 0..10u8 {
+            let mut s = connect_from([127, 0, 0, 2 + i % 2], addr).await.unwrap();
+            if i % 2 == 0 {
+                // The start of a ClientHello record, and nothing more.
+                s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                    .await
+                    .unwrap();
+            }
+            socks.push(s);
+        }
+        let mut open = 0;
+        for s in &mut socks {
+            if !closed_by_server(s, SERVED_WITHIN).await {
+                open += 1;
+            }
+        }
+        open
+    });
+    assert_eq!(open, 0, "connections still open after handshake_timeout_ms");
+    assert!(r.log().contains("no TLS handshake within"), "{}", r.log());
+    // A real client is served over TLS.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "--cacert",
+            "cert.pem",
+            "-w",
+            "%{http_code}",
+            "-o",
+            "/dev/null",
+            "--data-binary",
+            "{\"tls\":1}",
+            &format!("https://127.0.0.1:{port}/v1/records"),
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let stats = r.stop();
+    assert_exactly_once(&d.join("out"), &["{\"tls\":1}".to_owned()]);
+    assert_eq!(stats.read(), 1);
+}
+
 // ----- 3. unfinished bodies and HTTP/2 streams stay within the budget --------------------------
 
 #[test]
@@ -1148,6 +1241,17 @@ fn reload_needs_the_token_and_refuses_cross_origin_requests() {
                 .output()
                 .unwrap()
         };
+        // Idle connections from another address take at most their share of the endpoint.
+        let rt = runtime();
+        let idle = rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..30 {
+                if let Ok(s) = connect_from([127, 0, 0, 2], maddr).await {
+                    v.push(s);
+                }
+            }
+            v
+        });
         match token {
             Some(t) => {
                 assert_eq!(post_reload(maddr, &[]), 401);
@@ -1184,6 +1288,7 @@ fn reload_needs_the_token_and_refuses_cross_origin_requests() {
                 assert!(err.contains("reload_token"), "{err}");
             }
         }
+        drop((idle, rt));
         drop(stdin);
         let out = run.wait(Duration::from_secs(30));
         assert_eq!(out.code(), 0, "{}", out.stderr);

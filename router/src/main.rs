@@ -162,7 +162,7 @@ struct SendArgs {
     #[arg(long, default_value_t = 300)]
     give_up_after_secs: u64,
     /// HTTP: abandon (and retry) a request not answered within this many seconds.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     request_timeout_secs: u64,
     /// Print a JSON summary (records, batches, resends, rate, latency quantiles) to stderr.
     #[arg(long)]

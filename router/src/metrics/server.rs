@@ -4,7 +4,7 @@
 //! runtime: a scrape reads atomics and probes queues, it never blocks the pipeline.
 //!
 //! Bounded like the sources: at most `[metrics] max_connections` connections (more wait in the
-//! listen backlog), one request per connection, [`HEADER_TIMEOUT`] for its head and
+//! listen backlog), [`MAX_CONNECTIONS_PER_PEER`] from one address, one request per connection, [`HEADER_TIMEOUT`] for its head and
 //! [`CONNECTION_TIMEOUT`] for the whole exchange, accept failures (out of descriptors) backed off
 //! and logged once per interval. `POST /reload` needs `Authorization: Bearer <[metrics]
 //! reload_token>` (compared in constant time; without a configured token it is refused), and a
@@ -27,13 +27,15 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::MetricsConfig;
 use crate::reload::ReloadRequest;
-use crate::sources::guard::AcceptErrors;
+use crate::sources::guard::{AcceptErrors, PeerCaps};
 use crate::topology::build::Observer;
 
 /// Longest wait for a request's head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a connection may last (a reload that compiles plugins included).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most connections from one address (of `[metrics] max_connections`); more are closed at once.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 4;
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -155,16 +157,20 @@ pub fn spawn(
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let token: Option<Arc<str>> = cfg.reload_token.as_deref().map(Arc::from);
     let conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let peers = PeerCaps::new(MAX_CONNECTIONS_PER_PEER);
     tokio::spawn(async move {
         let mut errors = AcceptErrors::new("metrics endpoint");
         loop {
             let Ok(permit) = conns.clone().acquire_owned().await else {
                 return;
             };
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => {
+            let (stream, slot) = match listener.accept().await {
+                Ok((stream, peer)) => {
                     errors.succeeded();
-                    stream
+                    let Some(slot) = peers.admit(peer.ip()) else {
+                        continue;
+                    };
+                    (stream, slot)
                 }
                 Err(e) => {
                     drop(permit);
@@ -205,7 +211,7 @@ pub fn spawn(
                     .max_buf_size(64 << 10)
                     .serve_connection(TokioIo::new(stream), service);
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-                drop(permit);
+                drop((permit, slot));
             });
         }
     });
