@@ -13,6 +13,23 @@ use edge_router::topology::build;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// `eprintln!` that never panics: a standard error closed early (`2>&1 | head`) must not stop
+/// the router; what cannot be written is lost, the pipeline goes on.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see `say_err!`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -224,15 +241,18 @@ fn main() -> ExitCode {
         match pair_stages(args, m) {
             Ok(stages) => args.stages = stages,
             Err(msg) => {
-                eprintln!("edge-router: {msg}");
+                say_err!("edge-router: {msg}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written is dropped: with internal errors logged, tracing
+    // would report it with `eprintln!`, which panics on a closed standard error.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Human => logs.init(),
@@ -243,7 +263,7 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => match plugin_cli::run(cmd) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -263,25 +283,25 @@ fn main() -> ExitCode {
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("edge-router top: {e}");
+                    say_err!("edge-router top: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
         Command::Reload { metrics } => match edge_router::reload::request(&metrics) {
             Ok(summary) => {
-                println!("{summary}");
+                say!("{summary}");
                 ExitCode::SUCCESS
             }
             Err(why) => {
-                eprintln!("edge-router reload: {why}");
+                say_err!("edge-router reload: {why}");
                 ExitCode::FAILURE
             }
         },
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -310,7 +330,7 @@ mod plugin_cli {
         match cmd {
             PluginCommand::Check { file } => {
                 let info = wasm::inspect(&file)?;
-                println!(
+                say!(
                     "{}: a component implementing {} of edge-router:plugin@0.1.0",
                     file.display(),
                     info.worlds
@@ -324,8 +344,8 @@ mod plugin_cli {
                 } else {
                     info.imports.join(", ")
                 };
-                println!("imports: {imports}");
-                println!("exports: {}", info.exports.join(", "));
+                say!("imports: {imports}");
+                say!("exports: {}", info.exports.join(", "));
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Run { file, config, kind } => run_plugin(file, config, kind),
@@ -349,15 +369,10 @@ mod plugin_cli {
             },
         };
         let cfg = WasmStageConfig {
-            plugin: file,
-            kind,
             config_json: config,
             on_error: OnError::DeadLetter,
-            memory_max_bytes: 64 << 20,
             timeout: std::time::Duration::from_millis(1000),
-            batch_records_max: 1024,
-            batch_bytes_max: 4 << 20,
-            grants: Default::default(),
+            ..WasmStageConfig::defaults(file, kind)
         };
         // Route plugins: every destination name they return is accepted and printed.
         let names = wasm::destination_names(&cfg)?;
@@ -407,7 +422,7 @@ mod plugin_cli {
                 edge_router::core::record::Position::Line(l) => format!("line {l}"),
                 edge_router::core::record::Position::None => "a record".to_owned(),
             };
-            eprintln!("{line}: {}", d.reason);
+            say_err!("{line}: {}", d.reason);
         }
         Ok(if dead.is_empty() {
             ExitCode::SUCCESS
@@ -426,7 +441,7 @@ fn send(args: SendArgs) -> ExitCode {
     let target = match Target::parse(&args.target) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("edge-router send: {e}");
+            say_err!("edge-router send: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -434,7 +449,7 @@ fn send(args: SendArgs) -> ExitCode {
         (Some(f), _) => match edge_router::tls::parse_fingerprint(f) {
             Ok(f) => Trust::Pinned(f),
             Err(e) => {
-                eprintln!("edge-router send: --fingerprint: {e}");
+                say_err!("edge-router send: --fingerprint: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
@@ -464,16 +479,16 @@ fn send(args: SendArgs) -> ExitCode {
     let summary = send::run(opts, Box::new(input));
     if args.stats {
         match serde_json::to_string(&summary) {
-            Ok(j) => eprintln!("{j}"),
-            Err(e) => eprintln!("edge-router send: stats: {e}"),
+            Ok(j) => say_err!("{j}"),
+            Err(e) => say_err!("edge-router send: stats: {e}"),
         }
     }
     let unsent = summary.unsent();
     if let Some(e) = &summary.error {
-        eprintln!("edge-router send: {e}");
+        say_err!("edge-router send: {e}");
     }
     if unsent > 0 || summary.error.is_some() {
-        eprintln!(
+        say_err!(
             "edge-router send: {} of {} record(s) acknowledged; {unsent} not sent",
             summary.records_acknowledged,
             summary.records_read + summary.records_too_long
@@ -486,7 +501,7 @@ fn send(args: SendArgs) -> ExitCode {
 fn validate(args: &ValidateArgs) -> ExitCode {
     match config::load_file(&args.config) {
         Ok(c) => {
-            println!(
+            say!(
                 "{}: ok ({} source(s), {} stage(s), {} sink(s))",
                 args.config.display(),
                 c.sources.len(),
@@ -496,8 +511,8 @@ fn validate(args: &ValidateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{}: {} problem(s)", args.config.display(), errors.0.len());
+            say_err!("{errors}");
+            say_err!("{}: {} problem(s)", args.config.display(), errors.0.len());
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -561,7 +576,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (mut config, is_default) = match load(&args) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{errors}");
+            say_err!("{errors}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
@@ -575,7 +590,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     adjust(&mut config);
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
-        eprintln!(
+        say_err!(
             "edge-router: no config given; reading records from stdin, writing them to {} (dead letters: {})",
             sinks.join(", "),
             config.dead_letter.path.display()
@@ -670,12 +685,12 @@ async fn supervise(
     }
     let report = running.report();
     match stats_format {
-        Some(StatsFormat::Human) => eprintln!("{}", stats::human(&report)),
-        Some(StatsFormat::Json) => eprintln!("{}", stats::json(&report)),
+        Some(StatsFormat::Human) => say_err!("{}", stats::human(&report)),
+        Some(StatsFormat::Json) => say_err!("{}", stats::json(&report)),
         None => {}
     }
     if gave_up {
-        eprintln!(
+        say_err!(
             "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
             grace(&running).as_millis(),
             report.in_flight.max(0)
@@ -686,10 +701,10 @@ async fn supervise(
     }
     if !failures.is_empty() {
         for f in &failures {
-            eprintln!("edge-router: {f}");
+            say_err!("edge-router: {f}");
         }
         if report.in_flight > 0 {
-            eprintln!(
+            say_err!(
                 "edge-router: {} record(s) were read but neither delivered nor dead-lettered",
                 report.in_flight
             );

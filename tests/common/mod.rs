@@ -583,6 +583,20 @@ pub fn dead_letters(path: &Path) -> Vec<DeadLetter> {
         .collect()
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line
+        .trim_start_matches(field)
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// A router started in the background with a piped stdin, for the lifecycle tests.
 pub struct Running {
     /// The child.
@@ -630,16 +644,13 @@ impl Running {
 
     /// Current resident set size in bytes (from /proc), or `None` once the process is gone.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: u64 = line
-            .trim_start_matches("VmRSS:")
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        proc_status_bytes(self.pid(), "VmRSS:")
+    }
+
+    /// The largest resident set size so far in bytes (`VmHWM`), or `None` once the process is
+    /// gone.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        proc_status_bytes(self.pid(), "VmHWM:")
     }
 
     /// True while the process has not exited.

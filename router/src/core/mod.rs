@@ -4,6 +4,7 @@
 //! an argument.
 
 pub mod accounting;
+pub mod breaker;
 pub mod dead_letter;
 pub mod framing;
 pub mod jsonpath;
@@ -14,3 +15,4 @@ pub mod rate_limit;
 pub mod record;
 pub mod reorder;
 pub mod template;
+pub mod text;

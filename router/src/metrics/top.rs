@@ -164,10 +164,18 @@ pub fn run(
             .as_ref()
             .map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
         let screen = view(&now, before.as_ref().map(|(s, _)| s), secs);
-        if clear {
-            print!("\x1b[2J\x1b[H{screen}");
-        } else {
-            println!("{screen}");
+        let written = {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if clear {
+                write!(out, "\x1b[2J\x1b[H{screen}").and_then(|()| out.flush())
+            } else {
+                writeln!(out, "{screen}")
+            }
+        };
+        if written.is_err() {
+            // Standard output is gone (`top | head`): nothing left to show.
+            return Ok(());
         }
         shown += 1;
         if count.is_some_and(|c| shown >= c) {
