@@ -84,6 +84,11 @@ pub fn view(now: &Scrape, before: Option<&Scrape>, secs: f64) -> String {
         "edge_router_component_records_dead_lettered_total",
         "component",
     );
+    let tripped = per_label(
+        now,
+        "edge_router_component_plugin_breaker_open",
+        "component",
+    );
     let (ins_b, outs_b) = match before {
         Some(b) => (
             per_label(b, "edge_router_component_records_in_total", "component"),
@@ -93,9 +98,15 @@ pub fn view(now: &Scrape, before: Option<&Scrape>, secs: f64) -> String {
     };
     for (c, v) in &ins {
         let o = outs.get(c).copied().unwrap_or(0.0);
+        // A plugin stage whose breaker is open: its plugin is not being called.
+        let state = if tripped.get(c).copied().unwrap_or(0.0) > 0.0 {
+            "  TRIPPED"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "{:<28} {:>12} {:>12} {:>14} {:>10}",
+            "{:<28} {:>12} {:>12} {:>14} {:>10}{state}",
             c,
             human(rate(*v, ins_b.get(c).copied(), secs)),
             human(rate(o, outs_b.get(c).copied(), secs)),
@@ -228,5 +239,23 @@ mod tests {
         assert!(v.contains("p99 2.50"), "{v}");
         // The first view has no rates yet.
         assert!(view(&before, None, 0.0).contains("read 0/s"));
+    }
+
+    #[test]
+    fn a_tripped_stage_is_marked() {
+        let text = format!(
+            "{T0}edge_router_component_records_in_total{{component=\"stages.p\",kind=\"stage\"}} 5\n\
+             edge_router_component_plugin_breaker_open{{component=\"stages.p\",kind=\"stage\"}} 1\n"
+        );
+        let v = view(&parse(&text), None, 0.0);
+        assert!(
+            v.lines()
+                .any(|l| l.starts_with("stages.p") && l.ends_with("TRIPPED")),
+            "{v}"
+        );
+        assert!(
+            !v.lines()
+                .any(|l| l.starts_with("sources.web") && l.contains("TRIPPED"))
+        );
     }
 }

@@ -301,8 +301,69 @@ fn value_to_json(v: &Value) -> Result<serde_json::Value, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolating_one_record_takes_a_call_per_halving_plus_one() {
+        assert_eq!(isolation_calls(1), 1);
+        assert_eq!(isolation_calls(2), 2);
+        assert_eq!(isolation_calls(3), 3);
+        assert_eq!(isolation_calls(1024), 11);
+        assert_eq!(isolation_calls(1025), 12);
+        assert_eq!(isolation_calls(65_536), 17);
+    }
+
+    fn parse(table: &str) -> Result<WasmStageConfig, String> {
+        let text = format!("plugin = \"p.wasm\"\n{table}");
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let mut d = Diagnostics::new();
+        let origin = crate::config::reader::Origin::File {
+            name: "t.toml".into(),
+            text: text.as_str().into(),
+        };
+        let mut s = Section::root(doc.as_table(), origin, "stages[0]");
+        let cfg = WasmStageConfig::parse(&mut s, &mut d, PluginKind::Filter);
+        s.finish(&mut d);
+        d.finish(cfg).map_err(|e| e.to_string()).map(Option::unwrap)
+    }
+
+    #[test]
+    fn sandbox_keys_have_defaults_that_fit_the_batch_size() {
+        let c = parse("").unwrap();
+        assert_eq!(c.answer_bytes_max, 16 << 20);
+        assert_eq!(c.isolate_failed_calls_max, 32);
+        assert_eq!(c.breaker_failed_calls, 32);
+        assert_eq!(c.breaker_cooldown, Duration::from_secs(5));
+        assert_eq!(c.init_timeout, Duration::from_secs(1));
+        assert_eq!(
+            (c.log_messages_per_sec, c.log_bytes_per_sec),
+            (100, 64 << 10)
+        );
+        // A slow plugin's init gets at least its call deadline.
+        assert_eq!(
+            parse("timeout_ms = 3000").unwrap().init_timeout,
+            Duration::from_secs(3)
+        );
+        // The budget is at least a call's input.
+        assert_eq!(
+            parse("batch_bytes_max = \"64MiB\"\nmemory_max_bytes = \"1GiB\"")
+                .unwrap()
+                .answer_bytes_max,
+            64 << 20
+        );
+    }
+
+    #[test]
+    fn a_breaker_that_would_trip_on_one_poison_record_is_refused() {
+        let e = parse("batch_records_max = 1024\nbreaker_failed_calls = 5").unwrap_err();
+        assert!(e.contains("breaker_failed_calls"), "{e}");
+        let e = parse("isolate_failed_calls_max = 3").unwrap_err();
+        assert!(e.contains("isolate_failed_calls_max"), "{e}");
+        let c = parse("batch_records_max = 16\nbreaker_failed_calls = 6").unwrap();
+        assert_eq!(c.breaker_failed_calls, 6);
+    }
 
     #[test]
     fn toml_config_becomes_json() {
