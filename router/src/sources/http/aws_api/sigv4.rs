@@ -233,7 +233,7 @@ impl<'a> Signed<'a> {
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(name))
         };
-        if !signs("host") {
+        if !signs("host") && !signs(":authority") {
             return Err(incomplete(
                 "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
             ));
@@ -354,6 +354,15 @@ pub fn canonical_request(signed: &[&str], r: &RequestParts<'_>, body: &[u8]) -> 
         let name = name.to_ascii_lowercase();
         out.push_str(&name);
         out.push(':');
+        // `host` (HTTP/1.1) and `:authority` (HTTP/2's pseudo-header, which the AWS SDK for
+        // JavaScript signs whatever the protocol) name the same thing: the one missing stands
+        // for the other.
+        if name == ":authority" {
+            let host = r.headers.get("host").and_then(|v| v.to_str().ok());
+            out.push_str(r.authority.or(host).unwrap_or("").trim());
+            out.push('\n');
+            continue;
+        }
         let mut values = r.headers.get_all(name.as_str()).iter().peekable();
         if values.peek().is_none() && name == "host" {
             out.push_str(r.authority.unwrap_or("").trim());
@@ -651,5 +660,35 @@ mod tests {
         assert_eq!(parse_basic("19700101T000010Z"), Some(10));
         assert_eq!(parse_basic("19700101T000010"), None);
         assert_eq!(format!("{:?}", secret()), "Secret(..)");
+    }
+
+    /// The AWS SDK for JavaScript v3 signs `:authority` instead of `host`; over HTTP/1.1 the
+    /// request's `Host` header carries it.
+    #[test]
+    fn authority_stands_for_host() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert("x-amz-date", HeaderValue::from_static("20150830T123600Z"));
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: None,
+            headers: &h,
+            authority: None,
+        };
+        let c = canonical_request(&[":authority", "x-amz-date"], &parts, b"");
+        assert!(
+            c.starts_with("POST\n/\n\n:authority:127.0.0.1:8080\nx-amz-date:20150830T123600Z\n\n:authority;x-amz-date\n"),
+            "{c}"
+        );
+        h.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=A/20150830/us-east-1/kinesis/aws4_request, \
+                 SignedHeaders=:authority;x-amz-date, Signature=00",
+            ),
+        );
+        let now = parse_basic("20150830T123600Z").unwrap();
+        assert!(Signed::check(&h, "kinesis", now, None).is_ok());
     }
 }
