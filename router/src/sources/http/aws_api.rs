@@ -358,25 +358,25 @@ pub fn parse_records(
             let entries = entries(input.records.take(), "records")?;
             out.data.reserve(estimate(&entries));
             for (i, e) in entries.into_iter().enumerate() {
-                out.kinesis(&format!("records.{}.member", i + 1), e)?;
+                out.kinesis(At::Records(i), e)?;
             }
         }
         Call::PutRecord => {
             let e = input.own_entry();
-            out.kinesis("", e)?;
+            out.kinesis(At::Top, e)?;
         }
         Call::FirehosePutRecordBatch => {
             let entries = entries(input.records.take(), "records")?;
             out.data.reserve(estimate(&entries));
             for (i, e) in entries.into_iter().enumerate() {
-                out.firehose(&format!("records.{}.member", i + 1), e)?;
+                out.firehose(At::Records(i), e)?;
             }
         }
         Call::FirehosePutRecord => {
             let Some(r) = input.record.take() else {
                 return Err(constraint(None, "record", "must not be null"));
             };
-            out.firehose("record", r)?;
+            out.firehose(At::Record, r)?;
         }
         Call::DescribeStream | Call::DescribeStreamSummary | Call::ListShards => {
             return Err(ApiError::validation("this call carries no records"));
@@ -425,11 +425,33 @@ fn entries<'a>(list: Option<Vec<Entry<'a>>>, at: &str) -> Result<Vec<Entry<'a>>,
     Ok(list)
 }
 
-fn path_at(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{path}.{field}")
+/// Where an entry is in its request, for messages (made into text only when one is needed).
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// Kinesis PutRecord's own members.
+    Top,
+    /// Firehose PutRecord's `record`.
+    Record,
+    /// The `i`th (0-based) of `records`.
+    Records(usize),
+}
+
+impl At {
+    /// The entry's path: `records.3.member`, `record` or empty.
+    fn entry(self) -> String {
+        match self {
+            At::Top => String::new(),
+            At::Record => "record".into(),
+            At::Records(i) => format!("records.{}.member", i + 1),
+        }
+    }
+
+    /// The path of one of its members.
+    fn field(self, field: &str) -> String {
+        match self {
+            At::Top => field.to_owned(),
+            other => format!("{}.{field}", other.entry()),
+        }
     }
 }
 
@@ -454,24 +476,25 @@ impl Decoder<'_> {
     /// services' per-record `max` and the source's `max_record_bytes`.
     fn data(
         &mut self,
-        path: &str,
+        path: At,
         data: Option<Blob<'_>>,
         max: usize,
     ) -> Result<(usize, usize), ApiError> {
-        let at = path_at(path, "data");
+        let at = || path.field("data");
         let start = self.data.len();
         match data {
-            None => return Err(constraint(None, &at, "must not be null")),
+            None => return Err(constraint(None, &at(), "must not be null")),
             Some(Blob::Raw(b)) => self.data.extend_from_slice(&b),
             Some(Blob::Base64(text)) => base64::engine::general_purpose::STANDARD
                 .decode_vec(text.as_bytes(), &mut self.data)
                 .map_err(|e| {
                     self.data.truncate(start);
-                    ApiError::serialization(format!("'{at}' is not valid base64: {e}"))
+                    ApiError::serialization(format!("'{}' is not valid base64: {e}", at()))
                 })?,
         }
         let size = self.data.len() - start;
         if size > max {
+            let at = at();
             return Err(ApiError::validation(format!(
                 "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={size} \
                  cap={size}]' at '{at}' failed to satisfy constraint: Member must have length \
@@ -479,6 +502,7 @@ impl Decoder<'_> {
             )));
         }
         if size > self.limits.max_record_bytes {
+            let at = at();
             return Err(ApiError::invalid_argument(format!(
                 "'{at}' has {size} bytes, over this endpoint's max_record_bytes ({})",
                 self.limits.max_record_bytes
@@ -514,14 +538,14 @@ impl Decoder<'_> {
         self.meta.push(meta);
     }
 
-    fn firehose(&mut self, path: &str, e: Entry<'_>) -> Result<(), ApiError> {
+    fn firehose(&mut self, path: At, e: Entry<'_>) -> Result<(), ApiError> {
         let (start, end) = self.data(path, e.data, FIREHOSE_RECORD_MAX)?;
         self.request_bytes += end - start;
         if self.request_bytes > FIREHOSE_REQUEST_MAX {
             return Err(ApiError::invalid_argument(format!(
                 "Records size exceeds {FIREHOSE_REQUEST_MAX} bytes (4 MiB): the request's \
                  records total more than that by '{}'",
-                path_at(path, "data")
+                path.field("data")
             )));
         }
         self.spend(end - start, 0)?;
@@ -535,16 +559,21 @@ impl Decoder<'_> {
         Ok(())
     }
 
-    fn kinesis(&mut self, path: &str, e: Entry<'_>) -> Result<(), ApiError> {
-        let pk_at = path_at(path, "partitionKey");
+    fn kinesis(&mut self, path: At, e: Entry<'_>) -> Result<(), ApiError> {
+        let pk_at = || path.field("partitionKey");
         let Some(key) = e.partition_key else {
-            return Err(constraint(None, &pk_at, "must not be null"));
+            return Err(constraint(None, &pk_at(), "must not be null"));
         };
-        let units = key.encode_utf16().count();
+        // UTF-16 code units never outnumber UTF-8 bytes: count only long keys.
+        let units = if key.len() <= 256 {
+            key.len()
+        } else {
+            key.encode_utf16().count()
+        };
         if !(1..=256).contains(&units) {
             return Err(constraint(
                 Some(key.as_ref()),
-                &pk_at,
+                &pk_at(),
                 "must have length between 1 and 256",
             ));
         }
@@ -558,7 +587,7 @@ impl Decoder<'_> {
             if !pattern_ok {
                 return Err(constraint(
                     Some(h.as_ref()),
-                    &path_at(path, "explicitHashKey"),
+                    &path.field("explicitHashKey"),
                     "must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
                 ));
             }
@@ -571,8 +600,12 @@ impl Decoder<'_> {
         }
         let (start, end) = self.data(path, e.data, KINESIS_RECORD_MAX)?;
         let size = end - start + key.len();
-        let which = if path.is_empty() { "the record" } else { path };
+        let which = || match path {
+            At::Top => "the record".to_owned(),
+            other => other.entry(),
+        };
         if size > KINESIS_RECORD_MAX {
+            let which = which();
             return Err(ApiError::invalid_argument(format!(
                 "Record size including partition key exceeds the maximum of \
                  {KINESIS_RECORD_MAX} bytes: {which} has {} bytes of data and a {}-byte \
@@ -583,6 +616,7 @@ impl Decoder<'_> {
         }
         self.request_bytes += size;
         if self.request_bytes > KINESIS_REQUEST_MAX {
+            let which = which();
             return Err(ApiError::invalid_argument(format!(
                 "Records size exceeds {KINESIS_REQUEST_MAX} bytes (5 MiB): the request's data \
                  and partition keys total more than that by {which}"
@@ -695,6 +729,36 @@ fn seq_text(n: u128) -> String {
     format!("{n:056}")
 }
 
+/// Consecutive sequence numbers as text: formatted once, then counted up in place (formatting
+/// a 128-bit number per record costs more than the rest of its answer).
+struct SeqDigits([u8; 56]);
+
+impl SeqDigits {
+    fn new(n: u128) -> SeqDigits {
+        let mut d = [b'0'; 56];
+        let text = seq_text(n);
+        let b = text.as_bytes();
+        d.copy_from_slice(&b[b.len() - 56..]);
+        SeqDigits(d)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("0")
+    }
+
+    /// Adds one (wrapping at 56 digits, which the `u128` counter never reaches).
+    fn incr(&mut self) {
+        for d in self.0.iter_mut().rev() {
+            if *d == b'9' {
+                *d = b'0';
+            } else {
+                *d += 1;
+                return;
+            }
+        }
+    }
+}
+
 /// The answer to a record-carrying call whose entries were all accepted: one per entry, with
 /// the shard it fell in; sequence numbers start at `first_seq`.
 pub fn accepted(call: Call, wire: Wire, entry_shards: &[u32], first_seq: u128) -> Vec<u8> {
@@ -715,11 +779,13 @@ pub fn accepted(call: Call, wire: Wire, entry_shards: &[u32], first_seq: u128) -
                 .u64(0)
                 .key("Records")
                 .array(n);
-            for (i, &shard) in entry_shards.iter().enumerate() {
-                o.map(2)
-                    .kv("SequenceNumber", &seq_text(first_seq + i as u128))
-                    .kv("ShardId", &shard_id(shard))
+            let mut seq = SeqDigits::new(first_seq);
+            for &shard in entry_shards {
+                o.map(2).key("SequenceNumber").plain(seq.as_str());
+                o.key("ShardId")
+                    .plain(shards::ShardIdText::new(shard).as_str())
                     .end(true);
+                seq.incr();
             }
             o.end(false).kv("EncryptionType", "NONE").end(true);
         }
@@ -736,10 +802,10 @@ pub fn accepted(call: Call, wire: Wire, entry_shards: &[u32], first_seq: u128) -
                 .bool(false)
                 .key("RequestResponses")
                 .array(n);
-            for i in 0..n {
-                o.map(1)
-                    .kv("RecordId", &seq_text(first_seq + i as u128))
-                    .end(true);
+            let mut seq = SeqDigits::new(first_seq);
+            for _ in 0..n {
+                o.map(1).key("RecordId").plain(seq.as_str()).end(true);
+                seq.incr();
             }
             o.end(false).end(true);
         }

@@ -99,7 +99,28 @@ impl Shards {
 
 /// The id of shard `i`: `shardId-` and 12 digits, as Kinesis names them.
 pub fn shard_id(i: u32) -> String {
-    format!("shardId-{i:012}")
+    ShardIdText::new(i).as_str().to_owned()
+}
+
+/// A shard id written without allocating (answers carry one per entry).
+pub struct ShardIdText([u8; 20]);
+
+impl ShardIdText {
+    /// The id of shard `i`.
+    pub fn new(i: u32) -> ShardIdText {
+        let mut t = *b"shardId-000000000000";
+        let mut n = i;
+        for d in t[8..].iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        ShardIdText(t)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("shardId-000000000000")
+    }
 }
 
 /// A `ListShards` continuation token: where the next page starts, and for which stream.
@@ -150,6 +171,7 @@ mod tests {
     fn ids_tokens_and_paging() {
         let s = Shards::new(20);
         assert_eq!(shard_id(7), "shardId-000000000007");
+        assert_eq!(shard_id(u32::MAX), "shardId-004294967295");
         assert_eq!(s.index_of("shardId-000000000019"), Some(19));
         assert_eq!(s.index_of("shardId-000000000020"), None);
         assert_eq!(s.after(None), 0);

@@ -389,6 +389,20 @@ fn answers_have_the_services_shapes() {
         (503, Some("ServiceUnavailableException"))
     );
     assert_eq!(refused(Call::PutRecord, Wire::Json, 1).0, 400);
+    // Sequence numbers count up across digit carries.
+    let many: serde_json::Value = serde_json::from_slice(&accepted(
+        Call::PutRecords,
+        Wire::Json,
+        &[0; 12],
+        99_999_999_995,
+    ))
+    .unwrap();
+    for (i, r) in many["Records"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            r["SequenceNumber"],
+            format!("{:056}", 99_999_999_995 + i as u128)
+        );
+    }
     let mut seq = Sequence::new(10);
     assert_eq!((seq.take(5), seq.take(1)), (10, 15));
     let fh: serde_json::Value = serde_json::from_slice(&accepted(

@@ -469,6 +469,23 @@ impl Out {
         self
     }
 
+    /// A text value known to need no JSON escaping (digits, ids the endpoint makes).
+    pub fn plain(&mut self, v: &str) -> &mut Out {
+        match self {
+            Out::Json(s, open, k) => {
+                debug_assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                Out::json_item(s, open, k);
+                s.push('"');
+                s.push_str(v);
+                s.push('"');
+            }
+            Out::Cbor(e) => {
+                let _ = e.str(v);
+            }
+        }
+        self
+    }
+
     /// An unsigned integer value.
     pub fn u64(&mut self, v: u64) -> &mut Out {
         match self {
