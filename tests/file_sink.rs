@@ -726,6 +726,26 @@ fn a_delimiter_a_record_already_ends_with_is_not_doubled_and_may_be_empty() {
     assert_eq!(read(&d.join("semi.txt")), b"a;b;c;");
     assert_eq!(read(&d.join("doubled.txt")), b"a;;b;c;;");
     assert_eq!(read(&d.join("bare.txt")), b"a;bc;");
+    // The stdout sink takes the same two settings.
+    let out = run_in(
+        d,
+        &[
+            "run",
+            "--sink",
+            "stdout?delimiter=%3B&delimiter_if_missing=true",
+            "--stats=json",
+        ],
+        Input::Bytes(input),
+    );
+    out.ok_stats();
+    assert_eq!(out.stdout, b"a;b;c;");
+    let out = run_in(
+        d,
+        &["run", "--sink", "stdout?delimiter=", "--stats=json"],
+        Input::Bytes(input),
+    );
+    out.ok_stats();
+    assert_eq!(out.stdout, b"a;bc;");
     // Rotation counts the bytes written, so files still fill up to rotate_bytes exactly.
     let lines: Vec<u8> = (0..100)
         .flat_map(|i| format!("r{i:02};\n").into_bytes())
