@@ -404,25 +404,25 @@ fn estimate(entries: &[Entry<'_>]) -> usize {
         .sum()
 }
 
-fn entries<'a>(list: Option<Vec<Entry<'a>>>, at: &str) -> Result<Vec<Entry<'a>>, ApiError> {
+fn entries<'a>(list: Option<wire::Entries<'a>>, at: &str) -> Result<Vec<Entry<'a>>, ApiError> {
     let Some(list) = list else {
         return Err(constraint(None, at, "must not be null"));
     };
-    if list.is_empty() {
+    if list.total == 0 {
         return Err(constraint(
             Some("[]"),
             at,
             "must have length greater than or equal to 1",
         ));
     }
-    if list.len() > MAX_ENTRIES {
+    if list.total > MAX_ENTRIES {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value with {} entries at '{at}' failed to satisfy \
              constraint: Member must have length less than or equal to {MAX_ENTRIES}",
-            list.len()
+            list.total
         )));
     }
-    Ok(list)
+    Ok(list.list)
 }
 
 /// Where an entry is in its request, for messages (made into text only when one is needed).

@@ -165,6 +165,7 @@ fn invalid_requests_get_the_services_errors() {
         json!({"StreamName": "s", "Records": too_many}),
     );
     assert!(e.message.contains("less than or equal to 500"), "{e}");
+    assert!(e.message.contains("Value with 501 entries"), "{e}");
     // Six records of 1 MiB - 1 byte: each fits, the request (over 5 MiB) does not.
     let near = b64(vec![b'x'; KINESIS_RECORD_MAX - 1]);
     let six: Vec<_> = (0..6)

@@ -116,6 +116,58 @@ pub struct Entry<'a> {
     pub explicit_hash_key: Option<Cow<'a, str>>,
 }
 
+/// Most entries of a `Records` list that are kept: the services take at most 500, and a body of
+/// many tiny entries (`{}` is two bytes) must not become a list many times its size.
+pub const ENTRIES_KEPT: usize = 500;
+
+/// A `Records` list: its first [`ENTRIES_KEPT`] entries, and how many it had.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Entries<'a> {
+    /// The entries kept.
+    pub list: Vec<Entry<'a>>,
+    /// How many the list had (the rest were read and dropped).
+    pub total: usize,
+}
+
+impl<'a> Entries<'a> {
+    fn push(&mut self, e: Entry<'a>) {
+        if self.list.len() < ENTRIES_KEPT {
+            self.list.push(e);
+        }
+        self.total += 1;
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries<'a>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries<'de>, A::Error> {
+                let mut out = Entries::default();
+                while out.list.len() < ENTRIES_KEPT {
+                    match seq.next_element::<Entry<'de>>()? {
+                        Some(e) => out.push(e),
+                        None => return Ok(out),
+                    }
+                }
+                // Past the limit: read the rest without keeping it.
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    out.total += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// Every member a served call may carry; each call reads the ones it has.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -131,7 +183,7 @@ pub struct Input<'a> {
     pub delivery_stream_name: Option<Cow<'a, str>>,
     /// `Records` (Kinesis PutRecords, Firehose PutRecordBatch).
     #[serde(borrow, default)]
-    pub records: Option<Vec<Entry<'a>>>,
+    pub records: Option<Entries<'a>>,
     /// `Record` (Firehose PutRecord).
     #[serde(borrow, default)]
     pub record: Option<Entry<'a>>,
@@ -340,9 +392,14 @@ fn parse_cbor(body: &[u8]) -> Result<Input<'_>, ApiError> {
                 if d.datatype().map_err(|e| cbor_error(&e))? == minicbor::data::Type::Null {
                     d.skip().map_err(|e| cbor_error(&e))?;
                 } else {
-                    let mut list = Vec::new();
+                    let mut list = Entries::default();
                     cbor_array(d, |d| {
-                        list.push(cbor_entry(d)?.unwrap_or_default());
+                        if list.total < ENTRIES_KEPT {
+                            list.push(cbor_entry(d)?.unwrap_or_default());
+                        } else {
+                            d.skip().map_err(|e| cbor_error(&e))?;
+                            list.total += 1;
+                        }
                         Ok(())
                     })?;
                     input.records = Some(list);
@@ -603,8 +660,8 @@ mod tests {
         let c = Wire::Cbor.parse(&c).unwrap();
         assert_eq!(j.stream_name, c.stream_name);
         let (je, ce) = (
-            &j.records.as_ref().unwrap()[0],
-            &c.records.as_ref().unwrap()[0],
+            &j.records.as_ref().unwrap().list[0],
+            &c.records.as_ref().unwrap().list[0],
         );
         assert_eq!(je.data, Some(Blob::Base64("eA==".into())));
         assert_eq!(ce.data, Some(Blob::Raw(Cow::Borrowed(b"x"))));
@@ -688,5 +745,27 @@ mod tests {
         assert_eq!((d.str().unwrap(), d.map().unwrap()), ("C", Some(1)));
         assert_eq!((d.str().unwrap(), d.u64().unwrap()), ("T", 1500));
         assert_eq!(d.position(), c.len());
+    }
+
+    #[test]
+    fn a_list_of_many_tiny_entries_keeps_only_what_a_call_may_have() {
+        let n = 100_000;
+        let json = format!("{{\"Records\":[{}{{}}]}}", "{},".repeat(n - 1));
+        let i = Wire::Json.parse(json.as_bytes()).unwrap();
+        let r = i.records.unwrap();
+        assert_eq!((r.list.len(), r.total), (ENTRIES_KEPT, n));
+        let c = cbor(|e| {
+            e.map(1)
+                .unwrap()
+                .str("Records")
+                .unwrap()
+                .array(n as u64)
+                .unwrap();
+            for _ in 0..n {
+                e.map(1).unwrap().str("Data").unwrap().bytes(b"x").unwrap();
+            }
+        });
+        let r = Wire::Cbor.parse(&c).unwrap().records.unwrap();
+        assert_eq!((r.list.len(), r.total), (ENTRIES_KEPT, n));
     }
 }
