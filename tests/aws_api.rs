@@ -611,6 +611,13 @@ r = k.put_records(StreamName="agg", Records=[
     {"Data": bytes(corrupt), "PartitionKey": "outer"},
     {"Data": b'{"plain": 1}', "PartitionKey": "user-0"}])
 assert r["FailedRecordCount"] == 0 and len(r["Records"]) == 3, r
+wrong = boto3.client("kinesis", endpoint_url=os.environ["ENDPOINT"], config=Config(retries={"max_attempts": 1}),
+                     aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key="wrong")
+try:
+    wrong.put_records(StreamName="agg", Records=[{"Data": data, "PartitionKey": pk, "ExplicitHashKey": ehk}])
+    raise SystemExit("an aggregate signed with a wrong secret was accepted")
+except wrong.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidSignatureException", e
 print(len(data))
 "#;
 
