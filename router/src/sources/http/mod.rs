@@ -119,7 +119,8 @@ impl HttpSource {
             .map_or(0, |d| d.as_nanos());
         if cfg.aws_api && cfg.aws.auth == (aws_api::config::AwsAuth::Open { explicit: true }) {
             tracing::warn!(
-                "source `{name}`: the AWS API on {} takes requests signed with any key                  (aws_auth = \"none\"): anyone who can reach it can write records",
+                "source `{name}`: the AWS API on {} takes requests signed with any key \
+                 (aws_auth = \"none\"): anyone who can reach it can write records",
                 cfg.address
             );
         }
