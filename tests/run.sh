@@ -50,8 +50,9 @@ export EDGE_ROUTER_SHARED="$shared"
 echo "== plugins/build.sh (example and test plugins, from source)"
 plugins/build.sh
 
-echo "== tests/kinesis/setup.sh (kinesalite from npm; boto3, aws-kinesis-agg from PyPI)"
-# Sets EDGE_ROUTER_KINESALITE_MODULES and EDGE_ROUTER_KINESIS_PYTHON for tests/kinesis.rs.
+echo "== tests/kinesis/setup.sh (kinesalite, the AWS SDK for JavaScript from npm; boto3, aws-kinesis-agg, cbor2, awscli from PyPI)"
+# Sets EDGE_ROUTER_KINESALITE_MODULES and EDGE_ROUTER_KINESIS_PYTHON for tests/kinesis.rs, and
+# EDGE_ROUTER_AWS_SDK_JS_MODULES (with the python) for the producers of tests/aws_api.rs.
 kinesis_env="$(tests/kinesis/setup.sh)"
 eval "$kinesis_env"
 

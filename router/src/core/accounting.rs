@@ -95,6 +95,13 @@ pub struct Counters {
     pub firehose_billed_bytes: AtomicU64,
     /// Firehose sinks: estimated billed bytes had each user record been its own Firehose record.
     pub firehose_billed_bytes_unpacked: AtomicU64,
+    /// HTTP sources' AWS API: KPL aggregated records opened on ingest.
+    pub aws_aggregates: AtomicU64,
+    /// HTTP sources' AWS API: user records taken out of those aggregates.
+    pub aws_aggregated_records: AtomicU64,
+    /// HTTP sources' AWS API: records that began like an aggregate but failed its check (MD5,
+    /// protobuf, keys) and were passed on whole.
+    pub aws_aggregates_kept_whole: AtomicU64,
     /// Kinesis sinks: per shard id, records written and entries throttled (replaced as a whole
     /// by the sink with [`Counters::set_kinesis_shards`]).
     kinesis_shards: Mutex<BTreeMap<String, ShardCounts>>,
@@ -280,6 +287,9 @@ impl Counters {
             firehose_bytes: get(&self.firehose_bytes),
             firehose_billed_bytes: get(&self.firehose_billed_bytes),
             firehose_billed_bytes_unpacked: get(&self.firehose_billed_bytes_unpacked),
+            aws_aggregates: get(&self.aws_aggregates),
+            aws_aggregated_records: get(&self.aws_aggregated_records),
+            aws_aggregates_kept_whole: get(&self.aws_aggregates_kept_whole),
         }
     }
 }
@@ -358,6 +368,15 @@ pub struct CounterValues {
     /// See [`Counters::firehose_billed_bytes_unpacked`].
     #[serde(skip_serializing_if = "is_zero")]
     pub firehose_billed_bytes_unpacked: u64,
+    /// See [`Counters::aws_aggregates`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregates: u64,
+    /// See [`Counters::aws_aggregated_records`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregated_records: u64,
+    /// See [`Counters::aws_aggregates_kept_whole`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregates_kept_whole: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -216,6 +216,24 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         |v| v.firehose_billed_bytes,
         false,
     ),
+    (
+        "aws_aggregates_total",
+        "KPL aggregated records the AWS API opened on ingest.",
+        |v| v.aws_aggregates,
+        false,
+    ),
+    (
+        "aws_aggregated_records_total",
+        "User records taken out of KPL aggregates on ingest.",
+        |v| v.aws_aggregated_records,
+        false,
+    ),
+    (
+        "aws_aggregates_kept_whole_total",
+        "Records that looked like KPL aggregates but failed the check and were kept whole.",
+        |v| v.aws_aggregates_kept_whole,
+        false,
+    ),
 ];
 
 /// Renders `r` in the Prometheus text format.

@@ -31,9 +31,9 @@ use tokio::sync::Semaphore;
 pub use config::HttpSourceConfig;
 
 use crate::core::accounting::Counters;
-use crate::core::record::{Batch, Origin, PositionBase, RecordMeta, Span};
+use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
 use crate::topology::queue::{Closed, Probe, Sender};
-use aws_api::{ApiLimits, Call, Sequence};
+use aws_api::Sequence;
 use body::{BodyLimits, Encoding, Format};
 
 /// Why the HTTP source could not run.
@@ -83,6 +83,8 @@ struct Shared {
     probe: Probe<Batch>,
     sequence: Mutex<Sequence>,
     stopping: AtomicBool,
+    /// The AWS API's state (used when `cfg.aws_api`).
+    aws: aws_api::serve::State,
 }
 
 impl HttpSource {
@@ -115,6 +117,14 @@ impl HttpSource {
         let base = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        if cfg.aws_api && cfg.aws.auth == (aws_api::config::AwsAuth::Open { explicit: true }) {
+            tracing::warn!(
+                "source `{name}`: the AWS API on {} takes requests signed with any key \
+                 (aws_auth = \"none\"): anyone who can reach it can write records",
+                cfg.address
+            );
+        }
+        let aws = aws_api::serve::State::new(cfg.aws.shards, base);
         Ok(HttpSource {
             shared: Arc::new(Shared {
                 name: Arc::from(name),
@@ -124,6 +134,7 @@ impl HttpSource {
                 tx,
                 sequence: Mutex::new(Sequence::new(base)),
                 stopping: AtomicBool::new(false),
+                aws,
             }),
             listener,
             tls,
@@ -290,10 +301,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
             }
         }
         (&Method::POST, "/v1/records") => counted(shared, records(shared, req).await),
-        (&Method::POST, "/")
-            if shared.cfg.aws_api && req.headers().contains_key("x-amz-target") =>
-        {
-            counted(shared, aws(shared, req).await)
+        // The Kinesis/Firehose API: every request to `/` (see `aws_api::serve`).
+        (_, "/") if shared.cfg.aws_api => {
+            counted(shared, aws_api::serve::handle(shared, req).await)
         }
         (_, "/v1/records") => {
             let mut r = error_answer(405, "use POST for /v1/records");
@@ -476,69 +486,6 @@ async fn records(shared: &Shared, req: Request<Incoming>) -> Answer {
     match accept(shared, batch).await {
         Ok(()) => json_answer(200, format!("{{\"accepted\":{n}}}")),
         Err(why) => busy_answer(shared, &format!("{why}; nothing was accepted, retry later")),
-    }
-}
-
-async fn aws(shared: &Shared, req: Request<Incoming>) -> Answer {
-    let amz = |status: u16, body: String| {
-        let mut r = json_answer(status, body);
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        r
-    };
-    let call = match Call::from_target(header_str(req.headers(), "x-amz-target").unwrap_or("")) {
-        Ok(c) => c,
-        Err(e) => return amz(400, e.body()),
-    };
-    if !shared.cfg.aws_access_key_ids.is_empty() {
-        let key = header_str(req.headers(), header::AUTHORIZATION).and_then(aws_api::access_key_id);
-        if !key.is_some_and(|k| shared.cfg.aws_access_key_ids.iter().any(|a| a == k)) {
-            let e = aws_api::ApiError {
-                kind: "UnrecognizedClientException",
-                message: "the request's access key id is not allowed by this edge-router".into(),
-            };
-            return amz(400, e.body());
-        }
-    }
-    let (_, raw) = match read_body(shared, req).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    if !call.carries_records() {
-        return match aws_api::describe(call, &raw, &shared.cfg.aws_region) {
-            Ok(body) => amz(200, body),
-            Err(e) => amz(400, e.body()),
-        };
-    }
-    let limits = ApiLimits {
-        max_record_bytes: shared.cfg.max_record_bytes,
-        max_records: 500,
-    };
-    let recs = match aws_api::parse_records(call, &raw, &limits) {
-        Ok(r) => r,
-        Err(e) => return amz(400, e.body()),
-    };
-    let n = recs.spans.len();
-    let spans: Vec<Span> = recs.spans;
-    let mut batch = Batch::new(Bytes::from(recs.data), spans, origin(shared));
-    if let Some(meta) = recs.meta {
-        batch = batch.with_meta(meta);
-    }
-    match accept(shared, batch).await {
-        Ok(()) => {
-            let first = shared
-                .sequence
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(n);
-            amz(200, aws_api::accepted(call, n, first))
-        }
-        Err(_) => {
-            let (status, body) = aws_api::refused(call, n);
-            amz(status, body)
-        }
     }
 }
 
