@@ -66,6 +66,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo package (the plugin SDK and the JSON scanner it shares with the router)"
+# The SDK must be publishable: it carries its WIT (plugin-sdk/wit links to ../wit) and depends on
+# no unpublished code but edge-router-jsonpath, packaged with it (cargo builds both from the
+# packaged sources, the scanner from a local registry overlay).
+cargo package --locked --allow-dirty -p edge-router-jsonpath -p edge-router-plugin >/dev/null
 echo "== tests/static_binary.sh (x86_64-unknown-linux-musl, --profile dist)"
 tests/static_binary.sh
 echo "== cargo test"

@@ -7,7 +7,8 @@ pub mod accounting;
 pub mod breaker;
 pub mod dead_letter;
 pub mod framing;
-pub mod jsonpath;
+/// The JSON field paths and scanner, shared with the plugin SDK (the `edge-router-jsonpath` crate).
+pub use edge_router_jsonpath as jsonpath;
 pub mod matcher;
 pub mod partition;
 pub mod partitioner;
