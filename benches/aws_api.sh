@@ -20,7 +20,7 @@
 #   EDGE_ROUTER_AWS_PUT_BIN  the client (default: `cargo build --release -p edge-router --bench
 #                            aws_put`; benches/aws_put.rs: the AWS SDK for Rust, PutRecords of
 #                            500 records, C requests in flight, SigV4-signed)
-#   CARGO_TARGET_DIR, EDGE_ROUTER_SHARED as for the other benchmarks
+#   CARGO_TARGET_DIR, EDGE_ROUTER_GENERATE_BIN as for the other benchmarks
 #
 # Each run starts a fresh receiving router on a free loopback port,
 #   edge-router run -c recv.toml --stats=json      (http source, aws_api = true, aws_credentials
@@ -69,7 +69,7 @@ done
 bench_positive --records "$records" --repeat "$repeat" --concurrency "$concurrency"
 [ -z "$shards" ] || bench_positive --shards "$shards"
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 command -v curl >/dev/null || die "curl is required (the readiness check)"
 
 # --- the binaries -----------------------------------------------------------------------------

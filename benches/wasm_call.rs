@@ -9,7 +9,7 @@
 //!
 //! Without arguments it runs `plugins/dist/noop-filter.wasm` and `plugins/dist/json-filter.wasm`
 //! (condition `temperature <= 80`, or `$WASM_CALL_CONDITION`) on generated records, or on the
-//! first 8192 lines of `$WASM_CALL_RECORDS` (e.g. the output of `gen_records.py sensor`);
+//! first 8192 lines of `$WASM_CALL_RECORDS` (e.g. the output of `edge-router generate sensor 8192`);
 //! `$WASM_CALL_SIZES` (e.g. `256,1024`) picks the batch sizes. Each (plugin, batch size) pair runs for about half a second,
 //! five times; the median ns/record is printed. A manual benchmark, not a test: it asserts
 //! nothing about time.

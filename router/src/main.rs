@@ -92,6 +92,24 @@ enum Command {
         #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9598")]
         metrics: String,
     },
+    /// Write sample records to stdout, one per line, to try a pipeline without a data source:
+    /// `sensor`, `metering`, `click` (JSON), `csv`, `syslog` (RFC 5424) or `clf` (Apache common
+    /// log). The same arguments always give the same bytes.
+    Generate {
+        /// The record shape: sensor, metering, click, csv, syslog or clf.
+        kind: String,
+        /// How many records.
+        count: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Distinct devices (users, hosts) the records come from.
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        /// Filler bytes added to each JSON record (a "pad" field) and syslog message.
+        #[arg(long, default_value_t = 0)]
+        pad: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -286,6 +304,38 @@ fn main() -> ExitCode {
                     say_err!("edge-router top: {e}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Generate {
+            kind,
+            count,
+            seed,
+            devices,
+            pad,
+        } => {
+            use edge_router::generate::{Kind, Options, write};
+            let kind = match Kind::parse(&kind) {
+                Ok(k) => k,
+                Err(why) => {
+                    say_err!("edge-router generate: {why}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let o = Options {
+                kind,
+                count,
+                seed,
+                devices,
+                pad,
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            match write(&o, &mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    say_err!("edge-router generate: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
             }
         }
         Command::Reload { metrics } => match edge_router::reload::request(&metrics) {
