@@ -13,6 +13,23 @@ use edge_router::topology::build;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// `eprintln!` that never panics: a standard error closed early (`2>&1 | head`) must not stop
+/// the router; what cannot be written is lost, the pipeline goes on.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see `say_err!`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -105,6 +122,24 @@ enum Command {
             hide_env_values = true
         )]
         token: Option<String>,
+    },
+    /// Write sample records to stdout, one per line, to try a pipeline without a data source:
+    /// `sensor`, `metering`, `click` (JSON), `csv`, `syslog` (RFC 5424) or `clf` (Apache common
+    /// log). The same arguments always give the same bytes.
+    Generate {
+        /// The record shape: sensor, metering, click, csv, syslog or clf.
+        kind: String,
+        /// How many records.
+        count: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Distinct devices (users, hosts) the records come from.
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        /// Filler bytes added to each JSON record (a "pad" field) and syslog message.
+        #[arg(long, default_value_t = 0)]
+        pad: usize,
     },
 }
 
@@ -258,15 +293,18 @@ fn main() -> ExitCode {
         match pair_stages(args, m) {
             Ok(stages) => args.stages = stages,
             Err(msg) => {
-                eprintln!("edge-router: {msg}");
+                say_err!("edge-router: {msg}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written is dropped: with internal errors logged, tracing
+    // would report it with `eprintln!`, which panics on a closed standard error.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Human => logs.init(),
@@ -277,7 +315,7 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => match plugin_cli::run(cmd) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -297,19 +335,51 @@ fn main() -> ExitCode {
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("edge-router top: {e}");
+                    say_err!("edge-router top: {e}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Generate {
+            kind,
+            count,
+            seed,
+            devices,
+            pad,
+        } => {
+            use edge_router::generate::{Kind, Options, write};
+            let kind = match Kind::parse(&kind) {
+                Ok(k) => k,
+                Err(why) => {
+                    say_err!("edge-router generate: {why}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let o = Options {
+                kind,
+                count,
+                seed,
+                devices,
+                pad,
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            match write(&o, &mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    say_err!("edge-router generate: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
             }
         }
         Command::Reload { metrics, token } => {
             match edge_router::reload::request(&metrics, token.as_deref()) {
                 Ok(summary) => {
-                    println!("{summary}");
+                    say!("{summary}");
                     ExitCode::SUCCESS
                 }
                 Err(why) => {
-                    eprintln!("edge-router reload: {why}");
+                    say_err!("edge-router reload: {why}");
                     ExitCode::FAILURE
                 }
             }
@@ -317,7 +387,7 @@ fn main() -> ExitCode {
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -346,7 +416,7 @@ mod plugin_cli {
         match cmd {
             PluginCommand::Check { file } => {
                 let info = wasm::inspect(&file)?;
-                println!(
+                say!(
                     "{}: a component implementing {} of edge-router:plugin@0.1.0",
                     file.display(),
                     info.worlds
@@ -360,8 +430,8 @@ mod plugin_cli {
                 } else {
                     info.imports.join(", ")
                 };
-                println!("imports: {imports}");
-                println!("exports: {}", info.exports.join(", "));
+                say!("imports: {imports}");
+                say!("exports: {}", info.exports.join(", "));
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Run { file, config, kind } => run_plugin(file, config, kind),
@@ -385,15 +455,10 @@ mod plugin_cli {
             },
         };
         let cfg = WasmStageConfig {
-            plugin: file,
-            kind,
             config_json: config,
             on_error: OnError::DeadLetter,
-            memory_max_bytes: 64 << 20,
             timeout: std::time::Duration::from_millis(1000),
-            batch_records_max: 1024,
-            batch_bytes_max: 4 << 20,
-            grants: Default::default(),
+            ..WasmStageConfig::defaults(file, kind)
         };
         // Route plugins: every destination name they return is accepted and printed.
         let names = wasm::destination_names(&cfg)?;
@@ -443,7 +508,7 @@ mod plugin_cli {
                 edge_router::core::record::Position::Line(l) => format!("line {l}"),
                 edge_router::core::record::Position::None => "a record".to_owned(),
             };
-            eprintln!("{line}: {}", d.reason);
+            say_err!("{line}: {}", d.reason);
         }
         Ok(if dead.is_empty() {
             ExitCode::SUCCESS
@@ -462,7 +527,7 @@ fn send(args: SendArgs) -> ExitCode {
     let target = match Target::parse(&args.target) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("edge-router send: {e}");
+            say_err!("edge-router send: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -470,7 +535,7 @@ fn send(args: SendArgs) -> ExitCode {
         (Some(f), _) => match edge_router::tls::parse_fingerprint(f) {
             Ok(f) => Trust::Pinned(f),
             Err(e) => {
-                eprintln!("edge-router send: --fingerprint: {e}");
+                say_err!("edge-router send: --fingerprint: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
@@ -501,16 +566,16 @@ fn send(args: SendArgs) -> ExitCode {
     let summary = send::run(opts, Box::new(input));
     if args.stats {
         match serde_json::to_string(&summary) {
-            Ok(j) => eprintln!("{j}"),
-            Err(e) => eprintln!("edge-router send: stats: {e}"),
+            Ok(j) => say_err!("{j}"),
+            Err(e) => say_err!("edge-router send: stats: {e}"),
         }
     }
     let unsent = summary.unsent();
     if let Some(e) = &summary.error {
-        eprintln!("edge-router send: {e}");
+        say_err!("edge-router send: {e}");
     }
     if unsent > 0 || summary.error.is_some() {
-        eprintln!(
+        say_err!(
             "edge-router send: {} of {} record(s) acknowledged; {unsent} not sent",
             summary.records_acknowledged,
             summary.records_read + summary.records_too_long
@@ -546,16 +611,16 @@ fn limit_text(l: Option<u64>) -> String {
 /// The lines `validate` prints for a bound: the total (`show` and the exact number), then one
 /// line per term.
 fn print_bound(title: &str, bound: &config::bound::Bound, show: impl Fn(u64) -> String) {
-    println!("{title}: {} ({})", show(bound.total()), bound.total());
+    say!("{title}: {} ({})", show(bound.total()), bound.total());
     for t in &bound.terms {
-        println!("  {}: {} = {}", t.what, t.formula, show(t.value));
+        say!("  {}: {} = {}", t.what, t.formula, show(t.value));
     }
 }
 
 fn validate(args: &ValidateArgs) -> ExitCode {
     match config::load_file(&args.config) {
         Ok(c) => {
-            println!(
+            say!(
                 "{}: ok ({} source(s), {} stage(s), {} sink(s))",
                 args.config.display(),
                 c.sources.len(),
@@ -567,14 +632,14 @@ fn validate(args: &ValidateArgs) -> ExitCode {
                 &config::bound::memory(&c),
                 config::bound::human_bytes,
             );
-            println!(
+            say!(
                 "  (not counted: the process itself, plugin instances, AWS sinks' requests in flight)"
             );
             let fds = config::bound::descriptors(&c);
             print_bound("file descriptors needed at most", &fds, |n| n.to_string());
             let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
             let fits = r.maximum.is_none_or(|hard| fds.total() <= hard);
-            println!(
+            say!(
                 "  limit here: soft {}, hard {} (`run` raises the soft limit to the hard one){}",
                 limit_text(r.current),
                 limit_text(r.maximum),
@@ -587,8 +652,8 @@ fn validate(args: &ValidateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{}: {} problem(s)", args.config.display(), errors.0.len());
+            say_err!("{errors}");
+            say_err!("{}: {} problem(s)", args.config.display(), errors.0.len());
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -652,7 +717,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (mut config, is_default) = match load(&args) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{errors}");
+            say_err!("{errors}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
@@ -689,7 +754,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
-        eprintln!(
+        say_err!(
             "edge-router: no config given; reading records from stdin, writing them to {} (dead letters: {})",
             sinks.join(", "),
             config.dead_letter.path.display()
@@ -786,12 +851,12 @@ async fn supervise(
     }
     let report = running.report();
     match stats_format {
-        Some(StatsFormat::Human) => eprintln!("{}", stats::human(&report)),
-        Some(StatsFormat::Json) => eprintln!("{}", stats::json(&report)),
+        Some(StatsFormat::Human) => say_err!("{}", stats::human(&report)),
+        Some(StatsFormat::Json) => say_err!("{}", stats::json(&report)),
         None => {}
     }
     if gave_up {
-        eprintln!(
+        say_err!(
             "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
             grace(&running).as_millis(),
             report.in_flight.max(0)
@@ -802,10 +867,10 @@ async fn supervise(
     }
     if !failures.is_empty() {
         for f in &failures {
-            eprintln!("edge-router: {f}");
+            say_err!("edge-router: {f}");
         }
         if report.in_flight > 0 {
-            eprintln!(
+            say_err!(
                 "edge-router: {} record(s) were read but neither delivered nor dead-lettered",
                 report.in_flight
             );

@@ -172,6 +172,30 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         false,
     ),
     (
+        "plugin_contract_violations_total",
+        "Plugin answers rejected for breaking the contract or exceeding answer_bytes_max.",
+        |v| v.plugin_contract_violations,
+        false,
+    ),
+    (
+        "plugin_restart_failures_total",
+        "Failed attempts to start a new plugin instance after a failed call.",
+        |v| v.plugin_restart_failures,
+        false,
+    ),
+    (
+        "plugin_breaker_trips_total",
+        "Times a plugin stage's breaker opened.",
+        |v| v.plugin_breaker_trips,
+        false,
+    ),
+    (
+        "plugin_logs_suppressed_total",
+        "Plugin log messages held back by the stage's log limits.",
+        |v| v.plugin_logs_suppressed,
+        false,
+    ),
+    (
         "kinesis_requests_total",
         "PutRecords requests made.",
         |v| v.kinesis_requests,
@@ -225,6 +249,24 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         |v| v.firehose_billed_bytes,
         false,
     ),
+    (
+        "aws_aggregates_total",
+        "KPL aggregated records the AWS API opened on ingest.",
+        |v| v.aws_aggregates,
+        false,
+    ),
+    (
+        "aws_aggregated_records_total",
+        "User records taken out of KPL aggregates on ingest.",
+        |v| v.aws_aggregated_records,
+        false,
+    ),
+    (
+        "aws_aggregates_kept_whole_total",
+        "Records that looked like KPL aggregates but failed the check and were kept whole.",
+        |v| v.aws_aggregates_kept_whole,
+        false,
+    ),
 ];
 
 /// Renders `r` in the Prometheus text format.
@@ -270,6 +312,28 @@ pub fn prometheus(r: &Report) -> String {
                     &name,
                     &[("component", &c.name), ("kind", kind_name(c.kind))],
                     v,
+                );
+            }
+        }
+    }
+    {
+        let name = "edge_router_component_plugin_breaker_open";
+        let stages: Vec<_> = comps
+            .iter()
+            .filter(|c| c.kind == crate::core::accounting::Kind::Stage)
+            .collect();
+        if !stages.is_empty() {
+            let mut f = family(
+                &mut out,
+                name,
+                "gauge",
+                "1 while a plugin stage's breaker is open (its plugin is not called), else 0.",
+            );
+            for c in stages {
+                f.sample(
+                    name,
+                    &[("component", &c.name), ("kind", kind_name(c.kind))],
+                    c.counters.plugin_breaker_open,
                 );
             }
         }

@@ -228,6 +228,20 @@ pub fn write_lines<'a, W: Write + ?Sized>(
     delim: &'a [u8],
     staging: &mut Vec<u8>,
 ) -> io::Result<u64> {
+    write_lines_with(w, data, spans, delim, false, staging)
+}
+
+/// [`write_lines`], where `if_missing` adds the delimiter only to records that do not already
+/// end with it (so newline-terminated records come out as single lines). An empty `delim` adds
+/// nothing.
+pub fn write_lines_with<'a, W: Write + ?Sized>(
+    w: &mut W,
+    data: &'a [u8],
+    spans: &[Span],
+    delim: &'a [u8],
+    if_missing: bool,
+    staging: &mut Vec<u8>,
+) -> io::Result<u64> {
     /// Pieces shorter than this on average are copied into `staging` instead.
     const SMALL_PIECE: usize = 512;
     /// `staging` is given back to the allocator when a call made it larger than this.
@@ -235,19 +249,36 @@ pub fn write_lines<'a, W: Write + ?Sized>(
     let mut pieces: Vec<io::IoSlice<'a>> = Vec::new();
     let mut total = 0usize;
     let mut put = |piece: &'a [u8], pieces: &mut Vec<io::IoSlice<'a>>| {
+        if piece.is_empty() {
+            return;
+        }
         total += piece.len();
         pieces.push(io::IoSlice::new(piece));
     };
     let single = if let [d] = delim { Some(*d) } else { None };
+    let ends = |s: &Span| {
+        if_missing
+            && !delim.is_empty()
+            && data
+                .get(s.start as usize..s.end as usize)
+                .is_some_and(|p| p.ends_with(delim))
+    };
     let mut i = 0;
     while i < spans.len() {
         let first = spans[i];
         let start = first.start as usize;
         let mut end = first.end as usize;
         i += 1;
+        if ends(&first) {
+            put(&data[start..end], &mut pieces);
+            continue;
+        }
         if let Some(d) = single {
             // Extend the run while the next record starts right after our delimiter.
-            while i < spans.len() && data.get(end) == Some(&d) && spans[i].start as usize == end + 1
+            while i < spans.len()
+                && data.get(end) == Some(&d)
+                && spans[i].start as usize == end + 1
+                && !ends(&spans[i])
             {
                 end = spans[i].end as usize;
                 i += 1;
@@ -309,6 +340,15 @@ fn write_all_vectored<W: Write + ?Sized>(
 /// Bytes that `spans` take as lines with a delimiter of `delim_len` bytes.
 pub fn line_bytes(spans: &[Span], delim_len: usize) -> u64 {
     spans.iter().map(|s| (s.len() + delim_len) as u64).sum()
+}
+
+/// Bytes one record takes as a line written by [`write_lines_with`].
+pub fn line_len(payload: &[u8], delim: &[u8], if_missing: bool) -> usize {
+    if if_missing && payload.ends_with(delim) {
+        payload.len()
+    } else {
+        payload.len() + delim.len()
+    }
 }
 
 #[cfg(test)]
@@ -476,5 +516,39 @@ mod tests {
         let crlf = String::from_utf8(expected).unwrap().replace('\n', "\r\n");
         assert_eq!(w.out, crlf.as_bytes());
         assert_eq!(w.slices, 1024);
+    }
+
+    #[test]
+    fn a_delimiter_a_record_ends_with_is_not_doubled_when_asked() {
+        let data = b"a\nb\nc\n\nd";
+        // Records "a\n" (its own newline inside), "b", "c\n", "d".
+        let spans = [
+            Span { start: 0, end: 2 },
+            Span { start: 2, end: 3 },
+            Span { start: 4, end: 6 },
+            Span { start: 7, end: 8 },
+        ];
+        let mut w = Counting(Vec::new(), 0);
+        let n = write_lines_with(&mut w, data, &spans, b"\n", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\nb\nc\nd\n");
+        assert_eq!(n, w.0.len() as u64);
+        let sum: usize = spans
+            .iter()
+            .map(|s| line_len(&data[s.start as usize..s.end as usize], b"\n", true))
+            .sum();
+        assert_eq!(sum, w.0.len());
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"\n", false, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\n\nb\nc\n\nd\n");
+        // An empty delimiter writes the payloads back to back.
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\nbc\nd");
+        // A multi-byte delimiter.
+        let data = b"x\r\ny";
+        let spans = [Span { start: 0, end: 3 }, Span { start: 3, end: 4 }];
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"\r\n", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"x\r\ny\r\n");
     }
 }

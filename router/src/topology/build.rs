@@ -28,7 +28,7 @@ use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
-use crate::stages::wasm::{INSTANCES_MAX, Plugin, WasmStage};
+use crate::stages::wasm::{INSTANCES_MAX, Plugin, StageGuard, WasmStage};
 use crate::stages::{Generation, Handoff, NamedStage, Stage, run_stages};
 use crate::topology::queue::{Depth, Limits, Receiver, Sender, WeakSender, Weighed, queue};
 use crate::topology::{DeadLetterTx, DeadLetters, Dispatcher, Outlet, PortPlan, SinkPort};
@@ -326,18 +326,24 @@ fn stage_sets(
             format!("stages.{}", s.name)
         };
         let counters = registry.register(component, Kind::Stage);
+        // A plugin stage's workers share one guard: its log allowance and its breaker.
+        let guard = match l {
+            Loaded::Wasm(_, w) => Some(StageGuard::new(&s.name, w, counters.clone())),
+            _ => None,
+        };
         for set in &mut sets {
             let stage: Box<dyn Stage> = match l {
                 Loaded::Filter(f) => Box::new(Filter::new((*f).clone())),
                 Loaded::Route(r) => Box::new(Route::new((*r).clone())),
                 Loaded::Wasm(plugin, w) => Box::new(
                     WasmStage::from_plugin(
-                        &s.name,
                         plugin.clone(),
+                        guard
+                            .clone()
+                            .unwrap_or_else(|| StageGuard::new(&s.name, w, counters.clone())),
                         (*w).clone(),
                         &sink_names,
                         config.pipeline.default_sinks,
-                        counters.clone(),
                     )
                     .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?,
                 ),

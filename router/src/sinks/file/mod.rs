@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::core::rate_limit::TokenBucket;
 use crate::core::record::{Batch, Span};
 use crate::core::template::{max_rotation_seq, rotated_path};
-use crate::sinks::{BlockingSink, WriteFailure, write_lines};
+use crate::sinks::{BlockingSink, WriteFailure, line_len, write_lines_with};
 pub use config::{Compression, FileSinkConfig, Fsync};
 
 /// An output stream: a file, possibly behind a compressor.
@@ -257,7 +257,6 @@ impl FileSink {
         data: &[u8],
         spans: &[Span],
     ) -> Result<(), (io::Error, usize, bool)> {
-        let dl = self.cfg.delimiter.len();
         let mut done = 0;
         let untouched = |e: io::Error, done: usize| {
             let transient = crate::sources::guard::is_exhaustion(&e);
@@ -280,8 +279,9 @@ impl FileSink {
             let rest = &spans[done..];
             let n = if self.cfg.rotate_bytes > 0 {
                 records_fitting(
+                    data,
                     rest,
-                    dl,
+                    (&self.cfg.delimiter, self.cfg.delimiter_if_missing),
                     self.cfg.rotate_bytes.saturating_sub(file.size),
                     file.size == 0,
                 )
@@ -293,11 +293,12 @@ impl FileSink {
                 continue;
             }
             let part = &rest[..n];
-            let bytes = write_lines(
+            let bytes = write_lines_with(
                 &mut file.out,
                 data,
                 part,
                 &self.cfg.delimiter,
+                self.cfg.delimiter_if_missing,
                 &mut self.staging,
             )
             .map_err(|e| (with_path(e, "writing", path), done, false))?;
@@ -333,12 +334,22 @@ impl FileSink {
     }
 }
 
-/// How many of `spans`, as lines with a `delim_len`-byte delimiter, fit in `room` bytes. A file
-/// that is still empty takes at least one record, however large: records are never split.
-fn records_fitting(spans: &[Span], delim_len: usize, room: u64, file_empty: bool) -> usize {
+/// How many of `spans` of `data`, as lines with a delimiter (and whether it is added only when
+/// missing), fit in `room` bytes. A file that is still empty takes at least one record, however
+/// large: records are never split.
+fn records_fitting(
+    data: &[u8],
+    spans: &[Span],
+    (delim, if_missing): (&[u8], bool),
+    room: u64,
+    file_empty: bool,
+) -> usize {
     let mut used = 0u64;
     for (i, s) in spans.iter().enumerate() {
-        used += (s.len() + delim_len) as u64;
+        let payload = data
+            .get(s.start as usize..s.end as usize)
+            .unwrap_or_default();
+        used += line_len(payload, delim, if_missing) as u64;
         if used > room {
             return if i == 0 && file_empty { 1 } else { i };
         }
@@ -551,10 +562,24 @@ mod tests {
     #[test]
     fn records_fitting_never_splits_and_takes_one_into_an_empty_file() {
         let s = spans(&[4, 4, 4]);
-        assert_eq!(records_fitting(&s, 1, 10, false), 2);
-        assert_eq!(records_fitting(&s, 1, 9, false), 1);
-        assert_eq!(records_fitting(&s, 1, 4, false), 0);
-        assert_eq!(records_fitting(&s, 1, 4, true), 1);
-        assert_eq!(records_fitting(&s, 1, 100, false), 3);
+        let data = [b'x'; 15];
+        let nl: (&[u8], bool) = (b"\n", false);
+        assert_eq!(records_fitting(&data, &s, nl, 10, false), 2);
+        assert_eq!(records_fitting(&data, &s, nl, 9, false), 1);
+        assert_eq!(records_fitting(&data, &s, nl, 4, false), 0);
+        assert_eq!(records_fitting(&data, &s, nl, 4, true), 1);
+        assert_eq!(records_fitting(&data, &s, nl, 100, false), 3);
+        // Records that end with the delimiter take no extra byte when it is added only if
+        // missing.
+        let data = b"abc\ndef\nghi\n";
+        let s: Vec<Span> = (0..3)
+            .map(|i| Span {
+                start: 4 * i,
+                end: 4 * i + 4,
+            })
+            .collect();
+        assert_eq!(&data[s[2].start as usize..s[2].end as usize], b"ghi\n");
+        assert_eq!(records_fitting(data, &s, (b"\n", true), 12, false), 3);
+        assert_eq!(records_fitting(data, &s, (b"\n", false), 12, false), 2);
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::aws_api::config::AwsApiConfig;
 use super::body::Format;
 use crate::config::reader::{Diagnostics, Section};
 
@@ -54,12 +55,10 @@ pub struct HttpSourceConfig {
     pub body_min_bytes_per_sec: u64,
     /// Threads serving requests.
     pub workers: usize,
-    /// Answer the Kinesis / Firehose JSON API (`POST /` with `X-Amz-Target`).
+    /// Answer the Kinesis / Firehose API (`POST /` with `X-Amz-Target`).
     pub aws_api: bool,
-    /// When non-empty, the AWS API accepts only requests signed with one of these access keys.
-    pub aws_access_key_ids: Vec<String>,
-    /// Region the AWS API reports in stream ARNs.
-    pub aws_region: String,
+    /// The AWS API's settings (`aws_*` keys).
+    pub aws: AwsApiConfig,
 }
 
 /// The default `max_inflight_bytes` of a network source.
@@ -179,18 +178,7 @@ impl HttpSourceConfig {
         let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let workers = s.int_or(d, "workers", default_workers as u64, 1..=64) as usize;
         let aws_api = s.bool_or(d, "aws_api", false);
-        let keys = s.opt_str_list(d, "aws_access_key_ids");
-        let aws_region = s.str_or(d, "aws_region", "us-east-1");
-        if aws_api
-            && keys.is_none()
-            && let Some(t) = &auth_token
-        {
-            d.error(
-                &t.spot,
-                "auth_token does not protect the AWS API (its clients sign requests instead of \
-                 sending a bearer token): with aws_api = true, also set aws_access_key_ids",
-            );
-        }
+        let aws = AwsApiConfig::parse(s, d, aws_api, address, auth_token.as_ref());
         Some(HttpSourceConfig {
             address: address?,
             tls,
@@ -214,12 +202,7 @@ impl HttpSourceConfig {
             body_min_bytes_per_sec,
             workers,
             aws_api,
-            aws_access_key_ids: keys
-                .unwrap_or_default()
-                .into_iter()
-                .map(|k| k.value)
-                .collect(),
-            aws_region,
+            aws,
         })
     }
 }

@@ -43,9 +43,9 @@ use super::guard::{AcceptErrors, Activity, Budget, BudgetError, PeerCaps, Reserv
 use crate::core::accounting::Counters;
 use crate::core::deadline::{IdleTimeouts, TransferDeadline};
 use crate::core::rate_limit::Repeats;
-use crate::core::record::{Batch, Origin, PositionBase, RecordMeta, Span};
+use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
 use crate::topology::queue::{Closed, Probe, Sender};
-use aws_api::{ApiLimits, Call, Sequence};
+use aws_api::Sequence;
 use body::{BodyError, BodyLimits, Encoding, Format};
 
 /// HTTP/2 flow-control window of one stream: what a client may send before the router has read
@@ -123,6 +123,8 @@ struct Shared {
     budget: Budget,
     /// Keeps per-connection warnings (refused peers, timeouts) from flooding the log.
     warnings: Mutex<Repeats>,
+    /// The AWS API's state (used when `cfg.aws_api`).
+    aws: aws_api::serve::State,
 }
 
 impl Shared {
@@ -191,6 +193,14 @@ impl HttpSource {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let cfg_budget = (cfg.max_inflight_bytes, cfg.max_inflight_bytes_per_peer);
+        if cfg.aws_api && cfg.aws.auth == (aws_api::config::AwsAuth::Open { explicit: true }) {
+            tracing::warn!(
+                "source `{name}`: the AWS API on {} takes requests signed with any key \
+                 (aws_auth = \"none\"): anyone who can reach it can write records",
+                cfg.address
+            );
+        }
+        let aws = aws_api::serve::State::new(cfg.aws.shards, base);
         Ok(HttpSource {
             shared: Arc::new(Shared {
                 name: Arc::from(name),
@@ -202,6 +212,7 @@ impl HttpSource {
                 stopping: AtomicBool::new(false),
                 budget: Budget::new(cfg_budget.0, cfg_budget.1),
                 warnings: Mutex::new(Repeats::new(10, Instant::now())),
+                aws,
             }),
             listener,
             tls,
@@ -468,10 +479,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
             }
         }
         (&Method::POST, "/v1/records") => counted(shared, records(shared, req).await),
-        (&Method::POST, "/")
-            if shared.cfg.aws_api && req.headers().contains_key("x-amz-target") =>
-        {
-            counted(shared, aws(shared, req).await)
+        // The Kinesis/Firehose API: every request to `/` (see `aws_api::serve`).
+        (_, "/") if shared.cfg.aws_api => {
+            counted(shared, aws_api::serve::handle(shared, req).await)
         }
         (_, "/v1/records") => {
             let mut r = error_answer(405, "use POST for /v1/records");
@@ -553,25 +563,42 @@ impl body::Reserve for Held<'_> {
     }
 }
 
-/// Reads the body within `max_body_bytes` (a declared length over it is refused before reading),
-/// taking its bytes from the source's budget first (waiting for them at most `accept_wait`) and
-/// within the body deadline (`body_timeout` plus the time its bytes take at
-/// `body_min_bytes_per_sec`; else 408). Returns the headers, the body and its reservation.
-async fn read_body(
+/// Why a body could not be read (nothing of the request was taken).
+#[derive(Debug)]
+enum ReadFailure {
+    /// Over `max_body_bytes` (declared or sent).
+    TooLarge,
+    /// The budget could not hold it.
+    Budget(BudgetError),
+    /// It did not arrive within its deadline.
+    Stalled,
+    /// The connection failed.
+    Broken(String),
+}
+
+/// The request's peer address (0.0.0.0 if unknown).
+fn peer_of<B>(req: &Request<B>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::from([0u8; 4]), |p| p.0)
+}
+
+/// Reads a body within `max_body_bytes` (a declared length over it is refused before reading),
+/// taking its bytes from the source's budget for `peer` first (waiting for them at most
+/// `accept_wait`) and within the body deadline (`body_timeout` plus the time its bytes take at
+/// `body_min_bytes_per_sec`). Returns the body and its reservation. Shared by `/v1/records` and
+/// the AWS API.
+async fn read_limited(
     shared: &Shared,
-    req: Request<Incoming>,
-) -> Result<(HeaderMap, Bytes, Reservation), Answer> {
+    headers: &HeaderMap,
+    mut body: Incoming,
+    peer: std::net::IpAddr,
+) -> Result<(Bytes, Reservation), ReadFailure> {
     let max = shared.cfg.max_body_bytes;
-    let too_large = || {
-        error_answer(
-            413,
-            format!("body exceeds max_body_bytes ({max} bytes); send smaller requests"),
-        )
-    };
-    let declared = header_str(req.headers(), header::CONTENT_LENGTH)
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err(ReadFailure::TooLarge);
     }
     let started = Instant::now();
     let wait_until = tokio::time::Instant::now() + shared.cfg.accept_wait;
@@ -579,20 +606,15 @@ async fn read_body(
         grace: shared.cfg.body_timeout,
         min_bytes_per_sec: shared.cfg.body_min_bytes_per_sec,
     };
-    let peer = req
-        .extensions()
-        .get::<Peer>()
-        .map_or(std::net::IpAddr::from([0u8; 4]), |p| p.0);
     let mut held = shared.budget.reserve(peer);
     let mut buf: Vec<u8> = Vec::new();
     if let Some(n) = declared {
         let n = n as usize;
         held.grow(n, wait_until)
             .await
-            .map_err(|e| budget_answer(shared, e))?;
+            .map_err(ReadFailure::Budget)?;
         buf.reserve_exact(n);
     }
-    let (parts, mut body) = req.into_parts();
     loop {
         let deadline = transfer.deadline(started, buf.len() as u64);
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
@@ -605,14 +627,10 @@ async fn read_body(
                     transfer.grace.as_millis(),
                     transfer.min_bytes_per_sec
                 ));
-                return Err(error_answer(
-                    408,
-                    "the body did not arrive in time (body_timeout_ms plus \
-                     body_min_bytes_per_sec); nothing was accepted",
-                ));
+                return Err(ReadFailure::Stalled);
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(error_answer(400, format!("reading the body: {e}"))),
+            Ok(Some(Err(e))) => return Err(ReadFailure::Broken(e.to_string())),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else {
@@ -620,7 +638,7 @@ async fn read_body(
         };
         let len = buf.len() + data.len();
         if len > max {
-            return Err(too_large());
+            return Err(ReadFailure::TooLarge);
         }
         if len > buf.capacity() {
             // Grow like a Vec does (the held bytes are the buffer's capacity), counting the old
@@ -628,14 +646,41 @@ async fn read_body(
             let new = (buf.capacity() * 2).max(len).max(16 << 10).min(max);
             held.grow(new, wait_until)
                 .await
-                .map_err(|e| budget_answer(shared, e))?;
+                .map_err(ReadFailure::Budget)?;
             buf.reserve_exact(new - buf.len());
             held.shrink_to(buf.capacity());
         }
         buf.extend_from_slice(&data);
     }
     held.shrink_to(buf.capacity());
-    Ok((parts.headers, Bytes::from(buf), held))
+    Ok((Bytes::from(buf), held))
+}
+
+/// Reads a `/v1/records` body (see [`read_limited`]); a failure is the answer: 413, 503 with
+/// `Retry-After` (budget taken), 408 (stalled), 400.
+async fn read_body(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<(HeaderMap, Bytes, Reservation), Answer> {
+    let peer = peer_of(&req);
+    let (parts, body) = req.into_parts();
+    match read_limited(shared, &parts.headers, body, peer).await {
+        Ok((raw, held)) => Ok((parts.headers, raw, held)),
+        Err(ReadFailure::TooLarge) => Err(error_answer(
+            413,
+            format!(
+                "body exceeds max_body_bytes ({} bytes); send smaller requests",
+                shared.cfg.max_body_bytes
+            ),
+        )),
+        Err(ReadFailure::Budget(e)) => Err(budget_answer(shared, e)),
+        Err(ReadFailure::Stalled) => Err(error_answer(
+            408,
+            "the body did not arrive in time (body_timeout_ms plus body_min_bytes_per_sec); \
+             nothing was accepted",
+        )),
+        Err(ReadFailure::Broken(e)) => Err(error_answer(400, format!("reading the body: {e}"))),
+    }
 }
 
 /// Query parameters, percent-decoded.
@@ -776,73 +821,6 @@ async fn records(shared: &Shared, req: Request<Incoming>) -> Answer {
     match accept(shared, batch, held).await {
         Ok(()) => json_answer(200, format!("{{\"accepted\":{n}}}")),
         Err(why) => busy_answer(shared, &format!("{why}; nothing was accepted, retry later")),
-    }
-}
-
-async fn aws(shared: &Shared, req: Request<Incoming>) -> Answer {
-    let amz = |status: u16, body: String| {
-        let mut r = json_answer(status, body);
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        r
-    };
-    let call = match Call::from_target(header_str(req.headers(), "x-amz-target").unwrap_or("")) {
-        Ok(c) => c,
-        Err(e) => return amz(400, e.body()),
-    };
-    if !shared.cfg.aws_access_key_ids.is_empty() {
-        let key = header_str(req.headers(), header::AUTHORIZATION).and_then(aws_api::access_key_id);
-        if !key.is_some_and(|k| shared.cfg.aws_access_key_ids.iter().any(|a| a == k)) {
-            let e = aws_api::ApiError {
-                kind: "UnrecognizedClientException",
-                message: "the request's access key id is not allowed by this edge-router".into(),
-            };
-            return amz(400, e.body());
-        }
-    }
-    let (_, raw, mut held) = match read_body(shared, req).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    // The decoded records take at most what their base64 text took, plus their keys.
-    if let Err(e) = held.try_grow(raw.len() + 500 * 512) {
-        return budget_answer(shared, e);
-    }
-    if !call.carries_records() {
-        return match aws_api::describe(call, &raw, &shared.cfg.aws_region) {
-            Ok(body) => amz(200, body),
-            Err(e) => amz(400, e.body()),
-        };
-    }
-    let limits = ApiLimits {
-        max_record_bytes: shared.cfg.max_record_bytes,
-        max_records: 500,
-    };
-    let recs = match aws_api::parse_records(call, &raw, &limits) {
-        Ok(r) => r,
-        Err(e) => return amz(400, e.body()),
-    };
-    let n = recs.spans.len();
-    let spans: Vec<Span> = recs.spans;
-    let mut batch = Batch::new(Bytes::from(recs.data), spans, origin(shared));
-    if let Some(meta) = recs.meta {
-        batch = batch.with_meta(meta);
-    }
-    match accept(shared, batch, held).await {
-        Ok(()) => {
-            let first = shared
-                .sequence
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(n);
-            amz(200, aws_api::accepted(call, n, first))
-        }
-        Err(_) => {
-            let (status, body) = aws_api::refused(call, n);
-            amz(status, body)
-        }
     }
 }
 
