@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -322,19 +322,25 @@ fn append_piece(
 }
 
 /// Syncs the log if the fsync policy says it is time, without holding the lock through the
-/// fsyncs (the reader and the sink's acknowledgements go on meanwhile).
+/// fsyncs (the reader and the sink's acknowledgements go on meanwhile). A failure is logged;
+/// the log makes the next try wait (`retry_delay`).
 fn sync_if_due(shared: &Shared) {
-    let job = shared.lock().log.begin_sync(Instant::now());
-    let result = match job {
-        Ok(Some(job)) => {
-            let done = job.run();
-            shared.lock().log.end_sync(&job, done)
-        }
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
+    let Some(job) = shared.lock().log.begin_sync(Instant::now()) else {
+        return;
     };
-    if let Err(e) = result {
-        tracing::error!("disk buffer of sink `{}`: {e}", shared.name);
+    let done = job.run();
+    let mut st = shared.lock();
+    if let Err(e) = st.log.end_sync(&job, done) {
+        let now = Instant::now();
+        let next = st
+            .log
+            .sync_deadline(now)
+            .map_or(Duration::ZERO, |at| at - now);
+        tracing::error!(
+            "disk buffer of sink `{}`: {e}; trying again in {} ms",
+            shared.name,
+            next.as_millis()
+        );
     }
 }
 
