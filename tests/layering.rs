@@ -473,7 +473,7 @@ fn a_planted_violation_of_each_rule_is_caught() {
     // Rule 1.
     let got = check(
         "core/x.rs",
-        "use std::time::Instant;\nfn f() { let t = Instant::now(); }\nuse crate::sinks::kinesis::hash;\nuse crate::{core::record, topology::queue};\nasync fn g() { tokio::spawn(async {}); std::fs::read(\"x\"); }\n",
+        "use std::time::Instant;\nfn f() { let t = Instant::now(); }\nuse crate::sinks::file::FileSink;\nuse crate::{core::record, topology::queue};\nasync fn g() { tokio::spawn(async {}); std::fs::read(\"x\"); }\n",
         &mut edges,
     );
     assert_eq!(
