@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::{Output, Proc, Stats, drain, free_port, temp_dir, wait_for_port, wait_with_timeout};
-use edge_router::sinks::kinesis::hash::{hash_key, parse_hash_key};
+use edge_router::core::kinesis::hash::{hash_key, parse_hash_key};
 use serde_json::Value;
 
 /// Where the test tools are.

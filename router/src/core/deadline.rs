@@ -19,21 +19,21 @@ pub struct TransferDeadline {
 impl TransferDeadline {
     /// The deadline of a transfer that started at `started` and has received `bytes`.
     pub fn deadline(&self, started: Instant, bytes: u64) -> Instant {
+        started + self.longest(bytes)
+    }
+
+    /// The longest a transfer of at most `limit` bytes can take before it is cut off: `grace`
+    /// plus `limit` at `min_bytes_per_sec`.
+    pub fn longest(&self, limit: u64) -> Duration {
         let allowance = match self.min_bytes_per_sec {
             0 => Duration::ZERO,
             rate => {
-                let secs = bytes / rate;
-                let nanos = (bytes % rate) * 1_000_000_000 / rate;
+                let secs = limit / rate;
+                let nanos = (limit % rate) * 1_000_000_000 / rate;
                 Duration::from_secs(secs) + Duration::from_nanos(nanos)
             }
         };
-        started + self.grace + allowance
-    }
-
-    /// The longest a transfer of at most `limit` bytes can take before it is cut off.
-    pub fn longest(&self, limit: u64) -> Duration {
-        let now = Instant::now();
-        self.deadline(now, limit).duration_since(now)
+        self.grace + allowance
     }
 }
 

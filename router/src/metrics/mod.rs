@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use crate::config::reader::{Diagnostics, Section};
 
 use crate::core::accounting::{CounterValues, Quantiles};
-use crate::topology::build::Report;
+use crate::core::report::Report;
 
 /// Settings of the metrics endpoint (`[metrics]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -470,7 +470,7 @@ pub fn prometheus(r: &Report) -> String {
         (
             "edge_router_queue_records",
             "Records in the queue now.",
-            (|q| q.records) as fn(&crate::topology::build::QueueStats) -> u64,
+            (|q| q.records) as fn(&crate::core::report::QueueStats) -> u64,
         ),
         ("edge_router_queue_bytes", "Bytes in the queue now.", |q| {
             q.bytes
@@ -531,7 +531,7 @@ fn kind_name(k: crate::core::accounting::Kind) -> &'static str {
 mod tests {
     use super::*;
     use crate::core::accounting::{Kind, Registry};
-    use crate::topology::build::{LatencyStats, QueueStats};
+    use crate::core::report::{LatencyStats, QueueStats};
 
     fn report() -> Report {
         let reg = Registry::new();

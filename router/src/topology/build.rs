@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
-use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
+use crate::core::accounting::{Counters, Kind, Registry};
 use crate::core::record::Batch;
+use crate::core::report::{LatencyStats, QueueStats, Report};
 use crate::sinks::file::FileSink;
 use crate::sinks::run_blocking_sink;
 use crate::sinks::stdout::StdoutSink;
@@ -106,44 +106,6 @@ pub struct Observer {
     stop: Arc<AtomicBool>,
     queues: Probes,
     started: Instant,
-}
-
-/// Queue fill for the stats report.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueStats {
-    /// Which queue (named after its consumer).
-    pub name: String,
-    /// Record limit.
-    pub records_max: u64,
-    /// Byte limit.
-    pub bytes_max: u64,
-    /// Records queued now.
-    pub records: u64,
-    /// Bytes queued now.
-    pub bytes: u64,
-    /// Highest record count seen.
-    pub records_peak: u64,
-    /// Highest byte count seen.
-    pub bytes_peak: u64,
-}
-
-/// End-to-end latency quantiles in microseconds.
-pub use crate::core::accounting::Quantiles as LatencyStats;
-
-/// Everything `--stats` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Counters.
-    #[serde(flatten)]
-    pub counters: Snapshot,
-    /// `read + fanout_copies - written - dead_lettered - dropped_by_stage`.
-    pub in_flight: i128,
-    /// Queue fill.
-    pub queues: Vec<QueueStats>,
-    /// Arrival-to-written latency over all sinks.
-    pub latency_us: LatencyStats,
-    /// Wall time since start.
-    pub elapsed_ms: u64,
 }
 
 impl Running {

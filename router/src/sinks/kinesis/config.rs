@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::config::reader::{Diagnostics, Section};
+use crate::core::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
 use crate::core::partitioner::PartitionSpec;
-use crate::sinks::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
 use crate::sinks::kinesis::batch::{
     PUT_RECORDS_BYTES_MAX, PUT_RECORDS_ENTRIES_MAX, RECORD_BYTES_MAX_LIMIT,
 };

@@ -38,9 +38,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 pub use crate::core::accounting::ShardCounts;
-use crate::sinks::kinesis::aggregate::{Aggregator, KinesisRecord};
+use crate::core::kinesis::aggregate::{Aggregator, KinesisRecord};
+use crate::core::kinesis::hash::{format_hash_key, hash_key};
 use crate::sinks::kinesis::batch::{BatchPolicy, Batcher, Oversized};
-use crate::sinks::kinesis::hash::{format_hash_key, hash_key};
 use crate::sinks::kinesis::limits::{ShardLimiter, ShardRateLimit};
 use crate::sinks::kinesis::ordering::{EntryId, OrderTracker};
 use crate::sinks::kinesis::retry::{
@@ -961,8 +961,8 @@ impl<T> Engine<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::kinesis::aggregate::deaggregate;
-    use crate::sinks::kinesis::hash::parse_hash_key;
+    use crate::core::kinesis::aggregate::deaggregate;
+    use crate::core::kinesis::hash::parse_hash_key;
     use crate::sinks::kinesis::retry::Jitter;
     use rand::RngExt;
     use std::collections::HashSet;

@@ -23,8 +23,8 @@ use std::borrow::Cow;
 
 use base64::Engine as _;
 
+use crate::core::kinesis::aggregate;
 use crate::core::record::{RecordMeta, Span};
-use crate::sinks::kinesis::aggregate;
 use shards::{Shards, shard_id};
 use wire::{Blob, Entry, Input, Out, Wire};
 

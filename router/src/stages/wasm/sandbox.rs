@@ -83,6 +83,8 @@ impl StageGuard {
     /// The guard of stage `name`, counting into `counters`.
     pub fn new(name: &str, cfg: &WasmStageConfig, counters: Arc<Counters>) -> Arc<StageGuard> {
         let now = Instant::now();
+        // A stage rebuilt by a reload starts closed (its counters live on by name).
+        counters.plugin_breaker_open.store(0, Ordering::Relaxed);
         Arc::new(StageGuard {
             name: Arc::from(name),
             counters,

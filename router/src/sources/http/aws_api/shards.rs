@@ -9,7 +9,7 @@
 
 use base64::Engine as _;
 
-use crate::sinks::kinesis::hash::hash_key;
+use crate::core::kinesis::hash::hash_key;
 
 /// The default number of shards: a relay whose producer keeps Kinesis's per-shard limits (1,000
 /// records/s and 1 MiB/s each) may send up to 1,024,000 records/s and 1 GiB/s, above what one

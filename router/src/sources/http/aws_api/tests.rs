@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::sinks::kinesis::aggregate::Aggregator;
+use crate::core::kinesis::aggregate::Aggregator;
 
 const LIMITS: ApiLimits<'static> = ApiLimits {
     max_record_bytes: 1 << 20,
@@ -327,7 +327,7 @@ fn a_record_failing_the_aggregate_check_passes_through_whole() {
     let mut fake = aggregate::MAGIC.to_vec();
     let junk = [0xff_u8, 0xff, 0xff];
     fake.extend_from_slice(&junk);
-    fake.extend_from_slice(&crate::sinks::kinesis::hash::md5(&junk));
+    fake.extend_from_slice(&crate::core::kinesis::hash::md5(&junk));
     let body = json!({"StreamName": "s", "Records": [{"Data": b64(&fake), "PartitionKey": "a"}]});
     let r = parse(Call::PutRecords, &body, &LIMITS).unwrap();
     assert_eq!(texts(&r), vec![&fake[..]]);
