@@ -11,7 +11,7 @@
 #                 it on the disk you mean to measure (tmpfs makes fsync free)
 #
 # Environment: EDGE_ROUTER_BIN (use this binary instead of `cargo build --release -p
-# edge-router`), CARGO_TARGET_DIR, EDGE_ROUTER_SHARED (holds bench/gen_records.py).
+# edge-router`), CARGO_TARGET_DIR, EDGE_ROUTER_GENERATE_BIN (see benches/lib/common.sh).
 #
 # Variants, each `cat DATA | CONSUMER` through benches/lib/measure.py, in "unpinned" and
 # "pinned" (`taskset -c 0`) mode: `cat` (`cat > out`), `memory` (`edge-router run -c` with a

@@ -20,8 +20,8 @@
 #   EDGE_ROUTER_BIN               use this binary instead of building one
 #   CARGO_TARGET_DIR              respected by the build (`cargo build --release -p edge-router`)
 #                                 and by tests/firehose/setup.sh
-#   EDGE_ROUTER_SHARED            the shared directory holding bench/gen_records.py
-#                                 (default <repo>/../shared)
+#   EDGE_ROUTER_GENERATE_BIN  the `edge-router generate` that makes the data (default: the binary
+#                       under test; set it when that binary is older than the command)
 #   EDGE_ROUTER_FIREHOSE_PYTHON   a venv's python with boto3, beside its moto_server: when set,
 #                                 tests/firehose/setup.sh is not run (it installs moto[server] and
 #                                 boto3 from PyPI under the target dir otherwise; needs python3 with
@@ -85,7 +85,7 @@ done
 bench_positive --records "$records" --repeat "$repeat"
 [ "$repeat" -ge 3 ] || echo "note: --repeat $repeat is below 3; fine for a smoke run" >&2
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 
 # --- moto and boto3 -----------------------------------------------------------------------------
 if [ -n "${EDGE_ROUTER_FIREHOSE_PYTHON:-}" ]; then

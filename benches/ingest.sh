@@ -26,7 +26,8 @@
 # Environment:
 #   EDGE_ROUTER_BIN     use this binary instead of building one
 #   CARGO_TARGET_DIR    respected by the build step (`cargo build --release -p edge-router`)
-#   EDGE_ROUTER_SHARED  the shared directory holding bench/gen_records.py (default <repo>/../shared)
+#   EDGE_ROUTER_GENERATE_BIN  the `edge-router generate` that makes the data (default: the binary
+#                       under test; set it when that binary is older than the command)
 #
 # What it measures: one generated data file (read once first, so it sits in the page cache) is
 # sent, R times per variant, with
@@ -99,7 +100,7 @@ bench_positive --records "$records" --repeat "$repeat" --http-in-flight "$http_i
     --quic-in-flight "$quic_in_flight" --half-rate "$half_rate"
 [ "$repeat" -ge 3 ] || echo "note: --repeat $repeat is below 3; fine for a smoke run" >&2
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 command -v curl >/dev/null || die "curl is required (the HTTP readiness check)"
 
 # --- the binary -------------------------------------------------------------------------------

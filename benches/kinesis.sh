@@ -25,8 +25,8 @@
 #   EDGE_ROUTER_BIN                 use this binary instead of building one
 #   CARGO_TARGET_DIR                respected by the build (`cargo build --release -p edge-router`)
 #                                   and by tests/kinesis/setup.sh
-#   EDGE_ROUTER_SHARED              the shared directory holding bench/gen_records.py
-#                                   (default <repo>/../shared)
+#   EDGE_ROUTER_GENERATE_BIN  the `edge-router generate` that makes the data (default: the binary
+#                       under test; set it when that binary is older than the command)
 #   EDGE_ROUTER_KINESALITE_MODULES  kinesalite's node_modules, and
 #   EDGE_ROUTER_KINESIS_PYTHON      a python with boto3 and aws-kinesis-agg: when both are set,
 #                                   tests/kinesis/setup.sh is not run (it installs them under the
@@ -106,7 +106,7 @@ bench_positive --records "$records" --repeat "$repeat" --limited-records "$limit
 case "$partition" in *[\&\ ]*|'') die "--partition '$partition' must not be empty or contain '&' or spaces" ;; esac
 [ "$repeat" -ge 3 ] || echo "note: --repeat $repeat is below 3; fine for a smoke run" >&2
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 command -v node >/dev/null || die "node is required (for kinesalite)"
 
 # --- kinesalite and the read-back tools ----------------------------------------------------------

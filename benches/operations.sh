@@ -14,7 +14,7 @@
 #                   often than Prometheus' usual 15 s, so an upper bound)
 #
 # Environment: EDGE_ROUTER_BIN (use this binary instead of `cargo build --release -p
-# edge-router`), CARGO_TARGET_DIR, EDGE_ROUTER_SHARED (holds bench/gen_records.py).
+# edge-router`), CARGO_TARGET_DIR, EDGE_ROUTER_GENERATE_BIN (see benches/lib/common.sh).
 #
 # Part 1, throughput (benches/lib/measure.py, the same harness as stdin_to_file.sh): the same data
 # file is piped through, in "pinned" (both ends under `taskset -c 0`) and "unpinned" mode:

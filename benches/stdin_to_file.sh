@@ -15,7 +15,8 @@
 # Environment:
 #   EDGE_ROUTER_BIN     use this binary instead of building one
 #   CARGO_TARGET_DIR    respected by the build step (`cargo build --release -p edge-router`)
-#   EDGE_ROUTER_SHARED  the shared directory holding bench/gen_records.py (default <repo>/../shared)
+#   EDGE_ROUTER_GENERATE_BIN  the `edge-router generate` that makes the data (default: the binary
+#                       under test; set it when that binary is older than the command)
 #
 # What it measures: the same generated data file (read once first, so it sits in the page cache)
 # is piped, R times, through
@@ -59,7 +60,7 @@ done
 bench_positive --records "$records" --repeat "$repeat"
 [ "$repeat" -ge 7 ] || echo "note: --repeat $repeat is below the 7 runs the benchmark asks for; fine for a smoke run" >&2
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 
 # --- the binary -------------------------------------------------------------------------------
 bench_router_binary        # bin: $EDGE_ROUTER_BIN or a fresh release build

@@ -9,7 +9,7 @@
 //!
 //! Without arguments it runs `plugins/dist/noop-filter.wasm` and `plugins/dist/json-filter.wasm`
 //! (condition `temperature <= 80`, or `$WASM_CALL_CONDITION`) on generated records, or on the
-//! first 8192 lines of `$WASM_CALL_RECORDS` (e.g. the output of `gen_records.py sensor`);
+//! first 8192 lines of `$WASM_CALL_RECORDS` (e.g. the output of `edge-router generate sensor 8192`);
 //! `$WASM_CALL_SIZES` (e.g. `256,1024`) picks the batch sizes. Each (plugin, batch size) pair runs for about half a second,
 //! five times; the median ns/record is printed. A manual benchmark, not a test: it asserts
 //! nothing about time.
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use edge_router::core::accounting::Counters;
 use edge_router::core::record::{Batch, Origin, PositionBase, Span};
 use edge_router::stages::Stage;
-use edge_router::stages::wasm::{Grants, OnError, PluginKind, WasmStage, WasmStageConfig};
+use edge_router::stages::wasm::{PluginKind, WasmStage, WasmStageConfig};
 
 /// Records per process() call, as the stdin source hands them over.
 const RECORDS: usize = 8192;
@@ -77,8 +77,6 @@ fn config(plugin: PathBuf, batch_records_max: usize) -> WasmStageConfig {
         .file_name()
         .is_some_and(|n| n.to_string_lossy().starts_with("json-filter"));
     WasmStageConfig {
-        plugin,
-        kind: PluginKind::Filter,
         config_json: if json {
             let condition =
                 std::env::var("WASM_CALL_CONDITION").unwrap_or_else(|_| "temperature <= 80".into());
@@ -86,12 +84,8 @@ fn config(plugin: PathBuf, batch_records_max: usize) -> WasmStageConfig {
         } else {
             "{}".into()
         },
-        on_error: OnError::DeadLetter,
-        memory_max_bytes: 64 << 20,
-        timeout: Duration::from_millis(100),
         batch_records_max,
-        batch_bytes_max: 4 << 20,
-        grants: Grants::default(),
+        ..WasmStageConfig::defaults(plugin, PluginKind::Filter)
     }
 }
 

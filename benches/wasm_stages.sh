@@ -25,7 +25,8 @@
 #                        (JavaScript) in this directory instead of building them
 #   CARGO_TARGET_DIR     respected by the builds (`cargo build --release -p edge-router`;
 #                        `plugins/build.sh`, run with PLUGIN_DIST_DIR=<temp dir>/plugins)
-#   EDGE_ROUTER_SHARED   the shared directory holding bench/gen_records.py (default <repo>/../shared)
+#   EDGE_ROUTER_GENERATE_BIN  the `edge-router generate` that makes the data (default: the binary
+#                       under test; set it when that binary is older than the command)
 #
 # What it measures: the same generated data file (read once first, so it sits in the page cache)
 # is piped through `cat data | CONSUMER`, where CONSUMER is `cat > out` (variant "cat") or
@@ -97,7 +98,7 @@ bench_positive --records "$records" --repeat "$repeat" --batch1-records "$batch1
 [ "$batch1_records" -le "$records" ] || batch1_records="$records"
 [ "$repeat" -ge 5 ] || echo "note: --repeat $repeat is below the default 5; fine for a smoke run" >&2
 
-bench_check_requirements   # repo, shared, gen, target_dir
+bench_check_requirements   # repo, target_dir
 command -v grep >/dev/null || die "grep is required"
 
 # --- the binary -------------------------------------------------------------------------------

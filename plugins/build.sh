@@ -2,7 +2,8 @@
 # Builds every plugin under plugins/ from source into plugins/dist/NAME.wasm: Rust crates
 # (plugins/NAME/, NAME being the package name) into WebAssembly components with no imports beyond
 # the router's `host` interface, Python plugins (plugins/python/NAME/) with componentize-py and
-# JavaScript plugins (plugins/javascript/NAME/) with componentize-js.
+# JavaScript plugins (plugins/javascript/NAME/) with componentize-js, and hostile test plugins
+# written in WebAssembly text (plugins/wat/NAME.wat) with wasm-tools.
 #
 #   plugins/build.sh                # all plugins
 #   plugins/build.sh json-filter    # only the named ones (crate or folder names)
@@ -108,6 +109,16 @@ for app in "$plugins_dir"/javascript/*/app.js; do
     js_plugins+=("$(basename "$(dirname "$app")")")
 done
 
+# Hostile test plugins in WebAssembly text: plugins/wat/NAME.wat, each naming its world on a
+# line `;; world: WORLD` (`filter`, `enrich`, `route`, or a world of plugins/wat/hostile.wit),
+# assembled with plugins/wat/prelude.wat and built with wasm-tools.
+wat_plugins=()
+for src in "$plugins_dir"/wat/*.wat; do
+    [[ -e "$src" ]] || continue
+    name="$(basename "$src" .wat)"
+    [[ "$name" == prelude ]] || wat_plugins+=("$name")
+done
+
 crates=()
 for manifest in "$plugins_dir"/*/Cargo.toml; do
     [[ -e "$manifest" ]] || continue
@@ -116,7 +127,7 @@ for manifest in "$plugins_dir"/*/Cargo.toml; do
     crates+=("$name")
 done
 # Every plugin writes $dist/NAME.wasm: a name used twice would overwrite one with the other.
-duplicate="$(printf '%s\n' "${crates[@]}" "${py_plugins[@]}" "${js_plugins[@]}" | sort | uniq -d | head -n 1)"
+duplicate="$(printf '%s\n' "${crates[@]}" "${py_plugins[@]}" "${js_plugins[@]}" "${wat_plugins[@]}" | sort | uniq -d | head -n 1)"
 [[ -z "$duplicate" ]] || die "two plugins are named '$duplicate' (Rust crates, python/*, javascript/*): \
 both would build $dist/$duplicate.wasm"
 
@@ -124,6 +135,7 @@ if (($# > 0)); then
     want_crates=()
     want_py=()
     want_js=()
+    want_wat=()
     for wanted in "$@"; do
         found=0
         for name in "${crates[@]}"; do
@@ -135,13 +147,17 @@ if (($# > 0)); then
         for name in "${js_plugins[@]}"; do
             [[ "$name" == "$wanted" ]] && found=1 && want_js+=("$wanted")
         done
-        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]} ${js_plugins[*]})"
+        for name in "${wat_plugins[@]}"; do
+            [[ "$name" == "$wanted" ]] && found=1 && want_wat+=("$wanted")
+        done
+        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]} ${js_plugins[*]} ${wat_plugins[*]})"
     done
     crates=("${want_crates[@]}")
     py_plugins=("${want_py[@]}")
     js_plugins=("${want_js[@]}")
+    wat_plugins=("${want_wat[@]}")
 fi
-((${#crates[@]} + ${#py_plugins[@]} + ${#js_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
+((${#crates[@]} + ${#py_plugins[@]} + ${#js_plugins[@]} + ${#wat_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
 
 # Before any long build: JavaScript plugins need node and npm.
 if ((${#js_plugins[@]} > 0)); then
@@ -170,6 +186,35 @@ for name in "${crates[@]}"; do
     size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
     printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
 done
+
+if ((${#wat_plugins[@]} > 0)); then
+    # The worlds: the contract, as a dependency of plugins/wat/hostile.wit.
+    wat_wit="$work/wat-wit"
+    rm -rf "$wat_wit"
+    mkdir -p "$wat_wit/deps/edge-router-plugin"
+    cp "$plugins_dir/wat/hostile.wit" "$wat_wit/"
+    cp "$repo/wit/plugin.wit" "$wat_wit/deps/edge-router-plugin/"
+    for name in "${wat_plugins[@]}"; do
+        src="$plugins_dir/wat/$name.wat"
+        world="$(sed -n 's/^;; world: *//p' "$src" | head -n 1)"
+        [[ -n "$world" ]] || die "$src must name its world on a line ';; world: WORLD'"
+        case "$world" in
+            filter | enrich | route) world="edge-router:plugin/$world@0.1.0" ;;
+        esac
+        # Imports must come before every definition: the plugin's own, then the prelude.
+        {
+            echo "(module"
+            grep -E '^\(import ' "$src" || true
+            cat "$plugins_dir/wat/prelude.wat"
+            grep -vE '^\(import ' "$src"
+            echo ")"
+        } >"$work/$name.wat"
+        "$wasm_tools" component embed --world "$world" "$wat_wit" "$work/$name.wat" -o "$work/$name.core.wasm"
+        "$wasm_tools" component new "$work/$name.core.wasm" -o "$dist/$name.wasm"
+        size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
+        printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
+    done
+fi
 
 if ((${#py_plugins[@]} > 0)); then
     py_venv="$target_dir/wasm-tools-venv"

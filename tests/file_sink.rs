@@ -702,3 +702,72 @@ fn more_keys_than_max_open_files_still_gives_each_key_its_records_in_order() {
         assert_bytes_eq(&read(&path), content, &path.display().to_string());
     }
 }
+
+#[test]
+fn a_delimiter_a_record_already_ends_with_is_not_doubled_and_may_be_empty() {
+    let dir = temp_dir();
+    let d = dir.path();
+    // Lines that already end with `;` keep one; the others get it.
+    let input = b"a;\nb\nc;\n";
+    let stats = run_ok(
+        d,
+        &[
+            "run",
+            "--sink",
+            "file:semi.txt?delimiter=%3B&delimiter_if_missing=true",
+            "--sink",
+            "file:doubled.txt?delimiter=%3B",
+            "--sink",
+            "file:bare.txt?delimiter=",
+        ],
+        input,
+    );
+    assert_eq!(stats.written(), 9);
+    assert_eq!(read(&d.join("semi.txt")), b"a;b;c;");
+    assert_eq!(read(&d.join("doubled.txt")), b"a;;b;c;;");
+    assert_eq!(read(&d.join("bare.txt")), b"a;bc;");
+    // The stdout sink takes the same two settings.
+    let out = run_in(
+        d,
+        &[
+            "run",
+            "--sink",
+            "stdout?delimiter=%3B&delimiter_if_missing=true",
+            "--stats=json",
+        ],
+        Input::Bytes(input),
+    );
+    out.ok_stats();
+    assert_eq!(out.stdout, b"a;b;c;");
+    let out = run_in(
+        d,
+        &["run", "--sink", "stdout?delimiter=", "--stats=json"],
+        Input::Bytes(input),
+    );
+    out.ok_stats();
+    assert_eq!(out.stdout, b"a;bc;");
+    // Rotation counts the bytes written, so files still fill up to rotate_bytes exactly.
+    let lines: Vec<u8> = (0..100)
+        .flat_map(|i| format!("r{i:02};\n").into_bytes())
+        .collect();
+    run_ok(
+        d,
+        &[
+            "run",
+            "--sink",
+            "file:rot.txt?delimiter=%3B&delimiter_if_missing=true&rotate_bytes=40",
+        ],
+        &lines,
+    );
+    let files = rotated_files(d, "rot", "txt");
+    let contents: Vec<Vec<u8>> = files.iter().map(|f| read(f)).collect();
+    assert!(contents.iter().all(|c| c.len() == 40), "{contents:?}");
+    assert_eq!(
+        contents.concat(),
+        lines
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\n')
+            .collect::<Vec<_>>()
+    );
+}

@@ -1,18 +1,15 @@
 //! The HTTP source, driven by real clients: curl (HTTP/1.1, HTTP/2, TLS; NDJSON, arrays, raw
-//! records, gzip and zstd bodies; every bad-input answer), boto3 against the Kinesis- and
-//! Firehose-compatible API, and a second router whose Kinesis sink (the AWS SDK) relays into
-//! this one. Records are read back from the file sink; a request that was refused must have
-//! left nothing behind, and one that got 200 must be there exactly once.
-//!
-//! The boto3 tests need `EDGE_ROUTER_KINESIS_PYTHON` (a python with boto3), which
-//! `tests/run.sh` sets (or `eval "$(tests/kinesis/setup.sh)"`).
+//! records, gzip and zstd bodies; every bad-input answer). Records are read back from the file
+//! sink; a request that was refused must have left nothing behind, and one that got 200 must be
+//! there exactly once. The Kinesis/Firehose-compatible API has its own tests in
+//! `tests/aws_api.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -461,155 +458,6 @@ fn a_blocked_sink_gets_503_with_bounded_memory_then_every_accepted_record_once()
     let got = reader.join().unwrap();
     let want: Vec<u8> = accepted_batches.iter().flat_map(|&i| batch(i)).collect();
     common::assert_bytes_eq(&got, &want, "records read from the FIFO");
-}
-
-fn python() -> PathBuf {
-    match std::env::var_os("EDGE_ROUTER_KINESIS_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => panic!(
-            "EDGE_ROUTER_KINESIS_PYTHON is not set: the AWS API tests need boto3. Run \
-             `eval \"$(tests/kinesis/setup.sh)\"` first (tests/run.sh does)."
-        ),
-    }
-}
-
-/// Runs a boto3 script with the router's endpoint as `ENDPOINT`; returns its stdout.
-fn boto3(endpoint: &str, key_id: &str, script: &str) -> String {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .env("ENDPOINT", endpoint)
-        .env("AWS_ACCESS_KEY_ID", key_id)
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .expect("running python");
-    assert!(
-        out.status.success(),
-        "boto3 script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-const BOTO3_PRODUCER: &str = r#"
-import boto3, os, json
-from botocore.config import Config
-cfg = Config(retries={"max_attempts": 1}, parameter_validation=False)
-k = boto3.client("kinesis", endpoint_url=os.environ["ENDPOINT"], config=cfg)
-recs = [{"Data": json.dumps({"i": i}).encode(), "PartitionKey": "k%d" % (i % 3)} for i in range(500)]
-r = k.put_records(StreamName="events", Records=recs)
-assert r["FailedRecordCount"] == 0, r
-assert len(r["Records"]) == 500 and r["Records"][0]["ShardId"], r
-seqs = [int(x["SequenceNumber"]) for x in r["Records"]]
-assert seqs == sorted(seqs) and len(set(seqs)) == 500
-one = k.put_record(StreamName="events", Data=b'{"i": "single"}', PartitionKey="k0", ExplicitHashKey="7")
-assert int(one["SequenceNumber"]) > seqs[-1]
-s = k.describe_stream_summary(StreamName="events")["StreamDescriptionSummary"]
-assert s["StreamStatus"] == "ACTIVE" and s["OpenShardCount"] == 1, s
-try:
-    k.put_records(StreamName="events", Records=[{"Data": b"x", "PartitionKey": ""}])
-    raise SystemExit("an empty partition key was accepted")
-except k.exceptions.ClientError as e:
-    assert "partitionKey" in str(e), e
-f = boto3.client("firehose", endpoint_url=os.environ["ENDPOINT"], config=cfg)
-r = f.put_record_batch(DeliveryStreamName="d", Records=[{"Data": b'{"f": 1}'}, {"Data": b'{"f": 2}'}])
-assert r["FailedPutCount"] == 0 and len(r["RequestResponses"]) == 2, r
-print("ok")
-"#;
-
-#[test]
-fn boto3_producers_write_through_the_kinesis_and_firehose_api() {
-    let dir = temp_dir();
-    let r = Router::start_file(
-        dir.path(),
-        "aws_api = true\naws_access_key_ids = [\"AKIDGOOD\"]",
-        "out/{partition_key}.ndjson",
-        "",
-    );
-    let endpoint = r.url("");
-    assert_eq!(boto3(&endpoint, "AKIDGOOD", BOTO3_PRODUCER).trim(), "ok");
-    let refused = boto3(
-        &endpoint,
-        "AKIDBAD",
-        r#"
-import boto3, os
-k = boto3.client("kinesis", endpoint_url=os.environ["ENDPOINT"])
-try:
-    k.put_record(StreamName="events", Data=b"x", PartitionKey="p")
-    print("accepted")
-except k.exceptions.ClientError as e:
-    print(e.response["Error"]["Code"])
-"#,
-    );
-    assert_eq!(refused.trim(), "UnrecognizedClientException");
-    let out = r.stop();
-    let stats = out.ok_stats();
-    stats.assert_invariant();
-    assert_eq!(stats.read(), 503);
-    let read = |p: &str| std::fs::read_to_string(dir.path().join("out").join(p)).unwrap();
-    for key in 0..3 {
-        let want: String = (0..500)
-            .filter(|i| i % 3 == key)
-            .map(|i| format!("{{\"i\": {i}}}\n"))
-            .collect();
-        let want = if key == 0 {
-            want + "{\"i\": \"single\"}\n"
-        } else {
-            want
-        };
-        assert_eq!(read(&format!("k{key}.ndjson")), want, "key k{key}");
-    }
-    // Firehose records carry no partition key: they land in the `_none_` file.
-    assert_eq!(read("_none_.ndjson"), "{\"f\": 1}\n{\"f\": 2}\n");
-}
-
-#[test]
-fn one_router_relays_into_another_through_the_kinesis_api() {
-    let dir = temp_dir();
-    let d = dir.path();
-    let downstream = Router::start(d, "aws_api = true", "");
-    let input = common::sensor(20_000);
-    let up_dir = d.join("upstream");
-    std::fs::create_dir(&up_dir).unwrap();
-    let sink = format!(
-        "kinesis://relay?region=us-east-1&endpoint={}&aggregate=false&partition=record",
-        downstream.url("")
-    );
-    let mut cmd = common::command(&up_dir, &["run", "--sink", &sink, "--stats=json"]);
-    cmd.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", up_dir.join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", up_dir.join("none"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.clone();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "upstream router failed: {stderr}");
-    common::Stats::from_stderr(&stderr).assert_invariant();
-    let down = downstream.stop();
-    down.ok_stats().assert_invariant();
-    // Several PutRecords calls may be in flight at once: compare as sets of lines, each once.
-    let mut got = common::lines(&std::fs::read(d.join("out.ndjson")).unwrap())
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect::<Vec<_>>();
-    let mut want = common::lines(&input)
-        .into_iter()
-        .map(<[u8]>::to_vec)
-        .collect::<Vec<_>>();
-    got.sort();
-    want.sort();
-    assert_eq!(got.len(), want.len());
-    assert!(got == want, "relayed records differ from the input");
 }
 
 #[test]

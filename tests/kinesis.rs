@@ -25,7 +25,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::aws::{FaultProxy, Moto, endpoint, router, run, start_server, tool};
 use common::{Proc, Stats, drain, free_port, temp_dir, wait_with_timeout};
-use edge_router::sinks::kinesis::hash::{hash_key, parse_hash_key};
+use edge_router::core::kinesis::hash::{hash_key, parse_hash_key};
 use serde_json::Value;
 
 /// Where the test tools are.

@@ -651,30 +651,56 @@ fn a_plugin_cannot_read_files_open_sockets_or_see_the_environment_unless_granted
     );
 }
 
-#[test]
-fn log_to_json_turns_every_loghub_syslog_line_into_a_json_object() {
+/// Runs log-to-json (syslog) on `input` through the router: every line becomes a JSON object.
+fn log_to_json_syslog(input: &[u8], lines_expected: u64) -> Vec<serde_json::Value> {
     let dir = temp_dir();
-    let input = read(&common::shared_dir().join("data/loghub/OpenSSH_2k.log"));
     let stage = format!(
         "kind = \"enrich\"\nplugin = {}\nconfig = {{ format = \"syslog\" }}",
         toml_path(&plugin("log-to-json"))
     );
-    let out = run_stage(dir.path(), &stage, "", &input);
+    let out = run_stage(dir.path(), &stage, "", input);
     let stats = out.ok_stats();
-    assert_eq!(stats.read(), 2000);
+    assert_eq!(stats.read(), lines_expected);
     assert_eq!(stats.dead_lettered(), 0);
     let got = read(&dir.path().join("out.ndjson"));
     let recs: Vec<serde_json::Value> = lines(&got)
         .into_iter()
         .map(|l| serde_json::from_slice(l).unwrap())
         .collect();
-    assert_eq!(recs.len(), 2000);
+    assert_eq!(recs.len() as u64, lines_expected);
+    recs
+}
+
+#[test]
+fn log_to_json_turns_every_loghub_syslog_line_into_a_json_object() {
+    let test = "plugins::log_to_json_turns_every_loghub_syslog_line_into_a_json_object";
+    let Some(files) = common::loghub_files(test) else {
+        return;
+    };
+    let file = files
+        .iter()
+        .find(|f| f.ends_with("OpenSSH_2k.log"))
+        .unwrap();
+    let recs = log_to_json_syslog(&read(file), 2000);
     assert_eq!(recs[0]["hostname"], "LabSZ");
     assert_eq!(recs[0]["program"], "sshd");
     assert_eq!(recs[0]["processid"], 24200);
     assert_eq!(
         recs[1]["message"],
         "Invalid user webmaster from 173.234.31.186"
+    );
+}
+
+#[test]
+fn log_to_json_turns_every_sample_syslog_line_into_a_json_object() {
+    let input = read(&common::repo_root().join("tests/data/logs/rfc3164.log"));
+    let recs = log_to_json_syslog(&input, 20);
+    assert_eq!(recs[0]["hostname"], "edge-gw-1");
+    assert_eq!(recs[0]["program"], "sshd");
+    assert_eq!(recs[0]["processid"], 4120);
+    assert_eq!(
+        recs[7]["message"],
+        "Invalid user admin from 192.0.2.55 port 40222"
     );
 }
 

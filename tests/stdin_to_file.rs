@@ -74,25 +74,39 @@ fn every_generator_kind_passes_through_unchanged() {
     }
 }
 
-#[test]
-fn loghub_files_pass_through_with_lf_line_ends() {
-    for file in common::loghub_files() {
+/// Log files with CRLF line ends, most without a final newline: each record is the line without
+/// its terminator, written back with an LF. Payload bytes (including trailing spaces) are
+/// unchanged. With LF line ends the output is byte-identical to the input.
+fn crlf_logs_pass_through_with_lf_line_ends(files: &[std::path::PathBuf], min_lines: u64) {
+    for file in files {
         let name = file.display().to_string();
-        let input = read(&file);
-        // The loghub samples have CRLF line ends and most lack a final newline: each record is
-        // the line without its terminator, written back with an LF. Payload bytes (including
-        // trailing spaces) are unchanged.
+        let input = read(file);
         let expected = normalized(&input);
         let records = common::lines(&expected).len() as u64;
-        assert!(records >= 1999, "{name}: {records} lines");
+        assert!(records >= min_lines, "{name}: {records} lines");
         let (_dir, written, stats) = pass("stdin", &input);
         assert_bytes_eq(&written, &expected, &name);
         assert_eq!(stats.read(), records, "{name}");
         assert_eq!(stats.written(), records, "{name}");
-        // And with LF line ends the output is byte-identical to the input.
         let (_dir, written, _) = pass("stdin", &expected);
         assert_bytes_eq(&written, &expected, &name);
     }
+}
+
+#[test]
+fn loghub_files_pass_through_with_lf_line_ends() {
+    if let Some(files) =
+        common::loghub_files("stdin_to_file::loghub_files_pass_through_with_lf_line_ends")
+    {
+        crlf_logs_pass_through_with_lf_line_ends(&files, 1999);
+    }
+}
+
+#[test]
+fn the_log_samples_pass_through_with_lf_line_ends() {
+    let files = common::sample_logs();
+    assert!(files.len() >= 2);
+    crlf_logs_pass_through_with_lf_line_ends(&files, 10);
 }
 
 #[test]

@@ -50,12 +50,9 @@ bench_positive() {
     done
 }
 
-# bench_check_requirements: sets repo, shared and gen (the record generator); checks the tools.
+# bench_check_requirements: sets repo and target_dir; checks the tools.
 bench_check_requirements() {
     repo="$bench_repo"
-    shared="${EDGE_ROUTER_SHARED:-$repo/../shared}"
-    gen="$shared/bench/gen_records.py"
-    [ -f "$gen" ] || die "generator not found at $gen (set EDGE_ROUTER_SHARED)"
     command -v python3 >/dev/null || die "python3 is required"
     command -v taskset >/dev/null || die "taskset is required (package util-linux)"
     command -v cmp >/dev/null || die "cmp is required (package diffutils)"
@@ -116,13 +113,15 @@ bench_cleanup() {
     if [ "$keep" = 1 ]; then echo "kept temp dir: $work" >&2; else rm -rf "$work"; fi
 }
 
-# bench_generate_data: writes $records sensor records to data=$work/data.ndjson, sets bytes,
-# and reads the file once so that every run reads it from the page cache.
+# bench_generate_data: writes $records sensor records to data=$work/data.ndjson with
+# `edge-router generate` ($EDGE_ROUTER_GENERATE_BIN, else the router under test: set it when
+# that is an older binary without the command), sets bytes, and reads the file once so that
+# every run reads it from the page cache.
 bench_generate_data() {
-    local lines
+    local lines gen_bin="${EDGE_ROUTER_GENERATE_BIN:-$bin}"
     data="$work/data.ndjson"
-    echo "generating $records sensor records into $data" >&2
-    python3 "$gen" sensor "$records" > "$data"
+    echo "generating $records sensor records into $data ($gen_bin generate)" >&2
+    "$gen_bin" generate sensor "$records" > "$data" || die "$gen_bin generate failed"
     lines="$(wc -l < "$data" | tr -d ' ')"
     [ "$lines" = "$records" ] || die "generator wrote $lines lines, expected $records"
     bytes="$(wc -c < "$data" | tr -d ' ')"

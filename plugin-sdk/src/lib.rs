@@ -41,9 +41,8 @@
 // Lets the generated bindings name this crate the same way from inside and outside.
 extern crate self as edge_router_plugin;
 
-#[path = "../../router/src/core/jsonpath.rs"]
-#[allow(missing_docs)]
-pub mod jsonpath;
+/// Field paths and the JSON scanner, the same code the router uses (`edge-router-jsonpath`).
+pub use edge_router_jsonpath as jsonpath;
 
 #[doc(hidden)]
 pub mod glue;
@@ -57,7 +56,7 @@ pub use jsonpath::{JsonPath, JsonValue};
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod filter_world {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "filter",
         pub_export_macro: true,
         export_macro_name: "export_filter_world",
@@ -71,7 +70,7 @@ pub mod filter_world {
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod enrich_world {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "enrich",
         pub_export_macro: true,
         export_macro_name: "export_enrich_world",
@@ -85,7 +84,7 @@ pub mod enrich_world {
 #[allow(missing_docs, unsafe_code, clippy::all)]
 pub mod route_world {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "route",
         pub_export_macro: true,
         export_macro_name: "export_route_world",

@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod config;
 pub mod core;
+pub mod generate;
 pub mod metrics;
 pub mod reload;
 pub mod send;

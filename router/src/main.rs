@@ -13,8 +13,47 @@ use edge_router::topology::build;
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// `eprintln!` that never panics: a standard error closed early (`2>&1 | head`) must not stop
+/// the router; what cannot be written is lost, the pipeline goes on.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics (see `say_err!`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[allow(unsafe_code)]
+mod allocator {
+    //! Giving memory back to the system after a burst. mimalloc frees pages back to its arenas
+    //! and purges them (`MADV_DONTNEED`) only after a delay, on a later allocator call; when
+    //! the threads that freed them go idle after a burst (network sources' workers), nothing
+    //! makes that call and the memory stays resident. The supervisor calls `collect` every
+    //! second: it runs the purges that are due, for all arenas.
+
+    unsafe extern "C" {
+        /// mimalloc's `mi_collect`: collects the calling thread's heap and purges what is due
+        /// in the arenas. Part of the mimalloc library linked through the `mimalloc` crate.
+        fn mi_collect(force: bool);
+    }
+
+    /// Runs mimalloc's due purges (cheap when there is nothing to do).
+    pub fn collect() {
+        // SAFETY: `mi_collect` has no preconditions; it may be called from any thread at any
+        // time while mimalloc is the allocator (it is: `GLOBAL`).
+        unsafe { mi_collect(false) }
+    }
+}
 
 /// Exit code for a config that does not validate.
 const EXIT_CONFIG: u8 = 2;
@@ -74,6 +113,33 @@ enum Command {
         /// The router's metrics address (`run --metrics IP:PORT` or `[metrics] address`).
         #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9598")]
         metrics: String,
+        /// The router's `[metrics] reload_token` (sent as a bearer token; the router refuses
+        /// `POST /reload` without it).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "EDGE_ROUTER_RELOAD_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
+    },
+    /// Write sample records to stdout, one per line, to try a pipeline without a data source:
+    /// `sensor`, `metering`, `click` (JSON), `csv`, `syslog` (RFC 5424) or `clf` (Apache common
+    /// log). The same arguments always give the same bytes.
+    Generate {
+        /// The record shape: sensor, metering, click, csv, syslog or clf.
+        kind: String,
+        /// How many records.
+        count: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Distinct devices (users, hosts) the records come from.
+        #[arg(long, default_value_t = 10_000)]
+        devices: u64,
+        /// Filler bytes added to each JSON record (a "pad" field) and syslog message.
+        #[arg(long, default_value_t = 0)]
+        pad: usize,
     },
 }
 
@@ -130,6 +196,9 @@ struct SendArgs {
     /// Give up when nothing was acknowledged for this many seconds.
     #[arg(long, default_value_t = 300)]
     give_up_after_secs: u64,
+    /// HTTP: abandon (and retry) a request not answered within this many seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
     /// Print a JSON summary (records, batches, resends, rate, latency quantiles) to stderr.
     #[arg(long)]
     stats: bool,
@@ -224,15 +293,18 @@ fn main() -> ExitCode {
         match pair_stages(args, m) {
             Ok(stages) => args.stages = stages,
             Err(msg) => {
-                eprintln!("edge-router: {msg}");
+                say_err!("edge-router: {msg}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_ROUTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written is dropped: with internal errors logged, tracing
+    // would report it with `eprintln!`, which panics on a closed standard error.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     match cli.log_format {
         LogFormat::Human => logs.init(),
@@ -243,7 +315,7 @@ fn main() -> ExitCode {
         Command::Plugin(cmd) => match plugin_cli::run(cmd) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -263,25 +335,59 @@ fn main() -> ExitCode {
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("edge-router top: {e}");
+                    say_err!("edge-router top: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
-        Command::Reload { metrics } => match edge_router::reload::request(&metrics) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
+        Command::Generate {
+            kind,
+            count,
+            seed,
+            devices,
+            pad,
+        } => {
+            use edge_router::generate::{Kind, Options, write};
+            let kind = match Kind::parse(&kind) {
+                Ok(k) => k,
+                Err(why) => {
+                    say_err!("edge-router generate: {why}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let o = Options {
+                kind,
+                count,
+                seed,
+                devices,
+                pad,
+            };
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            match write(&o, &mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    say_err!("edge-router generate: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
             }
-            Err(why) => {
-                eprintln!("edge-router reload: {why}");
-                ExitCode::FAILURE
+        }
+        Command::Reload { metrics, token } => {
+            match edge_router::reload::request(&metrics, token.as_deref()) {
+                Ok(summary) => {
+                    say!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    say_err!("edge-router reload: {why}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("edge-router: {e:#}");
+                say_err!("edge-router: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -310,7 +416,7 @@ mod plugin_cli {
         match cmd {
             PluginCommand::Check { file } => {
                 let info = wasm::inspect(&file)?;
-                println!(
+                say!(
                     "{}: a component implementing {} of edge-router:plugin@0.1.0",
                     file.display(),
                     info.worlds
@@ -324,8 +430,8 @@ mod plugin_cli {
                 } else {
                     info.imports.join(", ")
                 };
-                println!("imports: {imports}");
-                println!("exports: {}", info.exports.join(", "));
+                say!("imports: {imports}");
+                say!("exports: {}", info.exports.join(", "));
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Run { file, config, kind } => run_plugin(file, config, kind),
@@ -349,15 +455,10 @@ mod plugin_cli {
             },
         };
         let cfg = WasmStageConfig {
-            plugin: file,
-            kind,
             config_json: config,
             on_error: OnError::DeadLetter,
-            memory_max_bytes: 64 << 20,
             timeout: std::time::Duration::from_millis(1000),
-            batch_records_max: 1024,
-            batch_bytes_max: 4 << 20,
-            grants: Default::default(),
+            ..WasmStageConfig::defaults(file, kind)
         };
         // Route plugins: every destination name they return is accepted and printed.
         let names = wasm::destination_names(&cfg)?;
@@ -407,7 +508,7 @@ mod plugin_cli {
                 edge_router::core::record::Position::Line(l) => format!("line {l}"),
                 edge_router::core::record::Position::None => "a record".to_owned(),
             };
-            eprintln!("{line}: {}", d.reason);
+            say_err!("{line}: {}", d.reason);
         }
         Ok(if dead.is_empty() {
             ExitCode::SUCCESS
@@ -426,7 +527,7 @@ fn send(args: SendArgs) -> ExitCode {
     let target = match Target::parse(&args.target) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("edge-router send: {e}");
+            say_err!("edge-router send: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -434,7 +535,7 @@ fn send(args: SendArgs) -> ExitCode {
         (Some(f), _) => match edge_router::tls::parse_fingerprint(f) {
             Ok(f) => Trust::Pinned(f),
             Err(e) => {
-                eprintln!("edge-router send: --fingerprint: {e}");
+                say_err!("edge-router send: --fingerprint: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
@@ -457,6 +558,7 @@ fn send(args: SendArgs) -> ExitCode {
         linger: Duration::from_millis(args.linger_ms),
         in_flight: args.in_flight as usize,
         give_up_after: Duration::from_secs(args.give_up_after_secs),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
         partition_key: args.partition_key,
         max_rate: args.max_rate,
     };
@@ -464,16 +566,16 @@ fn send(args: SendArgs) -> ExitCode {
     let summary = send::run(opts, Box::new(input));
     if args.stats {
         match serde_json::to_string(&summary) {
-            Ok(j) => eprintln!("{j}"),
-            Err(e) => eprintln!("edge-router send: stats: {e}"),
+            Ok(j) => say_err!("{j}"),
+            Err(e) => say_err!("edge-router send: stats: {e}"),
         }
     }
     let unsent = summary.unsent();
     if let Some(e) = &summary.error {
-        eprintln!("edge-router send: {e}");
+        say_err!("edge-router send: {e}");
     }
     if unsent > 0 || summary.error.is_some() {
-        eprintln!(
+        say_err!(
             "edge-router send: {} of {} record(s) acknowledged; {unsent} not sent",
             summary.records_acknowledged,
             summary.records_read + summary.records_too_long
@@ -483,21 +585,75 @@ fn send(args: SendArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Raises the soft limit of open files to the hard limit (connections, files and plugin caches
+/// all take descriptors; the common soft limit of 1024 is easily reached). Returns the limits
+/// after (`None`: unlimited).
+fn raise_descriptor_limit() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let r = getrlimit(Resource::Nofile);
+    if r.current != r.maximum {
+        let raised = Rlimit {
+            current: r.maximum,
+            maximum: r.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the open-files limit to the hard limit: {e}");
+        }
+    }
+    let r = getrlimit(Resource::Nofile);
+    (r.current, r.maximum)
+}
+
+fn limit_text(l: Option<u64>) -> String {
+    l.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+}
+
+/// The lines `validate` prints for a bound: the total (`show` and the exact number), then one
+/// line per term.
+fn print_bound(title: &str, bound: &config::bound::Bound, show: impl Fn(u64) -> String) {
+    say!("{title}: {} ({})", show(bound.total()), bound.total());
+    for t in &bound.terms {
+        say!("  {}: {} = {}", t.what, t.formula, show(t.value));
+    }
+}
+
 fn validate(args: &ValidateArgs) -> ExitCode {
     match config::load_file(&args.config) {
         Ok(c) => {
-            println!(
+            say!(
                 "{}: ok ({} source(s), {} stage(s), {} sink(s))",
                 args.config.display(),
                 c.sources.len(),
                 c.stages.len(),
                 c.sinks.len()
             );
+            print_bound(
+                "memory bound (network sources and queues)",
+                &config::bound::memory(&c),
+                config::bound::human_bytes,
+            );
+            say!(
+                "  (not counted: the process itself, plugin instances, AWS sinks' requests in flight)"
+            );
+            let fds = config::bound::descriptors(&c);
+            print_bound("file descriptors needed at most", &fds, |n| n.to_string());
+            let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            let fits = r.maximum.is_none_or(|hard| fds.total() <= hard);
+            say!(
+                "  limit here: soft {}, hard {} (`run` raises the soft limit to the hard one){}",
+                limit_text(r.current),
+                limit_text(r.maximum),
+                if fits {
+                    ""
+                } else {
+                    "; MORE THAN THE HARD LIMIT: raise it (ulimit -Hn, systemd LimitNOFILE=) or lower max_connections / max_open_files"
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("{}: {} problem(s)", args.config.display(), errors.0.len());
+            say_err!("{errors}");
+            say_err!("{}: {} problem(s)", args.config.display(), errors.0.len());
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -561,21 +717,44 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (mut config, is_default) = match load(&args) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{errors}");
+            say_err!("{errors}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    let (soft, hard) = raise_descriptor_limit();
     // The command line's overrides, applied again to every reloaded config.
     let metrics = args.metrics;
     let adjust: Adjust = Arc::new(move |config: &mut Config| {
         if let Some(address) = metrics {
-            config.metrics = Some(edge_router::metrics::MetricsConfig { address });
+            // The address only: a reload token and limits from the file stay.
+            match &mut config.metrics {
+                Some(m) => m.address = address,
+                None => config.metrics = Some(edge_router::metrics::MetricsConfig::at(address)),
+            }
         }
     });
     adjust(&mut config);
+    let fds = config::bound::descriptors(&config);
+    if soft.is_some_and(|soft| soft < fds.total()) {
+        let parts: Vec<String> = fds
+            .terms
+            .iter()
+            .map(|t| format!("{} {}", t.what, t.value))
+            .collect();
+        tracing::warn!(
+            "this config may need up to {} file descriptors ({}), more than the limit of {} \
+             (hard limit {}): when they run out, new connections wait and file sinks retry \
+             opening; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower \
+             max_connections / max_open_files",
+            fds.total(),
+            parts.join(", "),
+            limit_text(soft),
+            limit_text(hard)
+        );
+    }
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
-        eprintln!(
+        say_err!(
             "edge-router: no config given; reading records from stdin, writing them to {} (dead letters: {})",
             sinks.join(", "),
             config.dead_letter.path.display()
@@ -603,12 +782,9 @@ async fn supervise(
     let reloadable = reloader.can_reload();
     let mut running = build::start(&config, None, reloadable)?;
     if let Some(m) = &config.metrics {
-        let bound = edge_router::metrics::server::spawn(
-            m.address,
-            running.observer(),
-            Some(reload_tx.clone()),
-        )
-        .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
+        let bound =
+            edge_router::metrics::server::spawn(m, running.observer(), Some(reload_tx.clone()))
+                .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -639,7 +815,12 @@ async fn supervise(
                 reloader.request(ReloadRequest { reply: None });
             }
             Some(request) = reload_rx.recv() => reloader.request(request),
-            _ = watch.tick(), if watch_config => reloader.check_file(),
+            _ = watch.tick() => {
+                allocator::collect();
+                if watch_config {
+                    reloader.check_file();
+                }
+            }
             step = reloader.next_step() => reloader.handle(step, &mut running),
             finished = running.next_finished() => {
                 let Some(f) = finished else { break };
@@ -670,12 +851,12 @@ async fn supervise(
     }
     let report = running.report();
     match stats_format {
-        Some(StatsFormat::Human) => eprintln!("{}", stats::human(&report)),
-        Some(StatsFormat::Json) => eprintln!("{}", stats::json(&report)),
+        Some(StatsFormat::Human) => say_err!("{}", stats::human(&report)),
+        Some(StatsFormat::Json) => say_err!("{}", stats::json(&report)),
         None => {}
     }
     if gave_up {
-        eprintln!(
+        say_err!(
             "edge-router: shutdown did not finish within {} ms; {} record(s) were read but not flushed",
             grace(&running).as_millis(),
             report.in_flight.max(0)
@@ -686,10 +867,10 @@ async fn supervise(
     }
     if !failures.is_empty() {
         for f in &failures {
-            eprintln!("edge-router: {f}");
+            say_err!("edge-router: {f}");
         }
         if report.in_flight > 0 {
-            eprintln!(
+            say_err!(
                 "edge-router: {} record(s) were read but neither delivered nor dead-lettered",
                 report.in_flight
             );

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::topology::build::Report;
+use crate::core::report::Report;
 
 /// Formats the report as a table for people.
 pub fn human(r: &Report) -> String {

@@ -53,16 +53,46 @@ pub fn shared_dir() -> PathBuf {
     }
 }
 
-/// The loghub sample files (`<shared>/data/loghub/*.log`), sorted.
-pub fn loghub_files() -> Vec<PathBuf> {
+/// The loghub sample files (`<shared>/data/loghub/*.log`), sorted; `None` when the corpus is not
+/// there, after reporting `test` as skipped (on stderr, and as a file in
+/// `$EDGE_ROUTER_SKIPPED_DIR`, which `tests/run.sh` lists at the end) so that it never passes
+/// silently.
+pub fn loghub_files(test: &str) -> Option<Vec<PathBuf>> {
     let dir = shared_dir().join("data/loghub");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        skipped(
+            test,
+            &format!("the loghub corpus is not at {}", dir.display()),
+        );
+        return None;
+    };
+    let mut files: Vec<PathBuf> = entries
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no *.log files in {}", dir.display());
+    Some(files)
+}
+
+/// Reports `test` as skipped, `why`.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(dir) = std::env::var_os("EDGE_ROUTER_SKIPPED_DIR") {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(PathBuf::from(dir).join(test), format!("{why}\n"));
+    }
+}
+
+/// The repository's own log samples (`tests/data/logs/*.log`: hand-written, CRLF line ends, no
+/// final newline), sorted.
+pub fn sample_logs() -> Vec<PathBuf> {
+    let dir = repo_root().join("tests/data/logs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
     files
 }
 
@@ -83,19 +113,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Runs `<shared>/bench/gen_records.py KIND COUNT EXTRA...` and returns the path of a file with
-/// its output. Outputs are cached under the cargo target directory, keyed by the arguments and
-/// the generator's own text, so repeated runs do not pay for Python again.
+/// The output of `edge-router generate KIND COUNT EXTRA...` (`router/src/generate.rs`), in a
+/// file cached under the cargo target directory, keyed by the arguments and the generator's
+/// source, so repeated runs do not generate it again.
 pub fn generate(kind: &str, count: u64, extra: &[&str]) -> PathBuf {
-    let script = shared_dir().join("bench/gen_records.py");
-    let script_text =
-        std::fs::read(&script).unwrap_or_else(|e| panic!("reading {}: {e}", script.display()));
+    let source = include_str!("../../router/src/generate.rs");
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edge-router-gen");
     std::fs::create_dir_all(&cache).unwrap();
     let key = format!(
         "{kind}-{count}-{}-{:016x}.ndjson",
         extra.join("_").replace(['/', ' ', '-'], ""),
-        fnv1a(&script_text)
+        fnv1a(source.as_bytes())
     );
     let path = cache.join(key);
     // One generator at a time in this process: tests that need the same data wait for it
@@ -111,15 +139,18 @@ pub fn generate(kind: &str, count: u64, extra: &[&str]) -> PathBuf {
         std::process::id()
     ));
     let out = std::fs::File::create(&tmp).unwrap();
-    let status = Command::new("python3")
-        .arg(&script)
+    let status = Command::new(bin())
+        .arg("generate")
         .arg(kind)
         .arg(count.to_string())
         .args(extra)
         .stdout(out)
         .status()
-        .expect("running python3 (needed for the record generator)");
-    assert!(status.success(), "gen_records.py {kind} {count} failed");
+        .expect("running edge-router generate");
+    assert!(
+        status.success(),
+        "edge-router generate {kind} {count} failed"
+    );
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
@@ -590,6 +621,20 @@ pub fn dead_letters(path: &Path) -> Vec<DeadLetter> {
         .collect()
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line
+        .trim_start_matches(field)
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// A router started in the background with a piped stdin, for the lifecycle tests.
 pub struct Running {
     /// The child.
@@ -642,16 +687,13 @@ impl Running {
 
     /// Current resident set size in bytes (from /proc), or `None` once the process is gone.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kb: u64 = line
-            .trim_start_matches("VmRSS:")
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        proc_status_bytes(self.pid(), "VmRSS:")
+    }
+
+    /// The largest resident set size so far in bytes (`VmHWM`), or `None` once the process is
+    /// gone.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        proc_status_bytes(self.pid(), "VmHWM:")
     }
 
     /// True while the process has not exited.

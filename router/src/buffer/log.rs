@@ -5,15 +5,36 @@
 //! it is acknowledged and the log has moved on to a newer segment. The lowest unacknowledged id
 //! (the *ack point*) is written to the file `acked` (atomically, by rename) whenever the log
 //! syncs, so after a restart entries below it are not delivered again. The log reads no clock and
-//! starts no thread: the caller passes `now` to [`DiskLog::maybe_sync`].
+//! starts no thread: the caller passes `now` to [`DiskLog::maybe_sync`]. Every file operation
+//! goes through a [`LogFs`] ([`RealFs`] unless [`DiskLog::open_on`] is given another).
+//!
+//! # When the disk fails
+//!
+//! - **Append** (a write, or with [`Fsync::Always`] its fsync, or creating a segment): the entry
+//!   is not appended and [`AppendError::Io`] names the file and the operation
+//!   ([`AppendError::is_disk_full`] tells a full disk from other errors). The bytes written are
+//!   cut off again when the file allows it; either way the segment is finished and the next
+//!   entry starts a new one, so a torn entry is never followed by another, and a scan (at the
+//!   next start) stops before it. The failed entry's id is never used again.
+//! - **Sync** ([`SyncJob::run`]: segments, the ack file, the directory): the error names the
+//!   file; what the job was to sync is synced by the next job, which is due only after
+//!   [`retry_delay`] (doubling up to 5 s), so a disk that keeps failing is not retried in a
+//!   loop. The ack point is persisted only by a job that succeeded.
+//! - **Read back** ([`DiskLog::read_next`]): [`BufferError::Unreadable`]; the entry is not
+//!   delivered in this run, the ack point stays below it and its segment is kept, so the next
+//!   start reads it again (or moves it aside if its bytes are bad).
+//! - **Open**: a directory that cannot be created or listed, or a segment that cannot be read
+//!   ([`BufferError::Read`]), is an error: the log does not start without entries it cannot
+//!   see. An ack file that cannot be read only means every entry found is delivered again.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::format::{self, MAX_ENTRY_BYTES};
+use super::fs::{LogFile, LogFs, OpenMode, RealFs, is_disk_full};
 use super::segment::{self, EntryLoc, SegmentWriter};
 use crate::core::record::Span;
 
@@ -32,8 +53,25 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 /// The default bound on live segment bytes (1 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
+/// The wait after the first failure of a retried disk operation (see [`retry_delay`]).
+pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of a failing disk operation.
+pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+
 const ACK_MAGIC: [u8; 4] = *b"ERBA";
 const ACK_FILE_BYTES: usize = 20;
+
+/// How long to wait before trying a disk operation again after `failures` failures in a row:
+/// nothing for none, then [`RETRY_DELAY_MIN`] doubling with each failure, at most
+/// [`RETRY_DELAY_MAX`].
+pub fn retry_delay(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+    RETRY_DELAY_MIN.saturating_mul(factor).min(RETRY_DELAY_MAX)
+}
 
 /// When written entries are forced to the disk (`fdatasync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +135,29 @@ pub enum BufferError {
         /// The cause.
         source: io::Error,
     },
-    /// An entry that was valid when written or recovered can no longer be read back; it was
-    /// dropped (counted as acknowledged) so that the entries after it are still delivered.
+    /// A segment could not be read when the log was opened. The log does not open: skipping
+    /// the segment would lose its entries, and deleting or moving it would decide for the
+    /// operator.
     #[error(
-        "buffer: entry {id} at offset {offset} of {} is unreadable ({reason}); it was dropped",
+        "buffer: cannot read {} at offset {offset}: {source}; the buffer does not start without \
+         its entries (repair the disk, or move the file out of the buffer directory to give \
+         them up)",
+        path.display()
+    )]
+    Read {
+        /// The segment file.
+        path: PathBuf,
+        /// Where reading failed (0: opening it or reading its length).
+        offset: u64,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An entry that was valid when written or recovered cannot be read back now. It is not
+    /// delivered in this run (it counts as done, so the sink's work can end); the ack point
+    /// stays below it and its segment is kept, so the next start reads it again.
+    #[error(
+        "buffer: entry {id} at offset {offset} of {} cannot be read ({reason}); it is not \
+         delivered now, and its segment is kept for the next start",
         path.display()
     )]
     Unreadable {
@@ -113,6 +170,19 @@ pub enum BufferError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl BufferError {
+    /// True when the disk is full (or a quota exhausted): space may come back, unlike after
+    /// other errors.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            BufferError::Io { source, .. } | BufferError::Dir { source, .. } => {
+                is_disk_full(source)
+            }
+            _ => false,
+        }
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BufferError + 'a {
@@ -146,9 +216,17 @@ pub enum AppendError {
         /// The smaller of `max_bytes` and the format's limit.
         max_bytes: u64,
     },
-    /// Writing failed; nothing was appended.
+    /// Writing failed; nothing was appended (see the module docs).
     #[error(transparent)]
     Io(#[from] BufferError),
+}
+
+impl AppendError {
+    /// True when writing failed because the disk is full: like [`AppendError::Full`], it may
+    /// pass once acknowledged segments are deleted.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, AppendError::Io(e) if e.is_disk_full())
+    }
 }
 
 /// An appended entry.
@@ -205,7 +283,8 @@ pub struct RecoveredDamage {
     /// What was wrong.
     pub reason: String,
     /// Where the bad bytes are now (`<segment>.damaged-<offset>`); `None` when moving them
-    /// failed (the file is then left as it was, and only its good prefix is used).
+    /// failed (the file is then left as it was, only its good prefix is used, and the log never
+    /// deletes it).
     pub moved_to: Option<PathBuf>,
 }
 
@@ -245,10 +324,21 @@ pub struct Recovery {
     pub ignored: Vec<PathBuf>,
 }
 
+/// Where an entry is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    /// Appended or recovered, not acknowledged.
+    Pending,
+    /// Acknowledged.
+    Acked,
+    /// Could not be read back: not delivered in this run, and never passed by the ack point.
+    Unreadable,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     loc: EntryLoc,
-    acked: bool,
+    state: SlotState,
 }
 
 #[derive(Debug)]
@@ -257,10 +347,32 @@ struct Segment {
     bytes: u64,
     /// Entries not acknowledged when the segment was loaded, plus those appended since.
     entries: Vec<Slot>,
+    /// Entries still [`SlotState::Pending`].
     unacked: usize,
+    /// Entries that could not be read back: the segment stays (in the log and on disk).
+    unreadable: usize,
     /// Every entry before this index is acknowledged.
     first_unacked: usize,
+    /// Damaged bytes that could not be moved aside are still in the file: never delete it.
+    keep_file: bool,
 }
+
+impl Segment {
+    fn new(path: PathBuf, bytes: u64, entries: Vec<Slot>, keep_file: bool) -> Segment {
+        Segment {
+            path,
+            bytes,
+            unacked: entries.len(),
+            entries,
+            unreadable: 0,
+            first_unacked: 0,
+            keep_file,
+        }
+    }
+}
+
+/// A segment file to sync: its first id, the open file, its path.
+type ToSync = (u64, Arc<dyn LogFile>, PathBuf);
 
 /// The disk buffer of one sink: an append-only segmented log with acknowledgements.
 ///
@@ -268,6 +380,7 @@ struct Segment {
 /// at least once; after a restart, entries at or above the persisted ack point are read again.
 #[derive(Debug)]
 pub struct DiskLog {
+    fs: Arc<dyn LogFs>,
     dir: PathBuf,
     cfg: LogConfig,
     /// By first id; the last one is the active segment when `active` is set.
@@ -281,38 +394,51 @@ pub struct DiskLog {
     unsynced: bool,
     /// Finished segments whose last entries were not synced yet (with `Fsync::Interval`): the
     /// next sync does them, unless they were deleted (fully delivered) by then.
-    sealed_unsynced: Vec<(u64, File, PathBuf)>,
+    sealed_unsynced: Vec<ToSync>,
     dir_dirty: bool,
     persisted_ack: u64,
     last_sync: Option<Instant>,
-    reader: Option<(u64, File)>,
+    /// Syncs that failed in a row: the next one waits [`retry_delay`] of it.
+    sync_failures: u32,
+    reader: Option<(u64, Arc<dyn LogFile>)>,
     scratch: Vec<u8>,
 }
 
 impl DiskLog {
-    /// Opens (creating if needed) the log in `dir` and recovers what it holds.
+    /// Opens (creating if needed) the log in `dir` on the real file system and recovers what
+    /// it holds (see [`DiskLog::open_on`]).
+    pub fn open(dir: &Path, cfg: LogConfig) -> Result<(DiskLog, Recovery), BufferError> {
+        DiskLog::open_on(Arc::new(RealFs), dir, cfg)
+    }
+
+    /// Opens (creating if needed) the log in `dir`, reaching its files through `fs`, and
+    /// recovers what it holds.
     ///
     /// Damage never stops the open: a segment with a bad tail keeps its good prefix and the bad
     /// bytes are copied to `<segment>.damaged-<offset>` before the segment is cut; a segment
-    /// that cannot be read or has no good prefix is renamed to `<segment>.damaged-0`. Each is
-    /// logged as a warning and listed in [`Recovery::damages`]. Only a directory that cannot be
-    /// created or listed is an error.
-    pub fn open(dir: &Path, cfg: LogConfig) -> Result<(DiskLog, Recovery), BufferError> {
+    /// with no good prefix is renamed to `<segment>.damaged-0`. Each is logged as a warning and
+    /// listed in [`Recovery::damages`]; a file whose damage cannot be moved aside is left as it
+    /// is and never deleted. A directory that cannot be created or listed, and a segment that
+    /// cannot be read ([`BufferError::Read`]), are errors: an I/O error says nothing about the
+    /// entries, and going on without them would lose them.
+    pub fn open_on(
+        fs: Arc<dyn LogFs>,
+        dir: &Path,
+        cfg: LogConfig,
+    ) -> Result<(DiskLog, Recovery), BufferError> {
         let dir_err = |source| BufferError::Dir {
             path: dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(dir).map_err(dir_err)?;
-        let listing = fs::read_dir(dir).map_err(dir_err)?;
+        fs.create_dir_all(dir).map_err(dir_err)?;
+        let listing = fs.list(dir).map_err(dir_err)?;
         let mut recovery = Recovery::default();
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for item in listing.flatten() {
-            let path = item.path();
-            let name = item.file_name();
-            let name = name.to_string_lossy();
-            let is_file = item.file_type().is_ok_and(|t| t.is_file());
+        for item in listing {
+            let path = dir.join(&item.name);
+            let name = item.name.to_string_lossy();
             match segment::parse_segment_name(&name) {
-                Some(id) if is_file => names.push((id, path)),
+                Some(id) if item.is_file => names.push((id, path)),
                 _ if name == ACK_FILE || name == ACK_TMP_FILE || name.contains(".damaged-") => {}
                 _ => recovery.ignored.push(path),
             }
@@ -321,13 +447,13 @@ impl DiskLog {
         recovery.ignored.sort();
 
         let ack_path = dir.join(ACK_FILE);
-        let ack_point = match read_ack_file(&ack_path) {
+        let ack_point = match read_ack_file(&*fs, &ack_path) {
             Ok(v) => v,
             Err(reason) => {
                 recovery.damages.push(RecoveredDamage {
                     file: ack_path.clone(),
                     offset: 0,
-                    len: fs::metadata(&ack_path).map_or(0, |m| m.len()),
+                    len: file_len(&*fs, &ack_path),
                     reason: format!("{reason}; every entry found is delivered again"),
                     moved_to: None,
                 });
@@ -349,7 +475,7 @@ impl DiskLog {
                 entries,
                 good_len: bytes,
                 keep_file,
-            }) = recover_segment(&path, min_id, &mut recovery)
+            }) = recover_segment(&*fs, &path, min_id, &mut recovery)?
             else {
                 continue;
             };
@@ -361,7 +487,10 @@ impl DiskLog {
             let entries: Vec<Slot> = entries
                 .into_iter()
                 .filter(|e| e.id >= ack_point)
-                .map(|loc| Slot { loc, acked: false })
+                .map(|loc| Slot {
+                    loc,
+                    state: SlotState::Pending,
+                })
                 .collect();
             recovery.acked_entries += total - entries.len() as u64;
             if entries.is_empty() {
@@ -369,7 +498,7 @@ impl DiskLog {
                 if keep_file {
                     continue;
                 }
-                if let Err(e) = fs::remove_file(&path) {
+                if let Err(e) = fs.remove_file(&path) {
                     tracing::warn!(
                         file = %path.display(),
                         error = %e,
@@ -386,21 +515,13 @@ impl DiskLog {
                 .sum::<u64>();
             live_bytes += bytes;
             pending += entries.len();
-            segments.insert(
-                first_id,
-                Segment {
-                    path,
-                    bytes,
-                    unacked: entries.len(),
-                    entries,
-                    first_unacked: 0,
-                },
-            );
+            segments.insert(first_id, Segment::new(path, bytes, entries, keep_file));
         }
         for d in &recovery.damages {
             tracing::warn!("disk buffer: {d}");
         }
         let log = DiskLog {
+            fs,
             dir: dir.to_path_buf(),
             cfg,
             segments,
@@ -414,6 +535,7 @@ impl DiskLog {
             dir_dirty: false,
             persisted_ack: ack_point,
             last_sync: None,
+            sync_failures: 0,
             reader: None,
             scratch: Vec::new(),
         };
@@ -422,9 +544,10 @@ impl DiskLog {
 
     /// Appends one batch as one entry and returns its id.
     ///
-    /// With [`Fsync::Always`] the entry is on the disk when this returns. `Full` leaves the log
-    /// unchanged: the caller waits for acknowledgements (`block`) or drops the batch
-    /// (`drop_newest`).
+    /// With [`Fsync::Always`] the entry (and its segment's name) is on the disk when this
+    /// returns. `Full` leaves the log unchanged: the caller waits for acknowledgements
+    /// (`block`) or drops the batch (`drop_newest`). `Io` means nothing was appended (see the
+    /// module docs): the caller decides whether to try again.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<Appended, AppendError> {
         let entry_bytes = format::entry_len(records);
         let limit = self.cfg.max_bytes.min(MAX_ENTRY_BYTES as u64);
@@ -453,28 +576,8 @@ impl DiskLog {
         {
             self.seal_active()?;
         }
-        let id = self.next_id;
-        if self.active.is_none() {
-            let w = SegmentWriter::create(&self.dir, id)
-                .map_err(io_err("create", &segment::segment_path(&self.dir, id)))?;
-            self.segments.insert(
-                id,
-                Segment {
-                    path: w.path().to_path_buf(),
-                    bytes: 0,
-                    entries: Vec::new(),
-                    unacked: 0,
-                    first_unacked: 0,
-                },
-            );
-            self.active = Some(w);
-            self.dir_dirty = true;
-            if self.cfg.fsync == Fsync::Always {
-                sync_dir(&self.dir)?;
-                self.dir_dirty = false;
-            }
-        }
         self.scratch.clear();
+        let id = self.next_id;
         let len = match format::encode_entry(id, records, &mut self.scratch) {
             Ok(len) => len,
             Err(_) => {
@@ -484,39 +587,18 @@ impl DiskLog {
                 });
             }
         };
-        let always = self.cfg.fsync == Fsync::Always;
-        let Some(w) = self.active.as_mut() else {
-            let path = segment::segment_path(&self.dir, id);
-            let source = io::Error::other("no active segment");
-            return Err(BufferError::Io {
-                op: "write",
-                path,
-                source,
-            }
-            .into());
-        };
-        let written = w.append(&self.scratch).and_then(|offset| {
-            if always && let Err(e) = w.sync() {
-                let _ = w.truncate(offset);
-                return Err(e);
-            }
-            Ok(offset)
-        });
-        let offset = match written {
+        let offset = match self.write_entry(id) {
             Ok(offset) => offset,
             Err(e) => {
-                let err = BufferError::Io {
-                    op: "write",
-                    path: w.path().to_path_buf(),
-                    source: e,
-                };
-                // Never append after bytes that may be torn: the next entry starts a segment.
-                let _ = self.seal_active();
-                return Err(AppendError::Io(err));
+                // Its bytes may be on disk (a torn write, a file that could not be cut back or
+                // removed): the id is never used again, so no two entries ever share one.
+                self.next_id = id + 1;
+                return Err(e.into());
             }
         };
-        let first = last_segment_id(&self.segments);
-        if let Some(seg) = first.and_then(|k| self.segments.get_mut(&k)) {
+        let always = self.cfg.fsync == Fsync::Always;
+        let last = last_segment_id(&self.segments);
+        if let Some(seg) = last.and_then(|k| self.segments.get_mut(&k)) {
             seg.entries.push(Slot {
                 loc: EntryLoc {
                     id,
@@ -524,7 +606,7 @@ impl DiskLog {
                     len: len as u32,
                     records: records.len() as u32,
                 },
-                acked: false,
+                state: SlotState::Pending,
             });
             seg.unacked += 1;
             seg.bytes += len as u64;
@@ -537,6 +619,85 @@ impl DiskLog {
             id,
             bytes: len as u64,
         })
+    }
+
+    /// Writes the encoded entry (`scratch`) to the active segment, starting one if there is
+    /// none, and with [`Fsync::Always`] syncs it. Returns its offset. On an error the segment
+    /// is finished (never appended to again).
+    fn write_entry(&mut self, id: u64) -> Result<u64, BufferError> {
+        if self.active.is_none() {
+            self.start_segment(id)?;
+        }
+        let always = self.cfg.fsync == Fsync::Always;
+        let Some(w) = self.active.as_mut() else {
+            let path = segment::segment_path(&self.dir, id);
+            let source = io::Error::other("no active segment");
+            return Err(BufferError::Io {
+                op: "write",
+                path,
+                source,
+            });
+        };
+        let written = match w.append(&self.scratch) {
+            Ok(offset) if always => match w.sync() {
+                Ok(()) => Ok(offset),
+                Err(e) => {
+                    // Not durable: not appended. (Linux may drop the pages of a failed fsync
+                    // and report success next time, so a retry would prove nothing.)
+                    let _ = w.truncate(offset);
+                    Err(("sync", e))
+                }
+            },
+            Ok(offset) => Ok(offset),
+            Err(e) => Err(("write", e)),
+        };
+        match written {
+            Ok(offset) => Ok(offset),
+            Err((op, source)) => {
+                let err = BufferError::Io {
+                    op,
+                    path: w.path().to_path_buf(),
+                    source,
+                };
+                // Never append after bytes that may be torn: the next entry starts a segment.
+                if let Err(e) = self.seal_active() {
+                    tracing::warn!("disk buffer: {e}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates the segment whose first entry is `id` and makes it the active one. With
+    /// [`Fsync::Always`] the directory is synced first (an entry that survives a power loss
+    /// needs its file's name to survive too); if that fails, the new file is removed again.
+    fn start_segment(&mut self, id: u64) -> Result<(), BufferError> {
+        let path = segment::segment_path(&self.dir, id);
+        let w = SegmentWriter::create(&*self.fs, &self.dir, id).map_err(io_err("create", &path))?;
+        if self.cfg.fsync == Fsync::Always {
+            if let Err(source) = self.fs.sync_dir(&self.dir) {
+                drop(w);
+                if let Err(e) = self.fs.remove_file(&path) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        error = %e,
+                        "cannot remove an empty buffer segment"
+                    );
+                }
+                return Err(BufferError::Io {
+                    op: "sync",
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+            self.dir_dirty = false;
+        } else {
+            self.dir_dirty = true;
+        }
+        self.segments
+            .insert(id, Segment::new(path, 0, Vec::new(), false));
+        self.active = Some(w);
+        Ok(())
     }
 
     /// The id of the entry [`DiskLog::read_next`] would hand out next, without reading it.
@@ -557,8 +718,10 @@ impl DiskLog {
     /// The next entry not yet handed out, in id order (recovered entries first); `None` when
     /// every entry has been handed out.
     ///
-    /// An entry that can no longer be read back (the disk changed under the log) is dropped:
-    /// it counts as acknowledged, the error names its file and offset, and the next call goes
+    /// An entry that cannot be read back (an I/O error, or the disk changed under the log) is
+    /// [`BufferError::Unreadable`]: it counts as done for this run (it is not handed out
+    /// again, and [`DiskLog::pending_entries`] no longer counts it), but the ack point never
+    /// passes it and its segment is kept, so the next start reads it again. The next call goes
     /// on with the entry after it.
     pub fn read_next(&mut self) -> Result<Option<ReadEntry>, BufferError> {
         let Some((seg_id, index)) = self.find_unread() else {
@@ -574,7 +737,7 @@ impl DiskLog {
             Ok(entry) => Ok(Some(entry)),
             Err(reason) => {
                 self.reader = None;
-                self.ack(loc.id)?;
+                self.give_up(seg_id, index);
                 Err(BufferError::Unreadable {
                     path,
                     offset: loc.offset,
@@ -592,7 +755,8 @@ impl DiskLog {
     }
 
     /// Acknowledges entry `id` (in any order). Returns `false` when `id` is unknown or was
-    /// already acknowledged. A finished segment whose entries are all acknowledged is deleted.
+    /// already acknowledged. A finished segment whose entries are all acknowledged is deleted;
+    /// an error deleting it (naming the file) leaves the acknowledgement in place.
     pub fn ack(&mut self, id: u64) -> Result<bool, BufferError> {
         let active = self.active_first_id();
         let Some((&first, seg)) = self.segments.range_mut(..=id).next_back() else {
@@ -601,27 +765,49 @@ impl DiskLog {
         let Ok(i) = seg.entries.binary_search_by_key(&id, |s| s.loc.id) else {
             return Ok(false);
         };
-        if seg.entries[i].acked {
+        if seg.entries[i].state != SlotState::Pending {
             return Ok(false);
         }
-        seg.entries[i].acked = true;
+        seg.entries[i].state = SlotState::Acked;
         seg.unacked -= 1;
         self.pending -= 1;
-        while seg.entries.get(seg.first_unacked).is_some_and(|s| s.acked) {
+        while seg
+            .entries
+            .get(seg.first_unacked)
+            .is_some_and(|s| s.state == SlotState::Acked)
+        {
             seg.first_unacked += 1;
         }
         if seg.unacked == 0 && active != Some(first) {
-            self.delete_segment(first)?;
+            self.retire_segment(first)?;
         }
         Ok(true)
+    }
+
+    /// Marks the entry at `index` of segment `seg_id` unreadable (see [`DiskLog::read_next`]).
+    fn give_up(&mut self, seg_id: u64, index: usize) {
+        let Some(seg) = self.segments.get_mut(&seg_id) else {
+            return;
+        };
+        let Some(slot) = seg.entries.get_mut(index) else {
+            return;
+        };
+        if slot.state != SlotState::Pending {
+            return;
+        }
+        slot.state = SlotState::Unreadable;
+        seg.unacked -= 1;
+        seg.unreadable += 1;
+        self.pending -= 1;
     }
 
     /// Syncs when the fsync policy says it is time: for [`Fsync::Interval`] once the interval has
     /// passed since the last sync; for [`Fsync::Always`] whenever the ack point moved (entries
     /// are synced by `append`); for [`Fsync::Never`] it only writes the ack point (without fsync)
-    /// every [`DEFAULT_FSYNC_INTERVAL`]. Returns whether it did anything.
+    /// every [`DEFAULT_FSYNC_INTERVAL`]. After a failed sync the next waits [`retry_delay`].
+    /// Returns whether it did anything.
     pub fn maybe_sync(&mut self, now: Instant) -> Result<bool, BufferError> {
-        let Some(job) = self.begin_sync(now)? else {
+        let Some(job) = self.begin_sync(now) else {
             return Ok(false);
         };
         let done = job.run();
@@ -629,13 +815,15 @@ impl DiskLog {
         Ok(true)
     }
 
-    /// How long after a sync the next one is due.
+    /// How long after a sync the next one is due: the policy's interval, or longer after
+    /// failures ([`retry_delay`]).
     fn sync_interval(&self) -> Duration {
-        match self.cfg.fsync {
+        let interval = match self.cfg.fsync {
             Fsync::Always => Duration::ZERO,
             Fsync::Interval(d) => d,
             Fsync::Never => DEFAULT_FSYNC_INTERVAL,
-        }
+        };
+        interval.max(retry_delay(self.sync_failures))
     }
 
     /// [`DiskLog::maybe_sync`] in three steps, for a caller that keeps the log under a lock and
@@ -643,30 +831,36 @@ impl DiskLog {
     /// take the work under the lock (`None`: nothing is due), [`SyncJob::run`] it without the
     /// lock, then hand the outcome to [`DiskLog::end_sync`] under the lock again. Entries
     /// appended meanwhile are synced by the next job. One job at a time.
-    pub fn begin_sync(&mut self, now: Instant) -> Result<Option<SyncJob>, BufferError> {
-        let interval = self.sync_interval();
+    pub fn begin_sync(&mut self, now: Instant) -> Option<SyncJob> {
         let due = self
             .last_sync
-            .is_none_or(|t| now.saturating_duration_since(t) >= interval);
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.sync_interval());
         if !due || !self.needs_sync() {
-            return Ok(None);
+            return None;
         }
         self.last_sync = Some(now);
         let durable = self.cfg.fsync != Fsync::Never;
         // Only what is not delivered yet needs protecting: a finished segment deleted since (all
         // of it acknowledged) is skipped, and so is the active one when all of it is.
-        let mut segments: Vec<(File, PathBuf)> = std::mem::take(&mut self.sealed_unsynced)
-            .into_iter()
-            .filter(|(first, _, _)| self.segments.contains_key(first))
-            .map(|(_, f, p)| (f, p))
-            .collect();
+        Some(self.take_job(durable, true))
+    }
+
+    /// The work of a sync, taken out of the log: the segments to sync (with `durable`), the ack
+    /// point to write if it moved, and whether to sync the directory.
+    fn take_job(&mut self, durable: bool, skip_delivered: bool) -> SyncJob {
+        let mut segments: Vec<ToSync> = Vec::new();
+        if durable {
+            segments = std::mem::take(&mut self.sealed_unsynced)
+                .into_iter()
+                .filter(|(first, _, _)| self.segments.contains_key(first))
+                .collect();
+        }
         if self.unsynced {
             if durable
-                && !self.active_fully_acked()
-                && let Some(w) = self.active.as_ref()
+                && !(skip_delivered && self.active_fully_acked())
+                && let (Some(first), Some(w)) = (self.active_first_id(), self.active.as_ref())
             {
-                let file = w.try_clone_file().map_err(io_err("open", w.path()))?;
-                segments.push((file, w.path().to_path_buf()));
+                segments.push((first, w.file(), w.path().to_path_buf()));
             }
             self.unsynced = !durable;
         }
@@ -678,16 +872,18 @@ impl DiskLog {
         } else if ack.is_some() {
             self.dir_dirty = true;
         }
-        Ok(Some(SyncJob {
+        SyncJob {
+            fs: self.fs.clone(),
             segments,
             dir: self.dir.clone(),
             ack,
             durable,
             sync_dir,
-        }))
+        }
     }
 
-    /// Takes the outcome of a [`SyncJob`] (see [`DiskLog::begin_sync`]).
+    /// Takes the outcome of a [`SyncJob`] (see [`DiskLog::begin_sync`]). After a failure, what
+    /// the job was to do is left for the next job, which waits [`retry_delay`].
     pub fn end_sync(
         &mut self,
         job: &SyncJob,
@@ -695,15 +891,28 @@ impl DiskLog {
     ) -> Result<(), BufferError> {
         match result {
             Ok(()) => {
+                self.sync_failures = 0;
                 if let Some(ack) = job.ack {
                     self.persisted_ack = self.persisted_ack.max(ack);
                 }
                 Ok(())
             }
             Err(e) => {
-                // Try again next time.
-                self.unsynced = true;
-                self.dir_dirty = true;
+                self.sync_failures = self.sync_failures.saturating_add(1);
+                let active = self.active_first_id();
+                for (first, file, path) in &job.segments {
+                    if Some(*first) == active {
+                        self.unsynced = true;
+                    } else if self.segments.contains_key(first)
+                        && !self.sealed_unsynced.iter().any(|(f, _, _)| f == first)
+                    {
+                        self.sealed_unsynced
+                            .push((*first, file.clone(), path.clone()));
+                    }
+                }
+                if job.sync_dir || job.ack.is_some() {
+                    self.dir_dirty = true;
+                }
                 Err(e)
             }
         }
@@ -717,6 +926,11 @@ impl DiskLog {
         }
         let interval = self.sync_interval();
         Some(self.last_sync.map_or(now, |t| (t + interval).max(now)))
+    }
+
+    /// Syncs that failed in a row (0 after a sync that succeeded).
+    pub fn sync_failures(&self) -> u32 {
+        self.sync_failures
     }
 
     /// Forces appended entries to the disk and persists the ack point, whatever the policy.
@@ -734,7 +948,7 @@ impl DiskLog {
         self.live_bytes
     }
 
-    /// Entries appended or recovered and not yet acknowledged.
+    /// Entries appended or recovered and not yet acknowledged (nor found unreadable).
     pub fn pending_entries(&self) -> usize {
         self.pending
     }
@@ -744,10 +958,14 @@ impl DiskLog {
         self.next_id
     }
 
-    /// The lowest unacknowledged id (the next appended id when everything is acknowledged).
+    /// The lowest id not acknowledged (an unreadable entry counts as not acknowledged); the
+    /// next appended id when everything is acknowledged.
     pub fn ack_point(&self) -> u64 {
         for seg in self.segments.values() {
-            if let Some(s) = seg.entries[seg.first_unacked..].iter().find(|s| !s.acked) {
+            if let Some(s) = seg.entries[seg.first_unacked..]
+                .iter()
+                .find(|s| s.state != SlotState::Acked)
+            {
                 return s.loc.id;
             }
         }
@@ -766,30 +984,9 @@ impl DiskLog {
     }
 
     fn flush(&mut self, durable: bool) -> Result<(), BufferError> {
-        if durable {
-            for (first, file, path) in std::mem::take(&mut self.sealed_unsynced) {
-                if self.segments.contains_key(&first) {
-                    file.sync_data().map_err(io_err("sync", &path))?;
-                }
-            }
-        }
-        if self.unsynced {
-            if durable && let Some(w) = self.active.as_mut() {
-                w.sync().map_err(io_err("sync", w.path()))?;
-            }
-            self.unsynced = !durable;
-        }
-        let ack = self.ack_point();
-        if ack != self.persisted_ack {
-            write_ack_file(&self.dir, ack, durable)?;
-            self.persisted_ack = ack;
-            self.dir_dirty = true;
-        }
-        if self.dir_dirty && durable {
-            sync_dir(&self.dir)?;
-            self.dir_dirty = false;
-        }
-        Ok(())
+        let job = self.take_job(durable, false);
+        let done = job.run();
+        self.end_sync(&job, done)
     }
 
     fn active_first_id(&self) -> Option<u64> {
@@ -810,7 +1007,7 @@ impl DiskLog {
         let Some(first) = self.active_first_id() else {
             return Ok(());
         };
-        let Some(mut w) = self.active.take() else {
+        let Some(w) = self.active.take() else {
             return Ok(());
         };
         let fully_acked = self.segments.get(&first).is_some_and(|s| s.unacked == 0);
@@ -819,24 +1016,28 @@ impl DiskLog {
             match self.cfg.fsync {
                 Fsync::Never => {}
                 // Leave it to the next periodic sync: by then it may be delivered and gone.
-                Fsync::Interval(_) => match w.try_clone_file() {
-                    Ok(f) => self
-                        .sealed_unsynced
-                        .push((first, f, w.path().to_path_buf())),
-                    Err(_) => synced = w.sync().map_err(io_err("sync", w.path())),
-                },
+                Fsync::Interval(_) => {
+                    self.sealed_unsynced
+                        .push((first, w.file(), w.path().to_path_buf()));
+                }
                 Fsync::Always => synced = w.sync().map_err(io_err("sync", w.path())),
             }
         }
         self.unsynced = false;
         drop(w);
         if fully_acked {
-            self.delete_segment(first)?;
+            self.retire_segment(first)?;
         }
         synced
     }
 
-    fn delete_segment(&mut self, first: u64) -> Result<(), BufferError> {
+    /// Forgets a finished segment whose entries are all acknowledged and deletes its file;
+    /// keeps the segment when one of its entries could not be read back (for the next start),
+    /// and keeps the file when damaged bytes could not be moved out of it.
+    fn retire_segment(&mut self, first: u64) -> Result<(), BufferError> {
+        if self.segments.get(&first).is_some_and(|s| s.unreadable > 0) {
+            return Ok(());
+        }
         let Some(seg) = self.segments.remove(&first) else {
             return Ok(());
         };
@@ -844,8 +1045,13 @@ impl DiskLog {
         if self.reader.as_ref().is_some_and(|(k, _)| *k == first) {
             self.reader = None;
         }
+        if seg.keep_file {
+            return Ok(());
+        }
         self.dir_dirty = true;
-        fs::remove_file(&seg.path).map_err(io_err("delete", &seg.path))
+        self.fs
+            .remove_file(&seg.path)
+            .map_err(io_err("delete", &seg.path))
     }
 
     fn find_unread(&self) -> Option<(u64, usize)> {
@@ -857,7 +1063,10 @@ impl DiskLog {
             .map_or(0, |(k, _)| *k);
         for (k, seg) in self.segments.range(start..) {
             let from = seg.entries.partition_point(|s| s.loc.id < cursor);
-            if let Some(j) = seg.entries[from..].iter().position(|s| !s.acked) {
+            if let Some(j) = seg.entries[from..]
+                .iter()
+                .position(|s| s.state == SlotState::Pending)
+            {
                 return Some((*k, from + j));
             }
         }
@@ -865,17 +1074,20 @@ impl DiskLog {
     }
 
     fn read_at(&mut self, seg_id: u64, path: &Path, loc: EntryLoc) -> Result<ReadEntry, String> {
-        if self.reader.as_ref().is_none_or(|(k, _)| *k != seg_id) {
-            let f = File::open(path).map_err(|e| e.to_string())?;
-            self.reader = Some((seg_id, f));
-        }
-        let Some((_, file)) = self.reader.as_mut() else {
-            return Err("no reader".into());
+        let file = match &self.reader {
+            Some((k, f)) if *k == seg_id => f.clone(),
+            _ => {
+                let f = self
+                    .fs
+                    .open(path, OpenMode::Read)
+                    .map_err(|e| format!("cannot open: {e}"))?;
+                self.reader = Some((seg_id, f.clone()));
+                f
+            }
         };
         let mut data = vec![0u8; loc.len as usize];
-        file.seek(SeekFrom::Start(loc.offset))
-            .and_then(|_| file.read_exact(&mut data))
-            .map_err(|e| e.to_string())?;
+        file.read_exact_at(&mut data, loc.offset)
+            .map_err(|e| format!("cannot read: {e}"))?;
         let (entry, _) = format::decode_entry(&data).map_err(|e| e.to_string())?;
         if entry.id != loc.id {
             return Err(format!("found entry id {} instead", entry.id));
@@ -927,23 +1139,18 @@ struct Recovered {
 
 /// Scans one segment, moves its damage aside and returns its valid entries (all with ids at
 /// least `min_id`); `None` when nothing of it is usable (it was moved aside, or left alone
-/// when that failed).
-fn recover_segment(path: &Path, min_id: u64, recovery: &mut Recovery) -> Option<Recovered> {
-    let scan = match segment::scan_segment(path) {
-        Ok(scan) => scan,
-        Err(e) => {
-            let len = fs::metadata(path).map_or(0, |m| m.len());
-            let moved_to = move_aside(path, 0, len).ok();
-            recovery.damages.push(RecoveredDamage {
-                file: path.to_path_buf(),
-                offset: 0,
-                len,
-                reason: format!("cannot read: {e}"),
-                moved_to,
-            });
-            return None;
-        }
-    };
+/// when that failed). A segment that cannot be read is an error ([`BufferError::Read`]).
+fn recover_segment(
+    fs: &dyn LogFs,
+    path: &Path,
+    min_id: u64,
+    recovery: &mut Recovery,
+) -> Result<Option<Recovered>, BufferError> {
+    let scan = segment::scan_segment(fs, path).map_err(|f| BufferError::Read {
+        path: path.to_path_buf(),
+        offset: f.offset,
+        source: f.source,
+    })?;
     let mut entries = scan.entries;
     let mut damage = scan.damage.map(|d| (d.offset, d.len, d.reason.to_string()));
     // Entries must continue the ids of the segments before (and of the file name).
@@ -963,7 +1170,7 @@ fn recover_segment(path: &Path, min_id: u64, recovery: &mut Recovery) -> Option<
     let good_len = entries.last().map_or(0, |e| e.offset + u64::from(e.len));
     let mut keep_file = false;
     if let Some((offset, len, reason)) = damage {
-        let moved_to = match move_aside(path, offset, len) {
+        let moved_to = match move_aside(fs, path, offset, len) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(
@@ -983,42 +1190,79 @@ fn recover_segment(path: &Path, min_id: u64, recovery: &mut Recovery) -> Option<
             moved_to,
         });
         if offset == 0 {
-            return None;
+            return Ok(None);
         }
     }
-    Some(Recovered {
+    Ok(Some(Recovered {
         entries,
         good_len,
         keep_file,
-    })
+    }))
 }
 
 /// Moves the bytes from `offset` to the end of `path` to `<path>.damaged-<offset>`: renames the
-/// whole file when `offset` is 0, else copies the tail, syncs the copy and cuts the segment.
-fn move_aside(path: &Path, offset: u64, len: u64) -> io::Result<PathBuf> {
+/// whole file when `offset` is 0, else copies the tail, syncs the copy and cuts the segment. If
+/// the copy fails, it is removed and the segment left as it was.
+fn move_aside(fs: &dyn LogFs, path: &Path, offset: u64, len: u64) -> io::Result<PathBuf> {
     let aside = damaged_path(path, offset);
     if offset == 0 {
-        fs::rename(path, &aside)?;
+        fs.rename(path, &aside)?;
         return Ok(aside);
     }
-    let mut src = File::options().read(true).write(true).open(path)?;
-    src.seek(SeekFrom::Start(offset))?;
-    let mut dst = File::create(&aside)?;
-    io::copy(&mut (&mut src).take(len), &mut dst)?;
-    dst.sync_all()?;
+    let src = fs.open(path, OpenMode::ReadWrite)?;
+    if let Err(e) = copy_tail(fs, &*src, offset, len, &aside) {
+        let _ = fs.remove_file(&aside);
+        return Err(e);
+    }
     src.set_len(offset)?;
     src.sync_all()?;
     Ok(aside)
 }
 
-fn read_ack_file(path: &Path) -> Result<u64, String> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+/// Copies `len` bytes of `src` from `offset` to a new file `to`, 64 KiB at a time, and syncs it.
+fn copy_tail(
+    fs: &dyn LogFs,
+    src: &dyn LogFile,
+    offset: u64,
+    len: u64,
+    to: &Path,
+) -> io::Result<()> {
+    const CHUNK: u64 = 64 << 10;
+    let dst = fs.open(to, OpenMode::Truncate)?;
+    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK) as usize;
+        src.read_exact_at(&mut buf[..n], offset + done)?;
+        dst.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    dst.sync_all()
+}
+
+/// The length of a file, or 0 when it cannot be had (for reports).
+fn file_len(fs: &dyn LogFs, path: &Path) -> u64 {
+    fs.open(path, OpenMode::Read)
+        .and_then(|f| f.size())
+        .unwrap_or(0)
+}
+
+/// The persisted ack point: 0 when there is no ack file; `Err` (why) when it cannot be read or
+/// is not valid.
+fn read_ack_file(fs: &dyn LogFs, path: &Path) -> Result<u64, String> {
+    let file = match fs.open(path, OpenMode::Read) {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(format!("cannot read: {e}")),
+        Err(e) => return Err(format!("cannot open: {e}")),
     };
-    let valid = bytes.len() == ACK_FILE_BYTES
-        && bytes[0..4] == ACK_MAGIC
+    let len = file.size().map_err(|e| format!("cannot read: {e}"))?;
+    if len != ACK_FILE_BYTES as u64 {
+        return Err("not a valid ack file".into());
+    }
+    let mut bytes = [0u8; ACK_FILE_BYTES];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let valid = bytes[0..4] == ACK_MAGIC
         && bytes[4..8] == [1, 0, 0, 0]
         && bytes[16..20] == crc32fast::hash(&bytes[0..16]).to_le_bytes();
     if !valid {
@@ -1032,7 +1276,8 @@ fn read_ack_file(path: &Path) -> Result<u64, String> {
 /// The file work of one sync (see [`DiskLog::begin_sync`]).
 #[derive(Debug)]
 pub struct SyncJob {
-    segments: Vec<(File, PathBuf)>,
+    fs: Arc<dyn LogFs>,
+    segments: Vec<ToSync>,
     dir: PathBuf,
     ack: Option<u64>,
     durable: bool,
@@ -1040,46 +1285,50 @@ pub struct SyncJob {
 }
 
 impl SyncJob {
-    /// Syncs the segment, writes the ack point and syncs the directory, as the job says.
+    /// Syncs the segments, writes the ack point and syncs the directory, as the job says; stops
+    /// at the first error (naming the file and the operation).
     pub fn run(&self) -> Result<(), BufferError> {
-        for (file, path) in &self.segments {
+        for (_, file, path) in &self.segments {
             file.sync_data().map_err(io_err("sync", path))?;
         }
         if let Some(ack) = self.ack {
-            write_ack_file(&self.dir, ack, self.durable)?;
+            write_ack_file(&*self.fs, &self.dir, ack, self.durable)?;
         }
         if self.sync_dir {
-            sync_dir(&self.dir)?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(io_err("sync", &self.dir))?;
         }
         Ok(())
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), BufferError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync", dir))
-}
-
-fn write_ack_file(dir: &Path, ack: u64, durable: bool) -> Result<(), BufferError> {
+/// Writes the ack point to [`ACK_TMP_FILE`] (synced when `durable`) and renames it to
+/// [`ACK_FILE`]: a failure at any step leaves the old ack file as it was.
+fn write_ack_file(fs: &dyn LogFs, dir: &Path, ack: u64, durable: bool) -> Result<(), BufferError> {
     let mut bytes = Vec::with_capacity(ACK_FILE_BYTES);
     bytes.extend_from_slice(&ACK_MAGIC);
     bytes.extend_from_slice(&[1, 0, 0, 0]);
     bytes.extend_from_slice(&ack.to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
     let tmp = dir.join(ACK_TMP_FILE);
-    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    let f = fs
+        .open(&tmp, OpenMode::Truncate)
+        .map_err(io_err("create", &tmp))?;
     f.write_all(&bytes).map_err(io_err("write", &tmp))?;
     if durable {
         f.sync_all().map_err(io_err("sync", &tmp))?;
     }
-    let path = dir.join(ACK_FILE);
-    fs::rename(&tmp, &path).map_err(io_err("rename", &path))
+    drop(f);
+    fs.rename(&tmp, &dir.join(ACK_FILE))
+        .map_err(io_err("rename", &tmp))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -1093,24 +1342,17 @@ mod tests {
         let (mut log, _) = DiskLog::open(dir.path(), cfg).unwrap();
         let t0 = Instant::now();
         let a = log.append(&[b"one"]).unwrap();
-        let job = log.begin_sync(t0).unwrap().expect("due: never synced");
+        let job = log.begin_sync(t0).expect("due: never synced");
         // Not due again within the interval, even with a new append.
         let b = log.append(&[b"two"]).unwrap();
-        assert!(
-            log.begin_sync(t0 + Duration::from_millis(1))
-                .unwrap()
-                .is_none()
-        );
+        assert!(log.begin_sync(t0 + Duration::from_millis(1)).is_none());
         let done = job.run();
         log.end_sync(&job, done).unwrap();
         // The second append still waits for a sync.
         assert!(log.sync_deadline(t0).is_some());
         assert!(log.read_next().unwrap().is_some());
         log.ack(a.id).unwrap();
-        let job = log
-            .begin_sync(t0 + Duration::from_millis(100))
-            .unwrap()
-            .unwrap();
+        let job = log.begin_sync(t0 + Duration::from_millis(100)).unwrap();
         let done = job.run();
         log.end_sync(&job, done).unwrap();
         drop(log);
@@ -1423,7 +1665,7 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_damaged_after_open_is_dropped_and_reading_goes_on() {
+    fn an_entry_damaged_after_open_is_kept_for_the_next_start_and_reading_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
         for i in 0..3 {
@@ -1449,8 +1691,30 @@ mod tests {
             ),
             "{err}"
         );
+        assert!(err.to_string().contains(&*seg.to_string_lossy()), "{err}");
         assert_eq!(log.read_next().unwrap().unwrap().id, 2);
         assert_eq!(log.pending_entries(), 2);
+        // Done for this run: not handed out again, not waited for.
+        for id in [0, 2] {
+            assert!(log.ack(id).unwrap());
+        }
+        assert!(!log.ack(1).unwrap());
+        log.rewind();
+        assert_eq!(log.read_next().unwrap(), None);
+        assert_eq!(log.pending_entries(), 0);
+        // But not acknowledged: the ack point stays below it and the segment stays.
+        assert_eq!(log.ack_point(), 1);
+        assert!(seg.exists());
+        log.close().unwrap();
+        let (_, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!(rec.ack_point, 1);
+        assert_eq!(rec.damages.len(), 1, "{:?}", rec.damages);
+        assert_eq!(rec.damages[0].offset, 60);
+        assert!(
+            dir.path()
+                .join(format!("{:020}.seg.damaged-60", 0))
+                .exists()
+        );
     }
 
     #[test]
@@ -1511,7 +1775,7 @@ mod tests {
         read_ids(&mut log);
         log.ack(0).unwrap();
         assert!(log.maybe_sync(t0 + ms(300)).unwrap(), "the ack point moved");
-        assert_eq!(read_ack_file(&dir.path().join(ACK_FILE)), Ok(1));
+        assert_eq!(read_ack_file(&RealFs, &dir.path().join(ACK_FILE)), Ok(1));
         drop(log);
 
         let never = LogConfig {
@@ -1524,7 +1788,7 @@ mod tests {
         read_ids(&mut log);
         log.ack(1).unwrap();
         assert!(log.maybe_sync(t0).unwrap(), "still writes the ack point");
-        assert_eq!(read_ack_file(&dir.path().join(ACK_FILE)), Ok(2));
+        assert_eq!(read_ack_file(&RealFs, &dir.path().join(ACK_FILE)), Ok(2));
         drop(log);
 
         let always = LogConfig {

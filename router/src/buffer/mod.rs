@@ -10,7 +10,11 @@
 //! - [`segment`]: segment files `<first_id:020>.seg`, written append-only, and
 //!   [`segment::scan_segment`], which stops at the first bad entry.
 //! - [`log`](mod@log): [`DiskLog`], the segmented log with out-of-order acknowledgements, the
-//!   `max_bytes` bound, the fsync policy ([`Fsync`]) and recovery at open.
+//!   `max_bytes` bound, the fsync policy ([`Fsync`]), recovery at open and what happens when
+//!   the disk fails.
+//! - [`fs`](mod@fs): [`LogFs`], every file operation of the log and its segments, and
+//!   [`RealFs`] over `std::fs`; tests use a fault-injecting one (`faulty.rs`) to fill the disk
+//!   and fail writes, fsyncs and reads.
 //!
 //! # On disk
 //!
@@ -50,14 +54,29 @@
 //!   (entries are written to the file, not kept in a user-space buffer).
 //! - **Damage does not stop the router.** Recovery keeps the good prefix of each segment, moves
 //!   the bad bytes aside and reports each place with file and offset ([`Recovery`]). An entry
-//!   that turns unreadable later is dropped with an error naming it
-//!   ([`BufferError::Unreadable`]); entries after it are still delivered.
+//!   that cannot be read back later is not delivered in that run, with an error naming it
+//!   ([`BufferError::Unreadable`]); entries after it are still delivered, and the ack point
+//!   stays below it, so the next start reads it again (or moves its bytes aside).
 //! - **Bounded.** Live segment bytes never exceed `max_bytes`: [`DiskLog::append`] answers
 //!   [`AppendError::Full`] instead, and the caller applies [`WhenFull`]. A segment is freed only
 //!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment.
+//! - **Disk failures lose nothing acknowledged.** A write or fsync that fails (a full disk,
+//!   an I/O error) appends nothing: the error names the file and the operation, and the
+//!   caller keeps the batch (the sink's buffer waits and tries again on a full disk with
+//!   `when_full = "block"`, and dead-letters it otherwise). With [`Fsync::Always`] an entry is
+//!   appended only once its fsync (and its new segment's directory entry) succeeded. A failed
+//!   periodic sync is tried again after a growing delay ([`log::retry_delay`], at most 5 s),
+//!   never in a loop; the ack point is persisted only by a sync that succeeded, so a failure
+//!   there costs duplicates after a restart, never entries. A segment that cannot be read at
+//!   open stops the open ([`BufferError::Read`]) rather than be skipped.
 
 pub mod batch;
+#[cfg(test)]
+mod faults;
+#[cfg(test)]
+pub(crate) mod faulty;
 pub mod format;
+pub mod fs;
 pub mod log;
 pub mod segment;
 
@@ -66,6 +85,7 @@ use std::time::Duration;
 
 use crate::config::reader::{Diagnostics, Section};
 
+pub use fs::{LogFs, RealFs};
 pub use log::{
     AppendError, Appended, BufferError, DiskLog, Fsync, LogConfig, ReadEntry, RecoveredDamage,
     Recovery, SyncJob,

@@ -3,14 +3,16 @@
 //! A segment is written append-only by one [`SegmentWriter`] and never written again once the
 //! log has moved on to the next one (after a restart the log always starts a new segment).
 //! [`scan_segment`] reads a segment from its start and stops at the first bytes that are not a
-//! valid entry, so a torn tail or a damaged byte is found by the entry checksums.
+//! valid entry, so a torn tail or a damaged byte is found by the entry checksums. Files are
+//! reached through [`LogFs`].
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::{self, FormatError, HEADER_BYTES};
+use super::fs::{LogFile, LogFs, OpenMode};
 
 /// The file name extension of segments.
 pub const EXTENSION: &str = "seg";
@@ -33,23 +35,23 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
 #[derive(Debug)]
 pub struct SegmentWriter {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn LogFile>,
     len: u64,
 }
 
 impl SegmentWriter {
     /// Creates the segment `first_id` in `dir`; fails if it exists.
-    pub fn create(dir: &Path, first_id: u64) -> io::Result<SegmentWriter> {
+    pub fn create(fs: &dyn LogFs, dir: &Path, first_id: u64) -> io::Result<SegmentWriter> {
         let path = segment_path(dir, first_id);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = fs.open(&path, OpenMode::CreateNew)?;
         Ok(SegmentWriter { path, file, len: 0 })
     }
 
-    /// Appends one encoded entry; returns the offset it starts at. If the write fails, the file
-    /// is cut back to its previous length (when that is possible).
+    /// Appends one encoded entry (one write); returns the offset it starts at. If the write
+    /// fails, the file is cut back to its previous length when that is possible; when it is
+    /// not, torn bytes may follow the last entry, and a scan stops before them. Either way the
+    /// writer must not be appended to again (the file position may be past the end): the log
+    /// starts a new segment.
     pub fn append(&mut self, entry: &[u8]) -> io::Result<u64> {
         let offset = self.len;
         if let Err(e) = self.file.write_all(entry) {
@@ -68,13 +70,13 @@ impl SegmentWriter {
     }
 
     /// Flushes the written entries to the disk (`fdatasync`).
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 
-    /// Another handle to the segment file, to sync it while this writer goes on appending.
-    pub fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
+    /// The open file, to sync it while this writer goes on appending.
+    pub fn file(&self) -> Arc<dyn LogFile> {
+        self.file.clone()
     }
 
     /// Bytes written.
@@ -119,8 +121,6 @@ pub enum DamageReason {
         /// The entry's id.
         id: u64,
     },
-    /// Reading the file failed.
-    Io(String),
 }
 
 impl fmt::Display for DamageReason {
@@ -130,7 +130,6 @@ impl fmt::Display for DamageReason {
             DamageReason::IdOrder { previous, id } => {
                 write!(f, "entry id {id} does not follow id {previous}")
             }
-            DamageReason::Io(e) => write!(f, "read error: {e}"),
         }
     }
 }
@@ -157,14 +156,25 @@ pub struct ScanResult {
     pub damage: Option<Damage>,
 }
 
+/// A segment that could not be read: opening it, reading its length or reading at `offset`
+/// failed. Unlike [`Damage`], this says nothing about the bytes.
+#[derive(Debug)]
+pub struct ReadFailure {
+    /// Where reading failed (0 for opening the file or reading its length).
+    pub offset: u64,
+    /// The cause.
+    pub source: io::Error,
+}
+
 /// Reads the segment at `path` entry by entry and stops at the first bad one.
 ///
-/// Only opening the file or reading its length is an error; a read error later on is reported
-/// as [`DamageReason::Io`] at the offset where it happened. Memory use is one entry, and never
+/// Bad bytes are [`ScanResult::damage`]; a file that cannot be read is a [`ReadFailure`]
+/// (an I/O error says nothing about what the file holds). Memory use is one entry, and never
 /// more than the file's length.
-pub fn scan_segment(path: &Path) -> io::Result<ScanResult> {
-    let mut file = File::open(path)?;
-    let file_len = file.metadata()?.len();
+pub fn scan_segment(fs: &dyn LogFs, path: &Path) -> Result<ScanResult, ReadFailure> {
+    let failed = |offset: u64| move |source: io::Error| ReadFailure { offset, source };
+    let file = fs.open(path, OpenMode::Read).map_err(failed(0))?;
+    let file_len = file.size().map_err(failed(0))?;
     let mut result = ScanResult::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut offset = 0u64;
@@ -178,10 +188,7 @@ pub fn scan_segment(path: &Path) -> io::Result<ScanResult> {
         let remaining = file_len - offset;
         buf.clear();
         let want = (HEADER_BYTES as u64).min(remaining) as usize;
-        if let Err(e) = read_into(&mut file, &mut buf, want) {
-            result.damage = Some(damage(offset, DamageReason::Io(e.to_string())));
-            break;
-        }
+        read_into(&*file, &mut buf, want, offset).map_err(failed(offset))?;
         let header = match format::decode_header(&buf) {
             Ok(h) => h,
             Err(e) => {
@@ -199,10 +206,8 @@ pub fn scan_segment(path: &Path) -> io::Result<ScanResult> {
             break;
         }
         // Checked against the file's length above: no allocation beyond what is on disk.
-        if let Err(e) = read_into(&mut file, &mut buf, header.body_len) {
-            result.damage = Some(damage(offset, DamageReason::Io(e.to_string())));
-            break;
-        }
+        let body_at = offset + HEADER_BYTES as u64;
+        read_into(&*file, &mut buf, header.body_len, body_at).map_err(failed(body_at))?;
         let (entry, len) = match format::decode_entry(&buf) {
             Ok(v) => v,
             Err(e) => {
@@ -233,18 +238,20 @@ pub fn scan_segment(path: &Path) -> io::Result<ScanResult> {
     Ok(result)
 }
 
-/// Appends exactly `n` bytes from `file` to `buf`.
-fn read_into(file: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
+/// Appends exactly `n` bytes of `file`, from `offset`, to `buf`.
+fn read_into(file: &dyn LogFile, buf: &mut Vec<u8>, n: usize, offset: u64) -> io::Result<()> {
     let start = buf.len();
     buf.resize(start + n, 0);
-    file.read_exact(&mut buf[start..])
+    file.read_exact_at(&mut buf[start..], offset)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+    use crate::buffer::faulty::{EIO, ENOSPC, Fault, FaultyFs, Op};
     use crate::buffer::format::{Corruption, encode_entry};
+    use crate::buffer::fs::RealFs;
 
     fn entry(id: u64, records: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -271,15 +278,15 @@ mod tests {
     #[test]
     fn write_then_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::create(dir.path(), 5).unwrap();
+        let mut w = SegmentWriter::create(&RealFs, dir.path(), 5).unwrap();
         assert!(w.is_empty());
         let a = entry(5, &[b"one", b"two"]);
         let b = entry(6, &[]);
         assert_eq!(w.append(&a).unwrap(), 0);
         assert_eq!(w.append(&b).unwrap(), a.len() as u64);
         w.sync().unwrap();
-        assert!(SegmentWriter::create(dir.path(), 5).is_err());
-        let r = scan_segment(w.path()).unwrap();
+        assert!(SegmentWriter::create(&RealFs, dir.path(), 5).is_err());
+        let r = scan_segment(&RealFs, w.path()).unwrap();
         assert_eq!(r.damage, None);
         assert_eq!(r.good_len, w.len());
         let ids: Vec<(u64, u64, u32)> = r
@@ -300,7 +307,7 @@ mod tests {
         let mut torn = a.clone();
         torn.extend_from_slice(&b[..b.len() - 3]);
         std::fs::write(&path, &torn).unwrap();
-        let r = scan_segment(&path).unwrap();
+        let r = scan_segment(&RealFs, &path).unwrap();
         assert_eq!(r.entries.len(), 1);
         assert_eq!(r.good_len, a.len() as u64);
         let d = r.damage.unwrap();
@@ -313,7 +320,7 @@ mod tests {
         let mut flipped = [a.clone(), b.clone(), entry(3, &[b"c"])].concat();
         flipped[a.len() + HEADER_BYTES + 14] ^= 0x40;
         std::fs::write(&path, &flipped).unwrap();
-        let r = scan_segment(&path).unwrap();
+        let r = scan_segment(&RealFs, &path).unwrap();
         assert_eq!(r.entries.len(), 1);
         let d = r.damage.unwrap();
         assert_eq!(d.offset, a.len() as u64);
@@ -324,15 +331,69 @@ mod tests {
         );
 
         std::fs::write(&path, [a.clone(), a.clone()].concat()).unwrap();
-        let d = scan_segment(&path).unwrap().damage.unwrap();
+        let d = scan_segment(&RealFs, &path).unwrap().damage.unwrap();
         assert_eq!(d.reason, DamageReason::IdOrder { previous: 1, id: 1 });
 
         std::fs::write(&path, b"garbage, not a segment").unwrap();
-        let r = scan_segment(&path).unwrap();
+        let r = scan_segment(&RealFs, &path).unwrap();
         assert!(r.entries.is_empty());
         assert_eq!(r.damage.unwrap().offset, 0);
 
         std::fs::write(&path, b"").unwrap();
-        assert_eq!(scan_segment(&path).unwrap(), ScanResult::default());
+        assert_eq!(scan_segment(&RealFs, &path).unwrap(), ScanResult::default());
+    }
+
+    #[test]
+    fn a_read_error_is_a_failure_at_its_offset_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::create(&RealFs, dir.path(), 1).unwrap();
+        let a = entry(1, &[b"aaaa"]);
+        w.append(&a).unwrap();
+        w.append(&entry(2, &[b"bbbb"])).unwrap();
+        let fs = FaultyFs::new();
+        // Reads: the header of entry 1, its body, then the header of entry 2.
+        fs.inject(Fault::new(Op::Read, EIO).nth(3));
+        let f = scan_segment(&fs, w.path()).unwrap_err();
+        assert_eq!(f.offset, a.len() as u64);
+        assert_eq!(f.source.raw_os_error(), Some(EIO));
+        fs.inject(Fault::new(Op::Read, EIO).nth(2));
+        let f = scan_segment(&fs, w.path()).unwrap_err();
+        assert_eq!(f.offset, HEADER_BYTES as u64, "a body read");
+        fs.inject(Fault::new(Op::Open, EIO));
+        assert_eq!(scan_segment(&fs, w.path()).unwrap_err().offset, 0);
+        fs.inject(Fault::new(Op::Size, EIO));
+        assert_eq!(scan_segment(&fs, w.path()).unwrap_err().offset, 0);
+        let r = scan_segment(&fs, w.path()).unwrap();
+        assert_eq!((r.entries.len(), r.damage), (2, None));
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_back_or_stops_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        let mut w = SegmentWriter::create(&fs, dir.path(), 1).unwrap();
+        let a = entry(1, &[b"aaaa"]);
+        let b = entry(2, &[b"bbbb"]);
+        w.append(&a).unwrap();
+        fs.inject(Fault::new(Op::Write, ENOSPC).short(7));
+        let e = w.append(&b).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(ENOSPC));
+        assert_eq!(w.len(), a.len() as u64);
+        assert_eq!(std::fs::metadata(w.path()).unwrap().len(), a.len() as u64);
+        // Cutting back fails too: the torn bytes stay, and a scan stops before them.
+        let mut w = SegmentWriter::create(&fs, dir.path(), 5).unwrap();
+        w.append(&a).unwrap();
+        fs.inject(Fault::new(Op::Write, EIO).short(7));
+        fs.inject(Fault::new(Op::SetLen, EIO));
+        w.append(&b).unwrap_err();
+        assert_eq!(w.len(), a.len() as u64);
+        let r = scan_segment(&fs, w.path()).unwrap();
+        assert_eq!(r.entries.len(), 1);
+        let d = r.damage.unwrap();
+        assert_eq!((d.offset, d.len), (a.len() as u64, 7));
+        assert!(matches!(
+            d.reason,
+            DamageReason::Format(FormatError::Truncated { .. })
+        ));
     }
 }

@@ -303,7 +303,7 @@ fn http_sources_are_validated() {
         "t.toml:3:11: `sources.web.address`: \"localhost\" is not an address",
     );
     assert_has(&errs, "`sources.web.tls_cert`: tls_cert needs tls_key");
-    assert_has(&errs, "set aws_access_key_ids");
+    assert_has(&errs, "also set aws_credentials");
     assert_has(&errs, "`sources.web.format`: unknown value \"xml\"");
     let errs = errors(&format!("[sources.web]\nkind = \"http\"\n{sink}"));
     assert_has(&errs, "missing required key `sources.web.address`");
@@ -316,6 +316,109 @@ fn http_sources_are_validated() {
     assert!(c.sources[1].kind.is_network());
     let two = format!("[sources.a]\nkind = \"stdin\"\n[sources.b]\nkind = \"stdin\"\n{sink}");
     assert_has(&errors(&two), "only one stdin source is possible");
+}
+
+#[test]
+fn aws_api_settings_are_validated() {
+    use crate::sources::http::aws_api::config::AwsAuth;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cr3t\n").unwrap();
+    let sink = "[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+    let http = |address: &str, rest: &str| {
+        format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"{address}\"\naws_api = true\n{rest}\n{sink}"
+        )
+    };
+    let aws_of = |text: &str| {
+        let c = parse_str("t.toml", text).unwrap();
+        match &c.sources[0].kind {
+            SourceKind::Http(h) => h.aws.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // Loopback without credentials: open (a well-formed, current signature with any key).
+    let a = aws_of(&http("127.0.0.1:8080", ""));
+    assert_eq!(a.auth, AwsAuth::Open { explicit: false });
+    assert_eq!((a.shards, a.deaggregate, a.streams), (1024, true, None));
+    // Anywhere else it needs credentials or an explicit choice.
+    let errs = errors(&http("0.0.0.0:8080", ""));
+    assert_has(
+        &errs,
+        "t.toml:4:11: `sources.web.aws_api`: the AWS API on a non-loopback address",
+    );
+    assert_has(&errs, "aws_auth = \"none\"");
+    let a = aws_of(&http("0.0.0.0:8080", "aws_auth = \"none\""));
+    assert_eq!(a.auth, AwsAuth::Open { explicit: true });
+    let creds = format!(
+        "aws_credentials = [{{ access_key_id = \"AKID1\", secret_file = \"{}\" }}]\n\
+         aws_streams = [\"a\", \"b.c\"]\naws_shards = 7\naws_deaggregate = false",
+        secret.display()
+    );
+    let a = aws_of(&http("0.0.0.0:8080", &creds));
+    let AwsAuth::SigV4(list) = &a.auth else {
+        panic!("{:?}", a.auth)
+    };
+    assert_eq!(list[0].access_key_id, "AKID1");
+    assert_eq!(
+        list[0].secret,
+        crate::sources::http::aws_api::sigv4::Secret::new("s3cr3t".into())
+    );
+    assert!(
+        !format!("{a:?}").contains("s3cr3t"),
+        "the secret is printed: {a:?}"
+    );
+    assert_eq!((a.shards, a.deaggregate), (7, false));
+    assert_eq!(a.streams, Some(vec!["a".to_owned(), "b.c".to_owned()]));
+    let errs = errors(&http(
+        "127.0.0.1:1",
+        "aws_credentials = [\n  { access_key_id = \"K\", secret_file = \"/nonexistent/secret\" },\n  \
+         { access_key_id = \"K2\", secret_access_key = \"inline\" },\n  \
+         { access_key_id = \"K3\", secret_file = \"f\", secret_env = \"E\" },\n  \
+         { access_key_id = \"K4\", secret_env = \"EDGE_ROUTER_TEST_SURELY_UNSET_VARIABLE\" },\n]\n\
+         aws_access_key_ids = [\"K\"]\naws_streams = [\"a b\"]\naws_shards = 0\naws_auth = \"maybe\"",
+    ));
+    assert_has(
+        &errs,
+        "t.toml:6:40: `sources.web.aws_credentials[0].secret_file`: cannot read /nonexistent/secret",
+    );
+    assert_has(
+        &errs,
+        "`sources.web.aws_credentials[1].secret_access_key`: secrets are not written in the config",
+    );
+    assert_has(
+        &errs,
+        "`sources.web.aws_credentials[2].secret_file`: give secret_file or secret_env, not both",
+    );
+    assert_has(&errs, "EDGE_ROUTER_TEST_SURELY_UNSET_VARIABLE is not set");
+    assert_has(
+        &errs,
+        "`sources.web.aws_access_key_ids`: aws_access_key_ids was replaced by aws_credentials",
+    );
+    assert_has(
+        &errs,
+        "`sources.web.aws_streams[0]`: \"a b\" is not a stream name",
+    );
+    assert_has(&errs, "`sources.web.aws_shards`: 0 is out of range");
+    assert_has(&errs, "`sources.web.aws_auth`: unknown aws_auth \"maybe\"");
+    assert_has(
+        &errors(&http("127.0.0.1:1", "aws_credentials = []")),
+        "lists no credential",
+    );
+    assert_has(
+        &errors(&http(
+            "127.0.0.1:1",
+            "aws_auth = \"none\"\naws_credentials = []",
+        )),
+        "contradict",
+    );
+    let off = format!(
+        "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:1\"\naws_shards = 4\n{sink}"
+    );
+    assert_has(
+        &errors(&off),
+        "aws_shards has no effect without aws_api = true",
+    );
 }
 
 #[test]
@@ -390,4 +493,87 @@ fn quic_sources_are_validated() {
     );
     assert_eq!(q.auth_token.as_deref(), Some("x"));
     assert_eq!(q.max_streams, 64);
+}
+
+#[test]
+fn network_limits_have_safe_defaults_and_are_checked() {
+    let sink = "[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+    let c = parse_str(
+        "t.toml",
+        &format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:1\"\n\
+             [sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:2\"\nself_signed = true\n\
+             [metrics]\naddress = \"127.0.0.1:3\"\n{sink}"
+        ),
+    )
+    .unwrap();
+    let SourceKind::Http(h) = &c.sources[0].kind else {
+        panic!("not http")
+    };
+    let s = Duration::from_secs;
+    assert_eq!(
+        (h.max_connections, h.max_connections_per_peer, h.max_streams),
+        (512, 64, 8)
+    );
+    assert_eq!(h.max_header_bytes, 16 << 10);
+    assert_eq!(
+        (h.max_inflight_bytes, h.max_inflight_bytes_per_peer),
+        (128 << 20, 64 << 20)
+    );
+    assert_eq!(
+        (
+            h.handshake_timeout,
+            h.header_timeout,
+            h.idle_timeout,
+            h.body_timeout
+        ),
+        (s(10), s(10), s(30), s(10))
+    );
+    assert_eq!(h.body_min_bytes_per_sec, 8 << 10);
+    let SourceKind::Quic(q) = &c.sources[1].kind else {
+        panic!("not quic")
+    };
+    assert_eq!(
+        (
+            q.max_connections,
+            q.max_connections_per_peer,
+            q.max_unauthenticated
+        ),
+        (256, 64, 64)
+    );
+    assert_eq!(
+        (q.handshake_timeout, q.hello_timeout, q.batch_timeout),
+        (s(10), s(5), s(10))
+    );
+    let m = c.metrics.as_ref().unwrap();
+    assert_eq!((m.max_connections, m.reload_token.as_deref()), (16, None));
+
+    let errs = errors(&format!(
+        "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:1\"\nheader_timeout_ms = 0\n\
+         max_inflight_bytes = \"32MiB\"\nmax_streams = 0\n\
+         [sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:2\"\nself_signed = true\n\
+         max_inflight_bytes_per_peer = \"1GiB\"\nhello_timeout_ms = 10\n\
+         [metrics]\naddress = \"127.0.0.1:3\"\nreload_token = \"\"\n{sink}"
+    ));
+    assert_has(
+        &errs,
+        "t.toml:4:21: `sources.web.header_timeout_ms`: 0 is out of range",
+    );
+    assert_has(&errs, "`sources.web.max_streams`: 0 is out of range");
+    // The default share (half of 32 MiB) cannot hold one 16 MiB body decompressed and parsed.
+    assert_has(
+        &errs,
+        "`sources.web.max_inflight_bytes_per_peer`: max_inflight_bytes_per_peer (16777216; \
+         default: half of max_inflight_bytes) must be at least 4 x max_body_bytes",
+    );
+    assert_has(
+        &errs,
+        "`sources.q.max_inflight_bytes_per_peer`: max_inflight_bytes_per_peer (1073741824) is \
+         more than max_inflight_bytes",
+    );
+    assert_has(&errs, "`sources.q.hello_timeout_ms`: 10 is out of range");
+    assert_has(
+        &errs,
+        "`metrics.reload_token`: reload_token must not be empty",
+    );
 }

@@ -65,6 +65,16 @@ pub struct Counters {
     pub plugin_memory_limit_hits: AtomicU64,
     /// Plugin stages: records the plugin reported an error for.
     pub plugin_record_errors: AtomicU64,
+    /// Plugin stages: answers rejected for breaking the contract (or for being too large).
+    pub plugin_contract_violations: AtomicU64,
+    /// Plugin stages: attempts to start a new instance (after a failed call) that failed.
+    pub plugin_restart_failures: AtomicU64,
+    /// Plugin stages: times the stage's breaker opened.
+    pub plugin_breaker_trips: AtomicU64,
+    /// Plugin stages: 1 while the breaker is open (the plugin is not called), else 0.
+    pub plugin_breaker_open: AtomicU64,
+    /// Plugin stages: plugin log messages held back by the stage's log limits.
+    pub plugin_logs_suppressed: AtomicU64,
     /// Kinesis sinks: PutRecords requests made.
     pub kinesis_requests: AtomicU64,
     /// Kinesis sinks: Kinesis records written (an aggregate of many records counts once).
@@ -85,6 +95,13 @@ pub struct Counters {
     pub firehose_billed_bytes: AtomicU64,
     /// Firehose sinks: estimated billed bytes had each user record been its own Firehose record.
     pub firehose_billed_bytes_unpacked: AtomicU64,
+    /// HTTP sources' AWS API: KPL aggregated records opened on ingest.
+    pub aws_aggregates: AtomicU64,
+    /// HTTP sources' AWS API: user records taken out of those aggregates.
+    pub aws_aggregated_records: AtomicU64,
+    /// HTTP sources' AWS API: records that began like an aggregate but failed its check (MD5,
+    /// protobuf, keys) and were passed on whole.
+    pub aws_aggregates_kept_whole: AtomicU64,
     /// Kinesis sinks: per shard id, records written and entries throttled (replaced as a whole
     /// by the sink with [`Counters::set_kinesis_shards`]).
     kinesis_shards: Mutex<BTreeMap<String, ShardCounts>>,
@@ -255,6 +272,11 @@ impl Counters {
             plugin_timeouts: get(&self.plugin_timeouts),
             plugin_memory_limit_hits: get(&self.plugin_memory_limit_hits),
             plugin_record_errors: get(&self.plugin_record_errors),
+            plugin_contract_violations: get(&self.plugin_contract_violations),
+            plugin_restart_failures: get(&self.plugin_restart_failures),
+            plugin_breaker_trips: get(&self.plugin_breaker_trips),
+            plugin_breaker_open: get(&self.plugin_breaker_open),
+            plugin_logs_suppressed: get(&self.plugin_logs_suppressed),
             kinesis_requests: get(&self.kinesis_requests),
             kinesis_records: get(&self.kinesis_records),
             kinesis_retries: get(&self.kinesis_retries),
@@ -265,6 +287,9 @@ impl Counters {
             firehose_bytes: get(&self.firehose_bytes),
             firehose_billed_bytes: get(&self.firehose_billed_bytes),
             firehose_billed_bytes_unpacked: get(&self.firehose_billed_bytes_unpacked),
+            aws_aggregates: get(&self.aws_aggregates),
+            aws_aggregated_records: get(&self.aws_aggregated_records),
+            aws_aggregates_kept_whole: get(&self.aws_aggregates_kept_whole),
         }
     }
 }
@@ -298,6 +323,21 @@ pub struct CounterValues {
     /// See [`Counters::plugin_record_errors`].
     #[serde(skip_serializing_if = "is_zero")]
     pub plugin_record_errors: u64,
+    /// See [`Counters::plugin_contract_violations`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_contract_violations: u64,
+    /// See [`Counters::plugin_restart_failures`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_restart_failures: u64,
+    /// See [`Counters::plugin_breaker_trips`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_breaker_trips: u64,
+    /// See [`Counters::plugin_breaker_open`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_breaker_open: u64,
+    /// See [`Counters::plugin_logs_suppressed`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_logs_suppressed: u64,
     /// See [`Counters::kinesis_requests`].
     #[serde(skip_serializing_if = "is_zero")]
     pub kinesis_requests: u64,
@@ -328,6 +368,15 @@ pub struct CounterValues {
     /// See [`Counters::firehose_billed_bytes_unpacked`].
     #[serde(skip_serializing_if = "is_zero")]
     pub firehose_billed_bytes_unpacked: u64,
+    /// See [`Counters::aws_aggregates`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregates: u64,
+    /// See [`Counters::aws_aggregated_records`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregated_records: u64,
+    /// See [`Counters::aws_aggregates_kept_whole`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_aggregates_kept_whole: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -4,13 +4,19 @@
 //! an argument.
 
 pub mod accounting;
+pub mod breaker;
 pub mod dead_letter;
+pub mod deadline;
 pub mod framing;
-pub mod jsonpath;
+pub mod kinesis;
+/// The JSON field paths and scanner, shared with the plugin SDK (the `edge-router-jsonpath` crate).
+pub use edge_router_jsonpath as jsonpath;
 pub mod matcher;
 pub mod partition;
 pub mod partitioner;
 pub mod rate_limit;
 pub mod record;
 pub mod reorder;
+pub mod report;
 pub mod template;
+pub mod text;

@@ -106,8 +106,8 @@ use md5::{Digest, Md5};
 use rand::Rng;
 
 use crate::core::jsonpath::{JsonPath, JsonValue, lookup};
+use crate::core::kinesis::hash::{HashKeyError, format_hash_key, hash_key, parse_hash_key};
 use crate::core::record::RecordRef;
-use crate::sinks::kinesis::hash::{HashKeyError, format_hash_key, hash_key, parse_hash_key};
 
 /// The longest partition key Kinesis accepts, in UTF-16 code units (see the module docs).
 pub const PARTITION_KEY_LEN_MAX: usize = 256;
@@ -1143,7 +1143,7 @@ mod tests {
             encoding.extend_from_slice(value);
         }
         let mut hex = String::new();
-        push_hex(&mut hex, &crate::sinks::kinesis::hash::md5(&encoding));
+        push_hex(&mut hex, &crate::core::kinesis::hash::md5(&encoding));
         assert_eq!(k, hex);
         // Member order, whitespace, other fields and escapes do not change the key.
         assert_eq!(

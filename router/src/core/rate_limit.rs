@@ -1,5 +1,7 @@
-//! Rate limiting: a token bucket driven by virtual time, and [`Repeats`], the gate that keeps a
-//! repeated log message (per record, per connection) from flooding the logs.
+//! Rate limiting: a token bucket driven by virtual time, [`Repeats`], the gate that keeps a
+//! repeated log message (per record, per connection) from flooding the logs, [`Throttle`], one
+//! message per interval with a count of the rest, and [`Backoff`], the doubling wait of a loop
+//! that keeps failing (accepting connections without file descriptors, opening files).
 //!
 //! This module owns the bucket arithmetic only. It never sleeps and never reads the clock: every
 //! call takes `now`, and waits are returned for the caller's timer. Tokens are counted in
@@ -171,10 +173,165 @@ impl Repeats {
     }
 }
 
+/// Lets one message through per interval, counting the ones held back: for a condition that
+/// may last (descriptors exhausted), where one line every few seconds with a count says enough.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    every: Duration,
+    next: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// A gate for one message per `every`.
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            next: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(n)` when a message may be logged now, `n` being how many were held back since the
+    /// last one; `None` when this one is held back (and counted).
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.held += 1;
+            return None;
+        }
+        self.next = Some(now + self.every);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// A doubling wait between `min` and `max` for a loop whose step keeps failing; a success resets
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The wait after a failure (and doubles the next one).
+    pub fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// After a success: the next failure waits `min` again.
+    pub fn succeeded(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// The gate for one plugin stage's log lines (shared by its workers and instances, so a plugin
+/// cannot get a fresh allowance by trapping): at most `messages_per_sec` messages and
+/// `bytes_per_sec` bytes of message text a second (each with a burst of one second's worth),
+/// counting what it holds back for a summary.
+#[derive(Debug, Clone)]
+pub struct LogGate {
+    messages: TokenBucket,
+    bytes: TokenBucket,
+    held: Held,
+}
+
+/// What a [`LogGate`] held back since it last said so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Messages not logged.
+    pub messages: u64,
+    /// Bytes of the messages not logged that were read (a message held back for the message
+    /// rate is never read, so its size is unknown and not counted).
+    pub bytes: u64,
+}
+
+impl LogGate {
+    /// A gate letting `messages_per_sec` messages and `bytes_per_sec` bytes through a second.
+    pub fn new(messages_per_sec: u64, bytes_per_sec: u64, now: Instant) -> LogGate {
+        LogGate {
+            messages: TokenBucket::new(messages_per_sec, messages_per_sec.max(1), now),
+            bytes: TokenBucket::new(bytes_per_sec, bytes_per_sec.max(1), now),
+            held: Held::default(),
+        }
+    }
+
+    /// Whether a message of at most `max_len` bytes may be read at all now (a message's
+    /// allowance, and bytes for the longest message, or a full bucket); when not, it is
+    /// counted as held back without being read. A `true` must be followed by
+    /// [`LogGate::admit_bytes`].
+    pub fn admit_message(&mut self, max_len: usize, now: Instant) -> bool {
+        let need = (max_len as u64).min(self.bytes.burst()).max(1);
+        if self.messages.available(now) >= 1 && self.bytes.available(now) >= need {
+            true
+        } else {
+            self.held.messages += 1;
+            false
+        }
+    }
+
+    /// Takes a message of `len` bytes (after it was cut to size): `Some(held)` when it may be
+    /// logged, with what was held back before it (then reset); `None` when the byte allowance
+    /// does not cover it (counted as held back).
+    pub fn admit_bytes(&mut self, len: usize, now: Instant) -> Option<Held> {
+        let len = len as u64;
+        if self.bytes.available(now) >= len.min(self.bytes.burst()) {
+            let _ = self.messages.try_take(1, now);
+            let _ = self.bytes.take_debt(len, now);
+            Some(std::mem::take(&mut self.held))
+        } else {
+            self.held.messages += 1;
+            self.held.bytes += len;
+            None
+        }
+    }
+
+    /// What was held back since the last message let through or the last call of this (then
+    /// reset), for a periodic summary.
+    pub fn take_held(&mut self) -> Held {
+        std::mem::take(&mut self.held)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(5));
+        assert_eq!(t.admit(t0), Some(0));
+        for i in 1..=30 {
+            assert_eq!(t.admit(t0 + Duration::from_millis(100 * i)), None);
+        }
+        assert_eq!(t.admit(t0 + Duration::from_secs(5)), Some(30));
+        assert_eq!(t.admit(t0 + Duration::from_secs(6)), None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(10), ms(50));
+        assert_eq!(
+            [b.failed(), b.failed(), b.failed(), b.failed()],
+            [ms(10), ms(20), ms(40), ms(50)]
+        );
+        b.succeeded();
+        assert_eq!(b.failed(), ms(10));
+    }
     use proptest::prelude::*;
 
     #[test]
@@ -187,6 +344,60 @@ mod tests {
         assert_eq!(r.admit(t0), None);
         assert_eq!(r.admit(t0 + Duration::from_millis(500)), Some(2));
         assert_eq!(r.admit(t0 + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn log_gate_limits_messages_and_bytes() {
+        let t0 = Instant::now();
+        let mut g = LogGate::new(3, 100, t0);
+        // Three short messages, then the message rate holds the fourth back unread.
+        for _ in 0..3 {
+            assert!(g.admit_message(10, t0));
+            assert_eq!(g.admit_bytes(10, t0), Some(Held::default()));
+        }
+        assert!(!g.admit_message(10, t0));
+        // A second later: a 90-byte message fits, the next one's bytes do not.
+        let t1 = t0 + Duration::from_secs(1);
+        // A message that may be 200 bytes long is read only with a full bucket.
+        assert!(g.admit_message(200, t1));
+        assert!(g.admit_message(90, t1));
+        assert_eq!(
+            g.admit_bytes(90, t1),
+            Some(Held {
+                messages: 1,
+                bytes: 0
+            })
+        );
+        // 10 bytes left: a message of up to 50 is not read; one said to be short but longer
+        // than what is left is held back once read.
+        assert!(!g.admit_message(50, t1));
+        assert!(g.admit_message(5, t1));
+        assert_eq!(g.admit_bytes(50, t1), None);
+        assert_eq!(
+            g.take_held(),
+            Held {
+                messages: 2,
+                bytes: 50
+            }
+        );
+        assert_eq!(g.take_held(), Held::default());
+    }
+
+    #[test]
+    fn log_gate_bytes_hold_over_time() {
+        // Whatever the message sizes, bytes let through stay within rate x seconds + burst.
+        let t0 = Instant::now();
+        let mut g = LogGate::new(1000, 1000, t0);
+        let mut passed = 0u64;
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(i);
+            if g.admit_message(700, now) && g.admit_bytes(700, now).is_some() {
+                passed += 700;
+            }
+        }
+        // 10 s at 1000 bytes/s, plus the burst, plus one message of debt.
+        assert!(passed <= 10_000 + 1000 + 700, "{passed}");
+        assert!(passed >= 8_000, "{passed}");
     }
 
     fn ms(n: u64) -> Duration {

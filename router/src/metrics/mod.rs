@@ -16,20 +16,53 @@ use std::net::SocketAddr;
 use crate::config::reader::{Diagnostics, Section};
 
 use crate::core::accounting::{CounterValues, Quantiles};
-use crate::topology::build::Report;
+use crate::core::report::Report;
 
 /// Settings of the metrics endpoint (`[metrics]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Where to listen (HTTP).
     pub address: SocketAddr,
+    /// `POST /reload` needs `Authorization: Bearer <this>`; without it, reloading over HTTP is
+    /// off (SIGHUP still reloads).
+    pub reload_token: Option<String>,
+    /// Most connections at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
+/// The default `[metrics] max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
 impl MetricsConfig {
+    /// An endpoint on `address` with the defaults (no reload token).
+    pub fn at(address: SocketAddr) -> MetricsConfig {
+        MetricsConfig {
+            address,
+            reload_token: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
     /// Reads the `[metrics]` table.
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<MetricsConfig> {
-        s.socket_addr(d, "address", "127.0.0.1:9598")
-            .map(|address| MetricsConfig { address })
+        let address = s.socket_addr(d, "address", "127.0.0.1:9598");
+        let reload_token = s.opt_str(d, "reload_token");
+        if let Some(t) = &reload_token
+            && t.value.is_empty()
+        {
+            d.error(&t.spot, "reload_token must not be empty");
+        }
+        let max_connections = s.int_or(
+            d,
+            "max_connections",
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1..=4096,
+        ) as usize;
+        Some(MetricsConfig {
+            address: address?,
+            reload_token: reload_token.map(|t| t.value),
+            max_connections,
+        })
     }
 }
 
@@ -139,6 +172,30 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         false,
     ),
     (
+        "plugin_contract_violations_total",
+        "Plugin answers rejected for breaking the contract or exceeding answer_bytes_max.",
+        |v| v.plugin_contract_violations,
+        false,
+    ),
+    (
+        "plugin_restart_failures_total",
+        "Failed attempts to start a new plugin instance after a failed call.",
+        |v| v.plugin_restart_failures,
+        false,
+    ),
+    (
+        "plugin_breaker_trips_total",
+        "Times a plugin stage's breaker opened.",
+        |v| v.plugin_breaker_trips,
+        false,
+    ),
+    (
+        "plugin_logs_suppressed_total",
+        "Plugin log messages held back by the stage's log limits.",
+        |v| v.plugin_logs_suppressed,
+        false,
+    ),
+    (
         "kinesis_requests_total",
         "PutRecords requests made.",
         |v| v.kinesis_requests,
@@ -192,6 +249,24 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         |v| v.firehose_billed_bytes,
         false,
     ),
+    (
+        "aws_aggregates_total",
+        "KPL aggregated records the AWS API opened on ingest.",
+        |v| v.aws_aggregates,
+        false,
+    ),
+    (
+        "aws_aggregated_records_total",
+        "User records taken out of KPL aggregates on ingest.",
+        |v| v.aws_aggregated_records,
+        false,
+    ),
+    (
+        "aws_aggregates_kept_whole_total",
+        "Records that looked like KPL aggregates but failed the check and were kept whole.",
+        |v| v.aws_aggregates_kept_whole,
+        false,
+    ),
 ];
 
 /// Renders `r` in the Prometheus text format.
@@ -237,6 +312,28 @@ pub fn prometheus(r: &Report) -> String {
                     &name,
                     &[("component", &c.name), ("kind", kind_name(c.kind))],
                     v,
+                );
+            }
+        }
+    }
+    {
+        let name = "edge_router_component_plugin_breaker_open";
+        let stages: Vec<_> = comps
+            .iter()
+            .filter(|c| c.kind == crate::core::accounting::Kind::Stage)
+            .collect();
+        if !stages.is_empty() {
+            let mut f = family(
+                &mut out,
+                name,
+                "gauge",
+                "1 while a plugin stage's breaker is open (its plugin is not called), else 0.",
+            );
+            for c in stages {
+                f.sample(
+                    name,
+                    &[("component", &c.name), ("kind", kind_name(c.kind))],
+                    c.counters.plugin_breaker_open,
                 );
             }
         }
@@ -373,7 +470,7 @@ pub fn prometheus(r: &Report) -> String {
         (
             "edge_router_queue_records",
             "Records in the queue now.",
-            (|q| q.records) as fn(&crate::topology::build::QueueStats) -> u64,
+            (|q| q.records) as fn(&crate::core::report::QueueStats) -> u64,
         ),
         ("edge_router_queue_bytes", "Bytes in the queue now.", |q| {
             q.bytes
@@ -434,7 +531,7 @@ fn kind_name(k: crate::core::accounting::Kind) -> &'static str {
 mod tests {
     use super::*;
     use crate::core::accounting::{Kind, Registry};
-    use crate::topology::build::{LatencyStats, QueueStats};
+    use crate::core::report::{LatencyStats, QueueStats};
 
     fn report() -> Report {
         let reg = Registry::new();

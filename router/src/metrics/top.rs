@@ -84,6 +84,11 @@ pub fn view(now: &Scrape, before: Option<&Scrape>, secs: f64) -> String {
         "edge_router_component_records_dead_lettered_total",
         "component",
     );
+    let tripped = per_label(
+        now,
+        "edge_router_component_plugin_breaker_open",
+        "component",
+    );
     let (ins_b, outs_b) = match before {
         Some(b) => (
             per_label(b, "edge_router_component_records_in_total", "component"),
@@ -93,9 +98,15 @@ pub fn view(now: &Scrape, before: Option<&Scrape>, secs: f64) -> String {
     };
     for (c, v) in &ins {
         let o = outs.get(c).copied().unwrap_or(0.0);
+        // A plugin stage whose breaker is open: its plugin is not being called.
+        let state = if tripped.get(c).copied().unwrap_or(0.0) > 0.0 {
+            "  TRIPPED"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "{:<28} {:>12} {:>12} {:>14} {:>10}",
+            "{:<28} {:>12} {:>12} {:>14} {:>10}{state}",
             c,
             human(rate(*v, ins_b.get(c).copied(), secs)),
             human(rate(o, outs_b.get(c).copied(), secs)),
@@ -164,10 +175,18 @@ pub fn run(
             .as_ref()
             .map_or(0.0, |(_, t)| at.duration_since(*t).as_secs_f64());
         let screen = view(&now, before.as_ref().map(|(s, _)| s), secs);
-        if clear {
-            print!("\x1b[2J\x1b[H{screen}");
-        } else {
-            println!("{screen}");
+        let written = {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if clear {
+                write!(out, "\x1b[2J\x1b[H{screen}").and_then(|()| out.flush())
+            } else {
+                writeln!(out, "{screen}")
+            }
+        };
+        if written.is_err() {
+            // Standard output is gone (`top | head`): nothing left to show.
+            return Ok(());
         }
         shown += 1;
         if count.is_some_and(|c| shown >= c) {
@@ -220,5 +239,23 @@ mod tests {
         assert!(v.contains("p99 2.50"), "{v}");
         // The first view has no rates yet.
         assert!(view(&before, None, 0.0).contains("read 0/s"));
+    }
+
+    #[test]
+    fn a_tripped_stage_is_marked() {
+        let text = format!(
+            "{T0}edge_router_component_records_in_total{{component=\"stages.p\",kind=\"stage\"}} 5\n\
+             edge_router_component_plugin_breaker_open{{component=\"stages.p\",kind=\"stage\"}} 1\n"
+        );
+        let v = view(&parse(&text), None, 0.0);
+        assert!(
+            v.lines()
+                .any(|l| l.starts_with("stages.p") && l.ends_with("TRIPPED")),
+            "{v}"
+        );
+        assert!(
+            !v.lines()
+                .any(|l| l.starts_with("sources.web") && l.contains("TRIPPED"))
+        );
     }
 }

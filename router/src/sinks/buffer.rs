@@ -9,15 +9,25 @@
 //! the sink, recovered ones first. When the sink's queue closes, the writer waits until every
 //! entry is acknowledged, then closes the log (persisting the ack point), so a clean stop leaves
 //! nothing to deliver again.
+//!
+//! When the disk fails (`on_refused` decides): a full disk (`ENOSPC`, `EDQUOT`) is treated
+//! like a full buffer — with `when_full = "block"` the writer keeps the batch and tries again
+//! once an acknowledgement has freed a segment or after a delay doubling from 100 ms to 5 s
+//! (the sources wait meanwhile); with `"drop_newest"` the batch is dropped and dead-lettered.
+//! Any other write or fsync error dead-letters the batch with the error (naming the file and
+//! the operation), like a batch that can never fit. Either way the source hears that the
+//! batch is done only after it is in the log or in the dead letters. A failed periodic sync
+//! is logged and tried again after a growing delay (see [`crate::buffer::log`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::buffer::batch as batch_codec;
-use crate::buffer::{AppendError, BufferConfig, DiskLog, Fsync, WhenFull};
+use crate::buffer::log::retry_delay;
+use crate::buffer::{AppendError, BufferConfig, DiskLog, Fsync, LogFs, RealFs, WhenFull};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::rate_limit::Repeats;
@@ -38,7 +48,7 @@ struct State {
 }
 
 /// Bytes of recently appended batches kept for the reader.
-const RECENT_BYTES_MAX: u64 = 8 << 20;
+pub const RECENT_BYTES_MAX: u64 = 8 << 20;
 
 struct Shared {
     name: String,
@@ -87,7 +97,35 @@ pub fn run(
     counters: Arc<Counters>,
     sink_counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
-    let (log, recovery) = DiskLog::open(&cfg.dir, cfg.log_config())
+    let ends = Ends {
+        rx,
+        to_sink,
+        dead,
+        counters,
+        sink_counters,
+    };
+    run_on(Arc::new(RealFs), name, cfg, ends)
+}
+
+/// What a buffer reads from, writes to and counts in (see [`run`]).
+struct Ends {
+    rx: Receiver<Batch>,
+    to_sink: Sender<Batch>,
+    dead: DeadLetterTx,
+    counters: Arc<Counters>,
+    sink_counters: Arc<Counters>,
+}
+
+/// [`run`], with the log's files reached through `fs`.
+fn run_on(fs: Arc<dyn LogFs>, name: &str, cfg: &BufferConfig, ends: Ends) -> anyhow::Result<()> {
+    let Ends {
+        rx,
+        to_sink,
+        dead,
+        counters,
+        sink_counters,
+    } = ends;
+    let (log, recovery) = DiskLog::open_on(fs, &cfg.dir, cfg.log_config())
         .map_err(|e| anyhow::anyhow!("disk buffer of sink `{name}`: {e}"))?;
     for damage in &recovery.damages {
         tracing::warn!("disk buffer of sink `{name}`: {damage}");
@@ -137,7 +175,16 @@ pub fn run(
             }
         }
     };
-    let written = write_from_queue(&shared, cfg, &rx, &dead, &counters, &sink_counters);
+    let written = Writer {
+        shared: &shared,
+        cfg,
+        dead: &dead,
+        counters: &counters,
+        sink_counters: &sink_counters,
+        warnings: Repeats::new(1, Instant::now()),
+        owned: Vec::new(),
+    }
+    .write_from_queue(&rx);
     let mut st = shared.lock();
     st.inbound_closed = true;
     shared.changed.notify_all();
@@ -163,54 +210,48 @@ pub fn run(
     written
 }
 
-/// The writer: appends every batch from `rx` until it closes.
-fn write_from_queue(
-    shared: &Shared,
-    cfg: &BufferConfig,
-    rx: &Receiver<Batch>,
-    dead: &DeadLetterTx,
-    counters: &Counters,
-    sink_counters: &Counters,
-) -> anyhow::Result<()> {
-    let mut warnings = Repeats::new(1, Instant::now());
-    let mut owned = Vec::new();
-    loop {
-        let deadline = if cfg.fsync == Fsync::Always {
-            shared.lock().log.sync_deadline(Instant::now())
-        } else {
-            None
-        };
-        let next = match deadline {
-            Some(at) => match rx.blocking_recv_until(at) {
-                Ok(b) => b,
-                Err(TimedOut) => {
-                    if cfg.fsync == Fsync::Always {
+/// The writer: appends batches to the log.
+struct Writer<'a> {
+    shared: &'a Shared,
+    cfg: &'a BufferConfig,
+    dead: &'a DeadLetterTx,
+    counters: &'a Counters,
+    sink_counters: &'a Counters,
+    warnings: Repeats,
+    /// Scratch for encoding batches.
+    owned: Vec<Vec<u8>>,
+}
+
+impl Writer<'_> {
+    /// Appends every batch from `rx` until it closes.
+    fn write_from_queue(&mut self, rx: &Receiver<Batch>) -> anyhow::Result<()> {
+        let (shared, cfg) = (self.shared, self.cfg);
+        loop {
+            let deadline = if cfg.fsync == Fsync::Always {
+                shared.lock().log.sync_deadline(Instant::now())
+            } else {
+                None
+            };
+            let next = match deadline {
+                Some(at) => match rx.blocking_recv_until(at) {
+                    Ok(b) => b,
+                    Err(TimedOut) => {
                         sync_if_due(shared);
+                        continue;
                     }
-                    continue;
-                }
-            },
-            None => rx.blocking_recv(),
-        };
-        let Some(mut batch) = next else { return Ok(()) };
-        batch.clear_routes();
-        // Pieces are appended (or refused) one by one; the hold is let go once every piece is
-        // durable, or kept per piece until delivered.
-        let hold = batch.take_hold();
-        for piece in fitting(batch, piece_target(cfg), &mut owned) {
-            append_piece(
-                shared,
-                cfg,
-                piece,
-                hold.as_ref(),
-                dead,
-                counters,
-                sink_counters,
-                &mut warnings,
-                &mut owned,
-            )?;
+                },
+                None => rx.blocking_recv(),
+            };
+            let Some(mut batch) = next else { return Ok(()) };
+            batch.clear_routes();
+            // Pieces are appended (or refused) one by one; the hold is let go once every piece
+            // is durable, or kept per piece until delivered.
+            let hold = batch.take_hold();
+            for piece in fitting(batch, piece_target(cfg), &mut self.owned) {
+                self.append_piece(piece, hold.as_ref())?;
+            }
+            drop(hold);
         }
-        drop(hold);
     }
 }
 
@@ -239,28 +280,57 @@ fn fitting(batch: Batch, target: u64, owned: &mut Vec<Vec<u8>>) -> Vec<Batch> {
     out
 }
 
-/// Appends one piece of a batch to the log (waiting for room with `when_full = "block"`), or
-/// dead-letters it when it is refused.
-#[allow(clippy::too_many_arguments)]
-fn append_piece(
-    shared: &Shared,
-    cfg: &BufferConfig,
-    batch: Batch,
-    hold: Option<&Hold>,
-    dead: &DeadLetterTx,
-    counters: &Counters,
-    sink_counters: &Counters,
-    warnings: &mut Repeats,
-    owned: &mut Vec<Vec<u8>>,
-) -> anyhow::Result<()> {
-    let name = &shared.name;
-    {
-        let records = crate::buffer::batch::encode(&batch, owned);
+/// What the writer does with a batch the log refused ([`on_refused`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The buffer is full: wait until an acknowledgement frees room, then try again.
+    WaitForAck,
+    /// The disk is full: wait until acknowledgements free a segment, or this long at most,
+    /// then try again.
+    WaitForSpace(Duration),
+    /// Drop the batch (counted as dropped by the buffer) and dead-letter it, with this reason.
+    Drop(String),
+    /// Dead-letter the batch, with this reason.
+    DeadLetter(String),
+}
+
+/// Decides what happens to a batch the log refused with `e`, after `disk_full_tries` tries
+/// that found the disk full: a full disk is a full buffer (`when_full` applies; waits grow
+/// from 100 ms to 5 s, so a disk that stays full is not tried in a loop); a batch that can
+/// never fit, and any other I/O error (it names the file and the operation), is dead-lettered.
+fn on_refused(e: &AppendError, when_full: WhenFull, disk_full_tries: u32) -> Refusal {
+    let full = matches!(e, AppendError::Full { .. });
+    match when_full {
+        WhenFull::Block if full => Refusal::WaitForAck,
+        WhenFull::Block if e.is_disk_full() => {
+            Refusal::WaitForSpace(retry_delay(disk_full_tries.saturating_add(1)))
+        }
+        WhenFull::DropNewest if full => Refusal::Drop(format!(
+            "disk buffer full (when_full = \"drop_newest\"): {e}"
+        )),
+        WhenFull::DropNewest if e.is_disk_full() => {
+            Refusal::Drop(format!("disk full (when_full = \"drop_newest\"): {e}"))
+        }
+        _ => Refusal::DeadLetter(format!("disk buffer: {e}")),
+    }
+}
+
+impl Writer<'_> {
+    /// Appends one piece of a batch to the log (waiting for room with `when_full = "block"`),
+    /// or dead-letters it when it is refused.
+    fn append_piece(&mut self, batch: Batch, hold: Option<&Hold>) -> anyhow::Result<()> {
+        let (shared, cfg) = (self.shared, self.cfg);
+        let name = &shared.name;
+        let records = crate::buffer::batch::encode(&batch, &mut self.owned);
         let mut st = shared.lock();
+        let mut disk_full_tries = 0u32;
         let outcome = loop {
-            match st.log.append(&records) {
+            let refused = match st.log.append(&records) {
                 Ok(appended) => break Ok(appended),
-                Err(AppendError::Full { .. }) if cfg.when_full == WhenFull::Block => {
+                Err(e) => e,
+            };
+            match on_refused(&refused, cfg.when_full, disk_full_tries) {
+                Refusal::WaitForAck => {
                     // Backpressure: wait for acknowledgements to free a segment. The sink's
                     // queue fills meanwhile, and the sources slow down.
                     st = shared
@@ -268,19 +338,43 @@ fn append_piece(
                         .wait(st)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                Err(e @ AppendError::Full { .. }) => {
-                    counters.add_dropped(batch.len() as u64);
-                    break Err(format!(
-                        "disk buffer full (when_full = \"drop_newest\"): {e}"
-                    ));
+                Refusal::WaitForSpace(delay) => {
+                    disk_full_tries += 1;
+                    if let Some(suppressed) = self.warnings.admit(Instant::now()) {
+                        tracing::warn!(
+                            suppressed,
+                            "sink `{name}`: disk buffer: {refused}; the disk is full: the batch \
+                             waits (when_full = \"block\"), next try in {} ms",
+                            delay.as_millis()
+                        );
+                    }
+                    // Deleting an acknowledged segment frees space: try again then, or after
+                    // the delay (space may be freed by others).
+                    let bytes = st.log.bytes();
+                    let until = Instant::now() + delay;
+                    loop {
+                        let now = Instant::now();
+                        if now >= until || st.log.bytes() < bytes {
+                            break;
+                        }
+                        st = shared
+                            .changed
+                            .wait_timeout(st, until - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
                 }
-                Err(e) => break Err(format!("disk buffer: {e}")),
+                Refusal::Drop(reason) => {
+                    self.counters.add_dropped(batch.len() as u64);
+                    break Err(reason);
+                }
+                Refusal::DeadLetter(reason) => break Err(reason),
             }
         };
         drop(records);
         let refused = match outcome {
             Ok(appended) => {
-                counters.add_in(0, appended.bytes);
+                self.counters.add_in(0, appended.bytes);
                 if let Some(hold) = hold
                     && hold.until_delivered
                 {
@@ -311,30 +405,40 @@ fn append_piece(
         }
         if let Some((reason, batch)) = refused {
             let reason = format!("sink `{name}`: {reason}");
-            if let Some(suppressed) = warnings.admit(Instant::now()) {
+            if let Some(suppressed) = self.warnings.admit(Instant::now()) {
                 tracing::warn!(suppressed, "{reason}; the batch is dead-lettered");
             }
-            dead.send(DeadLetter::from_whole_batch(&batch, &reason), sink_counters)
+            self.dead
+                .send(
+                    DeadLetter::from_whole_batch(&batch, &reason),
+                    self.sink_counters,
+                )
                 .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Syncs the log if the fsync policy says it is time, without holding the lock through the
-/// fsyncs (the reader and the sink's acknowledgements go on meanwhile).
+/// fsyncs (the reader and the sink's acknowledgements go on meanwhile). A failure is logged;
+/// the log makes the next try wait (`retry_delay`).
 fn sync_if_due(shared: &Shared) {
-    let job = shared.lock().log.begin_sync(Instant::now());
-    let result = match job {
-        Ok(Some(job)) => {
-            let done = job.run();
-            shared.lock().log.end_sync(&job, done)
-        }
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
+    let Some(job) = shared.lock().log.begin_sync(Instant::now()) else {
+        return;
     };
-    if let Err(e) = result {
-        tracing::error!("disk buffer of sink `{}`: {e}", shared.name);
+    let done = job.run();
+    let mut st = shared.lock();
+    if let Err(e) = st.log.end_sync(&job, done) {
+        let now = Instant::now();
+        let next = st
+            .log
+            .sync_deadline(now)
+            .map_or(Duration::ZERO, |at| at - now);
+        tracing::error!(
+            "disk buffer of sink `{}`: {e}; trying again in {} ms",
+            shared.name,
+            next.as_millis()
+        );
     }
 }
 
@@ -444,7 +548,7 @@ fn read_into_sink(
         let origin = batch_codec::origin(&decoded, name, unix_nanos(), Instant::now());
         let mut batch = Batch::new(Bytes::from(entry.data), decoded.spans, origin);
         if let Some(meta) = decoded.meta {
-            batch = batch.with_meta(meta);
+            batch = batch.with_metadata(meta);
         }
         send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
     }
@@ -479,9 +583,18 @@ fn unix_nanos() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc;
+
     use super::*;
+    use crate::buffer::faulty::{EIO, ENOSPC, Fault, FaultyFs, Op};
+    use crate::buffer::segment::segment_path;
+    use crate::buffer::{BufferError, log::ACK_FILE};
     use crate::core::record::{Origin, PositionBase, Span};
+    use crate::topology::DeadLetters;
+    use crate::topology::queue::{Limits, queue};
 
     fn batch(lens: &[usize]) -> Batch {
         let mut data = Vec::new();
@@ -531,5 +644,412 @@ mod tests {
         assert_eq!(joined, payloads(&whole));
         // A batch that fits stays whole.
         assert_eq!(fitting(batch(&[10, 20, 30]), target, &mut owned).len(), 1);
+    }
+
+    /// Long enough for anything that happens at all; only reached when a test fails.
+    const LONG: Duration = Duration::from_secs(30);
+
+    const INTERVAL: Fsync = Fsync::Interval(Duration::from_millis(100));
+
+    fn config(dir: &Path, when_full: WhenFull, fsync: Fsync) -> BufferConfig {
+        BufferConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            when_full,
+            fsync,
+        }
+    }
+
+    fn records(texts: &[&str]) -> Batch {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for t in texts {
+            let start = data.len() as u32;
+            data.extend_from_slice(t.as_bytes());
+            spans.push(Span {
+                start,
+                end: data.len() as u32,
+            });
+        }
+        let origin = Origin {
+            source: Arc::from("in"),
+            arrival_unix_nanos: 1,
+            arrival: Instant::now(),
+            position: PositionBase::Line(1),
+        };
+        Batch::new(Bytes::from(data), spans, origin)
+    }
+
+    fn texts(b: &Batch) -> Vec<String> {
+        b.records()
+            .map(|r| String::from_utf8_lossy(r.payload).into_owned())
+            .collect()
+    }
+
+    /// Tells `released` when the last batch holding it is done with (a source waiting for
+    /// `ack = "durable"`).
+    struct Released(mpsc::Sender<()>);
+
+    impl Drop for Released {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+
+    fn durable(batch: Batch) -> (Batch, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        let hold = Hold {
+            token: Arc::new(Released(tx)),
+            until_delivered: false,
+        };
+        (batch.with_hold(hold), rx)
+    }
+
+    /// A buffer running on `fs`, with the test as its source (`tx`), its sink (`sink`) and its
+    /// dead-letter sink (`dead`).
+    struct Harness {
+        tx: Sender<Batch>,
+        sink: Receiver<Batch>,
+        dead: Receiver<DeadLetters>,
+        counters: Arc<Counters>,
+        sink_counters: Arc<Counters>,
+        thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Harness {
+        fn start(fs: &FaultyFs, cfg: BufferConfig) -> Harness {
+            let limits = Limits {
+                records_max: 1000,
+                bytes_max: 1 << 20,
+            };
+            let (tx, rx) = queue(limits);
+            let (to_sink, sink) = queue(limits);
+            let (dead_tx, dead) = queue(limits);
+            let counters = Arc::new(Counters::default());
+            let sink_counters = Arc::new(Counters::default());
+            let ends = Ends {
+                rx,
+                to_sink,
+                dead: DeadLetterTx::new(dead_tx),
+                counters: counters.clone(),
+                sink_counters: sink_counters.clone(),
+            };
+            let fs = fs.arc();
+            let thread = std::thread::spawn(move || run_on(fs, "out", &cfg, ends));
+            Harness {
+                tx,
+                sink,
+                dead,
+                counters,
+                sink_counters,
+                thread,
+            }
+        }
+
+        fn send(&self, batch: Batch) {
+            self.tx.blocking_send(batch).map_err(|_| "closed").unwrap();
+        }
+
+        /// The next batch the sink gets.
+        fn delivered(&self) -> Batch {
+            self.sink
+                .blocking_recv_until(Instant::now() + LONG)
+                .unwrap()
+                .unwrap()
+        }
+
+        /// The reasons of the next dead letters.
+        fn dead_letters(&self) -> Vec<String> {
+            let letters = self
+                .dead
+                .blocking_recv_until(Instant::now() + LONG)
+                .unwrap()
+                .unwrap();
+            letters.0.into_iter().map(|l| l.reason).collect()
+        }
+
+        /// Closes the source, delivers what is left (returning it) and waits for the buffer
+        /// to end.
+        fn finish(self) -> (anyhow::Result<()>, Vec<Vec<String>>, Receiver<DeadLetters>) {
+            drop(self.tx);
+            let mut rest = Vec::new();
+            while let Some(b) = self
+                .sink
+                .blocking_recv_until(Instant::now() + LONG)
+                .unwrap()
+            {
+                rest.push(texts(&b));
+            }
+            (self.thread.join().unwrap(), rest, self.dead)
+        }
+    }
+
+    fn seg0(dir: &Path) -> PathBuf {
+        segment_path(dir, 0)
+    }
+
+    /// At most one try per 100 ms (the first retry delay), plus the first try and one more.
+    fn assert_no_busy_loop(tries: u64, since: Instant) {
+        let elapsed = since.elapsed();
+        assert!(
+            tries <= 2 + elapsed.as_millis() as u64 / 100,
+            "{tries} tries in {elapsed:?}: tried in a loop"
+        );
+    }
+
+    #[test]
+    fn a_refused_append_is_decided_by_when_full_and_the_error() {
+        let io = |errno: i32| {
+            AppendError::Io(BufferError::Io {
+                op: "write",
+                path: PathBuf::from("/b/00000000000000000000.seg"),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        let full = AppendError::Full {
+            entry_bytes: 60,
+            live_bytes: 100,
+            max_bytes: 120,
+        };
+        let too_large = AppendError::TooLarge {
+            entry_bytes: 200,
+            max_bytes: 120,
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(on_refused(&full, WhenFull::Block, 0), Refusal::WaitForAck);
+        let enospc = io(ENOSPC);
+        for (tries, wait) in [(0, ms(100)), (1, ms(200)), (3, ms(800)), (40, ms(5000))] {
+            assert_eq!(
+                on_refused(&enospc, WhenFull::Block, tries),
+                Refusal::WaitForSpace(wait)
+            );
+        }
+        let Refusal::Drop(r) = on_refused(&full, WhenFull::DropNewest, 0) else {
+            panic!("full, drop_newest")
+        };
+        assert!(
+            r.contains("drop_newest") && r.contains("buffer full"),
+            "{r}"
+        );
+        let Refusal::Drop(r) = on_refused(&enospc, WhenFull::DropNewest, 0) else {
+            panic!("disk full, drop_newest")
+        };
+        assert!(
+            r.contains("drop_newest") && r.contains("No space left"),
+            "{r}"
+        );
+        for when_full in [WhenFull::Block, WhenFull::DropNewest] {
+            let Refusal::DeadLetter(r) = on_refused(&io(EIO), when_full, 0) else {
+                panic!("EIO")
+            };
+            assert!(
+                r.contains("cannot write /b/00000000000000000000.seg: Input/output error"),
+                "{r}"
+            );
+            let Refusal::DeadLetter(r) = on_refused(&too_large, when_full, 0) else {
+                panic!("too large")
+            };
+            assert!(r.contains("can never fit"), "{r}");
+        }
+    }
+
+    /// A full disk with `when_full = "block"`: the batch waits (the source is not told it is
+    /// safe, nothing is dead-lettered), tries come at growing intervals, and once there is room
+    /// the batch is appended and delivered.
+    #[test]
+    fn a_full_disk_with_block_keeps_the_batch_until_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::Write, ENOSPC).on(".seg").forever());
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, INTERVAL));
+        let (batch, released) = durable(records(&["a", "b"]));
+        let started = Instant::now();
+        h.send(batch);
+        assert!(fs.wait_calls(Op::Write, ".seg", 3, LONG));
+        assert_no_busy_loop(fs.calls(Op::Write, ".seg"), started);
+        assert!(
+            released.try_recv().is_err(),
+            "not safe while the disk is full"
+        );
+        assert!(h.sink.try_recv().is_none());
+        assert!(h.dead.try_recv().is_none());
+        fs.clear();
+        released.recv_timeout(LONG).unwrap();
+        assert_eq!(texts(&h.delivered()), ["a", "b"]);
+        let counters = (h.counters.clone(), h.sink_counters.clone());
+        let (result, rest, dead) = h.finish();
+        result.unwrap();
+        assert!(rest.is_empty() && dead.try_recv().is_none());
+        assert_eq!(
+            counters
+                .0
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            counters
+                .1
+                .dead_lettered
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    /// A full disk with `when_full = "drop_newest"`: the batch is dropped (counted) and
+    /// dead-lettered with the error; the next batch goes through.
+    #[test]
+    fn a_full_disk_with_drop_newest_dead_letters_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::Write, ENOSPC).on(".seg"));
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::DropNewest, INTERVAL));
+        let (batch, released) = durable(records(&["a"]));
+        h.send(batch);
+        let reasons = h.dead_letters();
+        assert_eq!(reasons.len(), 1);
+        let r = &reasons[0];
+        assert!(
+            r.contains("sink `out`: disk full (when_full = \"drop_newest\")"),
+            "{r}"
+        );
+        assert!(r.contains(&*seg0(dir.path()).to_string_lossy()), "{r}");
+        assert!(r.contains("No space left on device"), "{r}");
+        released.recv_timeout(LONG).unwrap();
+        h.send(records(&["b"]));
+        assert_eq!(texts(&h.delivered()), ["b"]);
+        assert_eq!(
+            h.counters
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        h.finish().0.unwrap();
+    }
+
+    /// Any other write error dead-letters the batch with the error, naming the file and the
+    /// operation. Here the write stops short and the file cannot be cut back: the sink never
+    /// gets the torn entry, and the next batch is appended and delivered intact.
+    #[test]
+    fn a_write_error_dead_letters_the_batch_and_a_torn_entry_is_never_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, INTERVAL));
+        h.send(records(&["first"]));
+        // Kept by the sink, so the segment stays and the torn bytes follow its entry.
+        let first = h.delivered();
+        fs.inject(Fault::new(Op::Write, EIO).on(".seg").short(10));
+        fs.inject(Fault::new(Op::SetLen, EIO).on(".seg"));
+        let (batch, released) = durable(records(&["torn"]));
+        h.send(batch);
+        let reasons = h.dead_letters();
+        let r = &reasons[0];
+        assert!(
+            r.contains("sink `out`: disk buffer: buffer: cannot write"),
+            "{r}"
+        );
+        assert!(r.contains(&*seg0(dir.path()).to_string_lossy()), "{r}");
+        assert!(r.contains("Input/output error"), "{r}");
+        released.recv_timeout(LONG).unwrap();
+        h.send(records(&["after", "it"]));
+        assert_eq!(texts(&h.delivered()), ["after", "it"]);
+        drop(first);
+        let (result, rest, _) = h.finish();
+        result.unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    /// With `fsync = "always"`, a batch whose fsync fails is not reported safe by the buffer:
+    /// it is dead-lettered with the error (and only then let go); the next batch goes through.
+    #[test]
+    fn with_always_a_failed_fsync_dead_letters_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::SyncData, EIO).on(".seg"));
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, Fsync::Always));
+        let (batch, released) = durable(records(&["a"]));
+        h.send(batch);
+        let reasons = h.dead_letters();
+        let r = &reasons[0];
+        assert!(r.contains("cannot sync"), "{r}");
+        assert!(r.contains(&*seg0(dir.path()).to_string_lossy()), "{r}");
+        released.recv_timeout(LONG).unwrap();
+        h.send(records(&["b"]));
+        assert_eq!(texts(&h.delivered()), ["b"]);
+        h.finish().0.unwrap();
+    }
+
+    /// Regression: with `fsync = "always"`, an ack file that cannot be written made the writer
+    /// try again at once, in a busy loop. Now the tries come at growing intervals, appends go
+    /// on, and once the disk recovers the ack point is written.
+    #[test]
+    fn with_always_a_failing_ack_file_does_not_make_the_writer_spin() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::Open, EIO).on("acked.tmp").forever());
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, Fsync::Always));
+        h.send(records(&["a"]));
+        drop(h.delivered()); // acknowledged: the ack point moves
+        let started = Instant::now();
+        h.send(records(&["b"])); // the writer syncs the ack point after this append
+        assert!(fs.wait_calls(Op::Open, "acked.tmp", 3, LONG));
+        assert_no_busy_loop(fs.calls(Op::Open, "acked.tmp"), started);
+        assert_eq!(texts(&h.delivered()), ["b"]);
+        fs.clear();
+        let (result, rest, _) = h.finish();
+        result.unwrap();
+        assert!(rest.is_empty());
+        assert!(dir.path().join(ACK_FILE).exists());
+    }
+
+    /// A periodic fsync that keeps failing: the syncer tries at growing intervals, and batches
+    /// are appended and delivered meanwhile.
+    #[test]
+    fn a_failing_periodic_sync_is_tried_at_growing_intervals_and_delivery_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::SyncData, EIO).on(".seg").forever());
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, INTERVAL));
+        let started = Instant::now();
+        h.send(records(&["a"]));
+        h.send(records(&["b"]));
+        // Kept by the sink (not delivered yet): the segment must be synced.
+        let a = h.delivered();
+        let b = h.delivered();
+        assert_eq!((texts(&a), texts(&b)), (vec!["a".into()], vec!["b".into()]));
+        assert!(fs.wait_calls(Op::SyncData, ".seg", 3, LONG));
+        assert_no_busy_loop(fs.calls(Op::SyncData, ".seg"), started);
+        fs.clear();
+        drop((a, b));
+        h.finish().0.unwrap();
+    }
+
+    /// A sync that fails when the buffer closes (the ack point cannot be written) ends the
+    /// buffer with an error naming the sink, the file and the operation. Every batch was
+    /// delivered; a restart would deliver them once more, never lose them.
+    #[test]
+    fn a_sync_failing_at_the_end_fails_the_buffer_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::Rename, EIO).on("acked.tmp").forever());
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::Block, INTERVAL));
+        h.send(records(&["a"]));
+        drop(h.delivered());
+        let (result, _, _) = h.finish();
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(e.contains("disk buffer of sink `out`"), "{e}");
+        assert!(e.contains("cannot rename"), "{e}");
+        assert!(
+            e.contains(&*dir.path().join("acked.tmp").to_string_lossy()),
+            "{e}"
+        );
+        let (mut log, rec) = DiskLog::open(
+            dir.path(),
+            config(dir.path(), WhenFull::Block, INTERVAL).log_config(),
+        )
+        .unwrap();
+        assert_eq!(rec.entries, 1, "delivered again after a restart");
+        assert_eq!(log.read_next().unwrap().unwrap().id, 0);
     }
 }

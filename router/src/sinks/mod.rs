@@ -55,13 +55,25 @@ pub struct WriteFailure {
     pub error: anyhow::Error,
     /// Indices (ascending) of the records that were not written.
     pub unwritten: Vec<usize>,
+    /// The unwritten records were not touched (nothing of them reached a file) and the cause may
+    /// pass (out of file descriptors): the driver keeps them and retries instead of failing.
+    pub transient: bool,
 }
+
+/// First and longest wait before a sink retries a transient failure.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+/// See [`RETRY_MIN`].
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a sink until its queue closes, then closes the sink.
 ///
 /// Every batch taken from the queue is either written (counted in `records_out`) or
 /// dead-lettered (counted in `dead_lettered`). After a fatal error the queue is closed (the
 /// dispatcher dead-letters what it can no longer queue) and what was in it is dead-lettered.
+/// A transient failure (a file that cannot be opened for want of descriptors) is not fatal: the
+/// sink keeps the records it could not write and retries them (waiting longer each time, logging
+/// once per interval) while its queue fills and backpressure reaches the sources; timed work
+/// that fails that way is retried the same way.
 pub fn run_blocking_sink(
     name: &str,
     mut sink: Box<dyn BlockingSink>,
@@ -69,12 +81,17 @@ pub fn run_blocking_sink(
     dead: DeadLetterTx,
     counters: Arc<Counters>,
 ) -> Result<(), anyhow::Error> {
+    let mut retry = Retrying::new(name);
     loop {
         let next = match sink.next_deadline() {
             Some(deadline) => match rx.blocking_recv_until(deadline) {
                 Ok(b) => b,
                 Err(TimedOut) => {
                     if let Err(e) = sink.on_timer(Instant::now()) {
+                        if crate::sources::guard::is_exhaustion(&e) {
+                            retry.wait(&anyhow::Error::new(e).context("timed work"), 0);
+                            continue;
+                        }
                         return Err(fail(name, &rx, &dead, &counters, e.into(), None));
                     }
                     continue;
@@ -82,44 +99,89 @@ pub fn run_blocking_sink(
             },
             None => rx.blocking_recv(),
         };
-        let Some(batch) = next else { break };
-        match sink.write_batch(&batch) {
-            Ok(()) => {
-                if batch.hold().is_some()
-                    && let Err(e) = sink.flush()
-                {
-                    // Written, but maybe not out of the process: keep the batch unreleased
-                    // rather than let its holder believe it is safe.
-                    let error = anyhow::Error::new(e).context("flushing");
-                    let lost = Some((batch.clone(), (0..batch.len()).collect()));
-                    return Err(fail(name, &rx, &dead, &counters, error, lost));
+        let Some(mut batch) = next else { break };
+        loop {
+            match sink.write_batch(&batch) {
+                Ok(()) => {
+                    if batch.hold().is_some()
+                        && let Err(e) = sink.flush()
+                    {
+                        // Written, but maybe not out of the process: keep the batch unreleased
+                        // rather than let its holder believe it is safe.
+                        let error = anyhow::Error::new(e).context("flushing");
+                        let lost = Some((batch.clone(), (0..batch.len()).collect()));
+                        return Err(fail(name, &rx, &dead, &counters, error, lost));
+                    }
+                    record_latency(&counters, &batch, batch.len() as u64);
+                    counters.add_out(batch.len() as u64, batch.payload_bytes());
+                    break;
                 }
-                record_latency(&counters, &batch, batch.len() as u64);
-                counters.add_out(batch.len() as u64, batch.payload_bytes());
-            }
-            Err(f) => {
-                let written = batch.len() - f.unwritten.len();
-                record_latency(&counters, &batch, written as u64);
-                let unwritten_bytes: u64 = f
-                    .unwritten
-                    .iter()
-                    .map(|&i| batch.spans()[i].len() as u64)
-                    .sum();
-                counters.add_out(written as u64, batch.payload_bytes() - unwritten_bytes);
-                let lost = Some((batch, f.unwritten));
-                return Err(fail(name, &rx, &dead, &counters, f.error, lost));
+                Err(f) => {
+                    let written = batch.len() - f.unwritten.len();
+                    record_latency(&counters, &batch, written as u64);
+                    let unwritten_bytes: u64 = f
+                        .unwritten
+                        .iter()
+                        .map(|&i| batch.spans()[i].len() as u64)
+                        .sum();
+                    counters.add_out(written as u64, batch.payload_bytes() - unwritten_bytes);
+                    if f.transient && !f.unwritten.is_empty() {
+                        // Keep what was not written (and whoever holds it waiting) and retry.
+                        batch = batch.select(&f.unwritten);
+                        retry.wait(&f.error, batch.len());
+                        continue;
+                    }
+                    let lost = Some((batch, f.unwritten));
+                    return Err(fail(name, &rx, &dead, &counters, f.error, lost));
+                }
             }
         }
+        retry.backoff.succeeded();
         if let Some(d) = sink.next_deadline()
             && d <= Instant::now()
             && let Err(e) = sink.on_timer(Instant::now())
         {
+            if crate::sources::guard::is_exhaustion(&e) {
+                retry.wait(&anyhow::Error::new(e).context("timed work"), 0);
+                continue;
+            }
             return Err(fail(name, &rx, &dead, &counters, e.into(), None));
         }
     }
     sink.close()
         .map_err(|e| anyhow::Error::new(e).context(format!("sink `{name}`: closing")))?;
     Ok(())
+}
+
+/// The waits and log lines of a sink retrying transient failures.
+struct Retrying<'a> {
+    name: &'a str,
+    backoff: crate::core::rate_limit::Backoff,
+    log: crate::core::rate_limit::Throttle,
+}
+
+impl<'a> Retrying<'a> {
+    fn new(name: &'a str) -> Retrying<'a> {
+        Retrying {
+            name,
+            backoff: crate::core::rate_limit::Backoff::new(RETRY_MIN, RETRY_MAX),
+            log: crate::core::rate_limit::Throttle::new(std::time::Duration::from_secs(5)),
+        }
+    }
+
+    /// Logs (once per interval) and waits before the next attempt; `held`: records kept.
+    fn wait(&mut self, error: &anyhow::Error, held: usize) {
+        let wait = self.backoff.failed();
+        if let Some(more) = self.log.admit(Instant::now()) {
+            tracing::warn!(
+                "sink `{}`: {error:#}; holding {held} record(s) and retrying in {} ms ({more} \
+                 more failure(s) since the last message)",
+                self.name,
+                wait.as_millis()
+            );
+        }
+        std::thread::sleep(wait);
+    }
 }
 
 fn record_latency(counters: &Counters, batch: &Batch, n: u64) {
@@ -164,6 +226,20 @@ pub fn write_lines<'a, W: Write + ?Sized>(
     delim: &'a [u8],
     staging: &mut Vec<u8>,
 ) -> io::Result<u64> {
+    write_lines_with(w, data, spans, delim, false, staging)
+}
+
+/// [`write_lines`], where `if_missing` adds the delimiter only to records that do not already
+/// end with it (so newline-terminated records come out as single lines). An empty `delim` adds
+/// nothing.
+pub fn write_lines_with<'a, W: Write + ?Sized>(
+    w: &mut W,
+    data: &'a [u8],
+    spans: &[Span],
+    delim: &'a [u8],
+    if_missing: bool,
+    staging: &mut Vec<u8>,
+) -> io::Result<u64> {
     /// Pieces shorter than this on average are copied into `staging` instead.
     const SMALL_PIECE: usize = 512;
     /// `staging` is given back to the allocator when a call made it larger than this.
@@ -171,19 +247,36 @@ pub fn write_lines<'a, W: Write + ?Sized>(
     let mut pieces: Vec<io::IoSlice<'a>> = Vec::new();
     let mut total = 0usize;
     let mut put = |piece: &'a [u8], pieces: &mut Vec<io::IoSlice<'a>>| {
+        if piece.is_empty() {
+            return;
+        }
         total += piece.len();
         pieces.push(io::IoSlice::new(piece));
     };
     let single = if let [d] = delim { Some(*d) } else { None };
+    let ends = |s: &Span| {
+        if_missing
+            && !delim.is_empty()
+            && data
+                .get(s.start as usize..s.end as usize)
+                .is_some_and(|p| p.ends_with(delim))
+    };
     let mut i = 0;
     while i < spans.len() {
         let first = spans[i];
         let start = first.start as usize;
         let mut end = first.end as usize;
         i += 1;
+        if ends(&first) {
+            put(&data[start..end], &mut pieces);
+            continue;
+        }
         if let Some(d) = single {
             // Extend the run while the next record starts right after our delimiter.
-            while i < spans.len() && data.get(end) == Some(&d) && spans[i].start as usize == end + 1
+            while i < spans.len()
+                && data.get(end) == Some(&d)
+                && spans[i].start as usize == end + 1
+                && !ends(&spans[i])
             {
                 end = spans[i].end as usize;
                 i += 1;
@@ -245,6 +338,15 @@ fn write_all_vectored<W: Write + ?Sized>(
 /// Bytes that `spans` take as lines with a delimiter of `delim_len` bytes.
 pub fn line_bytes(spans: &[Span], delim_len: usize) -> u64 {
     spans.iter().map(|s| (s.len() + delim_len) as u64).sum()
+}
+
+/// Bytes one record takes as a line written by [`write_lines_with`].
+pub fn line_len(payload: &[u8], delim: &[u8], if_missing: bool) -> usize {
+    if if_missing && payload.ends_with(delim) {
+        payload.len()
+    } else {
+        payload.len() + delim.len()
+    }
 }
 
 #[cfg(test)]
@@ -412,5 +514,39 @@ mod tests {
         let crlf = String::from_utf8(expected).unwrap().replace('\n', "\r\n");
         assert_eq!(w.out, crlf.as_bytes());
         assert_eq!(w.slices, 1024);
+    }
+
+    #[test]
+    fn a_delimiter_a_record_ends_with_is_not_doubled_when_asked() {
+        let data = b"a\nb\nc\n\nd";
+        // Records "a\n" (its own newline inside), "b", "c\n", "d".
+        let spans = [
+            Span { start: 0, end: 2 },
+            Span { start: 2, end: 3 },
+            Span { start: 4, end: 6 },
+            Span { start: 7, end: 8 },
+        ];
+        let mut w = Counting(Vec::new(), 0);
+        let n = write_lines_with(&mut w, data, &spans, b"\n", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\nb\nc\nd\n");
+        assert_eq!(n, w.0.len() as u64);
+        let sum: usize = spans
+            .iter()
+            .map(|s| line_len(&data[s.start as usize..s.end as usize], b"\n", true))
+            .sum();
+        assert_eq!(sum, w.0.len());
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"\n", false, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\n\nb\nc\n\nd\n");
+        // An empty delimiter writes the payloads back to back.
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"a\nbc\nd");
+        // A multi-byte delimiter.
+        let data = b"x\r\ny";
+        let spans = [Span { start: 0, end: 3 }, Span { start: 3, end: 4 }];
+        let mut w = Counting(Vec::new(), 0);
+        write_lines_with(&mut w, data, &spans, b"\r\n", true, &mut Vec::new()).unwrap();
+        assert_eq!(w.0, b"x\r\ny\r\n");
     }
 }

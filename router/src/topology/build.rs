@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
-use crate::core::accounting::{Counters, Kind, Registry, Snapshot};
+use crate::core::accounting::{Counters, Kind, Registry};
 use crate::core::record::Batch;
+use crate::core::report::{LatencyStats, QueueStats, Report};
 use crate::sinks::file::FileSink;
 use crate::sinks::run_blocking_sink;
 use crate::sinks::stdout::StdoutSink;
@@ -28,7 +28,7 @@ use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
-use crate::stages::wasm::{INSTANCES_MAX, Plugin, WasmStage};
+use crate::stages::wasm::{INSTANCES_MAX, Plugin, StageGuard, WasmStage};
 use crate::stages::{Generation, Handoff, NamedStage, Stage, run_stages};
 use crate::topology::queue::{Depth, Limits, Receiver, Sender, WeakSender, Weighed, queue};
 use crate::topology::{DeadLetterTx, DeadLetters, Dispatcher, Outlet, PortPlan, SinkPort};
@@ -106,44 +106,6 @@ pub struct Observer {
     stop: Arc<AtomicBool>,
     queues: Probes,
     started: Instant,
-}
-
-/// Queue fill for the stats report.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueStats {
-    /// Which queue (named after its consumer).
-    pub name: String,
-    /// Record limit.
-    pub records_max: u64,
-    /// Byte limit.
-    pub bytes_max: u64,
-    /// Records queued now.
-    pub records: u64,
-    /// Bytes queued now.
-    pub bytes: u64,
-    /// Highest record count seen.
-    pub records_peak: u64,
-    /// Highest byte count seen.
-    pub bytes_peak: u64,
-}
-
-/// End-to-end latency quantiles in microseconds.
-pub use crate::core::accounting::Quantiles as LatencyStats;
-
-/// Everything `--stats` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Counters.
-    #[serde(flatten)]
-    pub counters: Snapshot,
-    /// `read + fanout_copies - written - dead_lettered - dropped_by_stage`.
-    pub in_flight: i128,
-    /// Queue fill.
-    pub queues: Vec<QueueStats>,
-    /// Arrival-to-written latency over all sinks.
-    pub latency_us: LatencyStats,
-    /// Wall time since start.
-    pub elapsed_ms: u64,
 }
 
 impl Running {
@@ -326,18 +288,24 @@ fn stage_sets(
             format!("stages.{}", s.name)
         };
         let counters = registry.register(component, Kind::Stage);
+        // A plugin stage's workers share one guard: its log allowance and its breaker.
+        let guard = match l {
+            Loaded::Wasm(_, w) => Some(StageGuard::new(&s.name, w, counters.clone())),
+            _ => None,
+        };
         for set in &mut sets {
             let stage: Box<dyn Stage> = match l {
                 Loaded::Filter(f) => Box::new(Filter::new((*f).clone())),
                 Loaded::Route(r) => Box::new(Route::new((*r).clone())),
                 Loaded::Wasm(plugin, w) => Box::new(
                     WasmStage::from_plugin(
-                        &s.name,
                         plugin.clone(),
+                        guard
+                            .clone()
+                            .unwrap_or_else(|| StageGuard::new(&s.name, w, counters.clone())),
                         (*w).clone(),
                         &sink_names,
                         config.pipeline.default_sinks,
-                        counters.clone(),
                     )
                     .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))?,
                 ),
@@ -449,8 +417,11 @@ pub fn start(
     let dead = DeadLetterTx::new(dl_tx);
     let dl_counters = registry.register("dead_letter", Kind::DeadLetter);
     let dl_cfg = config.dead_letter.clone();
+    // Opened now, so that a dead letter can be written whatever happens later (descriptors
+    // running out included); a file that cannot be opened stops the start.
+    let dl_file = crate::sinks::dead_letter::DeadLetterFile::open(&dl_cfg)?;
     spawn("dead_letter".into(), &events_tx, move || {
-        crate::sinks::dead_letter::run(&dl_cfg, dl_rx, dl_counters)
+        crate::sinks::dead_letter::run(&dl_cfg, dl_file, dl_rx, dl_counters)
     })?;
     pending += 1;
 

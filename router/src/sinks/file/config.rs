@@ -34,8 +34,10 @@ pub struct FileSinkConfig {
     /// Output path, possibly a template with `{partition_key}`, `{source}`, `{attr.NAME}` and
     /// strftime specifiers (UTC arrival time).
     pub path: PathTemplate,
-    /// Bytes written after each record.
+    /// Bytes written after each record (may be empty).
     pub delimiter: Vec<u8>,
+    /// Write the delimiter only after records that do not already end with it.
+    pub delimiter_if_missing: bool,
     /// Where `{partition_key}` comes from.
     pub partition: KeySpec,
     /// Output compression.
@@ -62,9 +64,7 @@ impl FileSinkConfig {
                 .ok()
         });
         let delimiter = s.str_or(d, "delimiter", "\n");
-        if delimiter.is_empty() {
-            d.error(&s.spot_of("delimiter"), "the delimiter must not be empty");
-        }
+        let delimiter_if_missing = s.bool_or(d, "delimiter_if_missing", false);
         let partition = match s.opt_str(d, "partition") {
             Some(p) => KeySpec::parse(&p.value)
                 .map_err(|e| d.error(&p.spot, e))
@@ -101,6 +101,7 @@ impl FileSinkConfig {
         Some(FileSinkConfig {
             path: path?,
             delimiter: delimiter.into_bytes(),
+            delimiter_if_missing,
             partition,
             compression,
             rotate_bytes,

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::core::rate_limit::TokenBucket;
 use crate::core::record::{Batch, Span};
 use crate::core::template::{max_rotation_seq, rotated_path};
-use crate::sinks::{BlockingSink, WriteFailure, write_lines};
+use crate::sinks::{BlockingSink, WriteFailure, line_len, write_lines_with};
 pub use config::{Compression, FileSinkConfig, Fsync};
 
 /// An output stream: a file, possibly behind a compressor.
@@ -247,20 +247,29 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes `spans` of `data` to the file at `path`, rotating as needed. Returns the number
-    /// of records written before an error.
+    /// Writes `spans` of `data` to the file at `path`, rotating as needed. On an error, returns
+    /// it with the number of records written before it, and whether it is transient: opening or
+    /// rotating failed for want of a resource that frees up (descriptors), before anything of
+    /// the remaining records was written, so they can be retried as they are.
     fn write_group(
         &mut self,
         path: &Path,
         data: &[u8],
         spans: &[Span],
-    ) -> Result<(), (io::Error, usize)> {
-        let dl = self.cfg.delimiter.len();
+    ) -> Result<(), (io::Error, usize, bool)> {
         let mut done = 0;
+        let untouched = |e: io::Error, done: usize| {
+            let transient = crate::sources::guard::is_exhaustion(&e);
+            (e, done, transient)
+        };
         while done < spans.len() {
-            self.open(path).map_err(|e| (e, done))?;
+            self.open(path).map_err(|e| untouched(e, done))?;
             let Some(file) = self.files.get_mut(path) else {
-                return Err((io::Error::other("file vanished from the open set"), done));
+                return Err((
+                    io::Error::other("file vanished from the open set"),
+                    done,
+                    false,
+                ));
             };
             let now = Instant::now();
             let aged = self
@@ -270,8 +279,9 @@ impl FileSink {
             let rest = &spans[done..];
             let n = if self.cfg.rotate_bytes > 0 {
                 records_fitting(
+                    data,
                     rest,
-                    dl,
+                    (&self.cfg.delimiter, self.cfg.delimiter_if_missing),
                     self.cfg.rotate_bytes.saturating_sub(file.size),
                     file.size == 0,
                 )
@@ -279,18 +289,19 @@ impl FileSink {
                 rest.len()
             };
             if aged || n == 0 {
-                self.rotate(path).map_err(|e| (e, done))?;
+                self.rotate(path).map_err(|e| untouched(e, done))?;
                 continue;
             }
             let part = &rest[..n];
-            let bytes = write_lines(
+            let bytes = write_lines_with(
                 &mut file.out,
                 data,
                 part,
                 &self.cfg.delimiter,
+                self.cfg.delimiter_if_missing,
                 &mut self.staging,
             )
-            .map_err(|e| (with_path(e, "writing", path), done))?;
+            .map_err(|e| (with_path(e, "writing", path), done, false))?;
             file.size += bytes;
             file.dirty = true;
             done += n;
@@ -301,7 +312,7 @@ impl FileSink {
                 }
             }
             if done < spans.len() {
-                self.rotate(path).map_err(|e| (e, done))?;
+                self.rotate(path).map_err(|e| untouched(e, done))?;
             }
         }
         Ok(())
@@ -323,12 +334,22 @@ impl FileSink {
     }
 }
 
-/// How many of `spans`, as lines with a `delim_len`-byte delimiter, fit in `room` bytes. A file
-/// that is still empty takes at least one record, however large: records are never split.
-fn records_fitting(spans: &[Span], delim_len: usize, room: u64, file_empty: bool) -> usize {
+/// How many of `spans` of `data`, as lines with a delimiter (and whether it is added only when
+/// missing), fit in `room` bytes. A file that is still empty takes at least one record, however
+/// large: records are never split.
+fn records_fitting(
+    data: &[u8],
+    spans: &[Span],
+    (delim, if_missing): (&[u8], bool),
+    room: u64,
+    file_empty: bool,
+) -> usize {
     let mut used = 0u64;
     for (i, s) in spans.iter().enumerate() {
-        used += (s.len() + delim_len) as u64;
+        let payload = data
+            .get(s.start as usize..s.end as usize)
+            .unwrap_or_default();
+        used += line_len(payload, delim, if_missing) as u64;
         if used > room {
             return if i == 0 && file_empty { 1 } else { i };
         }
@@ -354,23 +375,58 @@ fn ends_with(path: &Path, size: u64, delim: &[u8]) -> bool {
     }
 }
 
+/// `e` with what was being done to which path; the original error stays its source (so
+/// [`crate::sources::guard::is_exhaustion`] still sees its errno).
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    io::Error::new(
+        e.kind(),
+        PathError {
+            what: format!("{what} {}", path.display()),
+            source: e,
+        },
+    )
+}
+
+/// An I/O error and what it happened to.
+#[derive(Debug)]
+struct PathError {
+    what: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    /// What was being done; the error itself is the source (`{:#}` shows both).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 impl BlockingSink for FileSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), WriteFailure> {
         let data = batch.data().clone();
-        let fail = |e: io::Error, unwritten: Vec<usize>, name: &str| WriteFailure {
-            error: anyhow::Error::new(e).context(format!("file sink `{name}`")),
-            unwritten,
-        };
+        let fail =
+            |e: io::Error, unwritten: Vec<usize>, transient: bool, name: &str| WriteFailure {
+                error: anyhow::Error::new(e).context(format!("file sink `{name}`")),
+                unwritten,
+                transient,
+            };
         let timed = self.cfg.path.at_time(batch.origin().arrival_unix_nanos);
         if timed.is_fixed() {
             timed.render(None, "", &|_| None, &mut self.path_buf);
             let path = PathBuf::from(&self.path_buf);
-            if let Err((e, done)) = self.write_group(&path, &data, batch.spans()) {
-                return Err(fail(e, (done..batch.len()).collect(), &self.name));
+            if let Err((e, done, transient)) = self.write_group(&path, &data, batch.spans()) {
+                return Err(fail(
+                    e,
+                    (done..batch.len()).collect(),
+                    transient,
+                    &self.name,
+                ));
             }
         } else {
             // Group the records by the path they render to, keeping their order.
@@ -399,13 +455,13 @@ impl BlockingSink for FileSink {
             self.path_buf = buf;
             for (g, (path, idx)) in groups.iter().enumerate() {
                 let spans: Vec<Span> = idx.iter().map(|&i| batch.spans()[i]).collect();
-                if let Err((e, done)) = self.write_group(path, &data, &spans) {
+                if let Err((e, done, transient)) = self.write_group(path, &data, &spans) {
                     let mut unwritten: Vec<usize> = idx[done..].to_vec();
                     for (_, later) in &groups[g + 1..] {
                         unwritten.extend_from_slice(later);
                     }
                     unwritten.sort_unstable();
-                    return Err(fail(e, unwritten, &self.name));
+                    return Err(fail(e, unwritten, transient, &self.name));
                 }
             }
         }
@@ -414,7 +470,7 @@ impl BlockingSink for FileSink {
         {
             // Everything was written; only the fsync failed. Report it as fatal without
             // dead-lettering records that are in the file.
-            return Err(fail(e, Vec::new(), &self.name));
+            return Err(fail(e, Vec::new(), false, &self.name));
         }
         Ok(())
     }
@@ -506,10 +562,24 @@ mod tests {
     #[test]
     fn records_fitting_never_splits_and_takes_one_into_an_empty_file() {
         let s = spans(&[4, 4, 4]);
-        assert_eq!(records_fitting(&s, 1, 10, false), 2);
-        assert_eq!(records_fitting(&s, 1, 9, false), 1);
-        assert_eq!(records_fitting(&s, 1, 4, false), 0);
-        assert_eq!(records_fitting(&s, 1, 4, true), 1);
-        assert_eq!(records_fitting(&s, 1, 100, false), 3);
+        let data = [b'x'; 15];
+        let nl: (&[u8], bool) = (b"\n", false);
+        assert_eq!(records_fitting(&data, &s, nl, 10, false), 2);
+        assert_eq!(records_fitting(&data, &s, nl, 9, false), 1);
+        assert_eq!(records_fitting(&data, &s, nl, 4, false), 0);
+        assert_eq!(records_fitting(&data, &s, nl, 4, true), 1);
+        assert_eq!(records_fitting(&data, &s, nl, 100, false), 3);
+        // Records that end with the delimiter take no extra byte when it is added only if
+        // missing.
+        let data = b"abc\ndef\nghi\n";
+        let s: Vec<Span> = (0..3)
+            .map(|i| Span {
+                start: 4 * i,
+                end: 4 * i + 4,
+            })
+            .collect();
+        assert_eq!(&data[s[2].start as usize..s[2].end as usize], b"ghi\n");
+        assert_eq!(records_fitting(data, &s, (b"\n", true), 12, false), 3);
+        assert_eq!(records_fitting(data, &s, (b"\n", false), 12, false), 2);
     }
 }

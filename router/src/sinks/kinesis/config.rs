@@ -6,12 +6,12 @@
 //! validated [`KinesisSinkConfig`].
 
 use crate::config::reader::{Diagnostics, Section};
+use crate::core::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
 use crate::core::partitioner::PartitionSpec;
 use crate::sinks::aws::batch::{
     PUT_RECORDS_BYTES_MAX, PUT_RECORDS_ENTRIES_MAX, RECORD_BYTES_MAX_LIMIT,
 };
 use crate::sinks::aws::config::{AwsConfig, AwsDefaults, is_region};
-use crate::sinks::kinesis::aggregate::AGGREGATE_BYTES_MAX_DEFAULT;
 
 /// The Kinesis sink's defaults and limits of the shared AWS keys.
 pub const DEFAULTS: AwsDefaults = AwsDefaults {

@@ -41,13 +41,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 pub use crate::core::accounting::ShardCounts;
+use crate::core::kinesis::aggregate::{Aggregator, KinesisRecord};
+use crate::core::kinesis::hash::{format_hash_key, hash_key};
 use crate::sinks::aws::batch::{BatchPolicy, Batcher, Oversized};
 use crate::sinks::aws::engine::{Books, SinkEngine};
 use crate::sinks::aws::retry::{
     Attempts, ErrorClass, RetryDecision, RetryPolicy, classify_entry_error,
 };
-use crate::sinks::kinesis::aggregate::{Aggregator, KinesisRecord};
-use crate::sinks::kinesis::hash::{format_hash_key, hash_key};
 use crate::sinks::kinesis::limits::{ShardLimiter, ShardRateLimit};
 use crate::sinks::kinesis::ordering::{EntryId, OrderTracker};
 use crate::sinks::kinesis::shards::ShardMap;
@@ -938,9 +938,9 @@ impl<T> SinkEngine for Engine<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::kinesis::aggregate::deaggregate;
+    use crate::core::kinesis::hash::parse_hash_key;
     use crate::sinks::aws::sim::{Answer, FakeService, Sim, ms, patient_retry};
-    use crate::sinks::kinesis::aggregate::deaggregate;
-    use crate::sinks::kinesis::hash::parse_hash_key;
     use rand::RngExt;
     use std::collections::HashSet;
 

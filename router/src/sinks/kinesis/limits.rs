@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::core::kinesis::aggregate::{AGGREGATE_BYTES_MAX_DEFAULT, Aggregator, KinesisRecord};
+use crate::core::kinesis::hash::hash_key;
 use crate::core::rate_limit::TokenBucket;
 use crate::sinks::aws::batch::{BatchPolicy, Batcher};
-use crate::sinks::kinesis::aggregate::{AGGREGATE_BYTES_MAX_DEFAULT, Aggregator, KinesisRecord};
-use crate::sinks::kinesis::hash::hash_key;
 use crate::sinks::kinesis::shards::ShardMap;
 
 /// Kinesis's per-shard write limit in records per second.

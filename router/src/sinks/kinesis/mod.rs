@@ -4,10 +4,11 @@
 //! sleeps, no AWS SDK; time comes in as an `Instant` argument, randomness as a seeded `Rng`, and
 //! answers from Kinesis as plain strings:
 //!
-//! - [`hash`]: the 128-bit hash key of a partition key (MD5), explicit hash keys as decimal text.
+//! - The 128-bit hash key of a partition key (MD5), explicit hash keys as decimal text, and KPL
+//!   aggregation (many user records in one Kinesis record) and de-aggregation are Kinesis's own
+//!   formats, shared with the HTTP source's endpoint: [`crate::core::kinesis`].
 //! - [`shards`]: the shard map (which open shard owns a hash key), its validation, and helpers
 //!   to pick explicit hash keys.
-//! - [`aggregate`]: KPL aggregation (many user records in one Kinesis record) and de-aggregation.
 //! - [`limits`]: per-shard rate limits (records/s and bytes/s) and a pure throughput simulation.
 //! - [`ordering`]: the in-flight tracker that keeps per-key order in `ordered` mode.
 //! - [`engine`]: the sink's state machine over all of the above and the shared
@@ -36,11 +37,9 @@
 //!   keys have no order between them. A reshard is handled by waiting for the requests in flight
 //!   before switching shard maps.
 
-pub mod aggregate;
 pub mod client;
 pub mod config;
 pub mod engine;
-pub mod hash;
 pub mod limits;
 pub mod ordering;
 pub mod shards;

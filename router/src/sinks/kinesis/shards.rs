@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::sinks::kinesis::hash::{HASH_KEY_MAX, HashKeyError, parse_hash_key};
+use crate::core::kinesis::hash::{HASH_KEY_MAX, HashKeyError, parse_hash_key};
 
 /// One open shard: its id and its inclusive range of hash keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,7 +344,7 @@ impl std::error::Error for ShardMapError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::kinesis::hash::hash_key;
+    use crate::core::kinesis::hash::hash_key;
     use proptest::prelude::*;
 
     const Q: u128 = 85070591730234615865843651857942052864; // 2^128 / 4

@@ -6,24 +6,25 @@ use std::time::Instant;
 
 use crate::config::reader::{Diagnostics, Section};
 use crate::core::record::Batch;
-use crate::sinks::{BlockingSink, WriteFailure, write_lines};
+use crate::sinks::{BlockingSink, WriteFailure, write_lines_with};
 
 /// Settings of the stdout sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StdoutConfig {
-    /// Bytes written after each record.
+    /// Bytes written after each record (may be empty).
     pub delimiter: Vec<u8>,
+    /// Write the delimiter only after records that do not already end with it.
+    pub delimiter_if_missing: bool,
 }
 
 impl StdoutConfig {
     /// Reads a `kind = "stdout"` sink table.
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> StdoutConfig {
         let delimiter = s.str_or(d, "delimiter", "\n");
-        if delimiter.is_empty() {
-            d.error(&s.spot_of("delimiter"), "the delimiter must not be empty");
-        }
+        let delimiter_if_missing = s.bool_or(d, "delimiter_if_missing", false);
         StdoutConfig {
             delimiter: delimiter.into_bytes(),
+            delimiter_if_missing,
         }
     }
 }
@@ -55,11 +56,12 @@ impl<W: Write + Send> StdoutSink<W> {
 
 impl<W: Write + Send> BlockingSink for StdoutSink<W> {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), WriteFailure> {
-        let r = write_lines(
+        let r = write_lines_with(
             &mut self.out,
             batch.data(),
             batch.spans(),
             &self.cfg.delimiter,
+            self.cfg.delimiter_if_missing,
             &mut self.staging,
         )
         .and_then(|_| self.out.flush());
@@ -67,6 +69,7 @@ impl<W: Write + Send> BlockingSink for StdoutSink<W> {
             error: anyhow::Error::new(e).context("writing to standard output"),
             // Some records may be out already; report them all rather than lose any.
             unwritten: (0..batch.len()).collect(),
+            transient: false,
         })
     }
 

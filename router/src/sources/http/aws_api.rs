@@ -1,17 +1,32 @@
-//! The Kinesis- and Firehose-compatible endpoint, with no I/O: which call a request is, its JSON
-//! 1.1 body -> one contiguous buffer of records with their partition and explicit hash keys, and
-//! the service-shaped answers (accepted, or refused per entry when the pipeline is full).
+//! The Kinesis- and Firehose-compatible endpoint, with no I/O: which call a request is, its body
+//! (JSON 1.1 or CBOR 1.1, [`wire`]) -> one contiguous buffer of records with their partition
+//! keys, explicit hash keys and attributes, validated like the services, KPL aggregates opened;
+//! and the service-shaped answers.
 //!
 //! Producers that speak Kinesis Data Streams (`Kinesis_20131202.PutRecord(s)`) or Firehose
-//! (`Firehose_20150804.PutRecord(Batch)`) can point their endpoint at the router unchanged. The
-//! two calls our own Kinesis sink makes before writing (`DescribeStreamSummary`, `ListShards`)
-//! are answered too, with one open shard, so one router can relay into another.
+//! (`Firehose_20150804.PutRecord(Batch)`) can point their endpoint at the router unchanged.
+//! `DescribeStream`, `DescribeStreamSummary` and `ListShards` describe `aws_shards` open shards
+//! with even hash key ranges ([`shards`]), so producers with per-shard rate limiters (the KPL,
+//! the router's own Kinesis sink) spread over them. Requests are signed with SigV4 and verified
+//! by [`sigv4`]; the I/O side (reading, verifying, answering) is [`serve`].
+//!
+//! Every record carries the attribute `stream` (the Kinesis stream name, or the name at the end
+//! of `StreamARN`; the Firehose delivery stream name) and the request's `X-Attribute-*` headers.
+
+pub mod config;
+pub mod serve;
+pub mod shards;
+pub mod sigv4;
+pub mod wire;
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::json;
 
+use crate::core::kinesis::aggregate;
 use crate::core::record::{RecordMeta, Span};
+use shards::{Shards, shard_id};
+use wire::{Blob, Entry, Input, Out, Wire};
 
 /// The calls the endpoint answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +35,8 @@ pub enum Call {
     PutRecord,
     /// Kinesis `PutRecords`.
     PutRecords,
+    /// Kinesis `DescribeStream`.
+    DescribeStream,
     /// Kinesis `DescribeStreamSummary`.
     DescribeStreamSummary,
     /// Kinesis `ListShards`.
@@ -36,6 +53,7 @@ impl Call {
         Ok(match target {
             "Kinesis_20131202.PutRecord" => Call::PutRecord,
             "Kinesis_20131202.PutRecords" => Call::PutRecords,
+            "Kinesis_20131202.DescribeStream" => Call::DescribeStream,
             "Kinesis_20131202.DescribeStreamSummary" => Call::DescribeStreamSummary,
             "Kinesis_20131202.ListShards" => Call::ListShards,
             "Firehose_20150804.PutRecord" => Call::FirehosePutRecord,
@@ -45,8 +63,8 @@ impl Call {
                     "UnknownOperationException",
                     format!(
                         "operation {other:?} is not supported by edge-router (supported: Kinesis \
-                         PutRecord, PutRecords, DescribeStreamSummary, ListShards; Firehose \
-                         PutRecord, PutRecordBatch)"
+                         PutRecord, PutRecords, DescribeStream, DescribeStreamSummary, \
+                         ListShards; Firehose PutRecord, PutRecordBatch)"
                     ),
                 ));
             }
@@ -58,13 +76,25 @@ impl Call {
         matches!(self, Call::FirehosePutRecord | Call::FirehosePutRecordBatch)
     }
 
+    /// The SigV4 service name requests for this call are signed for.
+    pub fn service(self) -> &'static str {
+        if self.is_firehose() {
+            "firehose"
+        } else {
+            "kinesis"
+        }
+    }
+
     /// True for the calls that carry records.
     pub fn carries_records(self) -> bool {
-        !matches!(self, Call::DescribeStreamSummary | Call::ListShards)
+        !matches!(
+            self,
+            Call::DescribeStream | Call::DescribeStreamSummary | Call::ListShards
+        )
     }
 }
 
-/// An AWS-shaped error answer: `{"__type": ..., "message": ...}` with HTTP 400.
+/// An AWS-shaped error answer: `{"__type": ..., "message": ...}` with its HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct ApiError {
@@ -72,41 +102,101 @@ pub struct ApiError {
     pub kind: &'static str,
     /// What was wrong.
     pub message: String,
+    /// HTTP status (400 unless said otherwise).
+    pub status: u16,
 }
 
 impl ApiError {
-    fn new(kind: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error answered with status 400.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             kind,
             message: message.into(),
+            status: 400,
         }
+    }
+
+    /// The same error with another status.
+    pub fn with_status(mut self, status: u16) -> ApiError {
+        self.status = status;
+        self
     }
 
     fn validation(message: impl Into<String>) -> ApiError {
         ApiError::new("ValidationException", message)
     }
 
-    /// The JSON body of the answer.
-    pub fn body(&self) -> String {
-        json!({"__type": self.kind, "message": self.message}).to_string()
+    /// A `SerializationException`: the body could not be read.
+    pub fn serialization(message: impl Into<String>) -> ApiError {
+        ApiError::new("SerializationException", message)
+    }
+
+    fn invalid_argument(message: impl Into<String>) -> ApiError {
+        ApiError::new("InvalidArgumentException", message)
+    }
+
+    /// The body of the answer in `wire`'s encoding.
+    pub fn body(&self, wire: Wire) -> Vec<u8> {
+        let mut o = Out::new(wire);
+        o.map(2)
+            .kv("__type", self.kind)
+            .kv("message", &self.message)
+            .end(true);
+        o.finish()
     }
 }
 
-/// The access key id in a SigV4 `Authorization` header (`... Credential=AKID/date/...`).
-/// Signatures are not verified: the router holds no secret keys.
-pub fn access_key_id(authorization: &str) -> Option<&str> {
-    let rest = &authorization[authorization.find("Credential=")? + "Credential=".len()..];
-    let id = rest.split('/').next()?;
-    (!id.is_empty()).then_some(id)
+/// A `ValidationException` in the services' words: `1 validation error detected: Value V at
+/// 'path' failed to satisfy constraint: Member must ...`.
+fn constraint(value: Option<&str>, at: &str, rule: &str) -> ApiError {
+    let value = value.map_or_else(|| "null".to_owned(), |v| format!("'{v}'"));
+    ApiError::validation(format!(
+        "1 validation error detected: Value {value} at '{at}' failed to satisfy constraint: \
+         Member {rule}"
+    ))
 }
 
-/// Limits of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiLimits {
-    /// Largest record (decoded data).
+/// Kinesis's limit on one record: data plus partition key.
+pub const KINESIS_RECORD_MAX: usize = 1 << 20;
+/// Kinesis's limit on one PutRecords request: data plus partition keys.
+pub const KINESIS_REQUEST_MAX: usize = 5 << 20;
+/// Firehose's limit on one record's data (1,000 KiB).
+pub const FIREHOSE_RECORD_MAX: usize = 1_024_000;
+/// Firehose's limit on one PutRecordBatch request's data.
+pub const FIREHOSE_REQUEST_MAX: usize = 4 << 20;
+/// Most records in one PutRecords or PutRecordBatch.
+pub const MAX_ENTRIES: usize = 500;
+/// What one record costs besides its payload and key bytes, for the decoded-size budget: its
+/// span, its metadata and their allocations.
+pub const RECORD_OVERHEAD: usize = 128;
+
+const STREAM_PATTERN: &str = "[a-zA-Z0-9_.-]+";
+
+/// Limits and choices for decoding one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits<'a> {
+    /// Largest record the router takes (the source's `max_record_bytes`); the services' own
+    /// limits apply too.
     pub max_record_bytes: usize,
-    /// Most records per `PutRecords`/`PutRecordBatch` (Kinesis: 500).
-    pub max_records: usize,
+    /// Budget for one request once decoded: payload bytes plus, per user record,
+    /// [`RECORD_OVERHEAD`], its keys and its attributes (the source's `max_body_bytes`). It
+    /// bounds what de-aggregation and request attributes can expand a request into.
+    pub max_decoded_bytes: usize,
+    /// Open KPL aggregates.
+    pub deaggregate: bool,
+    /// When set, the only stream names accepted.
+    pub streams: Option<&'a [String]>,
+}
+
+/// What de-aggregation did in one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeaggregationCounts {
+    /// Aggregates opened.
+    pub aggregates: u64,
+    /// User records taken out of them.
+    pub user_records: u64,
+    /// Records with the aggregate magic that failed the check and were kept whole.
+    pub kept_whole: u64,
 }
 
 /// The records of one call, decoded into one buffer.
@@ -114,234 +204,507 @@ pub struct ApiLimits {
 pub struct Records {
     /// The stream or delivery stream named in the call.
     pub stream: String,
-    /// Every record's data, back to back.
+    /// Every record's data, back to back (aggregates whole: their user records are spans into
+    /// them).
     pub data: Vec<u8>,
-    /// One span per record into `data`.
+    /// One span per user record into `data`.
     pub spans: Vec<Span>,
-    /// Per-record keys (Kinesis calls only; Firehose records have none).
-    pub meta: Option<Vec<RecordMeta>>,
+    /// One per user record: keys (Kinesis) and attributes (`stream`, then the request's).
+    pub meta: Vec<RecordMeta>,
+    /// Per entry of the request (not per user record): the shard it fell in (Kinesis).
+    pub entry_shards: Vec<u32>,
+    /// What de-aggregation did.
+    pub deaggregation: DeaggregationCounts,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KinesisEntry {
-    data: Option<String>,
-    partition_key: Option<String>,
-    explicit_hash_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordsBody {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    records: Option<Vec<KinesisEntry>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordBody {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    #[serde(flatten)]
-    entry: KinesisEntry,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FirehoseEntry {
-    data: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PutRecordBatchBody {
-    delivery_stream_name: Option<String>,
-    records: Option<Vec<FirehoseEntry>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct FirehosePutRecordBody {
-    delivery_stream_name: Option<String>,
-    record: Option<FirehoseEntry>,
+fn valid_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// The stream a Kinesis call names: `StreamName`, or the name at the end of `StreamARN`.
-fn stream_of(name: Option<String>, arn: Option<String>) -> Result<String, ApiError> {
-    name.or_else(|| arn.and_then(|a| a.rsplit('/').next().map(str::to_owned)))
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::validation("either StreamName or StreamARN must be given"))
-}
-
-fn bad_json(e: &serde_json::Error) -> ApiError {
-    ApiError::new("SerializationException", format!("malformed request: {e}"))
-}
-
-/// Decodes the record-carrying calls (`call.carries_records()`).
-pub fn parse_records(call: Call, body: &[u8], limits: &ApiLimits) -> Result<Records, ApiError> {
-    let mut out = Decoder::new(limits);
-    let stream = match call {
-        Call::PutRecords => {
-            let b: PutRecordsBody = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
-            let stream = stream_of(b.stream_name, b.stream_arn)?;
-            let entries = out.count(b.records, "records")?;
-            for (i, e) in entries.into_iter().enumerate() {
-                out.kinesis(&format!("records.{}.member", i + 1), e)?;
+fn kinesis_stream(input: &Input<'_>, required: bool) -> Result<Option<String>, ApiError> {
+    let from_arn = match input.stream_arn.as_deref() {
+        None => None,
+        Some(arn) => {
+            let name = arn
+                .split_once(":stream/")
+                .filter(|(head, name)| {
+                    let parts: Vec<&str> = head.split(':').collect();
+                    parts.len() == 5
+                        && parts[0] == "arn"
+                        && parts[1].starts_with("aws")
+                        && parts[2] == "kinesis"
+                        && parts[4].len() == 12
+                        && parts[4].bytes().all(|b| b.is_ascii_digit())
+                        && !name.is_empty()
+                        && !name.contains(char::is_whitespace)
+                        && arn.len() <= 2048
+                })
+                .map(|(_, name)| name);
+            match name {
+                Some(n) => Some(n),
+                None => {
+                    return Err(constraint(
+                        Some(arn),
+                        "streamARN",
+                        "must satisfy regular expression pattern: \
+                         arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
+                    ));
+                }
             }
-            stream
-        }
-        Call::PutRecord => {
-            let b: PutRecordBody = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
-            let stream = stream_of(b.stream_name, b.stream_arn)?;
-            out.kinesis("", b.entry)?;
-            stream
-        }
-        Call::FirehosePutRecordBatch => {
-            let b: PutRecordBatchBody = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
-            let entries = out.count(b.records, "records")?;
-            for (i, e) in entries.into_iter().enumerate() {
-                out.data(&format!("records.{}.member", i + 1), e.data)?;
-            }
-            named(b.delivery_stream_name, "DeliveryStreamName")?
-        }
-        Call::FirehosePutRecord => {
-            let b: FirehosePutRecordBody =
-                serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
-            let Some(r) = b.record else {
-                return Err(ApiError::validation("Record must not be null"));
-            };
-            out.data("record", r.data)?;
-            named(b.delivery_stream_name, "DeliveryStreamName")?
-        }
-        Call::DescribeStreamSummary | Call::ListShards => {
-            return Err(ApiError::validation("this call carries no records"));
         }
     };
+    let name = match (input.stream_name.as_deref(), from_arn) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_argument(format!(
+                "StreamARN names stream {b} but StreamName is {a}"
+            )));
+        }
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) if required => {
+            return Err(ApiError::validation(
+                "Either StreamName or StreamARN must be provided",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    if !valid_name(name, 128) {
+        let rule = if name.is_empty() || name.len() > 128 {
+            "must have length between 1 and 128".to_owned()
+        } else {
+            format!("must satisfy regular expression pattern: {STREAM_PATTERN}")
+        };
+        return Err(constraint(Some(name), "streamName", &rule));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+fn firehose_stream(input: &Input<'_>) -> Result<String, ApiError> {
+    let Some(name) = input.delivery_stream_name.as_deref() else {
+        return Err(constraint(None, "deliveryStreamName", "must not be null"));
+    };
+    if !valid_name(name, 64) {
+        let rule = if name.is_empty() || name.len() > 64 {
+            "must have length between 1 and 64".to_owned()
+        } else {
+            format!("must satisfy regular expression pattern: {STREAM_PATTERN}")
+        };
+        return Err(constraint(Some(name), "deliveryStreamName", &rule));
+    }
+    Ok(name.to_owned())
+}
+
+/// The `ResourceNotFoundException` for a stream outside the allow-list.
+fn not_found(call: Call, stream: &str) -> ApiError {
+    let what = if call.is_firehose() {
+        "Firehose"
+    } else {
+        "Stream"
+    };
+    ApiError::new(
+        "ResourceNotFoundException",
+        format!("{what} {stream} under account {ACCOUNT} not found."),
+    )
+}
+
+/// The account id in the ARNs the endpoint reports.
+pub const ACCOUNT: &str = "000000000000";
+
+fn check_allowed(call: Call, stream: &str, limits: &ApiLimits<'_>) -> Result<(), ApiError> {
+    match &limits.streams {
+        Some(list) if !list.iter().any(|s| s == stream) => Err(not_found(call, stream)),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes a record-carrying call (`call.carries_records()`), giving every record the
+/// attribute `stream` and then `attributes`.
+pub fn parse_records(
+    call: Call,
+    mut input: Input<'_>,
+    limits: &ApiLimits<'_>,
+    attributes: &[(Box<str>, Box<str>)],
+    shards: &Shards,
+) -> Result<Records, ApiError> {
+    let stream = if call.is_firehose() {
+        firehose_stream(&input)?
+    } else {
+        kinesis_stream(&input, true)?.unwrap_or_default()
+    };
+    check_allowed(call, &stream, limits)?;
+    let mut attrs: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(attributes.len() + 1);
+    attrs.push(("stream".into(), stream.as_str().into()));
+    attrs.extend(attributes.iter().filter(|(k, _)| &**k != "stream").cloned());
+    let attr_bytes: usize = attrs.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
+    // One list for all the request's records: each record's metadata points at it.
+    let attrs: std::sync::Arc<[(Box<str>, Box<str>)]> = attrs.into();
+    let mut out = Decoder {
+        limits,
+        shards,
+        data: Vec::new(),
+        spans: Vec::new(),
+        meta: Vec::new(),
+        entry_shards: Vec::new(),
+        counts: DeaggregationCounts::default(),
+        attrs,
+        attr_bytes,
+        decoded: 0,
+        request_bytes: 0,
+    };
+    match call {
+        Call::PutRecords => {
+            let entries = entries(input.records.take(), "records")?;
+            out.data.reserve(estimate(&entries));
+            for (i, e) in entries.into_iter().enumerate() {
+                out.kinesis(At::Records(i), e)?;
+            }
+        }
+        Call::PutRecord => {
+            let e = input.own_entry();
+            out.kinesis(At::Top, e)?;
+        }
+        Call::FirehosePutRecordBatch => {
+            let entries = entries(input.records.take(), "records")?;
+            out.data.reserve(estimate(&entries));
+            for (i, e) in entries.into_iter().enumerate() {
+                out.firehose(At::Records(i), e)?;
+            }
+        }
+        Call::FirehosePutRecord => {
+            let Some(r) = input.record.take() else {
+                return Err(constraint(None, "record", "must not be null"));
+            };
+            out.firehose(At::Record, r)?;
+        }
+        Call::DescribeStream | Call::DescribeStreamSummary | Call::ListShards => {
+            return Err(ApiError::validation("this call carries no records"));
+        }
+    }
     Ok(Records {
         stream,
         data: out.data,
         spans: out.spans,
-        meta: (!call.is_firehose()).then_some(out.meta),
+        meta: out.meta,
+        entry_shards: out.entry_shards,
+        deaggregation: out.counts,
     })
 }
 
-fn named(v: Option<String>, what: &str) -> Result<String, ApiError> {
-    v.filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::validation(format!("{what} must not be null or empty")))
+/// A guess at the decoded size of some entries, to size the buffer once.
+fn estimate(entries: &[Entry<'_>]) -> usize {
+    entries
+        .iter()
+        .map(|e| match &e.data {
+            Some(Blob::Base64(t)) => t.len() / 4 * 3,
+            Some(Blob::Raw(b)) => b.len(),
+            None => 0,
+        })
+        .sum()
+}
+
+fn entries<'a>(list: Option<wire::Entries<'a>>, at: &str) -> Result<Vec<Entry<'a>>, ApiError> {
+    let Some(list) = list else {
+        return Err(constraint(None, at, "must not be null"));
+    };
+    if list.total == 0 {
+        return Err(constraint(
+            Some("[]"),
+            at,
+            "must have length greater than or equal to 1",
+        ));
+    }
+    if list.total > MAX_ENTRIES {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value with {} entries at '{at}' failed to satisfy \
+             constraint: Member must have length less than or equal to {MAX_ENTRIES}",
+            list.total
+        )));
+    }
+    Ok(list.list)
+}
+
+/// Where an entry is in its request, for messages (made into text only when one is needed).
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// Kinesis PutRecord's own members.
+    Top,
+    /// Firehose PutRecord's `record`.
+    Record,
+    /// The `i`th (0-based) of `records`.
+    Records(usize),
+}
+
+impl At {
+    /// The entry's path: `records.3.member`, `record` or empty.
+    fn entry(self) -> String {
+        match self {
+            At::Top => String::new(),
+            At::Record => "record".into(),
+            At::Records(i) => format!("records.{}.member", i + 1),
+        }
+    }
+
+    /// The path of one of its members.
+    fn field(self, field: &str) -> String {
+        match self {
+            At::Top => field.to_owned(),
+            other => format!("{}.{field}", other.entry()),
+        }
+    }
 }
 
 struct Decoder<'l> {
-    limits: &'l ApiLimits,
+    limits: &'l ApiLimits<'l>,
+    shards: &'l Shards,
     data: Vec<u8>,
     spans: Vec<Span>,
     meta: Vec<RecordMeta>,
+    entry_shards: Vec<u32>,
+    counts: DeaggregationCounts,
+    attrs: std::sync::Arc<[(Box<str>, Box<str>)]>,
+    attr_bytes: usize,
+    /// The decoded-size budget used so far.
+    decoded: usize,
+    /// Data plus partition keys of the request so far (the services' request limit).
+    request_bytes: usize,
 }
 
 impl Decoder<'_> {
-    fn new(limits: &ApiLimits) -> Decoder<'_> {
-        Decoder {
-            limits,
-            data: Vec::new(),
-            spans: Vec::new(),
-            meta: Vec::new(),
-        }
-    }
-
-    fn count<T>(&self, list: Option<Vec<T>>, what: &str) -> Result<Vec<T>, ApiError> {
-        let list = list.unwrap_or_default();
-        if list.is_empty() || list.len() > self.limits.max_records {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value with {} entries at '{what}' failed to satisfy \
-                 constraint: Member must have between 1 and {} entries",
-                list.len(),
-                self.limits.max_records
-            )));
-        }
-        Ok(list)
-    }
-
-    fn at(field: &str, path: &str) -> String {
-        if path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        }
-    }
-
-    fn data(&mut self, path: &str, data: Option<String>) -> Result<(), ApiError> {
-        let at = Decoder::at("data", path);
-        let Some(text) = data else {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value null at '{at}' failed to satisfy constraint: \
-                 Member must not be null"
-            )));
-        };
+    /// Decodes an entry's data onto the end of the buffer; returns its range. Checks the
+    /// services' per-record `max` and the source's `max_record_bytes`.
+    fn data(
+        &mut self,
+        path: At,
+        data: Option<Blob<'_>>,
+        max: usize,
+    ) -> Result<(usize, usize), ApiError> {
+        let at = || path.field("data");
         let start = self.data.len();
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(text.as_bytes(), &mut self.data)
-            .map_err(|e| {
-                ApiError::new(
-                    "SerializationException",
-                    format!("'{at}' is not valid base64: {e}"),
-                )
-            })?;
+        match data {
+            None => return Err(constraint(None, &at(), "must not be null")),
+            Some(Blob::Raw(b)) => self.data.extend_from_slice(&b),
+            Some(Blob::Base64(text)) => base64::engine::general_purpose::STANDARD
+                .decode_vec(text.as_bytes(), &mut self.data)
+                .map_err(|e| {
+                    self.data.truncate(start);
+                    ApiError::serialization(format!("'{}' is not valid base64: {e}", at()))
+                })?,
+        }
         let size = self.data.len() - start;
-        if size > self.limits.max_record_bytes {
+        if size > max {
+            let at = at();
             return Err(ApiError::validation(format!(
-                "1 validation error detected: Value at '{at}' failed to satisfy constraint: Member \
-                 must have length less than or equal to {} (it has {size} bytes)",
+                "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={size} \
+                 cap={size}]' at '{at}' failed to satisfy constraint: Member must have length \
+                 less than or equal to {max}"
+            )));
+        }
+        if size > self.limits.max_record_bytes {
+            let at = at();
+            return Err(ApiError::invalid_argument(format!(
+                "'{at}' has {size} bytes, over this endpoint's max_record_bytes ({})",
                 self.limits.max_record_bytes
             )));
         }
         if self.data.len() > u32::MAX as usize {
-            return Err(ApiError::validation("request too large"));
+            return Err(ApiError::invalid_argument("request too large"));
         }
+        Ok((start, self.data.len()))
+    }
+
+    /// Counts one user record against the decoded-size budget.
+    fn spend(&mut self, payload: usize, keys: usize) -> Result<(), ApiError> {
+        self.decoded += payload + keys + RECORD_OVERHEAD + self.attr_bytes;
+        if self.decoded > self.limits.max_decoded_bytes {
+            return Err(ApiError::invalid_argument(format!(
+                "this request expands to more than {} bytes once decoded (records, keys, \
+                 attributes: {} user records so far), over this endpoint's limit \
+                 (max_body_bytes); send fewer records or attributes per request, or smaller \
+                 aggregates",
+                self.limits.max_decoded_bytes,
+                self.spans.len() + 1
+            )));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, start: usize, end: usize, meta: RecordMeta) {
         self.spans.push(Span {
             start: start as u32,
-            end: self.data.len() as u32,
+            end: end as u32,
         });
+        self.meta.push(meta);
+    }
+
+    fn firehose(&mut self, path: At, e: Entry<'_>) -> Result<(), ApiError> {
+        let (start, end) = self.data(path, e.data, FIREHOSE_RECORD_MAX)?;
+        self.request_bytes += end - start;
+        if self.request_bytes > FIREHOSE_REQUEST_MAX {
+            return Err(ApiError::invalid_argument(format!(
+                "Records size exceeds {FIREHOSE_REQUEST_MAX} bytes (4 MiB): the request's \
+                 records total more than that by '{}'",
+                path.field("data")
+            )));
+        }
+        self.spend(end - start, 0)?;
+        let meta = RecordMeta {
+            partition_key: None,
+            explicit_hash_key: None,
+            attributes: self.attrs.clone(),
+        };
+        self.push(start, end, meta);
+        self.entry_shards.push(0);
         Ok(())
     }
 
-    fn kinesis(&mut self, path: &str, e: KinesisEntry) -> Result<(), ApiError> {
-        let at = Decoder::at("partitionKey", path);
-        let key = e.partition_key.unwrap_or_default();
-        let units = key.encode_utf16().count();
+    fn kinesis(&mut self, path: At, e: Entry<'_>) -> Result<(), ApiError> {
+        let pk_at = || path.field("partitionKey");
+        let Some(key) = e.partition_key else {
+            return Err(constraint(None, &pk_at(), "must not be null"));
+        };
+        // UTF-16 code units never outnumber UTF-8 bytes: count only long keys.
+        let units = if key.len() <= 256 {
+            key.len()
+        } else {
+            key.encode_utf16().count()
+        };
         if !(1..=256).contains(&units) {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value at '{at}' failed to satisfy constraint: Member \
-                 must have length between 1 and 256 (it has {units})"
+            return Err(constraint(
+                Some(key.as_ref()),
+                &pk_at(),
+                "must have length between 1 and 256",
+            ));
+        }
+        let ehk: Option<Cow<'_, str>> = e.explicit_hash_key;
+        if let Some(h) = &ehk {
+            let pattern_ok = h == "0"
+                || (!h.is_empty()
+                    && h.len() <= 39
+                    && !h.starts_with('0')
+                    && h.bytes().all(|b| b.is_ascii_digit()));
+            if !pattern_ok {
+                return Err(constraint(
+                    Some(h.as_ref()),
+                    &path.field("explicitHashKey"),
+                    "must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+                ));
+            }
+            if h.parse::<u128>().is_err() {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, \
+                     2^128-1]. Specified value was {h}"
+                )));
+            }
+        }
+        let (start, end) = self.data(path, e.data, KINESIS_RECORD_MAX)?;
+        let size = end - start + key.len();
+        let which = || match path {
+            At::Top => "the record".to_owned(),
+            other => other.entry(),
+        };
+        if size > KINESIS_RECORD_MAX {
+            let which = which();
+            return Err(ApiError::invalid_argument(format!(
+                "Record size including partition key exceeds the maximum of \
+                 {KINESIS_RECORD_MAX} bytes: {which} has {} bytes of data and a {}-byte \
+                 partition key",
+                end - start,
+                key.len()
             )));
         }
-        if let Some(h) = &e.explicit_hash_key
-            && !is_hash_key(h)
-        {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value {h:?} at '{}' failed to satisfy constraint: \
-                 Member must be a decimal number from 0 to 2^128-1",
-                Decoder::at("explicitHashKey", path)
+        self.request_bytes += size;
+        if self.request_bytes > KINESIS_REQUEST_MAX {
+            let which = which();
+            return Err(ApiError::invalid_argument(format!(
+                "Records size exceeds {KINESIS_REQUEST_MAX} bytes (5 MiB): the request's data \
+                 and partition keys total more than that by {which}"
             )));
         }
-        self.data(path, e.data)?;
-        self.meta.push(RecordMeta {
-            partition_key: Some(key.into_boxed_str()),
-            explicit_hash_key: e.explicit_hash_key.map(String::into_boxed_str),
-            attributes: Vec::new(),
+        self.entry_shards
+            .push(self.shards.of_record(&key, ehk.as_deref()));
+        if self.limits.deaggregate && self.data[start..end].starts_with(&aggregate::MAGIC) {
+            match self.deaggregate(start, end) {
+                Ok(()) => return Ok(()),
+                Err(Some(e)) => return Err(e),
+                Err(None) => self.counts.kept_whole += 1,
+            }
+        }
+        self.spend(end - start, key.len() + ehk.as_ref().map_or(0, |h| h.len()))?;
+        let meta = RecordMeta {
+            partition_key: Some(key.into_owned().into()),
+            explicit_hash_key: ehk.map(|h| h.into_owned().into()),
+            attributes: self.attrs.clone(),
+        };
+        self.push(start, end, meta);
+        Ok(())
+    }
+
+    /// Opens the aggregate at `data[start..end]` into user records (spans inside it), each
+    /// with its own keys, as the KCL does. `Err(None)`: it is not a valid aggregate (the KCL
+    /// passes such a record on whole), and nothing was added; `Err(Some(_))`: the budget ran
+    /// out.
+    fn deaggregate(&mut self, start: usize, end: usize) -> Result<(), Option<ApiError>> {
+        // Not an aggregate by the KCL's rule (magic, MD5), or a body that does not parse.
+        let Ok(subs) = aggregate::deaggregate(&self.data[start..end]) else {
+            return Err(None);
+        };
+        // Keys the Kinesis API itself would refuse make it no aggregate we pass on in parts.
+        let keys_ok = subs.iter().all(|s| {
+            (1..=256).contains(&s.partition_key.encode_utf16().count())
+                && s.explicit_hash_key
+                    .is_none_or(|h| h == "0" || (!h.starts_with('0') && h.parse::<u128>().is_ok()))
         });
+        if !keys_ok {
+            return Err(None);
+        }
+        let base = self.data.as_ptr() as usize;
+        let mut cost = 0usize;
+        let mut placed = Vec::with_capacity(subs.len());
+        for s in &subs {
+            cost += s.data.len()
+                + s.partition_key.len()
+                + s.explicit_hash_key.map_or(0, str::len)
+                + RECORD_OVERHEAD
+                + self.attr_bytes;
+            // The user record's data is a slice of the aggregate in `self.data`.
+            let offset = s.data.as_ptr() as usize - base;
+            placed.push((
+                offset,
+                offset + s.data.len(),
+                RecordMeta {
+                    partition_key: Some(s.partition_key.into()),
+                    explicit_hash_key: s.explicit_hash_key.map(Into::into),
+                    attributes: Default::default(),
+                },
+            ));
+            if self.decoded + cost > self.limits.max_decoded_bytes {
+                break;
+            }
+        }
+        drop(subs);
+        self.decoded += cost;
+        if self.decoded > self.limits.max_decoded_bytes {
+            return Err(Some(ApiError::invalid_argument(format!(
+                "this request expands to more than {} bytes once its KPL aggregates are opened \
+                 (records, keys, attributes), over this endpoint's limit (max_body_bytes); send \
+                 smaller aggregates or fewer per request",
+                self.limits.max_decoded_bytes
+            ))));
+        }
+        self.counts.aggregates += 1;
+        self.counts.user_records += placed.len() as u64;
+        for (s, e, mut meta) in placed {
+            debug_assert!(start <= s && e <= end);
+            meta.attributes = self.attrs.clone();
+            self.push(s, e, meta);
+        }
         Ok(())
     }
 }
-
-fn is_hash_key(s: &str) -> bool {
-    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    digits && (s == "0" || !s.starts_with('0')) && s.parse::<u128>().is_ok()
-}
-
-/// The shard id the endpoint reports: it has one.
-pub const SHARD_ID: &str = "shardId-000000000000";
 
 /// Kinesis-style sequence numbers: 56 decimal digits, increasing across the process's life.
 #[derive(Debug, Clone)]
@@ -368,266 +731,311 @@ fn seq_text(n: u128) -> String {
     format!("{n:056}")
 }
 
-/// The answer to a record-carrying call whose `n` records were all accepted; sequence numbers
-/// start at `first_seq`.
-pub fn accepted(call: Call, n: usize, first_seq: u128) -> String {
-    match call {
-        Call::PutRecord => json!({
-            "SequenceNumber": seq_text(first_seq),
-            "ShardId": SHARD_ID,
-            "EncryptionType": "NONE",
-        }),
-        Call::PutRecords => {
-            let records: Vec<_> = (0..n)
-                .map(|i| json!({"SequenceNumber": seq_text(first_seq + i as u128), "ShardId": SHARD_ID}))
-                .collect();
-            json!({"FailedRecordCount": 0, "Records": records, "EncryptionType": "NONE"})
-        }
-        Call::FirehosePutRecord => json!({"RecordId": seq_text(first_seq), "Encrypted": false}),
-        Call::FirehosePutRecordBatch => {
-            let responses: Vec<_> = (0..n)
-                .map(|i| json!({"RecordId": seq_text(first_seq + i as u128)}))
-                .collect();
-            json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses})
-        }
-        Call::DescribeStreamSummary | Call::ListShards => json!({}),
+/// Consecutive sequence numbers as text: formatted once, then counted up in place (formatting
+/// a 128-bit number per record costs more than the rest of its answer).
+struct SeqDigits([u8; 56]);
+
+impl SeqDigits {
+    fn new(n: u128) -> SeqDigits {
+        let mut d = [b'0'; 56];
+        let text = seq_text(n);
+        let b = text.as_bytes();
+        d.copy_from_slice(&b[b.len() - 56..]);
+        SeqDigits(d)
     }
-    .to_string()
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("0")
+    }
+
+    /// Adds one (wrapping at 56 digits, which the `u128` counter never reaches).
+    fn incr(&mut self) {
+        for d in self.0.iter_mut().rev() {
+            if *d == b'9' {
+                *d = b'0';
+            } else {
+                *d += 1;
+                return;
+            }
+        }
+    }
+}
+
+/// The answer to a record-carrying call whose entries were all accepted: one per entry, with
+/// the shard it fell in; sequence numbers start at `first_seq`.
+pub fn accepted(call: Call, wire: Wire, entry_shards: &[u32], first_seq: u128) -> Vec<u8> {
+    let mut o = Out::new(wire);
+    let n = entry_shards.len();
+    match call {
+        Call::PutRecord => {
+            let shard = entry_shards.first().copied().unwrap_or(0);
+            o.map(3)
+                .kv("SequenceNumber", &seq_text(first_seq))
+                .kv("ShardId", &shard_id(shard))
+                .kv("EncryptionType", "NONE")
+                .end(true);
+        }
+        Call::PutRecords => {
+            o.map(3)
+                .key("FailedRecordCount")
+                .u64(0)
+                .key("Records")
+                .array(n);
+            let mut seq = SeqDigits::new(first_seq);
+            for &shard in entry_shards {
+                o.map(2).key("SequenceNumber").plain(seq.as_str());
+                o.key("ShardId")
+                    .plain(shards::ShardIdText::new(shard).as_str())
+                    .end(true);
+                seq.incr();
+            }
+            o.end(false).kv("EncryptionType", "NONE").end(true);
+        }
+        Call::FirehosePutRecord => {
+            o.map(2)
+                .kv("RecordId", &seq_text(first_seq))
+                .key("Encrypted")
+                .bool(false)
+                .end(true);
+        }
+        Call::FirehosePutRecordBatch => {
+            o.map(3).key("FailedPutCount").u64(0);
+            o.key("Encrypted")
+                .bool(false)
+                .key("RequestResponses")
+                .array(n);
+            let mut seq = SeqDigits::new(first_seq);
+            for _ in 0..n {
+                o.map(1).key("RecordId").plain(seq.as_str()).end(true);
+                seq.incr();
+            }
+            o.end(false).end(true);
+        }
+        Call::DescribeStream | Call::DescribeStreamSummary | Call::ListShards => {
+            o.map(0).end(true);
+        }
+    }
+    o.finish()
 }
 
 /// What a full pipeline answers: for the batch calls, every entry failed with a throttling
-/// code (HTTP 200, so producers retry just those entries, as they do against Kinesis); for the
-/// single-record calls, an error (HTTP 400). Returns the status and body.
-pub fn refused(call: Call, n: usize) -> (u16, String) {
+/// code (HTTP 200, so producers retry just those entries, as they do against the services);
+/// Kinesis `PutRecord`: `ProvisionedThroughputExceededException` (400, retried by SDKs as
+/// throttling); Firehose `PutRecord`: `ServiceUnavailableException` with 503 (retried by SDKs
+/// as a server error). Returns the status and body.
+pub fn refused(call: Call, wire: Wire, n: usize) -> (u16, Vec<u8>) {
     let message = "edge-router pipeline is full; retry later";
+    let mut o = Out::new(wire);
     match call {
         Call::PutRecords => {
-            let entry = json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": message});
-            let records = vec![entry; n];
-            let body =
-                json!({"FailedRecordCount": n, "Records": records, "EncryptionType": "NONE"});
-            (200, body.to_string())
+            o.map(3)
+                .key("FailedRecordCount")
+                .u64(n as u64)
+                .key("Records")
+                .array(n);
+            for _ in 0..n {
+                o.map(2)
+                    .kv("ErrorCode", "ProvisionedThroughputExceededException")
+                    .kv("ErrorMessage", message)
+                    .end(true);
+            }
+            o.end(false).kv("EncryptionType", "NONE").end(true);
+            (200, o.finish())
         }
         Call::FirehosePutRecordBatch => {
-            let entry =
-                json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": message});
-            let responses = vec![entry; n];
-            let body =
-                json!({"FailedPutCount": n, "Encrypted": false, "RequestResponses": responses});
-            (200, body.to_string())
+            o.map(3).key("FailedPutCount").u64(n as u64);
+            o.key("Encrypted")
+                .bool(false)
+                .key("RequestResponses")
+                .array(n);
+            for _ in 0..n {
+                o.map(2)
+                    .kv("ErrorCode", "ServiceUnavailableException")
+                    .kv("ErrorMessage", message)
+                    .end(true);
+            }
+            o.end(false).end(true);
+            (200, o.finish())
         }
-        Call::FirehosePutRecord => (
-            400,
-            ApiError::new("ServiceUnavailableException", message).body(),
-        ),
+        Call::FirehosePutRecord => {
+            let e = ApiError::new("ServiceUnavailableException", message).with_status(503);
+            (503, e.body(wire))
+        }
         _ => (
             400,
-            ApiError::new("ProvisionedThroughputExceededException", message).body(),
+            ApiError::new("ProvisionedThroughputExceededException", message).body(wire),
         ),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StreamRef {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+/// What the describe calls report besides the shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFacts<'a> {
+    /// Region in ARNs.
+    pub region: &'a str,
+    /// When the "stream" was created: the source's start, epoch milliseconds.
+    pub created_unix_millis: u64,
 }
 
-/// The answer to `DescribeStreamSummary` or `ListShards`: an active stream with one open shard
-/// covering every hash key.
-pub fn describe(call: Call, body: &[u8], region: &str) -> Result<String, ApiError> {
-    let r: StreamRef = serde_json::from_slice(body).map_err(|e| bad_json(&e))?;
-    let stream = match call {
-        Call::DescribeStreamSummary => stream_of(r.stream_name, r.stream_arn)?,
-        // ListShards may page with a token instead of a name.
-        _ => stream_of(r.stream_name, r.stream_arn).unwrap_or_default(),
-    };
-    let shard = json!({
-        "ShardId": SHARD_ID,
-        "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": u128::MAX.to_string()},
-        "SequenceNumberRange": {"StartingSequenceNumber": seq_text(0)},
-    });
-    Ok(match call {
-        Call::ListShards => json!({"Shards": [shard]}),
-        _ => json!({"StreamDescriptionSummary": {
-            "StreamName": stream,
-            "StreamARN": format!("arn:aws:kinesis:{region}:000000000000:stream/{stream}"),
-            "StreamStatus": "ACTIVE",
-            "StreamModeDetails": {"StreamMode": "PROVISIONED"},
-            "RetentionPeriodHours": 24,
-            "StreamCreationTimestamp": 0,
-            "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
-            "EncryptionType": "NONE",
-            "OpenShardCount": 1,
-            "ConsumerCount": 0,
-        }}),
+fn write_shard(o: &mut Out, shards: &Shards, i: u32) {
+    let (start, end) = shards.range(i);
+    o.map(3).kv("ShardId", &shard_id(i));
+    o.key("HashKeyRange")
+        .map(2)
+        .kv("StartingHashKey", &start.to_string())
+        .kv("EndingHashKey", &end.to_string())
+        .end(true);
+    o.key("SequenceNumberRange")
+        .map(1)
+        .kv("StartingSequenceNumber", &seq_text(0))
+        .end(true);
+    o.end(true);
+}
+
+fn int_in(v: Option<i64>, at: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
+    match v {
+        Some(n) if n < lo => Err(constraint(
+            Some(&n.to_string()),
+            at,
+            &format!("must have value greater than or equal to {lo}"),
+        )),
+        Some(n) if n > hi => Err(constraint(
+            Some(&n.to_string()),
+            at,
+            &format!("must have value less than or equal to {hi}"),
+        )),
+        other => Ok(other),
     }
-    .to_string())
+}
+
+fn start_shard_id(input: &Input<'_>) -> Result<Option<String>, ApiError> {
+    match input.exclusive_start_shard_id.as_deref() {
+        Some(id) if !valid_name(id, 128) => Err(constraint(
+            Some(id),
+            "exclusiveStartShardId",
+            &format!("must satisfy regular expression pattern: {STREAM_PATTERN}"),
+        )),
+        other => Ok(other.map(str::to_owned)),
+    }
+}
+
+/// Answers `DescribeStream`, `DescribeStreamSummary` or `ListShards`.
+pub fn describe(
+    call: Call,
+    input: &Input<'_>,
+    limits: &ApiLimits<'_>,
+    shards: &Shards,
+    facts: &StreamFacts<'_>,
+    wire: Wire,
+) -> Result<Vec<u8>, ApiError> {
+    let mut o = Out::new(wire);
+    let arn = |stream: &str| format!("arn:aws:kinesis:{}:{ACCOUNT}:stream/{stream}", facts.region);
+    match call {
+        Call::ListShards => {
+            let max = int_in(input.max_results, "maxResults", 1, 10_000)?;
+            let after = start_shard_id(input)?;
+            let named = kinesis_stream(input, false)?;
+            let (stream, first) = match (named, input.next_token.as_deref()) {
+                (None, None) => {
+                    return Err(ApiError::invalid_argument(
+                        "Either NextToken or StreamName should be provided.",
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::invalid_argument(
+                        "NextToken and StreamName cannot be provided together.",
+                    ));
+                }
+                (Some(s), None) => {
+                    let first = shards.after(after.as_deref());
+                    (s, first)
+                }
+                (None, Some(t)) => shards::read_token(t)
+                    .filter(|(s, _)| valid_name(s, 128))
+                    .ok_or_else(|| {
+                        ApiError::invalid_argument(format!("NextToken {t:?} is not valid."))
+                    })?,
+            };
+            check_allowed(call, &stream, limits)?;
+            // Kinesis returns at most 1000 shards per call, whatever MaxResults says.
+            let page = max.unwrap_or(1000).min(1000) as u32;
+            let first = first.min(shards.count());
+            let last = first.saturating_add(page).min(shards.count());
+            let more = last < shards.count();
+            o.map(if more { 2 } else { 1 });
+            o.key("Shards").array((last - first) as usize);
+            for i in first..last {
+                write_shard(&mut o, shards, i);
+            }
+            o.end(false);
+            if more {
+                o.kv("NextToken", &shards::next_token(&stream, last));
+            }
+            o.end(true);
+        }
+        Call::DescribeStreamSummary => {
+            let stream = kinesis_stream(input, true)?.unwrap_or_default();
+            check_allowed(call, &stream, limits)?;
+            o.map(1).key("StreamDescriptionSummary").map(11);
+            o.kv("StreamName", &stream).kv("StreamARN", &arn(&stream));
+            o.kv("StreamStatus", "ACTIVE");
+            o.key("StreamModeDetails")
+                .map(1)
+                .kv("StreamMode", "PROVISIONED")
+                .end(true);
+            o.key("RetentionPeriodHours").u64(24);
+            o.key("StreamCreationTimestamp")
+                .timestamp(facts.created_unix_millis);
+            o.key("EnhancedMonitoring").array(1).map(1);
+            o.key("ShardLevelMetrics")
+                .array(0)
+                .end(false)
+                .end(true)
+                .end(false);
+            o.kv("EncryptionType", "NONE");
+            o.key("OpenShardCount").u64(u64::from(shards.count()));
+            o.key("ConsumerCount").u64(0);
+            o.key("MaxRecordSizeInKiB")
+                .u64((KINESIS_RECORD_MAX / 1024) as u64);
+            o.end(true).end(true);
+        }
+        Call::DescribeStream => {
+            let limit = int_in(input.limit, "limit", 1, 10_000)?.unwrap_or(100) as u32;
+            let after = start_shard_id(input)?;
+            let stream = kinesis_stream(input, true)?.unwrap_or_default();
+            check_allowed(call, &stream, limits)?;
+            let first = shards.after(after.as_deref());
+            // Kinesis describes at most 100 shards per call.
+            let last = first.saturating_add(limit.min(100)).min(shards.count());
+            o.map(1).key("StreamDescription").map(10);
+            o.kv("StreamName", &stream).kv("StreamARN", &arn(&stream));
+            o.kv("StreamStatus", "ACTIVE");
+            o.key("StreamModeDetails")
+                .map(1)
+                .kv("StreamMode", "PROVISIONED")
+                .end(true);
+            o.key("Shards").array((last - first) as usize);
+            for i in first..last {
+                write_shard(&mut o, shards, i);
+            }
+            o.end(false);
+            o.key("HasMoreShards").bool(last < shards.count());
+            o.key("RetentionPeriodHours").u64(24);
+            o.key("StreamCreationTimestamp")
+                .timestamp(facts.created_unix_millis);
+            o.key("EnhancedMonitoring").array(1).map(1);
+            o.key("ShardLevelMetrics")
+                .array(0)
+                .end(false)
+                .end(true)
+                .end(false);
+            o.kv("EncryptionType", "NONE");
+            o.end(true).end(true);
+        }
+        _ => return Err(ApiError::validation("this call carries records")),
+    }
+    Ok(o.finish())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: ApiLimits = ApiLimits {
-        max_record_bytes: 8,
-        max_records: 3,
-    };
-
-    fn b64(s: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(s)
-    }
-
-    fn texts(r: &Records) -> Vec<&[u8]> {
-        r.spans
-            .iter()
-            .map(|s| &r.data[s.start as usize..s.end as usize])
-            .collect()
-    }
-
-    #[test]
-    fn put_records_decodes_data_and_keys_into_one_buffer() {
-        let body = json!({"StreamName": "s", "Records": [
-            {"Data": b64("one"), "PartitionKey": "k1"},
-            {"Data": b64(""), "PartitionKey": "k2", "ExplicitHashKey": "42"},
-        ]});
-        let r = parse_records(Call::PutRecords, body.to_string().as_bytes(), &LIMITS).unwrap();
-        assert_eq!(r.stream, "s");
-        assert_eq!(texts(&r), vec![&b"one"[..], b""]);
-        let meta = r.meta.unwrap();
-        assert_eq!(meta[0].partition_key.as_deref(), Some("k1"));
-        assert_eq!(meta[1].explicit_hash_key.as_deref(), Some("42"));
-    }
-
-    #[test]
-    fn put_record_and_stream_arn() {
-        let body = json!({"StreamARN": "arn:aws:kinesis:us-east-1:1:stream/abc", "Data": b64("x"), "PartitionKey": "p"});
-        let r = parse_records(Call::PutRecord, body.to_string().as_bytes(), &LIMITS).unwrap();
-        assert_eq!((r.stream.as_str(), texts(&r)), ("abc", vec![&b"x"[..]]));
-    }
-
-    #[test]
-    fn firehose_records_have_no_keys() {
-        let body =
-            json!({"DeliveryStreamName": "d", "Records": [{"Data": b64("a")}, {"Data": b64("b")}]});
-        let r = parse_records(
-            Call::FirehosePutRecordBatch,
-            body.to_string().as_bytes(),
-            &LIMITS,
-        )
-        .unwrap();
-        assert_eq!(texts(&r), vec![&b"a"[..], b"b"]);
-        assert_eq!(r.meta, None);
-        let one = json!({"DeliveryStreamName": "d", "Record": {"Data": b64("z")}});
-        let r =
-            parse_records(Call::FirehosePutRecord, one.to_string().as_bytes(), &LIMITS).unwrap();
-        assert_eq!(texts(&r), vec![&b"z"[..]]);
-    }
-
-    #[test]
-    fn invalid_entries_are_named() {
-        let cases = [
-            (json!({"StreamName": "s", "Records": []}), "between 1 and 3"),
-            (
-                json!({"StreamName": "s", "Records": [{"Data": b64("a"), "PartitionKey": ""}]}),
-                "records.1.member.partitionKey",
-            ),
-            (
-                json!({"StreamName": "s", "Records": [{"Data": b64("a"), "PartitionKey": "k"}, {"PartitionKey": "k"}]}),
-                "records.2.member.data",
-            ),
-            (
-                json!({"StreamName": "s", "Records": [{"Data": b64("123456789"), "PartitionKey": "k"}]}),
-                "less than or equal to 8",
-            ),
-            (
-                json!({"StreamName": "s", "Records": [{"Data": "!!", "PartitionKey": "k"}]}),
-                "not valid base64",
-            ),
-            (
-                json!({"StreamName": "s", "Records": [{"Data": "", "PartitionKey": "k", "ExplicitHashKey": "007"}]}),
-                "explicitHashKey",
-            ),
-            (
-                json!({"Records": [{"Data": "", "PartitionKey": "k"}]}),
-                "StreamName",
-            ),
-        ];
-        for (body, words) in cases {
-            let e = parse_records(Call::PutRecords, body.to_string().as_bytes(), &LIMITS)
-                .expect_err(&body.to_string());
-            assert!(e.message.contains(words), "{e} lacks {words}");
-        }
-        let e = parse_records(Call::PutRecords, b"{", &LIMITS).unwrap_err();
-        assert_eq!(e.kind, "SerializationException");
-        assert!(Call::from_target("Kinesis_20131202.DeleteStream").is_err());
-    }
-
-    #[test]
-    fn hash_keys_are_decimal_128_bit() {
-        assert!(is_hash_key("0"));
-        assert!(is_hash_key(&u128::MAX.to_string()));
-        assert!(!is_hash_key("340282366920938463463374607431768211456"));
-        assert!(!is_hash_key("01"));
-        assert!(!is_hash_key("-1"));
-        assert!(!is_hash_key(""));
-    }
-
-    #[test]
-    fn answers_have_the_services_shapes() {
-        let ok: serde_json::Value =
-            serde_json::from_str(&accepted(Call::PutRecords, 2, 7)).unwrap();
-        assert_eq!(ok["FailedRecordCount"], 0);
-        assert_eq!(ok["Records"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            ok["Records"][1]["SequenceNumber"].as_str().unwrap(),
-            format!("{:056}", 8)
-        );
-        let (status, body) = refused(Call::PutRecords, 3);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!((status, v["FailedRecordCount"].as_u64()), (200, Some(3)));
-        assert_eq!(
-            v["Records"][2]["ErrorCode"],
-            "ProvisionedThroughputExceededException"
-        );
-        let (status, body) = refused(Call::FirehosePutRecordBatch, 1);
-        assert_eq!(status, 200);
-        assert!(body.contains("\"FailedPutCount\":1"));
-        assert_eq!(refused(Call::PutRecord, 1).0, 400);
-        let mut seq = Sequence::new(10);
-        assert_eq!((seq.take(5), seq.take(1)), (10, 15));
-    }
-
-    #[test]
-    fn describe_calls_report_one_shard_over_all_keys() {
-        let v: serde_json::Value = serde_json::from_str(
-            &describe(Call::ListShards, br#"{"StreamName":"s"}"#, "us-east-1").unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            v["Shards"][0]["HashKeyRange"]["EndingHashKey"],
-            u128::MAX.to_string()
-        );
-        let v: serde_json::Value = serde_json::from_str(
-            &describe(
-                Call::DescribeStreamSummary,
-                br#"{"StreamName":"s"}"#,
-                "eu-west-1",
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(v["StreamDescriptionSummary"]["StreamStatus"], "ACTIVE");
-        assert!(describe(Call::DescribeStreamSummary, b"{}", "r").is_err());
-    }
-
-    #[test]
-    fn access_key_from_sigv4_header() {
-        let h = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=abc";
-        assert_eq!(access_key_id(h), Some("AKIDEXAMPLE"));
-        assert_eq!(access_key_id("Bearer x"), None);
-        assert_eq!(access_key_id("Credential=/x"), None);
-    }
-}
+mod tests;

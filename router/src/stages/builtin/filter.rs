@@ -63,7 +63,7 @@ impl Stage for Filter {
     ) -> Result<(), crate::stages::StageError> {
         let keep_matching = self.cfg.keep_matching;
         let cond = &self.cfg.condition;
-        batch.retain(|_, rec| cond.matches(rec.payload) == keep_matching);
+        batch.retain(|_, rec| cond.matches_record(&rec) == keep_matching);
         Ok(())
     }
 }
@@ -94,6 +94,7 @@ mod tests {
         };
         let cond = Condition {
             field: Some(JsonPath::parse("t").unwrap()),
+            attribute: None,
             test: Test::Equals("1".into()),
         };
         let mut b = crate::core::record::Batch::new(data.clone(), spans.clone(), origin.clone());

@@ -9,14 +9,27 @@ use crate::config::reader::{Diagnostics, Section};
 use crate::core::jsonpath::JsonPath;
 use crate::core::matcher::{Condition, Test};
 
-/// Reads a condition from a table with `field` (optional) and exactly one of `equals`, `in`,
-/// `prefix` or `exists = true`.
+/// Reads a condition from a table with `field` or `attribute` (optional, not both) and exactly
+/// one of `equals`, `in`, `prefix` or `exists = true`.
 pub fn parse_condition(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<Condition> {
     let field = s.opt_str(d, "field").and_then(|f| {
         JsonPath::parse(&f.value)
             .map_err(|e| d.error(&f.spot, format!("invalid field path: {e}")))
             .ok()
     });
+    let attribute = s.opt_str(d, "attribute");
+    if let Some(a) = &attribute {
+        if a.value.is_empty() {
+            d.error(&a.spot, "`attribute` must name an attribute");
+        }
+        if field.is_some() {
+            d.error(
+                &a.spot,
+                "a condition tests a `field` or an `attribute`, not both",
+            );
+        }
+    }
+    let attribute = attribute.map(|a| a.value);
     let equals = s.opt_str(d, "equals");
     let one_of = s.opt_str_list(d, "in");
     let prefix = s.opt_str(d, "prefix");
@@ -33,8 +46,8 @@ pub fn parse_condition(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<Condi
         tests.push(Test::Prefix(p.value.into_bytes()));
     }
     if exists {
-        if field.is_none() {
-            d.error(&exists_spot, "`exists` needs a `field`");
+        if field.is_none() && attribute.is_none() {
+            d.error(&exists_spot, "`exists` needs a `field` or an `attribute`");
         }
         tests.push(Test::Exists);
     }
@@ -49,5 +62,9 @@ pub fn parse_condition(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<Condi
         return None;
     }
     let test = tests.pop()?;
-    Some(Condition { field, test })
+    Some(Condition {
+        field,
+        attribute,
+        test,
+    })
 }

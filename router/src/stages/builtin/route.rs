@@ -99,7 +99,7 @@ impl Stage for Route {
                     .cfg
                     .rules
                     .iter()
-                    .filter(|r| r.condition.matches(rec.payload))
+                    .filter(|r| r.condition.matches_record(&rec))
                     .fold(0u64, |m, r| m | r.mask);
                 if m == 0 { self.cfg.default_mask } else { m }
             })
@@ -140,6 +140,7 @@ mod tests {
         let rule = |v: &str, mask| RouteRule {
             condition: Condition {
                 field: Some(JsonPath::parse("s").unwrap()),
+                attribute: None,
                 test: Test::Equals(v.into()),
             },
             sink_names: Vec::new(),

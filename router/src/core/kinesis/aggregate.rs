@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::sinks::kinesis::hash::{HashKeyError, format_hash_key, hash_key, md5, parse_hash_key};
+use crate::core::kinesis::hash::{HashKeyError, format_hash_key, hash_key, md5, parse_hash_key};
 
 /// The four bytes that open an aggregated record.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];

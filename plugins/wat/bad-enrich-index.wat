@@ -1,0 +1,26 @@
+;; world: enrich
+;; The review's answer: changed = [n + 100, 0], ends = [20, 35]. Applied as it was, record 0
+;; became the skipped entry's bytes glued to its own; it must be rejected whole.
+(func (export "init") (param i32 i32 i32 i32 i32 i32) (result i32) (call $init_ok))
+
+(func (export "enrich") (param i32 i32 i32) (param $spans_len i32) (param i32 i32 i64) (result i32)
+  (local $changed i32) (local $ends i32) (local $data i32)
+  (local.set $changed (call $alloc (i32.const 8) (i32.const 4)))
+  (i32.store (local.get $changed)
+    (i32.add (call $records (local.get $spans_len)) (i32.const 100)))
+  (i32.store offset=4 (local.get $changed) (i32.const 0))
+  (local.set $ends (call $alloc (i32.const 8) (i32.const 4)))
+  (i32.store (local.get $ends) (i32.const 20))
+  (i32.store offset=4 (local.get $ends) (i32.const 35))
+  (local.set $data (call $alloc (i32.const 35) (i32.const 1)))
+  (memory.fill (local.get $data) (i32.const 90) (i32.const 35))
+  (i32.store (i32.const 32) (local.get $changed))
+  (i32.store (i32.const 36) (i32.const 2))
+  (i32.store (i32.const 40) (local.get $data))
+  (i32.store (i32.const 44) (i32.const 35))
+  (i32.store (i32.const 48) (local.get $ends))
+  (i32.store (i32.const 52) (i32.const 2))
+  (i32.store (i32.const 56) (global.get $empty))
+  (i32.store (i32.const 60) (i32.const 0))
+  (i32.const 32))
+(func (export "cabi_post_enrich") (param i32) (call $reset))
