@@ -425,24 +425,15 @@ async fn connection(
             ) => break Ok(()),
             Err(e) => break Err(format!("{e}")),
         };
-        let shared = shared.clone();
-        let turn_tx = turn_tx.clone();
-        let turn_rx = turn_rx.clone();
-        let in_progress = in_progress.clone();
-        tokio::spawn(async move {
-            batch_stream(
-                &shared,
-                peer,
-                session,
-                index,
-                send,
-                recv,
-                &turn_tx,
-                turn_rx,
-                &in_progress,
-            )
-            .await;
-        });
+        let streams = Streams {
+            shared: shared.clone(),
+            peer,
+            session,
+            turn_tx: turn_tx.clone(),
+            turn_rx: turn_rx.clone(),
+            in_progress: in_progress.clone(),
+        };
+        tokio::spawn(batch_stream(streams, index, send, recv));
         index += 1;
     };
     shared.sessions.lock().await.close(session);
@@ -522,19 +513,36 @@ async fn read_batch(
     }
 }
 
-/// Reads, decides and answers one batch stream.
-#[allow(clippy::too_many_arguments)]
-async fn batch_stream(
-    shared: &Shared,
+/// What the batch streams of one authenticated connection share.
+struct Streams {
+    shared: Arc<Shared>,
+    /// The client's address (its memory share).
     peer: std::net::IpAddr,
+    /// The session the HELLO opened.
     session: u64,
+    /// Whose turn it is to decide: the index of the next stream, in opening order.
+    turn_tx: Arc<watch::Sender<u64>>,
+    turn_rx: watch::Receiver<u64>,
+    /// Batches being decided, counted for a graceful stop.
+    in_progress: Arc<AtomicUsize>,
+}
+
+/// Reads, decides and answers one batch stream, the `index`th the connection opened.
+async fn batch_stream(
+    streams: Streams,
     index: u64,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    turn_tx: &watch::Sender<u64>,
-    mut turn_rx: watch::Receiver<u64>,
-    in_progress: &AtomicUsize,
 ) {
+    let Streams {
+        shared,
+        peer,
+        session,
+        turn_tx,
+        mut turn_rx,
+        in_progress,
+    } = streams;
+    let shared = &*shared;
     let mut held = shared.budget.reserve(peer);
     let read = read_batch(shared, &mut recv, &mut held).await;
     if read.is_err() {
