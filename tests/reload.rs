@@ -92,10 +92,14 @@ fn wait_for_lines(path: &Path, than: usize) {
     }
 }
 
-/// `edge-router reload --metrics ADDR`: (success, stdout, stderr).
+/// The `[metrics] reload_token` of the configs here.
+const RELOAD_TOKEN: &str = "reload-t0ken";
+
+/// `edge-router reload --metrics ADDR` with the token: (success, stdout, stderr).
 fn reload(metrics: &str) -> (bool, String, String) {
     let out = Command::new(bin())
         .args(["reload", "--metrics", metrics])
+        .env("EDGE_ROUTER_RELOAD_TOKEN", RELOAD_TOKEN)
         .output()
         .unwrap();
     (
@@ -135,7 +139,7 @@ fn filter_config(dir: &Path, metrics: &str, condition: &str, path: &str) -> Stri
          [[stages]]\nname = \"keep\"\nkind = \"filter\"\nplugin = \"{}\"\nconfig = {{ condition = \"{condition}\" }}\n\n\
          [sinks.out]\nkind = \"file\"\npath = \"{}\"\n\n\
          [dead_letter]\npath = \"{}\"\n\n\
-         [metrics]\naddress = \"{metrics}\"\n",
+         [metrics]\naddress = \"{metrics}\"\nreload_token = \"{RELOAD_TOKEN}\"\n",
         plugin("json-filter").display(),
         dir.join(path).display(),
         dir.join("dead.ndjson").display(),
@@ -263,7 +267,7 @@ fn fanout_config(dir: &Path, metrics: &str, sinks: &[&str]) -> String {
         ));
     }
     text.push_str(&format!(
-        "[dead_letter]\npath = \"{}\"\n\n[metrics]\naddress = \"{metrics}\"\n",
+        "[dead_letter]\npath = \"{}\"\n\n[metrics]\naddress = \"{metrics}\"\nreload_token = \"{RELOAD_TOKEN}\"\n",
         dir.join("dead.ndjson").display()
     ));
     text
@@ -346,11 +350,21 @@ fn reload_is_refused_without_a_config_file() {
     );
     let stream = Stream::start(stdin);
     wait_for_lines(&out_path, 100);
+    // Over HTTP: refused before anything else, since quick mode has no [metrics] reload_token.
     let (ok, _, err) = reload(&metrics);
     assert!(!ok);
-    assert!(err.contains("not started with a config file"), "{err}");
+    assert!(err.contains("reload_token"), "{err}");
+    // SIGHUP: refused, and the log says why.
+    router.signal("HUP");
+    let seen = line_count(&out_path);
+    wait_for_lines(&out_path, seen + 1000);
     let total = stream.finish();
     let out = router.wait(Duration::from_secs(60));
     assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not started with a config file"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.ok_stats().written(), total);
 }

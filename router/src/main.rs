@@ -33,6 +33,28 @@ macro_rules! say {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[allow(unsafe_code)]
+mod allocator {
+    //! Giving memory back to the system after a burst. mimalloc frees pages back to its arenas
+    //! and purges them (`MADV_DONTNEED`) only after a delay, on a later allocator call; when
+    //! the threads that freed them go idle after a burst (network sources' workers), nothing
+    //! makes that call and the memory stays resident. The supervisor calls `collect` every
+    //! second: it runs the purges that are due, for all arenas.
+
+    unsafe extern "C" {
+        /// mimalloc's `mi_collect`: collects the calling thread's heap and purges what is due
+        /// in the arenas. Part of the mimalloc library linked through the `mimalloc` crate.
+        fn mi_collect(force: bool);
+    }
+
+    /// Runs mimalloc's due purges (cheap when there is nothing to do).
+    pub fn collect() {
+        // SAFETY: `mi_collect` has no preconditions; it may be called from any thread at any
+        // time while mimalloc is the allocator (it is: `GLOBAL`).
+        unsafe { mi_collect(false) }
+    }
+}
+
 /// Exit code for a config that does not validate.
 const EXIT_CONFIG: u8 = 2;
 /// Exit code when shutdown did not finish within the grace period.
@@ -91,6 +113,15 @@ enum Command {
         /// The router's metrics address (`run --metrics IP:PORT` or `[metrics] address`).
         #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9598")]
         metrics: String,
+        /// The router's `[metrics] reload_token` (sent as a bearer token; the router refuses
+        /// `POST /reload` without it).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "EDGE_ROUTER_RELOAD_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
     /// Write sample records to stdout, one per line, to try a pipeline without a data source:
     /// `sensor`, `metering`, `click` (JSON), `csv`, `syslog` (RFC 5424) or `clf` (Apache common
@@ -165,6 +196,9 @@ struct SendArgs {
     /// Give up when nothing was acknowledged for this many seconds.
     #[arg(long, default_value_t = 300)]
     give_up_after_secs: u64,
+    /// HTTP: abandon (and retry) a request not answered within this many seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
     /// Print a JSON summary (records, batches, resends, rate, latency quantiles) to stderr.
     #[arg(long)]
     stats: bool,
@@ -338,16 +372,18 @@ fn main() -> ExitCode {
                 _ => ExitCode::SUCCESS,
             }
         }
-        Command::Reload { metrics } => match edge_router::reload::request(&metrics) {
-            Ok(summary) => {
-                say!("{summary}");
-                ExitCode::SUCCESS
+        Command::Reload { metrics, token } => {
+            match edge_router::reload::request(&metrics, token.as_deref()) {
+                Ok(summary) => {
+                    say!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    say_err!("edge-router reload: {why}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(why) => {
-                say_err!("edge-router reload: {why}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run(args) => match run(args) {
             Ok(code) => code,
             Err(e) => {
@@ -522,6 +558,7 @@ fn send(args: SendArgs) -> ExitCode {
         linger: Duration::from_millis(args.linger_ms),
         in_flight: args.in_flight as usize,
         give_up_after: Duration::from_secs(args.give_up_after_secs),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
         partition_key: args.partition_key,
         max_rate: args.max_rate,
     };
@@ -548,6 +585,38 @@ fn send(args: SendArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Raises the soft limit of open files to the hard limit (connections, files and plugin caches
+/// all take descriptors; the common soft limit of 1024 is easily reached). Returns the limits
+/// after (`None`: unlimited).
+fn raise_descriptor_limit() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let r = getrlimit(Resource::Nofile);
+    if r.current != r.maximum {
+        let raised = Rlimit {
+            current: r.maximum,
+            maximum: r.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the open-files limit to the hard limit: {e}");
+        }
+    }
+    let r = getrlimit(Resource::Nofile);
+    (r.current, r.maximum)
+}
+
+fn limit_text(l: Option<u64>) -> String {
+    l.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+}
+
+/// The lines `validate` prints for a bound: the total (`show` and the exact number), then one
+/// line per term.
+fn print_bound(title: &str, bound: &config::bound::Bound, show: impl Fn(u64) -> String) {
+    say!("{title}: {} ({})", show(bound.total()), bound.total());
+    for t in &bound.terms {
+        say!("  {}: {} = {}", t.what, t.formula, show(t.value));
+    }
+}
+
 fn validate(args: &ValidateArgs) -> ExitCode {
     match config::load_file(&args.config) {
         Ok(c) => {
@@ -557,6 +626,28 @@ fn validate(args: &ValidateArgs) -> ExitCode {
                 c.sources.len(),
                 c.stages.len(),
                 c.sinks.len()
+            );
+            print_bound(
+                "memory bound (network sources and queues)",
+                &config::bound::memory(&c),
+                config::bound::human_bytes,
+            );
+            say!(
+                "  (not counted: the process itself, plugin instances, AWS sinks' requests in flight)"
+            );
+            let fds = config::bound::descriptors(&c);
+            print_bound("file descriptors needed at most", &fds, |n| n.to_string());
+            let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            let fits = r.maximum.is_none_or(|hard| fds.total() <= hard);
+            say!(
+                "  limit here: soft {}, hard {} (`run` raises the soft limit to the hard one){}",
+                limit_text(r.current),
+                limit_text(r.maximum),
+                if fits {
+                    ""
+                } else {
+                    "; MORE THAN THE HARD LIMIT: raise it (ulimit -Hn, systemd LimitNOFILE=) or lower max_connections / max_open_files"
+                }
             );
             ExitCode::SUCCESS
         }
@@ -630,14 +721,37 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    let (soft, hard) = raise_descriptor_limit();
     // The command line's overrides, applied again to every reloaded config.
     let metrics = args.metrics;
     let adjust: Adjust = Arc::new(move |config: &mut Config| {
         if let Some(address) = metrics {
-            config.metrics = Some(edge_router::metrics::MetricsConfig { address });
+            // The address only: a reload token and limits from the file stay.
+            match &mut config.metrics {
+                Some(m) => m.address = address,
+                None => config.metrics = Some(edge_router::metrics::MetricsConfig::at(address)),
+            }
         }
     });
     adjust(&mut config);
+    let fds = config::bound::descriptors(&config);
+    if soft.is_some_and(|soft| soft < fds.total()) {
+        let parts: Vec<String> = fds
+            .terms
+            .iter()
+            .map(|t| format!("{} {}", t.what, t.value))
+            .collect();
+        tracing::warn!(
+            "this config may need up to {} file descriptors ({}), more than the limit of {} \
+             (hard limit {}): when they run out, new connections wait and file sinks retry \
+             opening; raise the limit (ulimit -n, systemd LimitNOFILE=) or lower \
+             max_connections / max_open_files",
+            fds.total(),
+            parts.join(", "),
+            limit_text(soft),
+            limit_text(hard)
+        );
+    }
     if is_default {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.kind.describe()).collect();
         say_err!(
@@ -668,12 +782,9 @@ async fn supervise(
     let reloadable = reloader.can_reload();
     let mut running = build::start(&config, None, reloadable)?;
     if let Some(m) = &config.metrics {
-        let bound = edge_router::metrics::server::spawn(
-            m.address,
-            running.observer(),
-            Some(reload_tx.clone()),
-        )
-        .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
+        let bound =
+            edge_router::metrics::server::spawn(m, running.observer(), Some(reload_tx.clone()))
+                .with_context(|| format!("metrics endpoint: cannot listen on {}", m.address))?;
         tracing::info!("metrics on http://{bound}/metrics");
     }
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -704,7 +815,12 @@ async fn supervise(
                 reloader.request(ReloadRequest { reply: None });
             }
             Some(request) = reload_rx.recv() => reloader.request(request),
-            _ = watch.tick(), if watch_config => reloader.check_file(),
+            _ = watch.tick() => {
+                allocator::collect();
+                if watch_config {
+                    reloader.check_file();
+                }
+            }
             step = reloader.next_step() => reloader.handle(step, &mut running),
             finished = running.next_finished() => {
                 let Some(f) = finished else { break };

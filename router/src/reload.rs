@@ -211,12 +211,17 @@ fn refuse_all(replies: Vec<Reply>, refused: &ReloadRefused) {
     }
 }
 
-/// `edge-router reload`: asks the router whose metrics endpoint is `address` to reload, and
+/// `edge-router reload`: asks the router whose metrics endpoint is `address` to reload (with
+/// its reload `token` as a bearer token), and
 /// returns its answer: `Ok(summary)`, or `Err` with why nothing changed (or why it could not be
 /// asked).
-pub fn request(address: &str) -> Result<String, String> {
-    let (status, body) = crate::metrics::client::EndpointClient::new(address)?
-        .call(hyper::Method::POST, "/reload")?;
+pub fn request(address: &str, token: Option<&str>) -> Result<String, String> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let (status, body) = crate::metrics::client::EndpointClient::new(address)?.call_with(
+        hyper::Method::POST,
+        "/reload",
+        auth.as_deref(),
+    )?;
     let url = format!("http://{address}/reload");
     let answer: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| format!("{url} answered HTTP {status} with something not JSON: {e}"))?;

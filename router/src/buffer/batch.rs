@@ -5,67 +5,84 @@
 //! An entry's records (see [`super::format`]) are, for a batch of `n` records:
 //!
 //! ```text
-//! [0]          batch header: b"ERBH" | version 1 | flags (bit 0: metadata follows)
-//!              | arrival_unix_nanos u64 LE | source_len u16 LE | source (UTF-8)
+//! [0]          batch header: b"ERBH" | version | flags (bit 0: metadata follows, bit 1: it is
+//!              shared) | arrival_unix_nanos u64 LE | source_len u16 LE | source (UTF-8)
 //! [1 ..= n]    the payloads, as they are
-//! [n+1 ..= 2n] with metadata, one per record: key, explicit hash key (each: len u16 LE and
-//!              bytes, or 0xFFFF for none), attr_count u16 LE, (k_len u16, k, v_len u16, v)*
+//! [n+1 ..= 2n] with per-record metadata, one per record: key, explicit hash key (each: len u16
+//!              LE and bytes, or 0xFFFF for none), attr_count u16 LE, (k_len u16, k, v_len u16, v)*
+//! [n+1]        with shared metadata (version 2): one such record for the whole batch
 //! ```
 //!
-//! Entries whose first record is not a batch header are read as bare payloads (no metadata).
+//! Version 1 headers (no shared metadata) are still written when a batch has no shared metadata,
+//! so older builds read those entries. Entries whose first record is not a batch header are read
+//! as bare payloads (no metadata). Per-record attribute lists equal to the previous record's are
+//! read back as one shared list, so a log written by an older build does not multiply them in
+//! memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::record::{Batch, Origin, PositionBase, RecordMeta, Span};
+use crate::core::record::{Batch, Metadata, Origin, PositionBase, RecordMeta, Span};
 
 /// The first bytes of a batch header record.
 pub const BATCH_MAGIC: [u8; 4] = *b"ERBH";
 
+/// Headers without shared metadata.
 const VERSION: u8 = 1;
+/// Headers of batches with shared metadata.
+const VERSION_SHARED: u8 = 2;
 const HAS_META: u8 = 1;
+const SHARED_META: u8 = 2;
 const NONE: u16 = u16::MAX;
 
 /// The records of `batch`'s entry: its header, its payloads, and its metadata if it has any.
 /// The owned buffers (header, metadata) are in `owned`, which the returned slices borrow.
 pub fn encode<'b>(batch: &'b Batch, owned: &'b mut Vec<Vec<u8>>) -> Vec<&'b [u8]> {
     owned.clear();
-    let has_meta = (0..batch.len()).any(|i| batch.meta(i).is_some());
+    let meta = batch.metadata();
+    let (version, flags) = match meta {
+        None => (VERSION, 0),
+        Some(Metadata::Shared(_)) => (VERSION_SHARED, HAS_META | SHARED_META),
+        Some(Metadata::PerRecord(_)) => (VERSION, HAS_META),
+    };
     let origin = batch.origin();
     let source = origin.source.as_bytes();
     let source = &source[..source.len().min(usize::from(u16::MAX - 1))];
     let mut header = Vec::with_capacity(20 + source.len());
     header.extend_from_slice(&BATCH_MAGIC);
-    header.push(VERSION);
-    header.push(if has_meta { HAS_META } else { 0 });
+    header.push(version);
+    header.push(flags);
     header.extend_from_slice(&origin.arrival_unix_nanos.to_le_bytes());
     header.extend_from_slice(&(source.len() as u16).to_le_bytes());
     header.extend_from_slice(source);
     owned.push(header);
-    if has_meta {
-        for i in 0..batch.len() {
-            let mut m = Vec::new();
-            let meta = batch.meta(i);
-            put_opt(&mut m, meta.and_then(|m| m.partition_key.as_deref()));
-            put_opt(&mut m, meta.and_then(|m| m.explicit_hash_key.as_deref()));
-            let attrs = meta.map_or(&[][..], |m| &m.attributes[..]);
-            let attrs = &attrs[..attrs.len().min(usize::from(u16::MAX))];
-            m.extend_from_slice(&(attrs.len() as u16).to_le_bytes());
-            for (k, v) in attrs {
-                put_str(&mut m, k);
-                put_str(&mut m, v);
-            }
-            owned.push(m);
-        }
+    match meta {
+        None => {}
+        Some(Metadata::Shared(m)) => owned.push(meta_record(m)),
+        Some(Metadata::PerRecord(v)) => owned.extend(v.iter().map(meta_record)),
     }
     let (header, metas) = owned
         .split_first()
         .map_or((&[][..], &[][..]), |(h, m)| (&h[..], m));
-    let mut records = Vec::with_capacity(1 + batch.len() * if has_meta { 2 } else { 1 });
+    let mut records = Vec::with_capacity(1 + batch.len() + metas.len());
     records.push(header);
     records.extend((0..batch.len()).map(|i| batch.payload(i)));
     records.extend(metas.iter().map(Vec::as_slice));
     records
+}
+
+/// One metadata record.
+fn meta_record(meta: &RecordMeta) -> Vec<u8> {
+    let mut m = Vec::new();
+    put_opt(&mut m, meta.partition_key.as_deref());
+    put_opt(&mut m, meta.explicit_hash_key.as_deref());
+    let attrs = &meta.attributes[..meta.attributes.len().min(usize::from(u16::MAX))];
+    m.extend_from_slice(&(attrs.len() as u16).to_le_bytes());
+    for (k, v) in attrs {
+        put_str(&mut m, k);
+        put_str(&mut m, v);
+    }
+    m
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -91,8 +108,8 @@ pub struct Decoded {
     pub source: Option<String>,
     /// Arrival time (Unix nanoseconds), when the entry has a batch header.
     pub arrival_unix_nanos: Option<u64>,
-    /// Per-record metadata, when the batch had any.
-    pub meta: Option<Vec<RecordMeta>>,
+    /// The metadata, when the batch had any.
+    pub meta: Option<Metadata>,
 }
 
 /// Reads an entry's records (`spans` into `data`) back into a batch's parts. A malformed header
@@ -110,37 +127,43 @@ pub fn decode(data: &[u8], spans: &[Span]) -> Result<Decoded, String> {
     if h.len() < 16 || h[..4] != BATCH_MAGIC {
         return Ok(bare(spans));
     }
-    if h[4] != VERSION {
+    if h[4] != VERSION && h[4] != VERSION_SHARED {
         return Err(format!(
-            "batch header version {} (this build reads {VERSION})",
+            "batch header version {} (this build reads {VERSION} and {VERSION_SHARED})",
             h[4]
         ));
     }
     let has_meta = h[5] & HAS_META != 0;
+    let shared = has_meta && h[5] & SHARED_META != 0;
     let arrival = u64::from_le_bytes(h[6..14].try_into().unwrap_or_default());
     let source_len = usize::from(u16::from_le_bytes([h[14], h[15]]));
     let source = h
         .get(16..16 + source_len)
         .ok_or("batch header: source name cut short")?;
     let source = String::from_utf8_lossy(source).into_owned();
-    let n = if has_meta { rest.len() / 2 } else { rest.len() };
-    if has_meta && rest.len() % 2 != 0 {
-        return Err(format!(
-            "{} records after the header: not payload/metadata pairs",
-            rest.len()
-        ));
-    }
-    let meta = if has_meta {
-        let mut out = Vec::with_capacity(n);
-        for (i, s) in rest[n..].iter().enumerate() {
-            out.push(
-                read_meta(bytes(s))
-                    .ok_or_else(|| format!("metadata of record {i} is malformed"))?,
-            );
+    let (n, meta) = if shared {
+        let Some((last, payloads)) = rest.split_last() else {
+            return Err("shared metadata announced but missing".into());
+        };
+        let m = read_meta(bytes(last), None).ok_or("the shared metadata is malformed")?;
+        (payloads.len(), Some(Metadata::Shared(m)))
+    } else if has_meta {
+        if rest.len() % 2 != 0 {
+            return Err(format!(
+                "{} records after the header: not payload/metadata pairs",
+                rest.len()
+            ));
         }
-        Some(out)
+        let n = rest.len() / 2;
+        let mut out: Vec<RecordMeta> = Vec::with_capacity(n);
+        for (i, s) in rest[n..].iter().enumerate() {
+            let m = read_meta(bytes(s), out.last())
+                .ok_or_else(|| format!("metadata of record {i} is malformed"))?;
+            out.push(m);
+        }
+        (n, Some(Metadata::PerRecord(out)))
     } else {
-        None
+        (rest.len(), None)
     };
     Ok(Decoded {
         spans: rest[..n].to_vec(),
@@ -159,7 +182,8 @@ fn bare(spans: &[Span]) -> Decoded {
     }
 }
 
-fn read_meta(mut b: &[u8]) -> Option<RecordMeta> {
+/// Reads one metadata record; an attribute list equal to `prev`'s is shared with it.
+fn read_meta(mut b: &[u8], prev: Option<&RecordMeta>) -> Option<RecordMeta> {
     fn u16_at(b: &mut &[u8]) -> Option<u16> {
         let (v, rest) = b.split_first_chunk::<2>()?;
         *b = rest;
@@ -171,10 +195,10 @@ fn read_meta(mut b: &[u8]) -> Option<RecordMeta> {
         *b = &b[len..];
         Some(String::from_utf8_lossy(s).into())
     }
-    fn opt(b: &mut &[u8]) -> Option<Option<Box<str>>> {
+    fn opt(b: &mut &[u8]) -> Option<Option<std::sync::Arc<str>>> {
         match u16_at(b)? {
             NONE => Some(None),
-            len => str_at(b, len).map(Some),
+            len => str_at(b, len).map(|s| Some(s.into())),
         }
     }
     let partition_key = opt(&mut b)?;
@@ -188,6 +212,10 @@ fn read_meta(mut b: &[u8]) -> Option<RecordMeta> {
         let v = str_at(&mut b, vl)?;
         attributes.push((k, v));
     }
+    let attributes = match prev {
+        Some(p) if p.attributes[..] == attributes[..] => p.attributes.clone(),
+        _ => attributes.into(),
+    };
     b.is_empty().then_some(RecordMeta {
         partition_key,
         explicit_hash_key,
@@ -255,13 +283,13 @@ mod tests {
             RecordMeta {
                 partition_key: Some("k1".into()),
                 explicit_hash_key: Some("340282366920938463463374607431768211455".into()),
-                attributes: vec![("site".into(), "plant-1".into()), ("é".into(), "".into())],
+                attributes: vec![("site".into(), "plant-1".into()), ("é".into(), "".into())].into(),
             },
             RecordMeta::default(),
             RecordMeta {
                 partition_key: Some("".into()),
                 explicit_hash_key: None,
-                attributes: Vec::new(),
+                attributes: Vec::new().into(),
             },
         ])
     }
@@ -283,10 +311,47 @@ mod tests {
             assert_eq!(payloads, [&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
             assert_eq!(d.source.as_deref(), Some("web"));
             assert_eq!(d.arrival_unix_nanos, Some(1_700_000_000_123_456_789));
-            let want: Option<Vec<RecordMeta>> =
-                with_meta.then(|| (0..3).map(|i| b.meta(i).cloned().unwrap()).collect());
+            let want: Option<Metadata> = with_meta.then(|| {
+                Metadata::PerRecord((0..3).map(|i| b.meta(i).cloned().unwrap()).collect())
+            });
             assert_eq!(d.meta, want);
         }
+    }
+
+    #[test]
+    fn shared_metadata_is_stored_once() {
+        let shared = RecordMeta {
+            partition_key: Some("dev-1".into()),
+            explicit_hash_key: None,
+            attributes: vec![("site".into(), "x".repeat(4000).into_boxed_str())].into(),
+        };
+        let b = batch(false).with_shared_meta(shared.clone());
+        let mut owned = Vec::new();
+        let records = encode(&b, &mut owned);
+        // Header, three payloads, one metadata record.
+        assert_eq!(records.len(), 5);
+        let total: usize = records.iter().map(|r| r.len()).sum();
+        assert!(total < 4200, "{total}");
+        let (data, spans) = stored(&records);
+        let d = decode(&data, &spans).unwrap();
+        assert_eq!(d.spans.len(), 3);
+        assert_eq!(d.meta, Some(Metadata::Shared(shared.clone())));
+        // Cut short: an error, not a panic.
+        assert!(decode(&data, &spans[..1]).is_err());
+        // Per-record lists of equal attributes (a log of an older build) share one list.
+        let per = batch(false).with_metadata(Metadata::PerRecord(vec![
+            RecordMeta {
+                attributes: shared.attributes.to_vec().into(),
+                ..RecordMeta::default()
+            };
+            3
+        ]));
+        let records = encode(&per, &mut owned);
+        let (data, spans) = stored(&records);
+        let Some(Metadata::PerRecord(v)) = decode(&data, &spans).unwrap().meta else {
+            panic!("per-record metadata expected")
+        };
+        assert!(Arc::ptr_eq(&v[0].attributes, &v[2].attributes));
     }
 
     #[test]

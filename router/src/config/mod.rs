@@ -6,6 +6,7 @@
 //! validated [`Config`]. Quick-mode arguments (`--source stdin`, `--sink file:PATH?opt=val`) are
 //! turned into the same tables and validated by the same code.
 
+pub mod bound;
 pub mod reader;
 pub mod uri;
 

@@ -494,3 +494,86 @@ fn quic_sources_are_validated() {
     assert_eq!(q.auth_token.as_deref(), Some("x"));
     assert_eq!(q.max_streams, 64);
 }
+
+#[test]
+fn network_limits_have_safe_defaults_and_are_checked() {
+    let sink = "[sinks.out]\nkind = \"file\"\npath = \"o.ndjson\"\n";
+    let c = parse_str(
+        "t.toml",
+        &format!(
+            "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:1\"\n\
+             [sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:2\"\nself_signed = true\n\
+             [metrics]\naddress = \"127.0.0.1:3\"\n{sink}"
+        ),
+    )
+    .unwrap();
+    let SourceKind::Http(h) = &c.sources[0].kind else {
+        panic!("not http")
+    };
+    let s = Duration::from_secs;
+    assert_eq!(
+        (h.max_connections, h.max_connections_per_peer, h.max_streams),
+        (512, 64, 8)
+    );
+    assert_eq!(h.max_header_bytes, 16 << 10);
+    assert_eq!(
+        (h.max_inflight_bytes, h.max_inflight_bytes_per_peer),
+        (128 << 20, 64 << 20)
+    );
+    assert_eq!(
+        (
+            h.handshake_timeout,
+            h.header_timeout,
+            h.idle_timeout,
+            h.body_timeout
+        ),
+        (s(10), s(10), s(30), s(10))
+    );
+    assert_eq!(h.body_min_bytes_per_sec, 8 << 10);
+    let SourceKind::Quic(q) = &c.sources[1].kind else {
+        panic!("not quic")
+    };
+    assert_eq!(
+        (
+            q.max_connections,
+            q.max_connections_per_peer,
+            q.max_unauthenticated
+        ),
+        (256, 64, 64)
+    );
+    assert_eq!(
+        (q.handshake_timeout, q.hello_timeout, q.batch_timeout),
+        (s(10), s(5), s(10))
+    );
+    let m = c.metrics.as_ref().unwrap();
+    assert_eq!((m.max_connections, m.reload_token.as_deref()), (16, None));
+
+    let errs = errors(&format!(
+        "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:1\"\nheader_timeout_ms = 0\n\
+         max_inflight_bytes = \"32MiB\"\nmax_streams = 0\n\
+         [sources.q]\nkind = \"quic\"\naddress = \"127.0.0.1:2\"\nself_signed = true\n\
+         max_inflight_bytes_per_peer = \"1GiB\"\nhello_timeout_ms = 10\n\
+         [metrics]\naddress = \"127.0.0.1:3\"\nreload_token = \"\"\n{sink}"
+    ));
+    assert_has(
+        &errs,
+        "t.toml:4:21: `sources.web.header_timeout_ms`: 0 is out of range",
+    );
+    assert_has(&errs, "`sources.web.max_streams`: 0 is out of range");
+    // The default share (half of 32 MiB) cannot hold one 16 MiB body decompressed and parsed.
+    assert_has(
+        &errs,
+        "`sources.web.max_inflight_bytes_per_peer`: max_inflight_bytes_per_peer (16777216; \
+         default: half of max_inflight_bytes) must be at least 4 x max_body_bytes",
+    );
+    assert_has(
+        &errs,
+        "`sources.q.max_inflight_bytes_per_peer`: max_inflight_bytes_per_peer (1073741824) is \
+         more than max_inflight_bytes",
+    );
+    assert_has(&errs, "`sources.q.hello_timeout_ms`: 10 is out of range");
+    assert_has(
+        &errs,
+        "`metrics.reload_token`: reload_token must not be empty",
+    );
+}

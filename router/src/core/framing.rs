@@ -269,12 +269,23 @@ impl LineFramer {
 }
 
 /// Indices (into `spans`) of the payloads that are not valid JSON documents, with the parser's
-/// message for each.
+/// message for each. JSON text is UTF-8 (RFC 8259): a payload with invalid UTF-8 anywhere, inside
+/// a string too, is not valid JSON (the parser alone skips over string contents unchecked).
 pub fn json_errors(data: &[u8], spans: &[Span]) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (i, s) in spans.iter().enumerate() {
         let payload = &data[s.start as usize..s.end as usize];
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
+        let text = match std::str::from_utf8(payload) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push((
+                    i,
+                    format!("invalid JSON: invalid UTF-8 at byte {}", e.valid_up_to()),
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
             out.push((i, format!("invalid JSON: {e}")));
         }
     }
@@ -407,6 +418,16 @@ mod tests {
     fn invalid_utf8_passes_through() {
         let (recs, _) = run(cfg(10), b"\xff\xfe\n", 10);
         assert_eq!(recs, vec![b"\xff\xfe".to_vec()]);
+    }
+
+    #[test]
+    fn json_errors_check_utf8_inside_strings() {
+        let data = b"{\"a\":\"\xc3\xa9\"}\n{\"a\":\"\xff\"}\n";
+        let spans = [Span { start: 0, end: 10 }, Span { start: 11, end: 20 }];
+        let errs = json_errors(data, &spans);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, 1);
+        assert!(errs[0].1.contains("UTF-8 at byte 6"), "{}", errs[0].1);
     }
 
     #[test]

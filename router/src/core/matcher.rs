@@ -123,7 +123,7 @@ mod tests {
         let meta = RecordMeta {
             partition_key: None,
             explicit_hash_key: None,
-            attributes: vec![("stream".into(), "events".into())],
+            attributes: vec![("stream".into(), "events".into())].into(),
         };
         let rec = RecordRef {
             payload: b"{}",

@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod breaker;
 pub mod dead_letter;
+pub mod deadline;
 pub mod framing;
 /// The JSON field paths and scanner, shared with the plugin SDK (the `edge-router-jsonpath` crate).
 pub use edge_router_jsonpath as jsonpath;

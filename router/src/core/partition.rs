@@ -69,7 +69,7 @@ mod tests {
         let meta = RecordMeta {
             partition_key: Some("pk".into()),
             explicit_hash_key: None,
-            attributes: vec![("host".into(), "h1".into())],
+            attributes: vec![("host".into(), "h1".into())].into(),
         };
         let rec = RecordRef {
             payload: br#"{"device_id":17,"site":"plant-\u0031"}"#,

@@ -1,5 +1,7 @@
-//! Rate limiting: a token bucket driven by virtual time, and [`Repeats`], the gate that keeps a
-//! repeated log message (per record, per connection) from flooding the logs.
+//! Rate limiting: a token bucket driven by virtual time, [`Repeats`], the gate that keeps a
+//! repeated log message (per record, per connection) from flooding the logs, [`Throttle`], one
+//! message per interval with a count of the rest, and [`Backoff`], the doubling wait of a loop
+//! that keeps failing (accepting connections without file descriptors, opening files).
 //!
 //! This module owns the bucket arithmetic only. It never sleeps and never reads the clock: every
 //! call takes `now`, and waits are returned for the caller's timer. Tokens are counted in
@@ -171,6 +173,69 @@ impl Repeats {
     }
 }
 
+/// Lets one message through per interval, counting the ones held back: for a condition that
+/// may last (descriptors exhausted), where one line every few seconds with a count says enough.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    every: Duration,
+    next: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// A gate for one message per `every`.
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            next: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(n)` when a message may be logged now, `n` being how many were held back since the
+    /// last one; `None` when this one is held back (and counted).
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.held += 1;
+            return None;
+        }
+        self.next = Some(now + self.every);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// A doubling wait between `min` and `max` for a loop whose step keeps failing; a success resets
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The wait after a failure (and doubles the next one).
+    pub fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    /// After a success: the next failure waits `min` again.
+    pub fn succeeded(&mut self) {
+        self.next = self.min;
+    }
+}
+
 /// The gate for one plugin stage's log lines (shared by its workers and instances, so a plugin
 /// cannot get a fresh allowance by trapping): at most `messages_per_sec` messages and
 /// `bytes_per_sec` bytes of message text a second (each with a burst of one second's worth),
@@ -243,6 +308,30 @@ impl LogGate {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(5));
+        assert_eq!(t.admit(t0), Some(0));
+        for i in 1..=30 {
+            assert_eq!(t.admit(t0 + Duration::from_millis(100 * i)), None);
+        }
+        assert_eq!(t.admit(t0 + Duration::from_secs(5)), Some(30));
+        assert_eq!(t.admit(t0 + Duration::from_secs(6)), None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(10), ms(50));
+        assert_eq!(
+            [b.failed(), b.failed(), b.failed(), b.failed()],
+            [ms(10), ms(20), ms(40), ms(50)]
+        );
+        b.succeeded();
+        assert_eq!(b.failed(), ms(10));
+    }
     use proptest::prelude::*;
 
     #[test]

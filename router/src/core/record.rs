@@ -3,10 +3,13 @@
 //! A [`Batch`] owns one chunk of bytes (a [`Bytes`], one reference count for the whole batch) and
 //! a list of [`Span`]s into it, one per record. Records are never separate allocations: a record is
 //! an index into its batch, and a payload becomes a `Bytes` of its own only when a record leaves
-//! its batch (for example into the dead-letter sink). Per-record metadata (partition key, explicit
-//! hash key, attributes) lives in an optional side table that only sources which have it fill in;
-//! the source name and arrival time are per batch, since every record of a batch arrived with the
-//! same read.
+//! its batch (for example into the dead-letter sink). Metadata (partition key, explicit hash key,
+//! attributes) lives in an optional side table that only sources which have it fill in: one
+//! [`RecordMeta`] shared by every record when the source gives it per request or per batch
+//! ([`Metadata::Shared`], stored once whatever the number of records), or one per record
+//! ([`Metadata::PerRecord`]). A [`RecordMeta`]'s strings are reference-counted, so copying one
+//! (per record, into a rebuilt batch) copies three pointers, never the text. The source name and
+//! arrival time are per batch, since every record of a batch arrived with the same read.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,15 +37,94 @@ impl Span {
     }
 }
 
-/// Optional per-record metadata, present only for sources that supply it.
+/// Optional metadata of a record, present only for sources that supply it. Cloning it copies
+/// reference counts, not text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordMeta {
     /// Partition key chosen by the producer (e.g. from a Kinesis-compatible `PutRecords`).
-    pub partition_key: Option<Box<str>>,
+    pub partition_key: Option<Arc<str>>,
     /// Explicit 128-bit hash key as a decimal string.
-    pub explicit_hash_key: Option<Box<str>>,
+    pub explicit_hash_key: Option<Arc<str>>,
     /// String attributes, in the order the producer gave them.
-    pub attributes: Vec<(Box<str>, Box<str>)>,
+    pub attributes: Arc<[(Box<str>, Box<str>)]>,
+}
+
+impl RecordMeta {
+    /// Bytes of text it holds (keys, attribute names and values), counting each string once
+    /// even when shared.
+    pub fn text_bytes(&self) -> u64 {
+        let opt = |s: &Option<Arc<str>>| s.as_ref().map_or(0, |s| s.len());
+        let attrs: usize = self.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        (opt(&self.partition_key) + opt(&self.explicit_hash_key) + attrs) as u64
+    }
+
+    /// True when `other` holds the very same strings (not copies of them).
+    fn same_as(&self, other: &RecordMeta) -> bool {
+        fn same(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+        }
+        same(&self.partition_key, &other.partition_key)
+            && same(&self.explicit_hash_key, &other.explicit_hash_key)
+            && Arc::ptr_eq(&self.attributes, &other.attributes)
+    }
+
+    /// Memory it keeps alive beyond its own struct when it follows `prev` in a list: strings
+    /// shared with the previous entry are not counted again (an attribute also costs its two
+    /// string headers).
+    fn heap_bytes_after(&self, prev: Option<&RecordMeta>) -> u64 {
+        fn key(a: &Option<Arc<str>>, b: Option<&Option<Arc<str>>>) -> u64 {
+            match (a, b) {
+                (Some(a), Some(Some(b))) if Arc::ptr_eq(a, b) => 0,
+                (Some(a), _) => a.len() as u64,
+                (None, _) => 0,
+            }
+        }
+        let attrs = match prev {
+            Some(p) if Arc::ptr_eq(&self.attributes, &p.attributes) => 0,
+            _ => self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.len() + v.len() + 32) as u64)
+                .sum(),
+        };
+        key(&self.partition_key, prev.map(|p| &p.partition_key))
+            + key(&self.explicit_hash_key, prev.map(|p| &p.explicit_hash_key))
+            + attrs
+    }
+}
+
+/// The metadata of a batch's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metadata {
+    /// The same for every record (given per request or per batch): stored once.
+    Shared(RecordMeta),
+    /// One entry per record.
+    PerRecord(Vec<RecordMeta>),
+}
+
+impl Metadata {
+    /// Bytes of memory the table keeps alive (what queue byte limits count besides the chunk):
+    /// a shared entry once, a per-record table its entries plus the strings they do not share
+    /// with their predecessor.
+    pub fn heap_bytes(&self) -> u64 {
+        let entry = std::mem::size_of::<RecordMeta>() as u64;
+        match self {
+            Metadata::Shared(m) => entry + m.heap_bytes_after(None),
+            Metadata::PerRecord(v) => {
+                let mut total = entry * v.len() as u64;
+                let mut prev = None;
+                for m in v {
+                    total += m.heap_bytes_after(prev);
+                    prev = Some(m);
+                }
+                total
+            }
+        }
+    }
 }
 
 /// Where a batch's records came from in their source, for dead-letter reports.
@@ -83,7 +165,9 @@ pub struct Batch {
     spans: Vec<Span>,
     payload_bytes: u64,
     origin: Origin,
-    meta: Option<Vec<RecordMeta>>,
+    meta: Option<Metadata>,
+    /// [`Metadata::heap_bytes`] of `meta` (0 without).
+    meta_bytes: u64,
     routes: Option<Vec<u64>>,
     hold: Option<Hold>,
 }
@@ -158,6 +242,7 @@ impl Batch {
             payload_bytes,
             origin,
             meta: None,
+            meta_bytes: 0,
             routes: None,
             hold: None,
         }
@@ -179,13 +264,46 @@ impl Batch {
         self.hold.take()
     }
 
-    /// Attaches per-record metadata; `meta` must have one entry per record.
-    pub fn with_meta(mut self, meta: Vec<RecordMeta>) -> Batch {
+    /// Attaches per-record metadata; `meta` must have one entry per record. A list whose
+    /// entries all hold the very same strings (copies of one request's metadata) is kept as one
+    /// shared entry.
+    pub fn with_meta(self, meta: Vec<RecordMeta>) -> Batch {
         debug_assert_eq!(meta.len(), self.spans.len());
-        if meta.len() == self.spans.len() {
-            self.meta = Some(meta);
+        if meta.len() != self.spans.len() {
+            return self;
         }
+        match meta.first() {
+            Some(first) if meta.iter().all(|m| m.same_as(first)) => {
+                let first = first.clone();
+                self.with_metadata(Metadata::Shared(first))
+            }
+            _ => self.with_metadata(Metadata::PerRecord(meta)),
+        }
+    }
+
+    /// Attaches one metadata entry that every record shares (a request's or a batch's): stored
+    /// once, whatever the number of records.
+    pub fn with_shared_meta(self, meta: RecordMeta) -> Batch {
+        self.with_metadata(Metadata::Shared(meta))
+    }
+
+    /// Attaches a metadata table (a per-record one must have one entry per record; one that
+    /// does not is dropped, with a debug assertion).
+    pub fn with_metadata(mut self, meta: Metadata) -> Batch {
+        if let Metadata::PerRecord(v) = &meta {
+            debug_assert_eq!(v.len(), self.spans.len());
+            if v.len() != self.spans.len() {
+                return self;
+            }
+        }
+        self.meta_bytes = meta.heap_bytes();
+        self.meta = Some(meta);
         self
+    }
+
+    /// The metadata table, if the source gave any.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.meta.as_ref()
     }
 
     /// Number of records.
@@ -203,10 +321,10 @@ impl Batch {
         self.payload_bytes
     }
 
-    /// Bytes of memory this batch keeps alive (its whole chunk plus the span table): what queue
-    /// byte limits count.
+    /// Bytes of memory this batch keeps alive (its whole chunk, the span table and the
+    /// metadata): what queue byte limits count.
     pub fn retained_bytes(&self) -> u64 {
-        (self.data.len() + self.spans.len() * std::mem::size_of::<Span>()) as u64
+        (self.data.len() + self.spans.len() * std::mem::size_of::<Span>()) as u64 + self.meta_bytes
     }
 
     /// The chunk the spans point into.
@@ -236,9 +354,12 @@ impl Batch {
         self.data.slice(s.start as usize..s.end as usize)
     }
 
-    /// Per-record metadata of record `i`, if any.
+    /// Metadata of record `i`, if any.
     pub fn meta(&self, i: usize) -> Option<&RecordMeta> {
-        self.meta.as_ref().and_then(|m| m.get(i))
+        match self.meta.as_ref()? {
+            Metadata::Shared(m) => (i < self.spans.len()).then_some(m),
+            Metadata::PerRecord(v) => v.get(i),
+        }
     }
 
     /// A view of record `i`.
@@ -322,8 +443,9 @@ impl Batch {
             });
         }
         retain_indexed(&mut self.spans, &keep);
-        if let Some(meta) = &mut self.meta {
+        if let Some(Metadata::PerRecord(meta)) = &mut self.meta {
             retain_indexed(meta, &keep);
+            self.meta_bytes = self.meta.as_ref().map_or(0, Metadata::heap_bytes);
         }
         if let Some(routes) = &mut self.routes {
             retain_indexed(routes, &keep);
@@ -338,16 +460,19 @@ impl Batch {
             .filter_map(|&i| self.spans.get(i))
             .copied()
             .collect();
-        let meta = self
-            .meta
-            .as_ref()
-            .map(|m| indices.iter().filter_map(|&i| m.get(i)).cloned().collect());
+        let meta = self.meta.as_ref().map(|m| match m {
+            Metadata::Shared(m) => Metadata::Shared(m.clone()),
+            Metadata::PerRecord(v) => {
+                Metadata::PerRecord(indices.iter().filter_map(|&i| v.get(i)).cloned().collect())
+            }
+        });
         let payload_bytes = spans.iter().map(|s| s.len() as u64).sum();
         Batch {
             data: self.data.clone(),
             spans,
             payload_bytes,
             origin: self.origin.clone(),
+            meta_bytes: meta.as_ref().map_or(0, Metadata::heap_bytes),
             meta,
             routes: None,
             hold: self.hold.clone(),
@@ -363,7 +488,13 @@ impl Batch {
     pub fn split_off(&mut self, at: usize) -> Batch {
         let at = at.min(self.len());
         let spans = self.spans.split_off(at);
-        let meta = self.meta.as_mut().map(|m| m.split_off(at.min(m.len())));
+        let meta = self.meta.as_mut().map(|m| match m {
+            Metadata::Shared(m) => Metadata::Shared(m.clone()),
+            Metadata::PerRecord(v) => Metadata::PerRecord(v.split_off(at.min(v.len()))),
+        });
+        if matches!(self.meta, Some(Metadata::PerRecord(_))) {
+            self.meta_bytes = self.meta.as_ref().map_or(0, Metadata::heap_bytes);
+        }
         let routes = self.routes.as_mut().map(|r| r.split_off(at.min(r.len())));
         let tail_bytes: u64 = spans.iter().map(|s| s.len() as u64).sum();
         self.payload_bytes -= tail_bytes;
@@ -372,6 +503,7 @@ impl Batch {
             spans,
             payload_bytes: tail_bytes,
             origin: self.origin.clone(),
+            meta_bytes: meta.as_ref().map_or(0, Metadata::heap_bytes),
             meta,
             routes,
             hold: self.hold.clone(),
@@ -447,6 +579,56 @@ mod tests {
         assert_eq!(b.record(1).partition_key(), Some("kc"));
         assert_eq!(b.routes(), Some(&[1u64, 4][..]));
         assert_eq!(b.payload_bytes(), 2);
+    }
+
+    #[test]
+    fn shared_meta_is_stored_once_and_survives_select_split_and_retain() {
+        let big: Arc<[(Box<str>, Box<str>)]> =
+            vec![("site".into(), "x".repeat(4000).into_boxed_str())].into();
+        let meta = RecordMeta {
+            partition_key: Some("dev-1".into()),
+            explicit_hash_key: None,
+            attributes: big,
+        };
+        let text = "a\n".repeat(2000);
+        let plain = batch(&text);
+        let base = plain.retained_bytes();
+        let mut b = plain.with_shared_meta(meta.clone());
+        // One copy of the 4 KB attribute, not 2000.
+        assert!(b.retained_bytes() < base + 4200, "{}", b.retained_bytes());
+        assert_eq!(b.record(1999).attribute("site").map(str::len), Some(4000));
+        assert_eq!(b.record(0).partition_key(), Some("dev-1"));
+        let s = b.select(&[0, 5]);
+        assert!(matches!(s.metadata(), Some(Metadata::Shared(_))));
+        assert_eq!(s.record(1).partition_key(), Some("dev-1"));
+        assert_eq!(s.meta(2), None);
+        let tail = b.split_off(1000);
+        assert_eq!(tail.record(999).partition_key(), Some("dev-1"));
+        b.retain(|i, _| i % 2 == 0);
+        assert_eq!(b.len(), 500);
+        assert!(b.retained_bytes() < base + 4200);
+        // A per-record list of copies of one entry collapses to a shared one (what a stage that
+        // rebuilds a batch record by record hands back).
+        let rebuilt = batch(&text).with_meta(vec![meta.clone(); 2000]);
+        assert!(matches!(rebuilt.metadata(), Some(Metadata::Shared(_))));
+        assert_eq!(
+            rebuilt.retained_bytes(),
+            base + Metadata::Shared(meta.clone()).heap_bytes()
+        );
+        // Distinct entries stay per record and are counted.
+        let distinct: Vec<RecordMeta> = (0..2000)
+            .map(|i| RecordMeta {
+                partition_key: Some(format!("k{i}").into()),
+                ..meta.clone()
+            })
+            .collect();
+        let d = batch(&text).with_meta(distinct);
+        assert!(matches!(d.metadata(), Some(Metadata::PerRecord(_))));
+        assert_eq!(d.record(7).partition_key(), Some("k7"));
+        // The shared attribute list counts once, each entry and its key per record.
+        let per = std::mem::size_of::<RecordMeta>() as u64;
+        assert!(d.retained_bytes() > base + 2000 * per);
+        assert!(d.retained_bytes() < base + 2000 * (per + 8) + 4200);
     }
 
     #[test]

@@ -19,17 +19,50 @@ use crate::core::accounting::{CounterValues, Quantiles};
 use crate::topology::build::Report;
 
 /// Settings of the metrics endpoint (`[metrics]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Where to listen (HTTP).
     pub address: SocketAddr,
+    /// `POST /reload` needs `Authorization: Bearer <this>`; without it, reloading over HTTP is
+    /// off (SIGHUP still reloads).
+    pub reload_token: Option<String>,
+    /// Most connections at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
+/// The default `[metrics] max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
 impl MetricsConfig {
+    /// An endpoint on `address` with the defaults (no reload token).
+    pub fn at(address: SocketAddr) -> MetricsConfig {
+        MetricsConfig {
+            address,
+            reload_token: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
     /// Reads the `[metrics]` table.
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<MetricsConfig> {
-        s.socket_addr(d, "address", "127.0.0.1:9598")
-            .map(|address| MetricsConfig { address })
+        let address = s.socket_addr(d, "address", "127.0.0.1:9598");
+        let reload_token = s.opt_str(d, "reload_token");
+        if let Some(t) = &reload_token
+            && t.value.is_empty()
+        {
+            d.error(&t.spot, "reload_token must not be empty");
+        }
+        let max_connections = s.int_or(
+            d,
+            "max_connections",
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1..=4096,
+        ) as usize;
+        Some(MetricsConfig {
+            address: address?,
+            reload_token: reload_token.map(|t| t.value),
+            max_connections,
+        })
     }
 }
 

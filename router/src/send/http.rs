@@ -1,8 +1,10 @@
 //! `send` over HTTP(S): each batch is one `POST` of newline-separated records
 //! (`Content-Type: text/plain`, so any bytes pass), at most `in_flight` at once. A 503 or 429 is
-//! retried after its `Retry-After` (the router took nothing); a connection error is retried
-//! with backoff (the request may have been taken: at-least-once); any other error status is
-//! fatal. Batches are in order only with `--in-flight 1`.
+//! retried after its `Retry-After` (the router took nothing); a connection error, or a request
+//! not answered within `--request-timeout-secs` (a server that accepts and never answers), is
+//! retried with backoff (the request may have been taken: at-least-once), until nothing was
+//! acknowledged for `--give-up-after-secs`; any other error status is fatal. Batches are in
+//! order only with `--in-flight 1`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,31 +94,42 @@ async fn post(
         };
         tries += 1;
         let started = Instant::now();
-        let wait = match client.request(req).await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let after = retry_after(&resp);
-                let text = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
-                    .unwrap_or_default();
-                match status {
-                    200..=299 => {
-                        *progress.lock().await = Instant::now();
-                        return Outcome::Done(records, started.elapsed(), tries - 1);
-                    }
-                    429 | 503 => after.unwrap_or_else(|| backoff(attempt)),
-                    _ => {
-                        return Outcome::Fatal(format!(
-                            "the router refused a batch of {records} records: HTTP {status}: {}",
-                            text.trim()
-                        ));
-                    }
+        // The request and its answer, within the request timeout and what is left of the
+        // give-up time.
+        let left = opts
+            .give_up_after
+            .saturating_sub(progress.lock().await.elapsed());
+        let limit = opts
+            .request_timeout
+            .min(left)
+            .max(Duration::from_millis(100));
+        let exchange = async {
+            let resp = client.request(req).await?;
+            let status = resp.status().as_u16();
+            let after = retry_after(&resp);
+            let text = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+                .unwrap_or_default();
+            Ok::<_, hyper_util::client::legacy::Error>((status, after, text))
+        };
+        let wait = match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok((status, after, text))) => match status {
+                200..=299 => {
+                    *progress.lock().await = Instant::now();
+                    return Outcome::Done(records, started.elapsed(), tries - 1);
                 }
-            }
-            Err(e) => {
+                429 | 503 => after.unwrap_or_else(|| backoff(attempt)),
+                _ => {
+                    return Outcome::Fatal(format!(
+                        "the router refused a batch of {records} records: HTTP {status}: {}",
+                        text.trim()
+                    ));
+                }
+            },
+            Ok(Err(e)) => {
                 // The client's own message is terse ("client error (Connect)"): add the causes.
                 let mut why = e.to_string();
                 let mut source = std::error::Error::source(&e);
@@ -126,6 +139,13 @@ async fn post(
                     source = s.source();
                 }
                 tracing::warn!("sending to {url}: {why}; retrying");
+                backoff(attempt)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "sending to {url}: no answer within {} ms; retrying",
+                    limit.as_millis()
+                );
                 backoff(attempt)
             }
         };

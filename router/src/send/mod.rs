@@ -49,6 +49,9 @@ pub struct SendOptions {
     pub in_flight: usize,
     /// Give up when nothing was acknowledged for this long.
     pub give_up_after: Duration,
+    /// HTTP: the longest one request may take (sending, and waiting for the answer); a request
+    /// that takes longer is abandoned and retried (the router may have taken it: at least once).
+    pub request_timeout: Duration,
     /// Partition key for every record.
     pub partition_key: Option<String>,
     /// At most this many records per second (paced by the reader); 0 = unlimited.
@@ -359,6 +362,7 @@ mod tests {
             linger: Duration::from_millis(5),
             in_flight: 4,
             give_up_after: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
             partition_key: None,
             max_rate: 0,
         }

@@ -48,7 +48,7 @@ struct State {
 }
 
 /// Bytes of recently appended batches kept for the reader.
-const RECENT_BYTES_MAX: u64 = 8 << 20;
+pub const RECENT_BYTES_MAX: u64 = 8 << 20;
 
 struct Shared {
     name: String,
@@ -548,7 +548,7 @@ fn read_into_sink(
         let origin = batch_codec::origin(&decoded, name, unix_nanos(), Instant::now());
         let mut batch = Batch::new(Bytes::from(entry.data), decoded.spans, origin);
         if let Some(meta) = decoded.meta {
-            batch = batch.with_meta(meta);
+            batch = batch.with_metadata(meta);
         }
         send_to_sink(name, batch.with_hold(receipt), to_sink, dead, sink_counters);
     }

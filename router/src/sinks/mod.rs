@@ -55,15 +55,27 @@ pub struct WriteFailure {
     pub error: anyhow::Error,
     /// Indices (ascending) of the records that were not written.
     pub unwritten: Vec<usize>,
+    /// The unwritten records were not touched (nothing of them reached a file) and the cause may
+    /// pass (out of file descriptors): the driver keeps them and retries instead of failing.
+    pub transient: bool,
 }
 
 pub use crate::core::accounting::latency_histogram;
+
+/// First and longest wait before a sink retries a transient failure.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+/// See [`RETRY_MIN`].
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a sink until its queue closes, then closes the sink.
 ///
 /// Every batch taken from the queue is either written (counted in `records_out`) or
 /// dead-lettered (counted in `dead_lettered`). After a fatal error the queue is closed (the
 /// dispatcher dead-letters what it can no longer queue) and what was in it is dead-lettered.
+/// A transient failure (a file that cannot be opened for want of descriptors) is not fatal: the
+/// sink keeps the records it could not write and retries them (waiting longer each time, logging
+/// once per interval) while its queue fills and backpressure reaches the sources; timed work
+/// that fails that way is retried the same way.
 pub fn run_blocking_sink(
     name: &str,
     mut sink: Box<dyn BlockingSink>,
@@ -71,12 +83,17 @@ pub fn run_blocking_sink(
     dead: DeadLetterTx,
     counters: Arc<Counters>,
 ) -> Result<(), anyhow::Error> {
+    let mut retry = Retrying::new(name);
     loop {
         let next = match sink.next_deadline() {
             Some(deadline) => match rx.blocking_recv_until(deadline) {
                 Ok(b) => b,
                 Err(TimedOut) => {
                     if let Err(e) = sink.on_timer(Instant::now()) {
+                        if crate::sources::guard::is_exhaustion(&e) {
+                            retry.wait(&anyhow::Error::new(e).context("timed work"), 0);
+                            continue;
+                        }
                         return Err(fail(name, &rx, &dead, &counters, e.into(), None));
                     }
                     continue;
@@ -84,44 +101,89 @@ pub fn run_blocking_sink(
             },
             None => rx.blocking_recv(),
         };
-        let Some(batch) = next else { break };
-        match sink.write_batch(&batch) {
-            Ok(()) => {
-                if batch.hold().is_some()
-                    && let Err(e) = sink.flush()
-                {
-                    // Written, but maybe not out of the process: keep the batch unreleased
-                    // rather than let its holder believe it is safe.
-                    let error = anyhow::Error::new(e).context("flushing");
-                    let lost = Some((batch.clone(), (0..batch.len()).collect()));
-                    return Err(fail(name, &rx, &dead, &counters, error, lost));
+        let Some(mut batch) = next else { break };
+        loop {
+            match sink.write_batch(&batch) {
+                Ok(()) => {
+                    if batch.hold().is_some()
+                        && let Err(e) = sink.flush()
+                    {
+                        // Written, but maybe not out of the process: keep the batch unreleased
+                        // rather than let its holder believe it is safe.
+                        let error = anyhow::Error::new(e).context("flushing");
+                        let lost = Some((batch.clone(), (0..batch.len()).collect()));
+                        return Err(fail(name, &rx, &dead, &counters, error, lost));
+                    }
+                    record_latency(&counters, &batch, batch.len() as u64);
+                    counters.add_out(batch.len() as u64, batch.payload_bytes());
+                    break;
                 }
-                record_latency(&counters, &batch, batch.len() as u64);
-                counters.add_out(batch.len() as u64, batch.payload_bytes());
-            }
-            Err(f) => {
-                let written = batch.len() - f.unwritten.len();
-                record_latency(&counters, &batch, written as u64);
-                let unwritten_bytes: u64 = f
-                    .unwritten
-                    .iter()
-                    .map(|&i| batch.spans()[i].len() as u64)
-                    .sum();
-                counters.add_out(written as u64, batch.payload_bytes() - unwritten_bytes);
-                let lost = Some((batch, f.unwritten));
-                return Err(fail(name, &rx, &dead, &counters, f.error, lost));
+                Err(f) => {
+                    let written = batch.len() - f.unwritten.len();
+                    record_latency(&counters, &batch, written as u64);
+                    let unwritten_bytes: u64 = f
+                        .unwritten
+                        .iter()
+                        .map(|&i| batch.spans()[i].len() as u64)
+                        .sum();
+                    counters.add_out(written as u64, batch.payload_bytes() - unwritten_bytes);
+                    if f.transient && !f.unwritten.is_empty() {
+                        // Keep what was not written (and whoever holds it waiting) and retry.
+                        batch = batch.select(&f.unwritten);
+                        retry.wait(&f.error, batch.len());
+                        continue;
+                    }
+                    let lost = Some((batch, f.unwritten));
+                    return Err(fail(name, &rx, &dead, &counters, f.error, lost));
+                }
             }
         }
+        retry.backoff.succeeded();
         if let Some(d) = sink.next_deadline()
             && d <= Instant::now()
             && let Err(e) = sink.on_timer(Instant::now())
         {
+            if crate::sources::guard::is_exhaustion(&e) {
+                retry.wait(&anyhow::Error::new(e).context("timed work"), 0);
+                continue;
+            }
             return Err(fail(name, &rx, &dead, &counters, e.into(), None));
         }
     }
     sink.close()
         .map_err(|e| anyhow::Error::new(e).context(format!("sink `{name}`: closing")))?;
     Ok(())
+}
+
+/// The waits and log lines of a sink retrying transient failures.
+struct Retrying<'a> {
+    name: &'a str,
+    backoff: crate::core::rate_limit::Backoff,
+    log: crate::core::rate_limit::Throttle,
+}
+
+impl<'a> Retrying<'a> {
+    fn new(name: &'a str) -> Retrying<'a> {
+        Retrying {
+            name,
+            backoff: crate::core::rate_limit::Backoff::new(RETRY_MIN, RETRY_MAX),
+            log: crate::core::rate_limit::Throttle::new(std::time::Duration::from_secs(5)),
+        }
+    }
+
+    /// Logs (once per interval) and waits before the next attempt; `held`: records kept.
+    fn wait(&mut self, error: &anyhow::Error, held: usize) {
+        let wait = self.backoff.failed();
+        if let Some(more) = self.log.admit(Instant::now()) {
+            tracing::warn!(
+                "sink `{}`: {error:#}; holding {held} record(s) and retrying in {} ms ({more} \
+                 more failure(s) since the last message)",
+                self.name,
+                wait.as_millis()
+            );
+        }
+        std::thread::sleep(wait);
+    }
 }
 
 fn record_latency(counters: &Counters, batch: &Batch, n: u64) {

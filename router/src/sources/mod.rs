@@ -2,6 +2,7 @@
 //! [`crate::topology::Outlet`] (stdin) or into the shared ingress queue (network sources, which
 //! must know when a batch was accepted); sources never know which sinks exist.
 
+pub mod guard;
 pub mod http;
 
 use std::sync::Arc;

@@ -455,8 +455,11 @@ pub fn start(
     let dead = DeadLetterTx::new(dl_tx);
     let dl_counters = registry.register("dead_letter", Kind::DeadLetter);
     let dl_cfg = config.dead_letter.clone();
+    // Opened now, so that a dead letter can be written whatever happens later (descriptors
+    // running out included); a file that cannot be opened stops the start.
+    let dl_file = crate::sinks::dead_letter::DeadLetterFile::open(&dl_cfg)?;
     spawn("dead_letter".into(), &events_tx, move || {
-        crate::sinks::dead_letter::run(&dl_cfg, dl_rx, dl_counters)
+        crate::sinks::dead_letter::run(&dl_cfg, dl_file, dl_rx, dl_counters)
     })?;
     pending += 1;
 

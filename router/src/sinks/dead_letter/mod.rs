@@ -1,6 +1,8 @@
 //! The dead-letter sink: every record that could not be processed or delivered, as JSON lines
 //! `{"reason", "source", "position", "size", "truncated", "arrival", "payload"}` with the
-//! payload in base64. The file is created only when the first dead letter arrives.
+//! payload in base64. The file is opened when the router starts ([`DeadLetterFile::open`]), so
+//! that a dead letter can be written even when the process has run out of file descriptors
+//! later; a file this run created and never wrote to is removed at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -95,13 +97,48 @@ pub fn encode(letter: &DeadLetter, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Runs the dead-letter sink until every sender is gone.
+/// The dead-letter file, opened (for appending) when the router starts.
+#[derive(Debug)]
+pub struct DeadLetterFile {
+    file: File,
+    /// This run created it (it did not exist before).
+    created: bool,
+    /// The directories this run created for it, innermost first.
+    created_dirs: Vec<PathBuf>,
+}
+
+impl DeadLetterFile {
+    /// Opens (creating it and its directory if needed) the file of `cfg`.
+    pub fn open(cfg: &DeadLetterConfig) -> anyhow::Result<DeadLetterFile> {
+        let created = !cfg.path.exists();
+        let created_dirs: Vec<PathBuf> = cfg
+            .path
+            .ancestors()
+            .skip(1)
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        Ok(DeadLetterFile {
+            file: open(&cfg.path)?,
+            created,
+            created_dirs,
+        })
+    }
+}
+
+/// Runs the dead-letter sink until every sender is gone, appending to `out`.
 pub fn run(
     cfg: &DeadLetterConfig,
+    out: DeadLetterFile,
     rx: Receiver<DeadLetters>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
-    let mut file: Option<File> = None;
+    let DeadLetterFile {
+        mut file,
+        created,
+        created_dirs,
+    } = out;
+    let mut wrote = false;
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(DeadLetters(letters)) = rx.blocking_recv() {
         counters.add_in(letters.len() as u64, 0);
@@ -109,19 +146,25 @@ pub fn run(
         for l in &letters {
             encode(l, &mut buf);
         }
-        let f = match &mut file {
-            Some(f) => f,
-            None => file.insert(open(&cfg.path)?),
-        };
-        f.write_all(&buf)
+        wrote = true;
+        file.write_all(&buf)
             .map_err(|e| ctx(e, "writing", &cfg.path))?;
         if cfg.fsync_each {
-            f.sync_data().map_err(|e| ctx(e, "syncing", &cfg.path))?;
+            file.sync_data().map_err(|e| ctx(e, "syncing", &cfg.path))?;
         }
         counters.add_out(letters.len() as u64, buf.len() as u64);
     }
-    if let Some(f) = file {
-        f.sync_all().map_err(|e| ctx(e, "syncing", &cfg.path))?;
+    if wrote {
+        file.sync_all().map_err(|e| ctx(e, "syncing", &cfg.path))?;
+    } else if created && file.metadata().is_ok_and(|m| m.len() == 0) {
+        // Nothing to keep: leave no empty file (or directory this run made for it) behind.
+        drop(file);
+        let _ = std::fs::remove_file(&cfg.path);
+        for d in created_dirs {
+            if std::fs::remove_dir(&d).is_err() {
+                break;
+            }
+        }
     }
     Ok(())
 }

@@ -247,19 +247,29 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes `spans` of `data` to the file at `path`, rotating as needed. Returns the number
-    /// of records written before an error.
+    /// Writes `spans` of `data` to the file at `path`, rotating as needed. On an error, returns
+    /// it with the number of records written before it, and whether it is transient: opening or
+    /// rotating failed for want of a resource that frees up (descriptors), before anything of
+    /// the remaining records was written, so they can be retried as they are.
     fn write_group(
         &mut self,
         path: &Path,
         data: &[u8],
         spans: &[Span],
-    ) -> Result<(), (io::Error, usize)> {
+    ) -> Result<(), (io::Error, usize, bool)> {
         let mut done = 0;
+        let untouched = |e: io::Error, done: usize| {
+            let transient = crate::sources::guard::is_exhaustion(&e);
+            (e, done, transient)
+        };
         while done < spans.len() {
-            self.open(path).map_err(|e| (e, done))?;
+            self.open(path).map_err(|e| untouched(e, done))?;
             let Some(file) = self.files.get_mut(path) else {
-                return Err((io::Error::other("file vanished from the open set"), done));
+                return Err((
+                    io::Error::other("file vanished from the open set"),
+                    done,
+                    false,
+                ));
             };
             let now = Instant::now();
             let aged = self
@@ -279,7 +289,7 @@ impl FileSink {
                 rest.len()
             };
             if aged || n == 0 {
-                self.rotate(path).map_err(|e| (e, done))?;
+                self.rotate(path).map_err(|e| untouched(e, done))?;
                 continue;
             }
             let part = &rest[..n];
@@ -291,7 +301,7 @@ impl FileSink {
                 self.cfg.delimiter_if_missing,
                 &mut self.staging,
             )
-            .map_err(|e| (with_path(e, "writing", path), done))?;
+            .map_err(|e| (with_path(e, "writing", path), done, false))?;
             file.size += bytes;
             file.dirty = true;
             done += n;
@@ -302,7 +312,7 @@ impl FileSink {
                 }
             }
             if done < spans.len() {
-                self.rotate(path).map_err(|e| (e, done))?;
+                self.rotate(path).map_err(|e| untouched(e, done))?;
             }
         }
         Ok(())
@@ -365,23 +375,58 @@ fn ends_with(path: &Path, size: u64, delim: &[u8]) -> bool {
     }
 }
 
+/// `e` with what was being done to which path; the original error stays its source (so
+/// [`crate::sources::guard::is_exhaustion`] still sees its errno).
 fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    io::Error::new(
+        e.kind(),
+        PathError {
+            what: format!("{what} {}", path.display()),
+            source: e,
+        },
+    )
+}
+
+/// An I/O error and what it happened to.
+#[derive(Debug)]
+struct PathError {
+    what: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    /// What was being done; the error itself is the source (`{:#}` shows both).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 impl BlockingSink for FileSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), WriteFailure> {
         let data = batch.data().clone();
-        let fail = |e: io::Error, unwritten: Vec<usize>, name: &str| WriteFailure {
-            error: anyhow::Error::new(e).context(format!("file sink `{name}`")),
-            unwritten,
-        };
+        let fail =
+            |e: io::Error, unwritten: Vec<usize>, transient: bool, name: &str| WriteFailure {
+                error: anyhow::Error::new(e).context(format!("file sink `{name}`")),
+                unwritten,
+                transient,
+            };
         let timed = self.cfg.path.at_time(batch.origin().arrival_unix_nanos);
         if timed.is_fixed() {
             timed.render(None, "", &|_| None, &mut self.path_buf);
             let path = PathBuf::from(&self.path_buf);
-            if let Err((e, done)) = self.write_group(&path, &data, batch.spans()) {
-                return Err(fail(e, (done..batch.len()).collect(), &self.name));
+            if let Err((e, done, transient)) = self.write_group(&path, &data, batch.spans()) {
+                return Err(fail(
+                    e,
+                    (done..batch.len()).collect(),
+                    transient,
+                    &self.name,
+                ));
             }
         } else {
             // Group the records by the path they render to, keeping their order.
@@ -410,13 +455,13 @@ impl BlockingSink for FileSink {
             self.path_buf = buf;
             for (g, (path, idx)) in groups.iter().enumerate() {
                 let spans: Vec<Span> = idx.iter().map(|&i| batch.spans()[i]).collect();
-                if let Err((e, done)) = self.write_group(path, &data, &spans) {
+                if let Err((e, done, transient)) = self.write_group(path, &data, &spans) {
                     let mut unwritten: Vec<usize> = idx[done..].to_vec();
                     for (_, later) in &groups[g + 1..] {
                         unwritten.extend_from_slice(later);
                     }
                     unwritten.sort_unstable();
-                    return Err(fail(e, unwritten, &self.name));
+                    return Err(fail(e, unwritten, transient, &self.name));
                 }
             }
         }
@@ -425,7 +470,7 @@ impl BlockingSink for FileSink {
         {
             // Everything was written; only the fsync failed. Report it as fatal without
             // dead-lettering records that are in the file.
-            return Err(fail(e, Vec::new(), &self.name));
+            return Err(fail(e, Vec::new(), false, &self.name));
         }
         Ok(())
     }

@@ -69,6 +69,7 @@ impl<W: Write + Send> BlockingSink for StdoutSink<W> {
             error: anyhow::Error::new(e).context("writing to standard output"),
             // Some records may be out already; report them all rather than lose any.
             unwritten: (0..batch.len()).collect(),
+            transient: false,
         })
     }
 

@@ -340,6 +340,8 @@ pub fn parse_records(
     attrs.push(("stream".into(), stream.as_str().into()));
     attrs.extend(attributes.iter().filter(|(k, _)| &**k != "stream").cloned());
     let attr_bytes: usize = attrs.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
+    // One list for all the request's records: each record's metadata points at it.
+    let attrs: std::sync::Arc<[(Box<str>, Box<str>)]> = attrs.into();
     let mut out = Decoder {
         limits,
         shards,
@@ -463,7 +465,7 @@ struct Decoder<'l> {
     meta: Vec<RecordMeta>,
     entry_shards: Vec<u32>,
     counts: DeaggregationCounts,
-    attrs: Vec<(Box<str>, Box<str>)>,
+    attrs: std::sync::Arc<[(Box<str>, Box<str>)]>,
     attr_bytes: usize,
     /// The decoded-size budget used so far.
     decoded: usize,
@@ -633,8 +635,8 @@ impl Decoder<'_> {
         }
         self.spend(end - start, key.len() + ehk.as_ref().map_or(0, |h| h.len()))?;
         let meta = RecordMeta {
-            partition_key: Some(key.into_owned().into_boxed_str()),
-            explicit_hash_key: ehk.map(|h| h.into_owned().into_boxed_str()),
+            partition_key: Some(key.into_owned().into()),
+            explicit_hash_key: ehk.map(|h| h.into_owned().into()),
             attributes: self.attrs.clone(),
         };
         self.push(start, end, meta);
@@ -676,7 +678,7 @@ impl Decoder<'_> {
                 RecordMeta {
                     partition_key: Some(s.partition_key.into()),
                     explicit_hash_key: s.explicit_hash_key.map(Into::into),
-                    attributes: Vec::new(),
+                    attributes: Default::default(),
                 },
             ));
             if self.decoded + cost > self.limits.max_decoded_bytes {

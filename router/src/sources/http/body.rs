@@ -158,6 +158,15 @@ pub enum BodyError {
     /// No records in the body.
     #[error("body holds no records")]
     Empty,
+    /// The source's memory budget (`max_inflight_bytes`) cannot hold what the body needs: now
+    /// (`busy`, retry later) or ever.
+    #[error("{message}")]
+    Memory {
+        /// True when other requests hold the budget now.
+        busy: bool,
+        /// What could not be held.
+        message: String,
+    },
 }
 
 impl BodyError {
@@ -165,39 +174,118 @@ impl BodyError {
     pub fn status(&self) -> u16 {
         match self {
             BodyError::BodyTooLarge { .. } | BodyError::RecordTooLarge { .. } => 413,
+            BodyError::Memory { busy: false, .. } => 413,
+            BodyError::Memory { busy: true, .. } => 503,
             BodyError::BadEncoding(_) => 415,
             _ => 400,
         }
     }
 }
 
+/// Memory accounting for what decoding and parsing a body allocate (the HTTP source implements
+/// it over its `max_inflight_bytes` budget).
+pub trait Reserve {
+    /// Takes `n` more bytes, or says why not ([`BodyError::Memory`]).
+    fn grow(&mut self, n: usize) -> Result<(), BodyError>;
+    /// Gives `n` bytes back.
+    fn release(&mut self, n: usize);
+}
+
+/// No accounting (for tools and tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unbounded;
+
+impl Reserve for Unbounded {
+    fn grow(&mut self, _n: usize) -> Result<(), BodyError> {
+        Ok(())
+    }
+    fn release(&mut self, _n: usize) {}
+}
+
 /// Decompresses `raw` per `encoding`, refusing output over `max` bytes (a small compressed body
-/// can expand enormously: it is never decompressed past the limit).
-pub fn decode_content(raw: Bytes, encoding: Encoding, max: usize) -> Result<Bytes, BodyError> {
-    let too_large = BodyError::BodyTooLarge {
-        limit: max,
-        after: " after decompression",
-    };
-    let mut out = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    let read = match encoding {
+/// can expand enormously: it is never decompressed past the limit). Every allocation of the
+/// output is taken from `mem` first (while the output buffer is reallocated, both the old and
+/// the new buffer count); on success `mem` holds the output's capacity.
+pub fn decode_content(
+    raw: Bytes,
+    encoding: Encoding,
+    max: usize,
+    mem: &mut dyn Reserve,
+) -> Result<Bytes, BodyError> {
+    /// Bytes decompressed per read.
+    const STEP: usize = 64 << 10;
+    let mut reader: Box<dyn Read + '_> = match encoding {
         Encoding::Identity => return Ok(raw),
-        Encoding::Gzip => flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| ("gzip", e)),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&raw[..])),
         Encoding::Zstd => match zstd::stream::read::Decoder::with_buffer(&raw[..]) {
-            Ok(d) => d.take(limit).read_to_end(&mut out).map_err(|e| ("zstd", e)),
-            Err(e) => Err(("zstd", e)),
+            Ok(d) => Box::new(d),
+            Err(e) => {
+                return Err(BodyError::Corrupt {
+                    encoding: "zstd",
+                    message: e.to_string(),
+                });
+            }
         },
     };
-    match read {
-        Ok(n) if n > max => Err(too_large),
-        Ok(_) => Ok(Bytes::from(out)),
-        Err((encoding, e)) => Err(BodyError::Corrupt {
-            encoding,
-            message: e.to_string(),
-        }),
+    let name = if encoding == Encoding::Gzip {
+        "gzip"
+    } else {
+        "zstd"
+    };
+    let mut step = vec![0u8; STEP];
+    mem.grow(STEP)?;
+    let mut out: Vec<u8> = Vec::new();
+    let result = loop {
+        let n = match reader.read(&mut step) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                break Err(BodyError::Corrupt {
+                    encoding: name,
+                    message: e.to_string(),
+                });
+            }
+        };
+        if out.len() + n > max {
+            break Err(BodyError::BodyTooLarge {
+                limit: max,
+                after: " after decompression",
+            });
+        }
+        if out.len() + n > out.capacity() {
+            let old = out.capacity();
+            let new = (old * 2).max(out.len() + n).max(STEP).min(max);
+            // The old buffer lives until the new one holds its bytes.
+            if let Err(e) = mem.grow(new) {
+                break Err(e);
+            }
+            out.reserve_exact(new - out.len());
+            mem.release(old);
+        }
+        out.extend_from_slice(&step[..n]);
+    };
+    drop(step);
+    mem.release(STEP);
+    match result {
+        Ok(()) => Ok(Bytes::from(out)),
+        Err(e) => {
+            mem.release(out.capacity());
+            Err(e)
+        }
+    }
+}
+
+/// An upper bound of the bytes [`parse`] allocates for `data` in `format` (its span table, and
+/// for arrays the element list it builds first): what a caller reserves before parsing.
+pub fn parse_memory(data: &[u8], format: Format) -> usize {
+    let span = std::mem::size_of::<Span>();
+    match format {
+        Format::Raw => span,
+        Format::Lines | Format::Ndjson => (memchr::memchr_iter(b'\n', data).count() + 1) * span,
+        Format::Array => {
+            (memchr::memchr_iter(b',', data).count() + 1) * (span + std::mem::size_of::<&str>())
+        }
     }
 }
 
@@ -463,12 +551,18 @@ mod tests {
         let gz = Bytes::from(gz.finish().unwrap());
         let zs = Bytes::from(zstd::encode_all(text.as_bytes(), 1).unwrap());
         for (raw, enc) in [(gz, Encoding::Gzip), (zs, Encoding::Zstd)] {
-            let out = decode_content(raw.clone(), enc, text.len()).unwrap();
+            let out = decode_content(raw.clone(), enc, text.len(), &mut Unbounded).unwrap();
             assert_eq!(&out[..], text.as_bytes());
-            let e = decode_content(raw, enc, text.len() - 1).unwrap_err();
+            let e = decode_content(raw, enc, text.len() - 1, &mut Unbounded).unwrap_err();
             assert_eq!(e.status(), 413, "{e}");
         }
-        let e = decode_content(Bytes::from_static(b"not gzip"), Encoding::Gzip, 100).unwrap_err();
+        let e = decode_content(
+            Bytes::from_static(b"not gzip"),
+            Encoding::Gzip,
+            100,
+            &mut Unbounded,
+        )
+        .unwrap_err();
         assert!(matches!(
             e,
             BodyError::Corrupt {
@@ -478,5 +572,84 @@ mod tests {
         ));
         assert!(Encoding::from_header(Some("br")).is_err());
         assert_eq!(Encoding::from_header(Some("GZIP")), Ok(Encoding::Gzip));
+    }
+
+    /// Counts what decoding takes, with a cap.
+    struct Counted {
+        held: usize,
+        peak: usize,
+        cap: usize,
+    }
+
+    impl Reserve for Counted {
+        fn grow(&mut self, n: usize) -> Result<(), BodyError> {
+            if self.held + n > self.cap {
+                return Err(BodyError::Memory {
+                    busy: true,
+                    message: "budget".into(),
+                });
+            }
+            self.held += n;
+            self.peak = self.peak.max(self.held);
+            Ok(())
+        }
+        fn release(&mut self, n: usize) {
+            self.held -= n;
+        }
+    }
+
+    #[test]
+    fn decompression_takes_its_memory_from_the_budget_first() {
+        let text = "{\"a\":1}\n".repeat(100_000);
+        let gz = Bytes::from(zstd::encode_all(text.as_bytes(), 1).unwrap());
+        let mut mem = Counted {
+            held: 0,
+            peak: 0,
+            cap: usize::MAX,
+        };
+        let out = decode_content(gz.clone(), Encoding::Zstd, 1 << 30, &mut mem).unwrap();
+        assert_eq!(out.len(), text.len());
+        // Holds the output (at most double its length), and counted the copy while growing.
+        assert!(
+            mem.held >= out.len() && mem.held <= 2 * out.len(),
+            "{}",
+            mem.held
+        );
+        assert!(mem.peak <= 3 * out.len() + (64 << 10));
+        // A budget too small: an error naming it, and everything given back.
+        let mut small = Counted {
+            held: 0,
+            peak: 0,
+            cap: 200_000,
+        };
+        let e = decode_content(gz, Encoding::Zstd, 1 << 30, &mut small).unwrap_err();
+        assert_eq!(e.status(), 503);
+        assert_eq!(small.held, 0);
+    }
+
+    #[test]
+    fn parse_memory_bounds_the_span_table() {
+        for (text, f) in [
+            ("a\n\nb\nc", Format::Lines),
+            ("[1,2,3]", Format::Array),
+            ("x", Format::Raw),
+        ] {
+            let p = parse_str(text, f).unwrap();
+            assert!(p.spans.len() * 8 <= parse_memory(text.as_bytes(), f));
+        }
+    }
+
+    #[test]
+    fn ndjson_refuses_invalid_utf8_inside_strings_like_arrays_do() {
+        let bad = b"{\"a\":\"ok\"}\n{\"a\":\"\xff\xfe\"}\n";
+        let e = parse(Bytes::from_static(bad), Format::Ndjson, &LIMITS).unwrap_err();
+        assert!(
+            matches!(&e, BodyError::Json { at, .. } if at == "line 2"),
+            "{e}"
+        );
+        let arr = b"[{\"a\":\"ok\"},{\"a\":\"\xff\xfe\"}]";
+        assert!(parse(Bytes::from_static(arr), Format::Array, &LIMITS).is_err());
+        // Plain lines take any bytes.
+        assert!(parse(Bytes::from_static(bad), Format::Lines, &LIMITS).is_ok());
     }
 }

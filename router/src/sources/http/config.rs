@@ -31,12 +31,67 @@ pub struct HttpSourceConfig {
     pub retry_after_secs: u32,
     /// Most connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Most connections from one peer address; more are closed at once.
+    pub max_connections_per_peer: usize,
+    /// Most HTTP/2 streams (requests) open at once on one connection.
+    pub max_streams: u32,
+    /// Largest request head (request line and headers; HTTP/2: the decoded header list).
+    pub max_header_bytes: usize,
+    /// The share of `max_inflight_bytes` one peer address may hold.
+    pub max_inflight_bytes_per_peer: usize,
+    /// Bytes that requests being read, decompressed and parsed may hold at once.
+    pub max_inflight_bytes: usize,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest wait for a request's headers: from a new connection's start (protocol
+    /// detection, HTTP/2 preface included), or from a later request's first byte.
+    pub header_timeout: Duration,
+    /// How long a connection that has served requests may stay silent.
+    pub idle_timeout: Duration,
+    /// A body must arrive within `body_timeout` plus the time its bytes take at
+    /// `body_min_bytes_per_sec`.
+    pub body_timeout: Duration,
+    /// See `body_timeout`.
+    pub body_min_bytes_per_sec: u64,
     /// Threads serving requests.
     pub workers: usize,
     /// Answer the Kinesis / Firehose API (`POST /` with `X-Amz-Target`).
     pub aws_api: bool,
     /// The AWS API's settings (`aws_*` keys).
     pub aws: AwsApiConfig,
+}
+
+/// The default `max_inflight_bytes` of a network source.
+pub const DEFAULT_INFLIGHT_BYTES: u64 = 128 << 20;
+
+/// Checks a network source's memory budget: one peer's share at most the whole, and room for
+/// one request of the largest size (`limit`: `(key, bytes)`) in a share, 4 x its size (the
+/// compressed body, its decompressed form, its record table).
+pub fn check_budget(
+    s: &Section<'_>,
+    d: &mut Diagnostics,
+    (total, per_peer): (usize, usize),
+    (key, limit): (&str, usize),
+) {
+    if per_peer > total {
+        d.error(
+            &s.spot_of("max_inflight_bytes_per_peer"),
+            format!(
+                "max_inflight_bytes_per_peer ({per_peer}) is more than max_inflight_bytes \
+                 ({total})"
+            ),
+        );
+    } else if per_peer < 4 * limit {
+        d.error(
+            &s.spot_of("max_inflight_bytes_per_peer"),
+            format!(
+                "max_inflight_bytes_per_peer ({per_peer}; default: half of max_inflight_bytes) \
+                 must be at least 4 x {key} ({limit}): one request of the largest size, \
+                 decompressed and parsed, must fit in a peer's share; raise \
+                 max_inflight_bytes or lower {key}"
+            ),
+        );
+    }
 }
 
 /// PEM files for TLS.
@@ -90,7 +145,36 @@ impl HttpSourceConfig {
         let accept_wait_ms = s.int_or(d, "accept_wait_ms", 1000, 0..=600_000);
         let ack = crate::sources::AckMode::parse(s, d);
         let retry_after_secs = s.int_or(d, "retry_after_secs", 1, 0..=3600) as u32;
-        let max_connections = s.int_or(d, "max_connections", 1024, 1..=1_000_000) as usize;
+        let max_connections = s.int_or(d, "max_connections", 512, 1..=1_000_000) as usize;
+        let max_connections_per_peer =
+            s.int_or(d, "max_connections_per_peer", 64, 1..=1_000_000) as usize;
+        let max_streams = s.int_or(d, "max_streams", 8, 1..=1000) as u32;
+        let max_header_bytes =
+            s.size_or(d, "max_header_bytes", 16 << 10, (1 << 10)..=(16 << 20)) as usize;
+        let max_inflight_bytes = s.size_or(
+            d,
+            "max_inflight_bytes",
+            DEFAULT_INFLIGHT_BYTES,
+            (1 << 20)..=(64 << 30),
+        ) as usize;
+        let max_inflight_bytes_per_peer = s.size_or(
+            d,
+            "max_inflight_bytes_per_peer",
+            (max_inflight_bytes / 2) as u64,
+            (1 << 20)..=(64 << 30),
+        ) as usize;
+        check_budget(
+            s,
+            d,
+            (max_inflight_bytes, max_inflight_bytes_per_peer),
+            ("max_body_bytes", max_body_bytes),
+        );
+        let ms = |v: u64| Duration::from_millis(v);
+        let handshake_timeout = ms(s.int_or(d, "handshake_timeout_ms", 10_000, 100..=600_000));
+        let header_timeout = ms(s.int_or(d, "header_timeout_ms", 10_000, 100..=600_000));
+        let idle_timeout = ms(s.int_or(d, "idle_timeout_ms", 30_000, 100..=3_600_000));
+        let body_timeout = ms(s.int_or(d, "body_timeout_ms", 10_000, 100..=3_600_000));
+        let body_min_bytes_per_sec = s.size_or(d, "body_min_bytes_per_sec", 8 << 10, 0..=(1 << 30));
         let default_workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let workers = s.int_or(d, "workers", default_workers as u64, 1..=64) as usize;
         let aws_api = s.bool_or(d, "aws_api", false);
@@ -106,6 +190,16 @@ impl HttpSourceConfig {
             ack,
             retry_after_secs,
             max_connections,
+            max_connections_per_peer,
+            max_streams,
+            max_header_bytes,
+            max_inflight_bytes,
+            max_inflight_bytes_per_peer,
+            handshake_timeout,
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            body_min_bytes_per_sec,
             workers,
             aws_api,
             aws,

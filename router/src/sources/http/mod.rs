@@ -7,7 +7,16 @@
 //! is 503 with `Retry-After` and none of the request's records were taken, so a client can
 //! always retry safely. Bodies are read within `max_body_bytes` (a declared length over it is
 //! refused before reading), decompressed within it, parsed by [`body`] and become one batch whose
-//! records are spans into the body. The server runs on its own thread with a tokio runtime.
+//! records are spans into the body; the request's partition key and attributes are stored once
+//! for the batch. The server runs on its own thread with a tokio runtime.
+//!
+//! Every peer gets bounded memory, time and share: what requests being read, decompressed and
+//! parsed hold is taken from the source's `max_inflight_bytes` budget first (503 when it stays
+//! taken for `accept_wait`); a connection has `header_timeout` to send a request's headers
+//! (protocol detection and the HTTP/2 preface included) and `idle_timeout` of silence between
+//! requests; a body must keep arriving (`body_timeout` plus `body_min_bytes_per_sec`, else 408);
+//! TLS handshakes have `handshake_timeout`; `max_connections_per_peer` connections per address;
+//! `max_streams` HTTP/2 streams per connection; small HTTP/2 flow-control windows.
 
 pub mod aws_api;
 pub mod body;
@@ -19,22 +28,49 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 pub use config::HttpSourceConfig;
 
+use super::guard::{AcceptErrors, Activity, Budget, BudgetError, PeerCaps, Reservation, Tracked};
 use crate::core::accounting::Counters;
+use crate::core::deadline::{IdleTimeouts, TransferDeadline};
+use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
 use crate::topology::queue::{Closed, Probe, Sender};
 use aws_api::Sequence;
-use body::{BodyLimits, Encoding, Format};
+use body::{BodyError, BodyLimits, Encoding, Format};
+
+/// HTTP/2 flow-control window of one stream: what a client may send before the router has read
+/// it. Small: what sits in these windows is outside the `max_inflight_bytes` budget.
+pub const H2_STREAM_WINDOW: u32 = 64 << 10;
+/// HTTP/2 flow-control window of one connection (all its streams).
+pub const H2_CONNECTION_WINDOW: u32 = 128 << 10;
+/// What a connection costs besides its requests' bodies (socket, TLS and protocol state,
+/// buffers), as counted in the memory bound; HTTP/1 adds its read buffer and HTTP/2 its windows
+/// and header lists.
+pub const CONNECTION_OVERHEAD: u64 = 64 << 10;
+
+/// The read buffer of an HTTP/1 connection (hyper's `max_buf_size`): the request head must fit
+/// in it; bodies pass through it.
+pub fn h1_buffer_bytes(cfg: &HttpSourceConfig) -> usize {
+    cfg.max_header_bytes.max(8 << 10) + (8 << 10)
+}
+
+/// The most memory one connection holds outside the `max_inflight_bytes` budget.
+pub fn connection_bytes(cfg: &HttpSourceConfig) -> u64 {
+    let h1 = h1_buffer_bytes(cfg) as u64;
+    let h2 =
+        u64::from(cfg.max_streams) * cfg.max_header_bytes as u64 + u64::from(H2_CONNECTION_WINDOW);
+    CONNECTION_OVERHEAD + h1.max(h2)
+}
 
 /// Why the HTTP source could not run.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +119,47 @@ struct Shared {
     probe: Probe<Batch>,
     sequence: Mutex<Sequence>,
     stopping: AtomicBool,
+    /// Bytes held by requests being read, decompressed and parsed.
+    budget: Budget,
+    /// Keeps per-connection warnings (refused peers, timeouts) from flooding the log.
+    warnings: Mutex<Repeats>,
     /// The AWS API's state (used when `cfg.aws_api`).
     aws: aws_api::serve::State,
+}
+
+impl Shared {
+    /// Logs a per-connection warning, at most 10 per second, saying how many were held back.
+    fn warn(&self, what: std::fmt::Arguments<'_>) {
+        let admitted = self
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(Instant::now());
+        if let Some(suppressed) = admitted {
+            tracing::warn!(source = %self.name, suppressed, "{what}");
+        }
+    }
+
+    /// The hyper server settings of every connection.
+    fn builder(&self) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+        let cfg = &self.cfg;
+        let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // Header and idle timeouts are the connection watchdog's (see `serve_io`), for both
+        // protocols alike; hyper's own HTTP/1 header timeout would also close idle keep-alive
+        // connections early.
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(h1_buffer_bytes(cfg));
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(cfg.max_streams)
+            .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_send_buf_size(64 << 10);
+        b
+    }
 }
 
 impl HttpSource {
@@ -117,6 +192,7 @@ impl HttpSource {
         let base = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        let cfg_budget = (cfg.max_inflight_bytes, cfg.max_inflight_bytes_per_peer);
         if cfg.aws_api && cfg.aws.auth == (aws_api::config::AwsAuth::Open { explicit: true }) {
             tracing::warn!(
                 "source `{name}`: the AWS API on {} takes requests signed with any key \
@@ -134,6 +210,8 @@ impl HttpSource {
                 tx,
                 sequence: Mutex::new(Sequence::new(base)),
                 stopping: AtomicBool::new(false),
+                budget: Budget::new(cfg_budget.0, cfg_budget.1),
+                warnings: Mutex::new(Repeats::new(10, Instant::now())),
                 aws,
             }),
             listener,
@@ -164,8 +242,11 @@ impl HttpSource {
         };
         self.listener.set_nonblocking(true).map_err(bind_err)?;
         let listener = TcpListener::from_std(self.listener).map_err(bind_err)?;
-        let conns = Arc::new(Semaphore::new(self.shared.cfg.max_connections));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let max = self.shared.cfg.max_connections;
+        let conns = Arc::new(Semaphore::new(max));
+        let peers = PeerCaps::new(self.shared.cfg.max_connections_per_peer);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut accept_errors = AcceptErrors::new(format!("source `{}`", self.shared.name));
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             let permit = tokio::select! {
@@ -186,63 +267,41 @@ impl HttpSource {
             };
             let Some(accepted) = accepted else { break };
             let (stream, peer) = match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    accept_errors.succeeded();
+                    a
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a little and go on.
-                    tracing::warn!(source = %self.shared.name, "accepting a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: wait (longer each time) and go on;
+                    // the connections wait in the listen backlog meanwhile.
+                    drop(permit);
+                    accept_errors.failed(&e).await;
                     continue;
                 }
             };
+            let Some(slot) = peers.admit(peer.ip()) else {
+                self.shared.warn(format_args!(
+                    "closing a connection from {}: max_connections_per_peer ({}) reached",
+                    peer.ip(),
+                    peers.max()
+                ));
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            let tls = self.tls.clone();
+            let stop = stop_rx.clone();
+            tokio::spawn(async move {
+                connection(shared, stream, peer, tls, stop).await;
+                drop((permit, slot));
             });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // A client that never finishes its headers cannot hold a connection slot for long.
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            match &self.tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                        drop(permit);
-                    });
-                }
-                Some(acceptor) => {
-                    let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
-                    let name = self.shared.name.clone();
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(source = %name, %peer, "TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                        drop(permit);
-                    });
-                }
-            }
         }
         self.shared.stopping.store(true, Ordering::Relaxed);
         drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
+        let _ = stop_tx.send(true);
+        // Every connection gives its permit back when it has ended.
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, conns.acquire_many(all))
             .await
             .is_err()
         {
@@ -252,8 +311,127 @@ impl HttpSource {
     }
 }
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The address a request came from (a request extension: its share of the memory budget).
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::IpAddr);
+
+/// Serves one accepted connection: the TLS handshake (within `handshake_timeout`), then HTTP.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let activity = Activity::new();
+    let io = Tracked::new(stream, activity.clone());
+    let ip = Peer(peer.ip());
+    match tls {
+        None => serve_io(&shared, TokioIo::new(io), ip, activity, stop).await,
+        Some(acceptor) => {
+            let handshake = shared.cfg.handshake_timeout;
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(source = %shared.name, %peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    shared.warn(format_args!(
+                        "closing a connection from {peer}: no TLS handshake within \
+                         handshake_timeout_ms ({} ms)",
+                        handshake.as_millis()
+                    ));
+                    return;
+                }
+            };
+            activity.restart();
+            serve_io(&shared, TokioIo::new(tls), ip, activity, stop).await;
+        }
+    }
+}
+
+/// Serves HTTP on one connection until it ends, the router stops, or its watchdog closes it:
+/// a connection with no request in progress is closed when [`IdleTimeouts`] says so (a new
+/// connection that never completes its first request's headers, a slow request head, an idle
+/// keep-alive connection). Closing is graceful (HTTP/2 GOAWAY), then forced after
+/// `header_timeout` more.
+async fn serve_io<I>(
+    shared: &Arc<Shared>,
+    io: I,
+    peer: Peer,
+    activity: Arc<Activity>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = {
+        let shared = shared.clone();
+        let activity = activity.clone();
+        service_fn(move |mut req: Request<Incoming>| {
+            let shared = shared.clone();
+            let busy = activity.request();
+            req.extensions_mut().insert(peer);
+            async move {
+                let answer = handle(&shared, req).await;
+                drop(busy);
+                Ok::<_, Infallible>(answer)
+            }
+        })
+    };
+    let builder = shared.builder();
+    let conn = builder.serve_connection(io, service).into_owned();
+    tokio::pin!(conn);
+    let timeouts = IdleTimeouts {
+        header: shared.cfg.header_timeout,
+        idle: shared.cfg.idle_timeout,
+    };
+    let mut closing: Option<tokio::time::Instant> = None;
+    let mut stopped = *stop.borrow();
+    if stopped {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let watchdog = async {
+            match activity.idle_state() {
+                None => {
+                    activity.changed().await;
+                    false
+                }
+                Some((since, served, first)) => {
+                    let deadline = timeouts.deadline(since, served, first);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline.into()) => true,
+                        () = activity.changed() => false,
+                    }
+                }
+            }
+        };
+        let force = async {
+            match closing {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            expired = watchdog, if closing.is_none() => {
+                if expired {
+                    tracing::debug!(source = %shared.name, "closing a connection: header or idle timeout");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + shared.cfg.header_timeout);
+                }
+            }
+            changed = stop.changed(), if !stopped => {
+                stopped = true;
+                if changed.is_ok() {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = force => break,
+        }
+    }
+}
 
 type Answer = Response<Full<Bytes>>;
 
@@ -354,25 +532,154 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     }
 }
 
-/// Reads the body within `max_body_bytes`: a declared length over it is refused before reading.
-async fn read_body(shared: &Shared, req: Request<Incoming>) -> Result<(HeaderMap, Bytes), Answer> {
-    let max = shared.cfg.max_body_bytes;
-    let too_large = || {
-        error_answer(
-            413,
-            format!("body exceeds max_body_bytes ({max} bytes); send smaller requests"),
-        )
-    };
-    let declared = header_str(req.headers(), header::CONTENT_LENGTH)
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+/// The answer to a request that the memory budget cannot hold: 503 (retry) when other requests
+/// hold it now, 413 when this one would need more than all of it.
+fn budget_answer(shared: &Shared, e: BudgetError) -> Answer {
+    match e {
+        BudgetError::Busy { .. } => {
+            busy_answer(shared, &format!("{e}; nothing was accepted, retry later"))
+        }
+        BudgetError::TooLarge { .. } => {
+            error_answer(413, format!("the request {e}; send smaller requests"))
+        }
     }
+}
+
+/// [`body::Reserve`] over a request's [`Reservation`] (decompression and parsing are
+/// synchronous: they take bytes that are free now, or give up).
+struct Held<'a>(&'a mut Reservation);
+
+impl body::Reserve for Held<'_> {
+    fn grow(&mut self, n: usize) -> Result<(), BodyError> {
+        self.0.try_grow(n).map_err(|e| BodyError::Memory {
+            busy: matches!(e, BudgetError::Busy { .. }),
+            message: format!("decoding the body {e}"),
+        })
+    }
+
+    fn release(&mut self, n: usize) {
+        let held = self.0.held();
+        self.0.shrink_to(held.saturating_sub(n));
+    }
+}
+
+/// Why a body could not be read (nothing of the request was taken).
+#[derive(Debug)]
+enum ReadFailure {
+    /// Over `max_body_bytes` (declared or sent).
+    TooLarge,
+    /// The budget could not hold it.
+    Budget(BudgetError),
+    /// It did not arrive within its deadline.
+    Stalled,
+    /// The connection failed.
+    Broken(String),
+}
+
+/// The request's peer address (0.0.0.0 if unknown).
+fn peer_of<B>(req: &Request<B>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::from([0u8; 4]), |p| p.0)
+}
+
+/// Reads a body within `max_body_bytes` (a declared length over it is refused before reading),
+/// taking its bytes from the source's budget for `peer` first (waiting for them at most
+/// `accept_wait`) and within the body deadline (`body_timeout` plus the time its bytes take at
+/// `body_min_bytes_per_sec`). Returns the body and its reservation. Shared by `/v1/records` and
+/// the AWS API.
+async fn read_limited(
+    shared: &Shared,
+    headers: &HeaderMap,
+    mut body: Incoming,
+    peer: std::net::IpAddr,
+) -> Result<(Bytes, Reservation), ReadFailure> {
+    let max = shared.cfg.max_body_bytes;
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ReadFailure::TooLarge);
+    }
+    let started = Instant::now();
+    let wait_until = tokio::time::Instant::now() + shared.cfg.accept_wait;
+    let transfer = TransferDeadline {
+        grace: shared.cfg.body_timeout,
+        min_bytes_per_sec: shared.cfg.body_min_bytes_per_sec,
+    };
+    let mut held = shared.budget.reserve(peer);
+    let mut buf: Vec<u8> = Vec::new();
+    if let Some(n) = declared {
+        let n = n as usize;
+        held.grow(n, wait_until)
+            .await
+            .map_err(ReadFailure::Budget)?;
+        buf.reserve_exact(n);
+    }
+    loop {
+        let deadline = transfer.deadline(started, buf.len() as u64);
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => {
+                shared.warn(format_args!(
+                    "a request body stalled: {} bytes in {} ms (body_timeout_ms {}, \
+                     body_min_bytes_per_sec {})",
+                    buf.len(),
+                    started.elapsed().as_millis(),
+                    transfer.grace.as_millis(),
+                    transfer.min_bytes_per_sec
+                ));
+                return Err(ReadFailure::Stalled);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ReadFailure::Broken(e.to_string())),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > max {
+            return Err(ReadFailure::TooLarge);
+        }
+        if len > buf.capacity() {
+            // Grow like a Vec does (the held bytes are the buffer's capacity), counting the old
+            // buffer too until the copy is done.
+            let new = (buf.capacity() * 2).max(len).max(16 << 10).min(max);
+            held.grow(new, wait_until)
+                .await
+                .map_err(ReadFailure::Budget)?;
+            buf.reserve_exact(new - buf.len());
+            held.shrink_to(buf.capacity());
+        }
+        buf.extend_from_slice(&data);
+    }
+    held.shrink_to(buf.capacity());
+    Ok((Bytes::from(buf), held))
+}
+
+/// Reads a `/v1/records` body (see [`read_limited`]); a failure is the answer: 413, 503 with
+/// `Retry-After` (budget taken), 408 (stalled), 400.
+async fn read_body(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<(HeaderMap, Bytes, Reservation), Answer> {
+    let peer = peer_of(&req);
     let (parts, body) = req.into_parts();
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok((parts.headers, c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(error_answer(400, format!("reading the body: {e}"))),
+    match read_limited(shared, &parts.headers, body, peer).await {
+        Ok((raw, held)) => Ok((parts.headers, raw, held)),
+        Err(ReadFailure::TooLarge) => Err(error_answer(
+            413,
+            format!(
+                "body exceeds max_body_bytes ({} bytes); send smaller requests",
+                shared.cfg.max_body_bytes
+            ),
+        )),
+        Err(ReadFailure::Budget(e)) => Err(budget_answer(shared, e)),
+        Err(ReadFailure::Stalled) => Err(error_answer(
+            408,
+            "the body did not arrive in time (body_timeout_ms plus body_min_bytes_per_sec); \
+             nothing was accepted",
+        )),
+        Err(ReadFailure::Broken(e)) => Err(error_answer(400, format!("reading the body: {e}"))),
     }
 }
 
@@ -390,22 +697,28 @@ fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
 /// The partition key and attributes a request gives its records (`X-Partition-Key`,
 /// `X-Attribute-NAME` headers; `partition_key`, `attr.NAME` query parameters).
 fn request_meta(headers: &HeaderMap, query: &[(String, String)]) -> Option<RecordMeta> {
-    let mut meta = RecordMeta::default();
+    let mut attributes: Vec<(Box<str>, Box<str>)> = Vec::new();
     for (k, v) in headers {
         if let Some(name) = k.as_str().strip_prefix("x-attribute-")
             && let Ok(v) = v.to_str()
         {
-            meta.attributes.push((name.into(), v.into()));
+            attributes.push((name.into(), v.into()));
         }
     }
-    meta.partition_key = header_str(headers, "x-partition-key").map(Into::into);
+    let mut partition_key: Option<Arc<str>> =
+        header_str(headers, "x-partition-key").map(Into::into);
     for (k, v) in query {
         if k == "partition_key" {
-            meta.partition_key = Some(v.as_str().into());
+            partition_key = Some(v.as_str().into());
         } else if let Some(name) = k.strip_prefix("attr.") {
-            meta.attributes.push((name.into(), v.as_str().into()));
+            attributes.push((name.into(), v.as_str().into()));
         }
     }
+    let meta = RecordMeta {
+        partition_key,
+        explicit_hash_key: None,
+        attributes: attributes.into(),
+    };
     (meta != RecordMeta::default()).then_some(meta)
 }
 
@@ -421,15 +734,18 @@ fn origin(shared: &Shared) -> Origin {
 }
 
 /// Puts a batch into the pipeline, waiting up to `accept_wait` for room, then (with `ack =
-/// "durable"` or `"delivered"`) until its records are safe. `Err` is the answer for a refusal;
-/// nothing of the batch was taken then.
-async fn accept(shared: &Shared, batch: Batch) -> Result<(), &'static str> {
+/// "durable"` or `"delivered"`) until its records are safe. `held` (what reading the request
+/// took from the budget) is given back once the batch is in the queue, whose own limits count
+/// it from then on. `Err` is the answer for a refusal; nothing of the batch was taken then.
+async fn accept(shared: &Shared, batch: Batch, held: Reservation) -> Result<(), &'static str> {
     if shared.stopping.load(Ordering::Relaxed) {
         return Err("shutting down");
     }
     let (n, bytes) = (batch.len() as u64, batch.payload_bytes());
     let (batch, safe) = shared.cfg.ack.hold(batch);
-    match tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(batch)).await {
+    let sent = tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(batch)).await;
+    drop(held);
+    match sent {
         Ok(Ok(())) => {
             shared.counters.add_in(n, bytes);
             shared.counters.add_out(n, bytes);
@@ -455,7 +771,7 @@ async fn records(shared: &Shared, req: Request<Incoming>) -> Answer {
         Ok(q) => q,
         Err(e) => return error_answer(400, format!("query: {e}")),
     };
-    let (headers, raw) = match read_body(shared, req).await {
+    let (headers, raw, mut held) = match read_body(shared, req).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
@@ -463,8 +779,19 @@ async fn records(shared: &Shared, req: Request<Incoming>) -> Answer {
         max_body_bytes: shared.cfg.max_body_bytes,
         max_record_bytes: shared.cfg.max_record_bytes,
     };
+    let raw_held = held.held();
+    let meta = request_meta(&headers, &query);
     let parsed = Encoding::from_header(header_str(&headers, header::CONTENT_ENCODING))
-        .and_then(|enc| body::decode_content(raw, enc, limits.max_body_bytes))
+        .and_then(|enc| {
+            let compressed = enc != Encoding::Identity;
+            let data = body::decode_content(raw, enc, limits.max_body_bytes, &mut Held(&mut held))?;
+            if compressed {
+                // The compressed body is gone; its decompressed form is held instead.
+                let h = held.held();
+                held.shrink_to(h.saturating_sub(raw_held));
+            }
+            Ok(data)
+        })
         .and_then(|data| {
             let q = query
                 .iter()
@@ -472,18 +799,26 @@ async fn records(shared: &Shared, req: Request<Incoming>) -> Answer {
                 .map(|(_, v)| v.as_str());
             let ct = header_str(&headers, header::CONTENT_TYPE);
             let format = Format::choose(q, ct, &data, shared.cfg.format)?;
+            // The span table, and the request's metadata (stored once for the batch).
+            let extra = body::parse_memory(&data, format)
+                + meta.as_ref().map_or(0, |m| m.text_bytes() as usize);
+            body::Reserve::grow(&mut Held(&mut held), extra)?;
             body::parse(data, format, &limits)
         });
     let parsed = match parsed {
         Ok(p) => p,
+        Err(e @ BodyError::Memory { busy: true, .. }) => {
+            return busy_answer(shared, &format!("{e}; nothing was accepted, retry later"));
+        }
         Err(e) => return error_answer(e.status(), format!("{e}; nothing was accepted")),
     };
     let n = parsed.spans.len();
     let mut batch = Batch::new(parsed.data, parsed.spans, origin(shared));
-    if let Some(meta) = request_meta(&headers, &query) {
-        batch = batch.with_meta(vec![meta; n]);
+    if let Some(meta) = meta {
+        // One copy for the whole request, whatever the number of records.
+        batch = batch.with_shared_meta(meta);
     }
-    match accept(shared, batch).await {
+    match accept(shared, batch, held).await {
         Ok(()) => json_answer(200, format!("{{\"accepted\":{n}}}")),
         Err(why) => busy_answer(shared, &format!("{why}; nothing was accepted, retry later")),
     }
@@ -502,11 +837,11 @@ mod tests {
         let m = request_meta(&h, &q).unwrap();
         assert_eq!(m.partition_key.as_deref(), Some("dev-1"));
         assert_eq!(
-            m.attributes,
-            vec![
+            &m.attributes[..],
+            &[
                 ("site".into(), "north".into()),
                 ("zone".into(), "a/b".into())
-            ]
+            ][..]
         );
         let q = query_pairs(Some("partition_key=p+1")).unwrap();
         assert_eq!(

@@ -43,6 +43,23 @@ pub struct QuicSourceConfig {
     pub order_wait: Duration,
     /// Most connections at once; more are refused.
     pub max_connections: usize,
+    /// Most connections from one peer address; more are refused.
+    pub max_connections_per_peer: usize,
+    /// Most connections that have not yet passed HELLO (token checked); more are refused.
+    pub max_unauthenticated: usize,
+    /// Longest QUIC (TLS) handshake.
+    pub handshake_timeout: Duration,
+    /// Longest wait, after the handshake, for the whole HELLO.
+    pub hello_timeout: Duration,
+    /// A batch stream must arrive within `batch_timeout` plus the time its bytes take at
+    /// `batch_min_bytes_per_sec`.
+    pub batch_timeout: Duration,
+    /// See `batch_timeout`.
+    pub batch_min_bytes_per_sec: u64,
+    /// The share of `max_inflight_bytes` one peer address may hold.
+    pub max_inflight_bytes_per_peer: usize,
+    /// Bytes that batches being read and decoded may hold at once.
+    pub max_inflight_bytes: usize,
     /// Most batch streams open at once per connection (QUIC stream credit).
     pub max_streams: u32,
     /// A connection idle this long is closed.
@@ -117,7 +134,33 @@ impl QuicSourceConfig {
         let ack = crate::sources::AckMode::parse(s, d);
         let retry_after = ms(s.int_or(d, "retry_after_ms", 500, 0..=3_600_000));
         let order_wait = ms(s.int_or(d, "order_wait_ms", 10_000, 1..=600_000));
-        let max_connections = s.int_or(d, "max_connections", 1024, 1..=1_000_000) as usize;
+        let max_connections = s.int_or(d, "max_connections", 256, 1..=1_000_000) as usize;
+        let max_connections_per_peer =
+            s.int_or(d, "max_connections_per_peer", 64, 1..=1_000_000) as usize;
+        let max_unauthenticated = s.int_or(d, "max_unauthenticated", 64, 1..=1_000_000) as usize;
+        let handshake_timeout = ms(s.int_or(d, "handshake_timeout_ms", 10_000, 100..=600_000));
+        let hello_timeout = ms(s.int_or(d, "hello_timeout_ms", 5_000, 100..=600_000));
+        let batch_timeout = ms(s.int_or(d, "batch_timeout_ms", 10_000, 100..=3_600_000));
+        let batch_min_bytes_per_sec =
+            s.size_or(d, "batch_min_bytes_per_sec", 8 << 10, 0..=(1 << 30));
+        let max_inflight_bytes = s.size_or(
+            d,
+            "max_inflight_bytes",
+            crate::sources::http::config::DEFAULT_INFLIGHT_BYTES,
+            (1 << 20)..=(64 << 30),
+        ) as usize;
+        let max_inflight_bytes_per_peer = s.size_or(
+            d,
+            "max_inflight_bytes_per_peer",
+            (max_inflight_bytes / 2) as u64,
+            (1 << 20)..=(64 << 30),
+        ) as usize;
+        crate::sources::http::config::check_budget(
+            s,
+            d,
+            (max_inflight_bytes, max_inflight_bytes_per_peer),
+            ("max_batch_bytes", max_batch_bytes),
+        );
         let max_streams = s.int_or(d, "max_streams", 64, 1..=10_000) as u32;
         let idle_timeout = ms(s.int_or(d, "idle_timeout_ms", 30_000, 1000..=3_600_000));
         let sessions = s.int_or(d, "sessions", 4096, 1..=1_000_000) as usize;
@@ -135,6 +178,14 @@ impl QuicSourceConfig {
             retry_after,
             order_wait,
             max_connections,
+            max_connections_per_peer,
+            max_unauthenticated,
+            handshake_timeout,
+            hello_timeout,
+            batch_timeout,
+            batch_min_bytes_per_sec,
+            max_inflight_bytes,
+            max_inflight_bytes_per_peer,
             max_streams,
             idle_timeout,
             sessions,

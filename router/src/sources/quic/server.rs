@@ -10,13 +10,22 @@
 //! waits for its predecessors (up to `order_wait`, else `OutOfOrder`), a resent one is a
 //! `Duplicate`. Deciding and enqueueing happen under one async lock, so a batch resent on a new
 //! connection while its first copy is still being enqueued cannot be accepted twice.
+//!
+//! Every peer gets bounded memory, time and share: handshakes have `handshake_timeout` and the
+//! whole HELLO `hello_timeout`; at most `max_unauthenticated` connections may be between accept
+//! and a good HELLO (separately from `max_connections`), and `max_connections_per_peer` per
+//! address; a batch stream must arrive within `batch_timeout` plus the time its bytes take at
+//! `batch_min_bytes_per_sec`; what batches being read hold is taken from `max_inflight_bytes`
+//! first (`Backpressure` when it stays taken for `accept_wait`), and the flow-control windows
+//! that bound what quinn buffers per connection are small ([`STREAM_WINDOW`],
+//! [`CONNECTION_WINDOW`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::config::{Certificate, QuicSourceConfig};
 use super::protocol::{
@@ -24,8 +33,10 @@ use super::protocol::{
 };
 use super::session::{Decision, Sessions};
 use crate::core::accounting::Counters;
+use crate::core::deadline::TransferDeadline;
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
+use crate::sources::guard::{Budget, BudgetError, PeerCaps, Reservation};
 use crate::topology::queue::{Closed, Sender};
 
 /// Why the QUIC source could not run.
@@ -81,6 +92,12 @@ struct Shared {
     accepted: Notify,
     stopping: AtomicBool,
     connections: AtomicUsize,
+    /// Connections between accept and a good HELLO.
+    unauthenticated: Arc<Semaphore>,
+    /// Connections per peer address.
+    peers: PeerCaps,
+    /// Bytes held by batches being read and decoded.
+    budget: Budget,
     /// Keeps per-connection warnings (refused connections, wrong tokens) from flooding the log.
     warnings: std::sync::Mutex<Repeats>,
 }
@@ -108,16 +125,35 @@ pub struct QuicSource {
     fingerprint: String,
 }
 
+/// QUIC flow-control window of one stream: what a client may send on it before the router has
+/// read it (at most `max_batch_bytes`).
+pub const STREAM_WINDOW: u32 = 256 << 10;
+/// QUIC flow-control window of one connection (all its streams): what quinn may buffer for it,
+/// outside the `max_inflight_bytes` budget.
+pub const CONNECTION_WINDOW: u32 = 1 << 20;
+/// What a connection costs besides its window and its batches (quinn's connection state, TLS,
+/// packet buffers), as counted in the memory bound.
+pub const CONNECTION_OVERHEAD: u64 = 64 << 10;
+
+/// The most memory one connection holds outside the `max_inflight_bytes` budget.
+pub fn connection_bytes(cfg: &QuicSourceConfig) -> u64 {
+    let window =
+        (cfg.max_batch_bytes as u64).min(u64::from(STREAM_WINDOW)) * u64::from(cfg.max_streams);
+    CONNECTION_OVERHEAD + window.min(u64::from(CONNECTION_WINDOW))
+}
+
 fn transport(cfg: &QuicSourceConfig) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    let stream_window = u32::try_from(cfg.max_batch_bytes)
+        .unwrap_or(u32::MAX)
+        .min(STREAM_WINDOW);
     t.max_concurrent_bidi_streams(cfg.max_streams.into())
         .max_concurrent_uni_streams(0u32.into())
-        // Room for a few whole batches per connection, so a client keeps its pipe full.
-        .stream_receive_window(quinn::VarInt::from_u32(
-            u32::try_from(cfg.max_batch_bytes.min(16 << 20)).unwrap_or(16 << 20),
-        ))
-        .receive_window(quinn::VarInt::from_u32(64 << 20))
-        .send_window(8 << 20);
+        // What quinn buffers before the router reads it: the router reads every stream at
+        // once (into the budget), so small windows cost little throughput.
+        .stream_receive_window(quinn::VarInt::from_u32(stream_window))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(1 << 20);
     if let Ok(idle) = quinn::IdleTimeout::try_from(cfg.idle_timeout) {
         t.max_idle_timeout(Some(idle));
     }
@@ -162,6 +198,12 @@ impl QuicSource {
                 address: cfg.address,
                 error,
             })?;
+        let (cfg_unauth, cfg_per_peer, cfg_budget, cfg_per_peer_bytes) = (
+            cfg.max_unauthenticated,
+            cfg.max_connections_per_peer,
+            cfg.max_inflight_bytes,
+            cfg.max_inflight_bytes_per_peer,
+        );
         let limits = Limits {
             max_frame_bytes: cfg.max_batch_bytes,
             max_records: cfg.max_batch_records,
@@ -178,6 +220,9 @@ impl QuicSource {
                 accepted: Notify::new(),
                 stopping: AtomicBool::new(false),
                 connections: AtomicUsize::new(0),
+                unauthenticated: Arc::new(Semaphore::new(cfg_unauth)),
+                peers: PeerCaps::new(cfg_per_peer),
+                budget: Budget::new(cfg_budget, cfg_per_peer_bytes),
                 warnings: std::sync::Mutex::new(Repeats::new(10, Instant::now())),
             }),
             socket,
@@ -238,14 +283,33 @@ impl QuicSource {
                 incoming.refuse();
                 continue;
             }
+            let peer = incoming.remote_address();
+            let Some(slot) = shared.peers.admit(peer.ip()) else {
+                shared.warn(format_args!(
+                    "refusing a connection from {}: max_connections_per_peer ({}) reached",
+                    peer.ip(),
+                    shared.cfg.max_connections_per_peer
+                ));
+                incoming.refuse();
+                continue;
+            };
+            let Ok(unauthenticated) = shared.unauthenticated.clone().try_acquire_owned() else {
+                shared.warn(format_args!(
+                    "refusing a connection from {peer}: max_unauthenticated ({}) connections \
+                     are still before their HELLO",
+                    shared.cfg.max_unauthenticated
+                ));
+                incoming.refuse();
+                continue;
+            };
             shared.connections.fetch_add(1, Ordering::Relaxed);
             let shared = shared.clone();
             let in_progress = in_progress.clone();
             tokio::spawn(async move {
-                let peer = incoming.remote_address();
-                if let Err(e) = connection(&shared, incoming, &in_progress).await {
+                if let Err(e) = connection(&shared, incoming, unauthenticated, &in_progress).await {
                     tracing::debug!(source = %shared.name, %peer, "connection ended: {e}");
                 }
+                drop(slot);
                 shared.connections.fetch_sub(1, Ordering::Relaxed);
             });
         }
@@ -263,25 +327,52 @@ impl QuicSource {
     }
 }
 
-/// Serves one connection: HELLO, then batch streams until the client closes.
+/// Serves one connection: HELLO, then batch streams until the client closes. `unauthenticated`
+/// is its place among the connections before HELLO, given back once HELLO passed.
 async fn connection(
     shared: &Arc<Shared>,
     incoming: quinn::Incoming,
+    unauthenticated: OwnedSemaphorePermit,
     in_progress: &Arc<AtomicUsize>,
 ) -> Result<(), String> {
-    let conn = tokio::time::timeout(Duration::from_secs(10), incoming)
+    let handshake = shared.cfg.handshake_timeout;
+    let conn = tokio::time::timeout(handshake, incoming)
         .await
-        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|_| {
+            format!(
+                "no handshake within handshake_timeout_ms ({} ms)",
+                handshake.as_millis()
+            )
+        })?
         .map_err(|e| format!("handshake: {e}"))?;
-    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
-        .await
-        .map_err(|_| "no HELLO within 10 s".to_owned())?
-        .map_err(|e| format!("waiting for HELLO: {e}"))?;
-    let hello = recv
-        .read_to_end(MAX_HELLO_BYTES)
-        .await
-        .map_err(|e| format!("reading HELLO: {e}"))
-        .and_then(|b| decode_hello(&b).map_err(|e| format!("bad HELLO: {e}")));
+    let hello_timeout = shared.cfg.hello_timeout;
+    let hello = tokio::time::timeout(hello_timeout, async {
+        let (send, mut recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| format!("waiting for HELLO: {e}"))?;
+        let hello = recv
+            .read_to_end(MAX_HELLO_BYTES)
+            .await
+            .map_err(|e| format!("reading HELLO: {e}"));
+        Ok::<_, String>((send, hello))
+    })
+    .await;
+    let (mut send, hello) = match hello {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            shared.warn(format_args!(
+                "closing a connection from {}: no whole HELLO within hello_timeout_ms ({} ms)",
+                conn.remote_address(),
+                hello_timeout.as_millis()
+            ));
+            shared.counters.count_response("hello_timeout");
+            conn.close(close_code::UNAUTHORIZED.into(), b"no HELLO in time");
+            return Err("no HELLO in time".into());
+        }
+    };
+    let hello = hello.and_then(|b| decode_hello(&b).map_err(|e| format!("bad HELLO: {e}")));
     let refusal = match &hello {
         Err(message) => Some((Status::BadRequest, message.clone())),
         Ok(h) if !token_ok(shared.cfg.auth_token.as_deref(), &h.token) => {
@@ -309,6 +400,7 @@ async fn connection(
             return Err(message);
         }
     };
+    drop(unauthenticated);
     let session = hello.session_id;
     let next = shared.sessions.lock().await.open(session);
     let mut out = Vec::new();
@@ -323,6 +415,7 @@ async fn connection(
     let (turn_tx, turn_rx) = watch::channel(0u64);
     let turn_tx = Arc::new(turn_tx);
     let mut index = 0u64;
+    let peer = conn.remote_address().ip();
     let result = loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -339,6 +432,7 @@ async fn connection(
         tokio::spawn(async move {
             batch_stream(
                 &shared,
+                peer,
                 session,
                 index,
                 send,
@@ -375,10 +469,64 @@ fn refusal(status: Status, message: String) -> Ack {
     }
 }
 
+/// Why a batch stream could not be read whole.
+enum ReadFailure {
+    /// Over `max_batch_bytes`.
+    TooLarge,
+    /// Not finished within the batch deadline: bytes received, time taken.
+    Timeout(u64, Duration),
+    /// The memory budget could not hold it.
+    Budget(BudgetError),
+    /// The client reset the stream or vanished.
+    Lost(String),
+}
+
+/// Reads a batch stream whole, within `max_batch_bytes` and the batch deadline, taking its bytes
+/// from the source's budget first (waiting at most `accept_wait` for them).
+async fn read_batch(
+    shared: &Shared,
+    recv: &mut quinn::RecvStream,
+    held: &mut Reservation,
+) -> Result<Vec<u8>, ReadFailure> {
+    let max = shared.limits.max_frame_bytes;
+    let started = Instant::now();
+    let wait_until = tokio::time::Instant::now() + shared.cfg.accept_wait;
+    let transfer = TransferDeadline {
+        grace: shared.cfg.batch_timeout,
+        min_bytes_per_sec: shared.cfg.batch_min_bytes_per_sec,
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let deadline = transfer.deadline(started, buf.len() as u64);
+        let chunk =
+            match tokio::time::timeout_at(deadline.into(), recv.read_chunk(64 << 10, true)).await {
+                Err(_) => return Err(ReadFailure::Timeout(buf.len() as u64, started.elapsed())),
+                Ok(Err(e)) => return Err(ReadFailure::Lost(e.to_string())),
+                Ok(Ok(None)) => return Ok(buf),
+                Ok(Ok(Some(c))) => c.bytes,
+            };
+        let len = buf.len() + chunk.len();
+        if len > max {
+            return Err(ReadFailure::TooLarge);
+        }
+        if len > buf.capacity() {
+            // The held bytes are the buffer's capacity; the old buffer counts until copied.
+            let new = (buf.capacity() * 2).max(len).max(16 << 10).min(max);
+            held.grow(new, wait_until)
+                .await
+                .map_err(ReadFailure::Budget)?;
+            buf.reserve_exact(new - buf.len());
+            held.shrink_to(buf.capacity());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+}
+
 /// Reads, decides and answers one batch stream.
 #[allow(clippy::too_many_arguments)]
 async fn batch_stream(
     shared: &Shared,
+    peer: std::net::IpAddr,
     session: u64,
     index: u64,
     mut send: quinn::SendStream,
@@ -387,7 +535,12 @@ async fn batch_stream(
     mut turn_rx: watch::Receiver<u64>,
     in_progress: &AtomicUsize,
 ) {
-    let read = recv.read_to_end(shared.limits.max_frame_bytes).await;
+    let mut held = shared.budget.reserve(peer);
+    let read = read_batch(shared, &mut recv, &mut held).await;
+    if read.is_err() {
+        // Tell the client to stop sending what will not be read.
+        let _ = recv.stop(0u32.into());
+    }
     // Wait for this stream's turn, whatever became of its read, and pass the turn on after
     // deciding (or failing).
     let _ = turn_rx.wait_for(|t| *t >= index).await;
@@ -402,28 +555,66 @@ async fn batch_stream(
         });
     };
     let answer = match read {
-        Err(quinn::ReadToEndError::TooLong) => refusal(
+        Err(ReadFailure::TooLarge) => refusal(
             Status::TooLarge,
             format!(
                 "batch exceeds max_batch_bytes ({} bytes)",
                 shared.limits.max_frame_bytes
             ),
         ),
-        Err(quinn::ReadToEndError::Read(e)) => {
+        Err(ReadFailure::Budget(e)) => budget_refusal(shared, e),
+        Err(ReadFailure::Timeout(got, took)) => {
+            shared.warn(format_args!(
+                "a batch stream stalled: {got} bytes in {} ms (batch_timeout_ms {}, \
+                 batch_min_bytes_per_sec {})",
+                took.as_millis(),
+                shared.cfg.batch_timeout.as_millis(),
+                shared.cfg.batch_min_bytes_per_sec
+            ));
+            refusal(
+                Status::BadRequest,
+                format!(
+                    "the batch did not arrive in time ({got} bytes; batch_timeout_ms {} plus \
+                     batch_min_bytes_per_sec {})",
+                    shared.cfg.batch_timeout.as_millis(),
+                    shared.cfg.batch_min_bytes_per_sec
+                ),
+            )
+        }
+        Err(ReadFailure::Lost(e)) => {
             // The client reset the stream or vanished: nothing was accepted.
             tracing::debug!(source = %shared.name, "batch stream lost: {e}");
             pass_turn();
             return;
         }
-        Ok(frame) => match decode_batch(Bytes::from(frame), &shared.limits) {
-            Err(e) => refusal(Status::BadRequest, e.to_string()),
-            Ok(batch) => {
-                in_progress.fetch_add(1, Ordering::Relaxed);
-                let a = decide(shared, session, batch, pass_turn).await;
-                in_progress.fetch_sub(1, Ordering::Relaxed);
-                a
+        Ok(frame) => {
+            // The record table the decoder builds, and the key and attributes it copies out.
+            let table = decoded_table_bytes(&frame, shared.limits.max_records);
+            let decoded = held
+                .try_grow(table)
+                .map(|()| decode_batch(Bytes::from(frame), &shared.limits));
+            match decoded {
+                Err(e) => budget_refusal(shared, e),
+                Ok(Err(e)) => refusal(Status::BadRequest, e.to_string()),
+                Ok(Ok(batch)) => {
+                    let meta: usize = batch.key.as_ref().map_or(0, String::len)
+                        + batch
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 32)
+                            .sum::<usize>();
+                    match held.try_grow(meta) {
+                        Err(e) => budget_refusal(shared, e),
+                        Ok(()) => {
+                            in_progress.fetch_add(1, Ordering::Relaxed);
+                            let a = decide(shared, session, batch, held, pass_turn).await;
+                            in_progress.fetch_sub(1, Ordering::Relaxed);
+                            a
+                        }
+                    }
+                }
             }
-        },
+        }
     };
     pass_turn();
     shared.counters.count_response(answer.status.name());
@@ -440,6 +631,35 @@ async fn batch_stream(
     let _ = send.finish();
 }
 
+/// The answer to a batch the memory budget cannot hold: `Backpressure` (retry after
+/// `retry_after_ms`) while other batches hold it, `TooLarge` when it would need more than all of
+/// it.
+fn budget_refusal(shared: &Shared, e: BudgetError) -> Ack {
+    let (status, retry) = match e {
+        BudgetError::Busy { .. } => (Status::Backpressure, shared.cfg.retry_after),
+        BudgetError::TooLarge { .. } => (Status::TooLarge, Duration::ZERO),
+    };
+    Ack {
+        seq: 0,
+        status,
+        accepted: 0,
+        retry_after_ms: millis(retry),
+        message: format!("the batch {e}; nothing was accepted"),
+    }
+}
+
+/// Bytes of the span table [`decode_batch`] builds for `frame`: 8 per record, from the record
+/// count in its header (at most `max_records`: the decoder refuses more; 0 when the frame is too
+/// short to say).
+fn decoded_table_bytes(frame: &[u8], max_records: u32) -> usize {
+    // "ER", version, type, seq u64, flags u8, then record_count u32.
+    let count = frame
+        .get(13..17)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_be_bytes);
+    count.min(max_records) as usize * std::mem::size_of::<crate::core::record::Span>()
+}
+
 fn millis(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
@@ -450,6 +670,7 @@ async fn decide(
     shared: &Shared,
     session: u64,
     decoded: protocol::DecodedBatch,
+    held: Reservation,
     decided: impl FnOnce(),
 ) -> Ack {
     let seq = decoded.seq;
@@ -497,7 +718,11 @@ async fn decide(
                 };
                 let bytes = b.payload_bytes();
                 let (b, safe) = shared.cfg.ack.hold(b);
-                return match tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(b)).await {
+                let sent = tokio::time::timeout(shared.cfg.accept_wait, shared.tx.send(b)).await;
+                // In the queue (its limits count the batch now) or refused: the budget's bytes
+                // go back.
+                drop(held);
+                return match sent {
                     Ok(Ok(())) => {
                         sessions.accepted(session, seq);
                         drop(sessions);
@@ -544,7 +769,6 @@ async fn decide(
 }
 
 fn to_batch(shared: &Shared, d: protocol::DecodedBatch) -> Batch {
-    let n = d.spans.len();
     let origin = Origin {
         source: shared.name.clone(),
         arrival_unix_nanos: SystemTime::now()
@@ -557,8 +781,9 @@ fn to_batch(shared: &Shared, d: protocol::DecodedBatch) -> Batch {
     if d.key.is_none() && d.attributes.is_empty() {
         return batch;
     }
+    // The batch's key and attributes are stored once, shared by its records.
     let meta = RecordMeta {
-        partition_key: d.key.map(String::into_boxed_str),
+        partition_key: d.key.map(Into::into),
         explicit_hash_key: None,
         attributes: d
             .attributes
@@ -566,7 +791,7 @@ fn to_batch(shared: &Shared, d: protocol::DecodedBatch) -> Batch {
             .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
             .collect(),
     };
-    batch.with_meta(vec![meta; n])
+    batch.with_shared_meta(meta)
 }
 
 #[cfg(test)]

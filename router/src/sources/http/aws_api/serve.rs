@@ -2,7 +2,8 @@
 //!
 //! Content type and `X-Amz-Target` first, then the `Authorization` header (everything that
 //! needs no body: a request from an unknown key is refused before its body is read), then the
-//! body within `max_body_bytes`, the signature over it, the call. A record-carrying call becomes
+//! body within `max_body_bytes`, the source's memory budget and the body deadline (as on
+//! `/v1/records`: `read_limited`), the signature over it, the call. A record-carrying call becomes
 //! one batch, put into the ingress queue like a `/v1/records` request (all or nothing, answered
 //! only once it is in). Every answer is in the request's encoding with `x-amzn-RequestId`; an
 //! error also carries `x-amzn-ErrorType`.
@@ -10,9 +11,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::config::AwsAuth;
@@ -21,7 +22,10 @@ use super::sigv4::{self, RequestParts, Signed};
 use super::wire::Wire;
 use super::{ApiError, ApiLimits, Call, StreamFacts};
 use crate::core::record::Batch;
-use crate::sources::http::{Answer, Shared, accept, header_str, origin, request_meta};
+use crate::sources::guard::BudgetError;
+use crate::sources::http::{
+    Answer, ReadFailure, Shared, accept, header_str, origin, peer_of, read_limited, request_meta,
+};
 
 /// What the AWS API keeps for the life of the source.
 #[derive(Debug)]
@@ -66,27 +70,6 @@ fn error(state: &State, wire: Wire, e: &ApiError) -> Answer {
     r.headers_mut()
         .insert("x-amzn-errortype", HeaderValue::from_static(e.kind));
     r
-}
-
-/// Reads the body within `max` bytes.
-async fn read_body(headers: &HeaderMap, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            "SerializationException",
-            format!("the request body exceeds this endpoint's max_body_bytes ({max} bytes)"),
-        )
-        .with_status(413)
-    };
-    let declared =
-        header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::serialization(format!("reading the body: {e}"))),
-    }
 }
 
 /// Answers one request to `/` on a source with `aws_api = true`.
@@ -135,6 +118,7 @@ async fn serve(shared: &Shared, wire: Wire, req: Request<Incoming>) -> Result<An
             ));
         }
     };
+    let peer = peer_of(&req);
     let (parts, body) = req.into_parts();
     let now = sigv4::now_unix();
     let signed = match &cfg.aws.auth {
@@ -144,7 +128,38 @@ async fn serve(shared: &Shared, wire: Wire, req: Request<Incoming>) -> Result<An
         }
         AwsAuth::Open { .. } => Signed::check(&parts.headers, call.service(), now, None)?,
     };
-    let raw = read_body(&parts.headers, body, cfg.max_body_bytes).await?;
+    let (raw, mut held) = match read_limited(shared, &parts.headers, body, peer).await {
+        Ok(b) => b,
+        Err(ReadFailure::TooLarge) => {
+            return Err(ApiError::new(
+                "SerializationException",
+                format!(
+                    "the request body exceeds this endpoint's max_body_bytes ({} bytes)",
+                    cfg.max_body_bytes
+                ),
+            )
+            .with_status(413));
+        }
+        Err(ReadFailure::Budget(e @ BudgetError::Busy { .. })) => {
+            return Err(ApiError::new(
+                "ServiceUnavailableException",
+                format!("{e}; nothing was accepted, retry later"),
+            )
+            .with_status(503));
+        }
+        Err(ReadFailure::Budget(e)) => {
+            return Err(ApiError::serialization(format!("the request {e}")).with_status(413));
+        }
+        Err(ReadFailure::Stalled) => {
+            return Err(ApiError::serialization(
+                "the body did not arrive in time (body_timeout_ms plus body_min_bytes_per_sec)",
+            )
+            .with_status(408));
+        }
+        Err(ReadFailure::Broken(e)) => {
+            return Err(ApiError::serialization(format!("reading the body: {e}")));
+        }
+    };
     if let AwsAuth::SigV4(creds) = &cfg.aws.auth {
         let Some(cred) = creds.iter().find(|c| c.access_key_id == signed.auth.key_id) else {
             return Err(ApiError::new(
@@ -180,7 +195,18 @@ async fn serve(shared: &Shared, wire: Wire, req: Request<Incoming>) -> Result<An
         .map(|m| m.attributes)
         .unwrap_or_default();
     let recs = super::parse_records(call, input, &limits, &attributes, &state.shards)?;
+    // The decoded records (their data, spans and metadata) take the place of the raw body in
+    // the reservation.
+    let raw_held = held.held();
+    let decoded = recs.data.capacity()
+        + recs.spans.len() * std::mem::size_of::<crate::core::record::Span>()
+        + recs.meta.len() * std::mem::size_of::<crate::core::record::RecordMeta>();
+    let grown = held.try_grow(decoded);
     drop(raw);
+    if grown.is_ok() {
+        let h = held.held();
+        held.shrink_to(h.saturating_sub(raw_held));
+    }
     let d = recs.deaggregation;
     if d != super::DeaggregationCounts::default() {
         let c = &shared.counters;
@@ -194,10 +220,13 @@ async fn serve(shared: &Shared, wire: Wire, req: Request<Incoming>) -> Result<An
     let accepted = if recs.spans.is_empty() {
         // Only empty aggregates: nothing to pass on.
         Ok(())
+    } else if grown.is_err() {
+        // The budget cannot hold the decoded records now: refused like a full pipeline.
+        Err("memory budget")
     } else {
         let batch =
             Batch::new(Bytes::from(recs.data), recs.spans, origin(shared)).with_meta(recs.meta);
-        accept(shared, batch).await
+        accept(shared, batch, held).await
     };
     match accepted {
         Ok(()) => {

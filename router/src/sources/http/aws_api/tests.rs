@@ -57,7 +57,7 @@ fn put_records_decodes_data_keys_and_stream_into_one_buffer() {
         ("stream".into(), "s".into()),
         ("site".into(), "north".into()),
     ];
-    assert_eq!(r.meta[0].attributes, want);
+    assert_eq!(&r.meta[0].attributes[..], &want[..]);
     assert_eq!(
         r.entry_shards,
         vec![Shards::new(4).of_record("k1", None), 0]
