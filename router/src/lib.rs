@@ -10,6 +10,7 @@ pub mod generate;
 pub mod metrics;
 pub mod reload;
 pub mod send;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod stages;
