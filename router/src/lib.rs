@@ -15,5 +15,6 @@ pub mod sinks;
 pub mod sources;
 pub mod stages;
 pub mod stats;
+pub mod supervise;
 pub mod tls;
 pub mod topology;
