@@ -226,8 +226,8 @@ impl HttpSource {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` is triggered, then stops accepting, lets requests in progress finish (for
-    /// up to `grace`) and returns.
+    /// Serves until `shutdown` is triggered, then stops accepting, lets requests in progress
+    /// finish (for up to `grace`) and returns.
     pub fn run(self, grace: Duration) -> Result<(), HttpSourceError> {
         let name = self.shared.name.to_string();
         let workers = self.shared.cfg.workers;

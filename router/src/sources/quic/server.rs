@@ -278,8 +278,8 @@ impl QuicSource {
         &self.fingerprint
     }
 
-    /// Serves until `shutdown` is triggered; then refuses new connections and batches, lets batches in
-    /// progress finish (for up to `grace`) and closes every connection.
+    /// Serves until `shutdown` is triggered; then refuses new connections and batches, lets
+    /// batches in progress finish (for up to `grace`) and closes every connection.
     pub fn run(self, grace: Duration) -> Result<(), QuicSourceError> {
         let name = self.shared.name.to_string();
         let workers = self.shared.cfg.workers;
