@@ -223,7 +223,7 @@ fn start(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Installs the signal handlers, starts the pipeline and its metrics endpoint, and supervises it
-/// to its end (on the runtime `run` made).
+/// to its end (on the runtime `start` made).
 async fn supervise(
     config: Config,
     reloader: Reloader,
