@@ -4,6 +4,25 @@ use std::fmt::Write as _;
 
 use crate::core::report::Report;
 
+/// How `--stats` prints the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people ([`human`]).
+    Human,
+    /// One line of JSON ([`json`]).
+    Json,
+}
+
+impl Format {
+    /// The report in this format.
+    pub fn render(self, r: &Report) -> String {
+        match self {
+            Format::Human => human(r),
+            Format::Json => json(r),
+        }
+    }
+}
+
 /// Formats the report as a table for people.
 pub fn human(r: &Report) -> String {
     let mut s = String::new();

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::core::framing::{FramerConfig, LineFramer};
 use crate::core::rate_limit::{Repeats, TokenBucket};
 use crate::core::record::Span;
-use crate::sources::stdin::Input;
+use crate::sources::stdin::{Input, Ready};
 use crate::tls::Trust;
 
 /// What `send` was asked to do.
@@ -213,7 +213,7 @@ pub fn read_chunks(
     let mut idle_since = Instant::now();
     let mut too_long_logs = Repeats::new(10, Instant::now());
     while !eof {
-        if !input.wait_readable(Duration::from_millis(10))? {
+        if input.wait(Some(Duration::from_millis(10)), None)? != Ready::Input {
             if idle_since.elapsed() >= opts.linger && !flush(&mut pending, &mut pending_spans) {
                 return Ok(());
             }

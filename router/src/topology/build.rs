@@ -10,7 +10,6 @@
 //! unchanged) and to the new dispatcher between two batches (see
 //! [`crate::stages::Handoff`]). Counters are looked up by name, so totals go on across reloads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
 use crate::core::accounting::{Counters, Kind, Registry};
 use crate::core::record::Batch;
 use crate::core::report::{LatencyStats, QueueStats, Report};
+use crate::shutdown::Shutdown;
 use crate::sinks::file::FileSink;
 use crate::sinks::run_blocking_sink;
 use crate::sinks::stdout::StdoutSink;
@@ -72,7 +72,7 @@ impl Probes {
 /// A running pipeline.
 pub struct Running {
     observer: Observer,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     events: UnboundedReceiver<Finished>,
     events_tx: UnboundedSender<Finished>,
     pending: usize,
@@ -103,15 +103,21 @@ struct LiveSink {
 #[derive(Clone)]
 pub struct Observer {
     registry: Registry,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     queues: Probes,
     started: Instant,
 }
 
 impl Running {
-    /// Asks the sources to stop reading; everything already read still flows out.
+    /// Asks the sources to stop reading (triggers the pipeline's [`Shutdown`], which wakes
+    /// them); everything already read still flows out.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.trigger();
+    }
+
+    /// The pipeline's shutdown signal (what [`Running::stop`] triggers).
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
     }
 
     /// Component threads still running.
@@ -143,7 +149,7 @@ impl Running {
 impl Observer {
     /// Why the pipeline is not ready to take records (stopping, or a queue is full), or `None`.
     pub fn not_ready(&self) -> Option<String> {
-        if self.stop.load(Ordering::Relaxed) {
+        if self.shutdown.is_triggered() {
             return Some("stopping".into());
         }
         self.queues.list().iter().find_map(|(name, probe)| {
@@ -400,7 +406,7 @@ pub fn start(
     let registry = Registry::new();
     let queues = Probes::default();
     let mut pending = 0usize;
-    let stop = Arc::new(AtomicBool::new(false));
+    let shutdown = Shutdown::new();
 
     // Dead-letter sink first: everything else holds a sender to it.
     let dl_limits = Limits {
@@ -513,7 +519,7 @@ pub fn start(
                     (**c).clone(),
                     counters,
                     ingress(&outlet)?,
-                    stop.clone(),
+                    shutdown.clone(),
                 )?;
                 if let Some(addr) = source.local_addr() {
                     tracing::info!(
@@ -534,7 +540,7 @@ pub fn start(
                     (**c).clone(),
                     counters,
                     ingress(&outlet)?,
-                    stop.clone(),
+                    shutdown.clone(),
                 )?;
                 let addr = source
                     .local_addr()
@@ -576,7 +582,7 @@ pub fn start(
             counters,
             this_outlet,
             dead.clone(),
-            stop.clone(),
+            shutdown.clone(),
         );
         spawn(name, &events_tx, move || {
             source.run(input).map_err(anyhow::Error::new)
@@ -588,11 +594,11 @@ pub fn start(
     Ok(Running {
         observer: Observer {
             registry,
-            stop: stop.clone(),
+            shutdown: shutdown.clone(),
             queues,
             started: Instant::now(),
         },
-        stop,
+        shutdown,
         events,
         events_tx,
         pending,
@@ -737,7 +743,7 @@ impl Running {
     /// removed and replaced ones drain what they hold and end.
     pub fn apply(&mut self, prepared: Prepared) -> Result<Applied, ReloadRefused> {
         let refused = |why: &str| ReloadRefused(vec![why.to_owned()]);
-        if self.stop.load(Ordering::Relaxed) {
+        if self.shutdown.is_triggered() {
             return Err(refused("the pipeline is stopping"));
         }
         let live = self

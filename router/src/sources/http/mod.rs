@@ -44,6 +44,7 @@ use crate::core::accounting::Counters;
 use crate::core::deadline::{IdleTimeouts, TransferDeadline};
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
+use crate::shutdown::Shutdown;
 use crate::topology::queue::{Closed, Probe, Sender};
 use aws_api::Sequence;
 use body::{BodyError, BodyLimits, Encoding, Format};
@@ -108,7 +109,7 @@ pub struct HttpSource {
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
 }
 
 struct Shared {
@@ -169,7 +170,7 @@ impl HttpSource {
         cfg: HttpSourceConfig,
         counters: Arc<Counters>,
         tx: Sender<Batch>,
-        stop: Arc<AtomicBool>,
+        shutdown: Shutdown,
     ) -> Result<HttpSource, HttpSourceError> {
         let tls = match &cfg.tls {
             Some(files) => {
@@ -216,7 +217,7 @@ impl HttpSource {
             }),
             listener,
             tls,
-            stop,
+            shutdown,
         })
     }
 
@@ -225,8 +226,8 @@ impl HttpSource {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `stop` is set, then stops accepting, lets requests in progress finish (for
-    /// up to `grace`) and returns.
+    /// Serves until `shutdown` is triggered, then stops accepting, lets requests in progress
+    /// finish (for up to `grace`) and returns.
     pub fn run(self, grace: Duration) -> Result<(), HttpSourceError> {
         let name = self.shared.name.to_string();
         let workers = self.shared.cfg.workers;
@@ -247,23 +248,18 @@ impl HttpSource {
         let peers = PeerCaps::new(self.shared.cfg.max_connections_per_peer);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut accept_errors = AcceptErrors::new(format!("source `{}`", self.shared.name));
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
+            // Shutdown wakes either wait at once, and wins over a connection ready with it.
             let permit = tokio::select! {
+                biased;
+                () = self.shutdown.wait() => break,
                 p = conns.clone().acquire_owned() => p,
-                _ = tick.tick() => {
-                    if self.stop.load(Ordering::Relaxed) { break; }
-                    continue;
-                }
             };
             let Ok(permit) = permit else { break };
-            let accepted = loop {
-                tokio::select! {
-                    a = listener.accept() => break Some(a),
-                    _ = tick.tick() => {
-                        if self.stop.load(Ordering::Relaxed) { break None; }
-                    }
-                }
+            let accepted = tokio::select! {
+                biased;
+                () = self.shutdown.wait() => None,
+                a = listener.accept() => Some(a),
             };
             let Some(accepted) = accepted else { break };
             let (stream, peer) = match accepted {

@@ -36,6 +36,7 @@ use crate::core::accounting::Counters;
 use crate::core::deadline::TransferDeadline;
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
+use crate::shutdown::Shutdown;
 use crate::sources::guard::{Budget, BudgetError, PeerCaps, Reservation};
 use crate::topology::queue::{Closed, Sender};
 
@@ -116,12 +117,47 @@ impl Shared {
     }
 }
 
+/// Batches being decided, counted so that stopping can wait for the last one to finish: the wait
+/// wakes when the count drops to zero (nothing polls it).
+#[derive(Clone)]
+struct InProgress(Arc<watch::Sender<usize>>);
+
+impl Default for InProgress {
+    fn default() -> Self {
+        InProgress(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+/// One batch being decided; dropping it (done, or the task cancelled) ends it.
+struct Deciding<'a>(&'a InProgress);
+
+impl Drop for Deciding<'_> {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl InProgress {
+    /// Counts a batch in until the returned guard is dropped.
+    fn enter(&self) -> Deciding<'_> {
+        self.0.send_modify(|n| *n += 1);
+        Deciding(self)
+    }
+
+    /// Returns once no batch is being decided.
+    async fn none(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender is in `self`, so this cannot fail.
+        let _ = rx.wait_for(|&n| n == 0).await;
+    }
+}
+
 /// The QUIC source, bound and ready to run.
 pub struct QuicSource {
     shared: Arc<Shared>,
     socket: std::net::UdpSocket,
     server_config: quinn::ServerConfig,
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     fingerprint: String,
 }
 
@@ -167,7 +203,7 @@ impl QuicSource {
         cfg: QuicSourceConfig,
         counters: Arc<Counters>,
         tx: Sender<Batch>,
-        stop: Arc<AtomicBool>,
+        shutdown: Shutdown,
     ) -> Result<QuicSource, QuicSourceError> {
         let tls_err = |message| QuicSourceError::Tls {
             name: name.to_owned(),
@@ -227,7 +263,7 @@ impl QuicSource {
             }),
             socket,
             server_config,
-            stop,
+            shutdown,
             fingerprint,
         })
     }
@@ -242,8 +278,8 @@ impl QuicSource {
         &self.fingerprint
     }
 
-    /// Serves until `stop` is set; then refuses new connections and batches, lets batches in
-    /// progress finish (for up to `grace`) and closes every connection.
+    /// Serves until `shutdown` is triggered; then refuses new connections and batches, lets
+    /// batches in progress finish (for up to `grace`) and closes every connection.
     pub fn run(self, grace: Duration) -> Result<(), QuicSourceError> {
         let name = self.shared.name.to_string();
         let workers = self.shared.cfg.workers;
@@ -264,15 +300,13 @@ impl QuicSource {
             address: shared.cfg.address,
             error,
         })?;
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        let in_progress = Arc::new(AtomicUsize::new(0));
+        let in_progress = InProgress::default();
         loop {
+            // Shutdown wakes the wait at once, and wins over a connection ready with it.
             let incoming = tokio::select! {
+                biased;
+                () = self.shutdown.wait() => break,
                 i = endpoint.accept() => i,
-                _ = tick.tick() => {
-                    if self.stop.load(Ordering::Relaxed) { break; }
-                    continue;
-                }
             };
             let Some(incoming) = incoming else { break };
             if shared.connections.load(Ordering::Relaxed) >= shared.cfg.max_connections {
@@ -317,10 +351,7 @@ impl QuicSource {
         // ShuttingDown. Then close everything.
         shared.stopping.store(true, Ordering::Relaxed);
         endpoint.set_server_config(None);
-        let deadline = Instant::now() + grace;
-        while in_progress.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(grace, in_progress.none()).await;
         endpoint.close(close_code::STOPPING.into(), b"router stopping");
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         Ok(())
@@ -333,7 +364,7 @@ async fn connection(
     shared: &Arc<Shared>,
     incoming: quinn::Incoming,
     unauthenticated: OwnedSemaphorePermit,
-    in_progress: &Arc<AtomicUsize>,
+    in_progress: &InProgress,
 ) -> Result<(), String> {
     let handshake = shared.cfg.handshake_timeout;
     let conn = tokio::time::timeout(handshake, incoming)
@@ -524,7 +555,7 @@ struct Streams {
     turn_tx: Arc<watch::Sender<u64>>,
     turn_rx: watch::Receiver<u64>,
     /// Batches being decided, counted for a graceful stop.
-    in_progress: Arc<AtomicUsize>,
+    in_progress: InProgress,
 }
 
 /// Reads, decides and answers one batch stream, the `index`th the connection opened.
@@ -614,10 +645,8 @@ async fn batch_stream(
                     match held.try_grow(meta) {
                         Err(e) => budget_refusal(shared, e),
                         Ok(()) => {
-                            in_progress.fetch_add(1, Ordering::Relaxed);
-                            let a = decide(shared, session, batch, held, pass_turn).await;
-                            in_progress.fetch_sub(1, Ordering::Relaxed);
-                            a
+                            let _deciding = in_progress.enter();
+                            decide(shared, session, batch, held, pass_turn).await
                         }
                     }
                 }

@@ -1,0 +1,160 @@
+//! `edge-router plugin check|run`: what a component implements and imports, and one plugin
+//! run over records from stdin.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use edge_router::core::accounting::Counters;
+use edge_router::core::framing::{FramerConfig, LineFramer};
+use edge_router::core::record::{Batch, Origin, PositionBase};
+use edge_router::stages::Stage;
+use edge_router::stages::wasm::{self, OnError, PluginKind, WasmStage, WasmStageConfig};
+
+use clap::{Subcommand, ValueEnum};
+
+#[derive(Subcommand)]
+pub(super) enum PluginCommand {
+    /// Say which stage worlds a component implements and what it imports; errors for a core
+    /// module, a corrupt file or a component that fits no world.
+    Check {
+        /// The component file.
+        file: PathBuf,
+    },
+    /// Run one plugin over records from stdin (one per line) and print the results: kept
+    /// records (filter), rewritten records (enrich) or `destination<TAB>record` (route).
+    /// Records the plugin rejects are reported on stderr with their line number.
+    Run {
+        /// The component file.
+        file: PathBuf,
+        /// The plugin's config, as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Which world to run it as (default: the first it implements).
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum KindArg {
+    Filter,
+    Enrich,
+    Route,
+}
+
+/// Runs the command; an error is printed here.
+pub(super) fn plugin(cmd: PluginCommand) -> ExitCode {
+    match run(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            say_err!("edge-router: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PluginCommand::Check { file } => {
+            let info = wasm::inspect(&file)?;
+            say!(
+                "{}: a component implementing {} of edge-router:plugin@0.1.0",
+                file.display(),
+                info.worlds
+                    .iter()
+                    .map(|w| format!("`{w}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            );
+            let imports = if info.imports.is_empty() {
+                "none".to_owned()
+            } else {
+                info.imports.join(", ")
+            };
+            say!("imports: {imports}");
+            say!("exports: {}", info.exports.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Run { file, config, kind } => run_plugin(file, config, kind),
+    }
+}
+
+fn run_plugin(file: PathBuf, config: String, kind: Option<KindArg>) -> anyhow::Result<ExitCode> {
+    serde_json::from_str::<serde_json::Value>(&config).context("--config is not valid JSON")?;
+    let kind = match kind {
+        Some(KindArg::Filter) => PluginKind::Filter,
+        Some(KindArg::Enrich) => PluginKind::Enrich,
+        Some(KindArg::Route) => PluginKind::Route,
+        None => match wasm::inspect(&file)?.worlds.first().copied() {
+            Some("enrich") => PluginKind::Enrich,
+            Some("route") => PluginKind::Route,
+            _ => PluginKind::Filter,
+        },
+    };
+    let cfg = WasmStageConfig {
+        config_json: config,
+        on_error: OnError::DeadLetter,
+        timeout: std::time::Duration::from_millis(1000),
+        ..WasmStageConfig::defaults(file, kind)
+    };
+    // Route plugins: every destination name they return is accepted and printed.
+    let names = wasm::destination_names(&cfg)?;
+    const DEFAULT: u64 = 1 << 63;
+    let counters = Arc::new(Counters::default());
+    let mut stage = WasmStage::new("plugin", cfg, &names, DEFAULT, counters)?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("reading stdin")?;
+    let data = Bytes::from(input);
+    let mut framer = LineFramer::new(FramerConfig {
+        max_record_bytes: 64 << 20,
+        skip_empty: true,
+    });
+    let (mut spans, mut rejected) = (Vec::new(), Vec::new());
+    framer.scan(&data, true, &mut spans, &mut rejected);
+    let origin = Origin {
+        source: Arc::from("stdin"),
+        arrival_unix_nanos: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        arrival: Instant::now(),
+        position: PositionBase::Line(1),
+    };
+    let mut batch = Batch::new(data, spans, origin);
+    let mut dead = Vec::new();
+    stage.process(&mut batch, &mut dead)?;
+    let mut out = std::io::stdout().lock();
+    for i in 0..batch.len() {
+        if kind == PluginKind::Route {
+            let mask = batch
+                .routes()
+                .and_then(|r| r.get(i))
+                .copied()
+                .unwrap_or(DEFAULT);
+            let name = (0..names.len())
+                .find(|n| mask & (1 << n) != 0)
+                .map_or("(default)", |n| names[n].as_str());
+            write!(out, "{name}\t")?;
+        }
+        out.write_all(batch.payload(i))?;
+        out.write_all(b"\n")?;
+    }
+    for d in &dead {
+        let line = match d.position {
+            edge_router::core::record::Position::Line(l) => format!("line {l}"),
+            edge_router::core::record::Position::None => "a record".to_owned(),
+        };
+        say_err!("{line}: {}", d.reason);
+    }
+    Ok(if dead.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    })
+}
