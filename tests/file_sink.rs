@@ -704,6 +704,34 @@ fn more_keys_than_max_open_files_still_gives_each_key_its_records_in_order() {
 }
 
 #[test]
+fn size_rotation_through_few_open_files_fills_every_keys_files_in_sequence() {
+    // 24 devices through at most 3 open files, each rotating at 8 KiB: a file is closed for
+    // another key and reopened (with its size read back) many times between its rotations,
+    // and every key's rotation sequence goes on where it was.
+    let input = common::sensor_few_devices(20_000);
+    let expected = by_device(&input);
+    let dir = temp_dir();
+    let stats = run_ok(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            "file:out/{partition_key}.ndjson?partition=field:device_id&max_open_files=3\
+             &rotate_bytes=8KiB",
+        ],
+        &input,
+    );
+    assert_eq!(stats.dead_lettered(), 0);
+    for (key, content) in &expected {
+        let files = rotated_files(&dir.path().join("out"), key, "ndjson");
+        assert!(files.len() > 3, "{key}: only {} files", files.len());
+        let contents: Vec<Vec<u8>> = files.iter().map(|f| read(f)).collect();
+        check_size_rotation(&contents, 8 * 1024);
+        assert_bytes_eq(&contents.concat(), content, key);
+    }
+}
+
+#[test]
 fn a_delimiter_a_record_already_ends_with_is_not_doubled_and_may_be_empty() {
     let dir = temp_dir();
     let d = dir.path();

@@ -5,8 +5,15 @@
 //! is renamed with a sequence suffix, never overwriting anything), gzip/zstd compression, the
 //! fsync policy and an optional write rate limit. Files are opened in append mode, so a restart
 //! continues a file instead of truncating it.
+//!
+//! Every decision (which file to open or close, when to rotate, how many records fit, when to
+//! fsync, how long to wait for the rate limit, the next timer) is [`plan::Planner`]'s, which
+//! takes `now` and does no I/O; this module reads the clock, does what it answers (create
+//! directories, open, append, finish compressors, fsync, rename, sleep) and groups a batch's
+//! records by the path they render to.
 
 pub mod config;
+pub mod plan;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -14,11 +21,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::core::rate_limit::TokenBucket;
 use crate::core::record::{Batch, Span};
 use crate::core::template::{max_rotation_seq, rotated_path};
-use crate::sinks::{BlockingSink, WriteFailure, line_len, write_lines_with};
+use crate::sinks::{BlockingSink, WriteFailure, write_lines_with};
 pub use config::{Compression, FileSinkConfig, Fsync};
+use plan::{Planner, Rules, Step};
 
 /// An output stream: a file, possibly behind a compressor.
 enum Output {
@@ -100,67 +107,34 @@ impl Output {
     }
 }
 
-struct OpenFile {
-    out: Output,
-    /// Bytes in the file (at open: its length on disk; then plus what we wrote, uncompressed).
-    size: u64,
-    opened_at: Instant,
-    last_used: u64,
-    /// Written since the last fsync.
-    dirty: bool,
-}
-
 /// The file sink.
 pub struct FileSink {
     name: String,
     cfg: FileSinkConfig,
-    files: HashMap<PathBuf, OpenFile>,
+    /// The open files and every decision about them.
+    plan: Planner<Output>,
     /// Next rotation sequence number per path, once the directory has been looked at.
     next_seq: HashMap<PathBuf, u64>,
-    use_counter: u64,
     staging: Vec<u8>,
-    limiter: Option<TokenBucket>,
-    last_fsync: Instant,
     path_buf: String,
 }
 
 impl FileSink {
     /// A file sink named `name` (for messages); opens nothing until the first record.
     pub fn new(name: &str, cfg: FileSinkConfig) -> FileSink {
-        let now = Instant::now();
-        let limiter = (cfg.rate_limit_bytes_per_sec > 0).then(|| {
-            // A burst of a tenth of a second keeps the rate smooth at any batch size.
-            let rate = cfg.rate_limit_bytes_per_sec;
-            TokenBucket::new(rate, (rate / 10).max(1), now)
-        });
         FileSink {
             name: name.to_owned(),
+            plan: Planner::new(Rules::from(&cfg), Instant::now()),
             cfg,
-            files: HashMap::new(),
             next_seq: HashMap::new(),
-            use_counter: 0,
             staging: Vec::with_capacity(64 * 1024),
-            limiter,
-            last_fsync: now,
             path_buf: String::new(),
         }
     }
 
-    fn open(&mut self, path: &Path) -> io::Result<()> {
-        self.use_counter += 1;
-        if let Some(f) = self.files.get_mut(path) {
-            f.last_used = self.use_counter;
-            return Ok(());
-        }
-        if self.files.len() >= self.cfg.max_open_files
-            && let Some(lru) = self
-                .files
-                .iter()
-                .min_by_key(|(_, f)| f.last_used)
-                .map(|(p, _)| p.clone())
-        {
-            self.close_file(&lru)?;
-        }
+    /// Opens (creating it and its directory if needed) the file at `path` for appending;
+    /// returns it and its length.
+    fn open(&mut self, path: &Path) -> io::Result<(Output, u64)> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -188,36 +162,21 @@ impl FileSink {
             size += self.cfg.delimiter.len() as u64;
         }
         let out = Output::open(file, self.cfg.compression)?;
-        self.files.insert(
-            path.to_owned(),
-            OpenFile {
-                out,
-                size,
-                opened_at: Instant::now(),
-                last_used: self.use_counter,
-                dirty: false,
-            },
-        );
-        Ok(())
+        Ok((out, size))
     }
 
-    /// Finishes and closes one file (fsync unless the policy is `never`).
-    fn close_file(&mut self, path: &Path) -> io::Result<()> {
-        if let Some(f) = self.files.remove(path) {
-            let file = f
-                .out
-                .finish()
-                .map_err(|e| with_path(e, "finishing", path))?;
-            if self.cfg.fsync != Fsync::Never {
-                file.sync_all().map_err(|e| with_path(e, "syncing", path))?;
-            }
+    /// Finishes and closes one file the planner let go of (fsync unless the policy is `never`).
+    fn close_file(&self, path: &Path, out: Output) -> io::Result<()> {
+        let file = out.finish().map_err(|e| with_path(e, "finishing", path))?;
+        if self.plan.sync_on_close() {
+            file.sync_all().map_err(|e| with_path(e, "syncing", path))?;
         }
         Ok(())
     }
 
     /// Closes the file at `path` and renames it to the next free rotation name.
-    fn rotate(&mut self, path: &Path) -> io::Result<()> {
-        self.close_file(path)?;
+    fn rotate(&mut self, path: &Path, out: Output) -> io::Result<()> {
+        self.close_file(path, out)?;
         if !path.exists() {
             return Ok(());
         }
@@ -247,8 +206,9 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes `spans` of `data` to the file at `path`, rotating as needed. On an error, returns
-    /// it with the number of records written before it, and whether it is transient: opening or
+    /// Writes `spans` of `data` to the file at `path`, doing what the planner answers (open,
+    /// rotate, write, wait for the rate limit) until all are written. On an error, returns it
+    /// with the number of records written before it, and whether it is transient: opening or
     /// rotating failed for want of a resource that frees up (descriptors), before anything of
     /// the remaining records was written, so they can be retried as they are.
     fn write_group(
@@ -263,98 +223,57 @@ impl FileSink {
             (e, done, transient)
         };
         while done < spans.len() {
-            self.open(path).map_err(|e| untouched(e, done))?;
-            let Some(file) = self.files.get_mut(path) else {
-                return Err((
-                    io::Error::other("file vanished from the open set"),
-                    done,
-                    false,
-                ));
-            };
             let now = Instant::now();
-            let aged = self
-                .cfg
-                .rotate_age
-                .is_some_and(|age| now.duration_since(file.opened_at) >= age && file.size > 0);
-            let rest = &spans[done..];
-            let n = if self.cfg.rotate_bytes > 0 {
-                records_fitting(
-                    data,
-                    rest,
-                    (&self.cfg.delimiter, self.cfg.delimiter_if_missing),
-                    self.cfg.rotate_bytes.saturating_sub(file.size),
-                    file.size == 0,
-                )
-            } else {
-                rest.len()
-            };
-            if aged || n == 0 {
-                self.rotate(path).map_err(|e| untouched(e, done))?;
-                continue;
-            }
-            let part = &rest[..n];
-            let bytes = write_lines_with(
-                &mut file.out,
-                data,
-                part,
-                &self.cfg.delimiter,
-                self.cfg.delimiter_if_missing,
-                &mut self.staging,
-            )
-            .map_err(|e| (with_path(e, "writing", path), done, false))?;
-            file.size += bytes;
-            file.dirty = true;
-            done += n;
-            if let Some(limiter) = &mut self.limiter {
-                let wait = limiter.take_debt(bytes, Instant::now());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
+            match self.plan.step(path, data, &spans[done..], now) {
+                Step::Open { evict } => {
+                    if let Some((lru, out)) = evict {
+                        self.close_file(&lru, out).map_err(|e| untouched(e, done))?;
+                    }
+                    let (out, size) = self.open(path).map_err(|e| untouched(e, done))?;
+                    self.plan.opened(path.to_owned(), out, size, Instant::now());
+                }
+                Step::Rotate { file, .. } => {
+                    self.rotate(path, file).map_err(|e| untouched(e, done))?;
+                }
+                Step::Write { records, file } => {
+                    let part = &spans[done..done + records];
+                    let bytes = write_lines_with(
+                        file,
+                        data,
+                        part,
+                        &self.cfg.delimiter,
+                        self.cfg.delimiter_if_missing,
+                        &mut self.staging,
+                    )
+                    .map_err(|e| (with_path(e, "writing", path), done, false))?;
+                    done += records;
+                    let now = if self.plan.limits_rate() {
+                        Instant::now()
+                    } else {
+                        now
+                    };
+                    let wait = self.plan.wrote(path, bytes, now);
+                    if !wait.is_zero() {
+                        // The rate limit: the sink thread has nothing else to do meanwhile.
+                        std::thread::sleep(wait);
+                    }
                 }
             }
-            if done < spans.len() {
-                self.rotate(path).map_err(|e| untouched(e, done))?;
-            }
         }
         Ok(())
     }
 
+    /// Syncs every file written since its last sync.
     fn sync_dirty(&mut self) -> io::Result<()> {
-        for (path, f) in &mut self.files {
-            if f.dirty {
-                f.out.flush().map_err(|e| with_path(e, "flushing", path))?;
-                f.out
-                    .file()
-                    .sync_data()
-                    .map_err(|e| with_path(e, "syncing", path))?;
-                f.dirty = false;
-            }
-        }
-        self.last_fsync = Instant::now();
+        self.plan.sync_dirty(|path, out| {
+            out.flush().map_err(|e| with_path(e, "flushing", path))?;
+            out.file()
+                .sync_data()
+                .map_err(|e| with_path(e, "syncing", path))
+        })?;
+        self.plan.synced(Instant::now());
         Ok(())
     }
-}
-
-/// How many of `spans` of `data`, as lines with a delimiter (and whether it is added only when
-/// missing), fit in `room` bytes. A file that is still empty takes at least one record, however
-/// large: records are never split.
-fn records_fitting(
-    data: &[u8],
-    spans: &[Span],
-    (delim, if_missing): (&[u8], bool),
-    room: u64,
-    file_empty: bool,
-) -> usize {
-    let mut used = 0u64;
-    for (i, s) in spans.iter().enumerate() {
-        let payload = data
-            .get(s.start as usize..s.end as usize)
-            .unwrap_or_default();
-        used += line_len(payload, delim, if_missing) as u64;
-        if used > room {
-            return if i == 0 && file_empty { 1 } else { i };
-        }
-    }
-    spans.len()
 }
 
 /// True when the file at `path`, of `size` bytes, is empty or ends with `delim` (or cannot be
@@ -465,7 +384,7 @@ impl BlockingSink for FileSink {
                 }
             }
         }
-        if self.cfg.fsync == Fsync::Batch
+        if self.plan.sync_after_batch()
             && let Err(e) = self.sync_dirty()
         {
             // Everything was written; only the fsync failed. Report it as fatal without
@@ -476,40 +395,14 @@ impl BlockingSink for FileSink {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let fsync = match self.cfg.fsync {
-            Fsync::Interval(every) if self.files.values().any(|f| f.dirty) => {
-                Some(self.last_fsync + every)
-            }
-            _ => None,
-        };
-        let age = self.cfg.rotate_age.and_then(|age| {
-            self.files
-                .values()
-                .filter(|f| f.size > 0)
-                .map(|f| f.opened_at + age)
-                .min()
-        });
-        match (fsync, age) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.plan.next_deadline()
     }
 
     fn on_timer(&mut self, now: Instant) -> io::Result<()> {
-        if let Some(age) = self.cfg.rotate_age {
-            let due: Vec<PathBuf> = self
-                .files
-                .iter()
-                .filter(|(_, f)| f.size > 0 && now.duration_since(f.opened_at) >= age)
-                .map(|(p, _)| p.clone())
-                .collect();
-            for p in due {
-                self.rotate(&p)?;
-            }
+        while let Some((path, out)) = self.plan.take_aged(now) {
+            self.rotate(&path, out)?;
         }
-        if let Fsync::Interval(every) = self.cfg.fsync
-            && now.duration_since(self.last_fsync) >= every
-        {
+        if self.plan.fsync_due(now) {
             self.sync_dirty()?;
         }
         Ok(())
@@ -517,16 +410,15 @@ impl BlockingSink for FileSink {
 
     fn flush(&mut self) -> io::Result<()> {
         // Plain files are written straight to the file; compressors hold output back.
-        for f in self.files.values_mut() {
-            f.out.flush()?;
+        for (_, out) in self.plan.files_mut() {
+            out.flush()?;
         }
         Ok(())
     }
 
     fn close(&mut self) -> io::Result<()> {
-        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
-        for p in paths {
-            self.close_file(&p)?;
+        while let Some((path, out)) = self.plan.pop_lru() {
+            self.close_file(&path, out)?;
         }
         Ok(())
     }
@@ -536,50 +428,7 @@ impl std::fmt::Debug for FileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSink")
             .field("name", &self.name)
-            .field("open_files", &self.files.len())
+            .field("open_files", &self.plan.open_files())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spans(lens: &[u32]) -> Vec<Span> {
-        let mut at = 0;
-        lens.iter()
-            .map(|&l| {
-                let s = Span {
-                    start: at,
-                    end: at + l,
-                };
-                at += l + 1;
-                s
-            })
-            .collect()
-    }
-
-    #[test]
-    fn records_fitting_never_splits_and_takes_one_into_an_empty_file() {
-        let s = spans(&[4, 4, 4]);
-        let data = [b'x'; 15];
-        let nl: (&[u8], bool) = (b"\n", false);
-        assert_eq!(records_fitting(&data, &s, nl, 10, false), 2);
-        assert_eq!(records_fitting(&data, &s, nl, 9, false), 1);
-        assert_eq!(records_fitting(&data, &s, nl, 4, false), 0);
-        assert_eq!(records_fitting(&data, &s, nl, 4, true), 1);
-        assert_eq!(records_fitting(&data, &s, nl, 100, false), 3);
-        // Records that end with the delimiter take no extra byte when it is added only if
-        // missing.
-        let data = b"abc\ndef\nghi\n";
-        let s: Vec<Span> = (0..3)
-            .map(|i| Span {
-                start: 4 * i,
-                end: 4 * i + 4,
-            })
-            .collect();
-        assert_eq!(&data[s[2].start as usize..s[2].end as usize], b"ghi\n");
-        assert_eq!(records_fitting(data, &s, (b"\n", true), 12, false), 3);
-        assert_eq!(records_fitting(data, &s, (b"\n", false), 12, false), 2);
     }
 }
