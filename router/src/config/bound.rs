@@ -8,7 +8,7 @@
 //! streams; the rest is per connection):
 //!
 //! ```text
-//! http:  max_inflight_bytes + max_connections x (64 KiB + max(max_header_bytes + 8 KiB,
+//! http:  max_inflight_bytes + max_connections x (64 KiB + max(128 KiB, max_header_bytes + 8 KiB,
 //!                                                   max_streams x max_header_bytes + 128 KiB))
 //! quic:  max_inflight_bytes + max_connections x (64 KiB + min(max_streams x min(max_batch_bytes,
 //!                                                   256 KiB), 1 MiB))
