@@ -12,6 +12,8 @@
 //! 4. Sources never use sinks (`crate::sinks`), and sinks never use stages (`crate::stages`).
 //! 5. No cycle of `crate::` imports between files: a path `crate::a::b::C` named in file `f` is
 //!    an edge from `f` to the file of the deepest module it names (`a/b.rs` or `a/b/mod.rs`).
+//! 6. The bounded queue (`queue.rs`) is a building block below config, sources, stages, sinks
+//!    and topology: it uses no `crate::` module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -299,6 +301,9 @@ fn check_file(
         if in_dir("sinks/") && module == "stages" {
             report(at, "rule 4: a sink uses `crate::stages`".to_owned());
         }
+        if (rel == "queue.rs" || in_dir("queue/")) && module != "queue" {
+            report(at, format!("rule 6: the queue uses `crate::{module}`"));
+        }
         if let Some(target) = module_file(&segs, files)
             && target != rel
         {
@@ -473,7 +478,7 @@ fn a_planted_violation_of_each_rule_is_caught() {
     // Rule 1.
     let got = check(
         "core/x.rs",
-        "use std::time::Instant;\nfn f() { let t = Instant::now(); }\nuse crate::sinks::file::FileSink;\nuse crate::{core::record, topology::queue};\nasync fn g() { tokio::spawn(async {}); std::fs::read(\"x\"); }\n",
+        "use std::time::Instant;\nfn f() { let t = Instant::now(); }\nuse crate::sinks::file::FileSink;\nuse crate::{core::record, topology::Outlet};\nasync fn g() { tokio::spawn(async {}); std::fs::read(\"x\"); }\n",
         &mut edges,
     );
     assert_eq!(
@@ -540,6 +545,20 @@ fn a_planted_violation_of_each_rule_is_caught() {
         got,
         vec![(1, "rule 4: a sink uses `crate::stages`".to_owned())]
     );
+    // Rule 6: the queue names nothing of the crate but itself.
+    let got = check(
+        "queue.rs",
+        "use crate::core::record::Batch;\nfn f(o: crate::topology::Outlet) {}\nuse crate::queue::Limits;\n",
+        &mut edges,
+    );
+    assert_eq!(
+        got,
+        vec![
+            (1, "rule 6: the queue uses `crate::core`".to_owned()),
+            (2, "rule 6: the queue uses `crate::topology`".to_owned()),
+        ]
+    );
+    assert!(check("config/mod.rs", "use crate::queue::Limits;", &mut edges).is_empty());
     // Rule 5: config/mod.rs -> metrics/mod.rs -> topology/build.rs -> config/mod.rs, and
     // metrics/server.rs <-> reload.rs; a path names the file of its deepest module.
     let mut edges = BTreeMap::new();

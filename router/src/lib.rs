@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod generate;
 pub mod metrics;
+pub mod queue;
 pub mod reload;
 pub mod send;
 pub mod shutdown;

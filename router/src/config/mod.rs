@@ -15,6 +15,7 @@ use std::time::Duration;
 use reader::{ConfigErrors, Diagnostics, Located, Origin, Section};
 
 use crate::metrics::MetricsConfig;
+use crate::queue::Limits;
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::file::FileSinkConfig;
 use crate::sinks::firehose::FirehoseSinkConfig;
@@ -26,7 +27,6 @@ use crate::sources::stdin::StdinConfig;
 use crate::stages::builtin::filter::FilterConfig;
 use crate::stages::builtin::route::RouteConfig;
 use crate::stages::wasm::{PluginKind, WasmStageConfig};
-use crate::topology::queue::Limits;
 
 /// The embedded default config: stdin -> newline records -> files under `./edge-router-out/`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");

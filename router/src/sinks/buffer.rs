@@ -32,8 +32,8 @@ use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Hold};
+use crate::queue::{Closed, Receiver, Sender, TimedOut};
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::{Closed, Receiver, Sender, TimedOut};
 
 struct State {
     log: DiskLog,
@@ -593,8 +593,8 @@ mod tests {
     use crate::buffer::segment::segment_path;
     use crate::buffer::{BufferError, log::ACK_FILE};
     use crate::core::record::{Origin, PositionBase, Span};
+    use crate::queue::{Limits, queue};
     use crate::topology::DeadLetters;
-    use crate::topology::queue::{Limits, queue};
 
     fn batch(lens: &[usize]) -> Batch {
         let mut data = Vec::new();

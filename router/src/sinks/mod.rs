@@ -22,8 +22,8 @@ use std::time::Instant;
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::{Batch, Span};
+use crate::queue::{Receiver, TimedOut};
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::{Receiver, TimedOut};
 
 /// A sink that writes batches from a thread of its own.
 pub trait BlockingSink: Send {

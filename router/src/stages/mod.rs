@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
-use crate::topology::queue::{Interrupter, Receiver};
+use crate::queue::{Interrupter, Receiver};
 use crate::topology::{DeadLetterClosed, DeadLetterTx, Dispatcher};
 
 /// One processing step.

@@ -28,8 +28,8 @@ use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
 use crate::core::reorder::Reorder;
+use crate::queue::Receiver;
 use crate::stages::{NamedStage, Outcome, StageError, StagesFailed, run_batch};
-use crate::topology::queue::Receiver;
 use crate::topology::{DeadLetterTx, Dispatcher};
 
 /// Runs `workers.len()` stage workers (the calling thread is the first) until the queue closes,
@@ -305,8 +305,8 @@ impl Pool<'_> {
 mod tests {
     use super::*;
     use crate::core::record::{Origin, PositionBase, Span};
+    use crate::queue::{Limits, queue};
     use crate::stages::Stage;
-    use crate::topology::queue::{Limits, queue};
     use crate::topology::{DeadLetters, PortPlan, SinkPort};
     use bytes::Bytes;
     use std::time::{Duration, Instant};
@@ -407,8 +407,7 @@ mod tests {
             let producer = s.spawn(move || {
                 let mut refused = Vec::new();
                 for k in 0..n {
-                    if let Err(crate::topology::queue::Closed(b)) = stage_tx.blocking_send(batch(k))
-                    {
+                    if let Err(crate::queue::Closed(b)) = stage_tx.blocking_send(batch(k)) {
                         refused.push(number(b.payload(0)));
                     }
                 }
@@ -532,7 +531,7 @@ mod tests {
             drop((stage_tx, b_tx, dead));
             stages.join().unwrap().unwrap();
             let pause = switched
-                .map(|rx| crate::topology::queue::block_on(rx).unwrap())
+                .map(|rx| crate::queue::block_on(rx).unwrap())
                 .unwrap_or_default();
             // The stage thread has ended: a late generation is handed back.
             let (done, _rx) = tokio::sync::oneshot::channel();

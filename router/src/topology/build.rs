@@ -19,6 +19,7 @@ use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
 use crate::core::accounting::{Counters, Kind, Registry};
 use crate::core::record::Batch;
 use crate::core::report::{LatencyStats, QueueStats, Report};
+use crate::queue::{Depth, Limits, Receiver, Sender, WeakSender, Weighed, queue};
 use crate::shutdown::Shutdown;
 use crate::sinks::file::FileSink;
 use crate::sinks::run_blocking_sink;
@@ -30,7 +31,6 @@ use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
 use crate::stages::wasm::{INSTANCES_MAX, Plugin, StageGuard, WasmStage};
 use crate::stages::{Generation, Handoff, NamedStage, Stage, run_stages};
-use crate::topology::queue::{Depth, Limits, Receiver, Sender, WeakSender, Weighed, queue};
 use crate::topology::{DeadLetterTx, DeadLetters, Dispatcher, Outlet, PortPlan, SinkPort};
 
 /// A component thread ended.

@@ -1,21 +1,20 @@
 //! The running pipeline: bounded queues between components, fan-out to sinks, and shutdown.
 //!
 //! [`build::start`] turns a validated [`crate::config::Config`] into threads joined by bounded
-//! [`queue`]s: source -> (stages) -> one queue per sink, plus the dead-letter queue. Sources hand
+//! [`crate::queue`]s: source -> (stages) -> one queue per sink, plus the dead-letter queue. Sources hand
 //! batches to an [`Outlet`]; with no stages the outlet is the [`Dispatcher`] itself, which saves a
 //! hop. Shutdown is by closing: when a source ends it drops its outlet, the stage thread sees its
 //! queue close, drops the dispatcher, each sink drains and closes, and the dead-letter sink ends
 //! last.
 
 pub mod build;
-pub mod queue;
 
 use std::sync::Arc;
 
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
-use queue::{Sender, Weighed};
+use crate::queue::{self, Sender, Weighed};
 
 impl Weighed for Batch {
     fn records(&self) -> u64 {

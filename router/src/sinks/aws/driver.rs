@@ -28,11 +28,11 @@ use tokio::task::JoinSet;
 use crate::core::accounting::{Counters, latency_histogram};
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
+use crate::queue::Receiver;
 use crate::sinks::aws::engine::SinkEngine;
 use crate::sinks::aws::retry::{Attempts, RetryDecision, RetryPolicy};
 use crate::sinks::aws::sdk::CallFailure;
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::Receiver;
 
 /// A user record's handle: its batch and its index there.
 pub type Ticket = (Arc<Batch>, usize);

@@ -16,8 +16,8 @@ use crate::config::reader::{Diagnostics, Section};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Position;
+use crate::queue::Receiver;
 use crate::topology::DeadLetters;
-use crate::topology::queue::Receiver;
 
 /// Settings of the dead-letter sink.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use crate::core::accounting::Counters;
 use crate::core::record::Batch;
+use crate::queue::Receiver;
 use crate::sinks::aws::batch::BatchPolicy;
 use crate::sinks::aws::driver::{self, Offer, Service, StartupRetry, Status, Ticket, seed};
 use crate::sinks::aws::sdk::CallFailure;
@@ -16,7 +17,6 @@ use crate::sinks::firehose::config::FirehoseSinkConfig;
 use crate::sinks::firehose::engine::{Engine, EngineSettings, EngineStats, EntryResult, Request};
 use crate::sinks::firehose::pack::RECORD_BYTES_MAX;
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::Receiver;
 
 /// Runs a Firehose sink until its queue closes and every record is written or dead-lettered.
 ///

@@ -180,6 +180,24 @@ struct Entry<T> {
     order: Option<EntryId>,
 }
 
+/// What [`Engine::new_entry`] makes an entry of.
+struct NewEntry<T> {
+    /// The user records the entry carries: one, or those of an aggregate.
+    records: Vec<UserRecord<T>>,
+    /// The Kinesis record's partition key.
+    partition_key: String,
+    /// The Kinesis record's explicit hash key, if any.
+    explicit_hash_key: Option<u128>,
+    /// The Kinesis record's data (a user record's, or an aggregate's encoding).
+    data: Bytes,
+    /// Index of the shard the entry is for.
+    shard: usize,
+    /// The ordering lane: the top half of the record's hash key, or the shard for an aggregate.
+    lane: u64,
+    /// When the entry's content started waiting.
+    since: Instant,
+}
+
 #[derive(Debug)]
 struct ShardAggregate<T> {
     agg: Aggregator,
@@ -338,20 +356,15 @@ impl<T> Engine<T> {
         if self.aggregates.is_empty() {
             let lane = (record.hash_key >> 64) as u64;
             let since = now;
-            let (partition_key, explicit_hash_key, data) = (
-                record.partition_key.clone(),
-                record.explicit_hash_key,
-                record.data.clone(),
-            );
-            self.new_entry(
-                vec![record],
-                partition_key,
-                explicit_hash_key,
-                data,
+            self.new_entry(NewEntry {
+                partition_key: record.partition_key.clone(),
+                explicit_hash_key: record.explicit_hash_key,
+                data: record.data.clone(),
+                records: vec![record],
                 shard,
                 lane,
                 since,
-            );
+            });
             return;
         }
         let Some(a) = self.aggregates.get_mut(shard) else {
@@ -401,28 +414,29 @@ impl<T> Engine<T> {
             data,
             ..
         } = rec;
-        self.new_entry(
+        self.new_entry(NewEntry {
             records,
             partition_key,
             explicit_hash_key,
-            Bytes::from(data),
+            data: Bytes::from(data),
             shard,
-            shard as u64,
+            lane: shard as u64,
             since,
-        );
+        });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn new_entry(
-        &mut self,
-        records: Vec<UserRecord<T>>,
-        partition_key: String,
-        explicit_hash_key: Option<u128>,
-        data: Bytes,
-        shard: usize,
-        lane: u64,
-        since: Instant,
-    ) {
+    /// Makes an entry of `parts` and queues it in the batcher (dead-lettering it if the batcher
+    /// refuses it).
+    fn new_entry(&mut self, parts: NewEntry<T>) {
+        let NewEntry {
+            records,
+            partition_key,
+            explicit_hash_key,
+            data,
+            shard,
+            lane,
+            since,
+        } = parts;
         let id = self.next_entry;
         self.next_entry += 1;
         let size = data.len() + partition_key.len();

@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::core::accounting::Counters;
 use crate::core::partitioner::Partitioner;
 use crate::core::record::Batch;
+use crate::queue::Receiver;
 use crate::sinks::aws::batch::{BatchPolicy, RECORD_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_LIMIT};
 use crate::sinks::aws::driver::{self, Offer, Service, StartupRetry, Status, Ticket, seed};
 use crate::sinks::aws::sdk::CallFailure;
@@ -21,7 +22,6 @@ use crate::sinks::kinesis::engine::{Engine, EngineSettings, EngineStats, EntryRe
 use crate::sinks::kinesis::limits::ShardRateLimit;
 use crate::sinks::kinesis::shards::ShardMap;
 use crate::topology::DeadLetterTx;
-use crate::topology::queue::Receiver;
 
 /// Runs a Kinesis sink until its queue closes and every record is written or dead-lettered.
 ///

@@ -44,8 +44,8 @@ use crate::core::accounting::Counters;
 use crate::core::deadline::{IdleTimeouts, TransferDeadline};
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
+use crate::queue::{Closed, Probe, Sender};
 use crate::shutdown::Shutdown;
-use crate::topology::queue::{Closed, Probe, Sender};
 use aws_api::Sequence;
 use body::{BodyError, BodyLimits, Encoding, Format};
 

@@ -36,9 +36,9 @@ use crate::core::accounting::Counters;
 use crate::core::deadline::TransferDeadline;
 use crate::core::rate_limit::Repeats;
 use crate::core::record::{Batch, Origin, PositionBase, RecordMeta};
+use crate::queue::{Closed, Sender};
 use crate::shutdown::Shutdown;
 use crate::sources::guard::{Budget, BudgetError, PeerCaps, Reservation};
-use crate::topology::queue::{Closed, Sender};
 
 /// Why the QUIC source could not run.
 #[derive(Debug, thiserror::Error)]

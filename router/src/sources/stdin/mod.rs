@@ -580,7 +580,7 @@ mod tests {
 
     #[test]
     fn uneven_reads_keep_every_line_and_batches_bounded() {
-        use crate::topology::queue::{Limits, queue};
+        use crate::queue::{Limits, queue};
         let chunk = 16 << 10;
         // Lines of many lengths, a few of them longer than half a chunk (these grow a buffer).
         let mut data = Vec::new();
@@ -673,7 +673,7 @@ mod tests {
 
     #[test]
     fn a_source_waiting_for_input_stops_when_shutdown_is_triggered() {
-        use crate::topology::queue::{Limits, queue};
+        use crate::queue::{Limits, queue};
         use std::io::Write as _;
         let limits = Limits {
             records_max: 1000,

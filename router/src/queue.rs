@@ -1,4 +1,5 @@
-//! Bounded queues between components.
+//! Bounded queues between components: a building block below the wiring (`topology`) that
+//! config (limits), sources, stages and sinks use; it uses no other module of the crate.
 //!
 //! A [`Queue`] is bounded both in records and in bytes (see [`Weighed`]): a send waits while the
 //! queue is full, which is how backpressure travels from a slow sink back to the source. One
@@ -10,7 +11,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
@@ -60,6 +61,26 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     not_empty: Notify,
     not_full: Notify,
+    /// Sends waiting now for room (their item did not fit when they last looked).
+    waiting_senders: AtomicUsize,
+    /// Receives waiting now for an item (the queue was empty and open when they last looked).
+    waiting_receivers: AtomicUsize,
+}
+
+/// Counts one waiter in `.0` for as long as it lives (a dropped future counts off too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<T> Shared<T> {
@@ -82,6 +103,8 @@ pub fn queue<T: Weighed>(limits: Limits) -> (Sender<T>, Receiver<T>) {
         }),
         not_empty: Notify::new(),
         not_full: Notify::new(),
+        waiting_senders: AtomicUsize::new(0),
+        waiting_receivers: AtomicUsize::new(0),
     });
     (
         Sender {
@@ -194,6 +217,7 @@ impl<T: Weighed> Sender<T> {
                 }
                 item = Some(it);
             }
+            let _waiting = Waiting::new(&self.shared.waiting_senders);
             notified.await;
         }
     }
@@ -276,6 +300,7 @@ impl<T: Weighed> Receiver<T> {
             if let Ok(item) = self.pop() {
                 return item;
             }
+            let _waiting = Waiting::new(&self.shared.waiting_receivers);
             notified.await;
         }
     }
@@ -298,6 +323,7 @@ impl<T: Weighed> Receiver<T> {
             if let Ok(item) = self.pop() {
                 return Ok(item);
             }
+            let _waiting = Waiting::new(&self.shared.waiting_receivers);
             notified.await;
         }
     }
@@ -420,6 +446,36 @@ mod tests {
         }
     }
 
+    /// Sends and receives waiting now on the queue behind `probe`.
+    fn waiting<T>(probe: &Probe<T>) -> (usize, usize) {
+        let s = &probe.shared;
+        (
+            s.waiting_senders.load(Ordering::Acquire),
+            s.waiting_receivers.load(Ordering::Acquire),
+        )
+    }
+
+    /// A probe of the queue `rx` receives from.
+    fn probe_of<T>(rx: &Receiver<T>) -> Probe<T> {
+        Probe {
+            shared: rx.shared.clone(),
+        }
+    }
+
+    /// Waits until `waiting(probe)` is `want` (another thread has looked at the queue and is
+    /// waiting for a wakeup), checking every millisecond for at most ten seconds.
+    fn wait_for_waiters<T>(probe: &Probe<T>, want: (usize, usize)) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while waiting(probe) != want {
+            assert!(
+                Instant::now() < deadline,
+                "(senders, receivers) waiting stayed {:?}, expected {want:?}",
+                waiting(probe)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn fifo_and_close_on_last_sender() {
         let (tx, rx) = queue(limits(10, 100));
@@ -437,12 +493,13 @@ mod tests {
     fn full_queue_blocks_sender_until_space() {
         let (tx, rx) = queue(limits(3, 1000));
         tx.blocking_send(Item(2, 10)).unwrap();
+        let probe = tx.probe();
         let t = std::thread::spawn(move || {
             tx.blocking_send(Item(2, 10)).unwrap();
             tx.depth()
         });
         // The second send cannot complete while 2 + 2 > 3 records are queued.
-        std::thread::sleep(Duration::from_millis(50));
+        wait_for_waiters(&probe, (1, 0));
         assert!(!t.is_finished());
         assert_eq!(rx.depth().records, 2);
         assert_eq!(rx.blocking_recv(), Some(Item(2, 10)));
@@ -458,13 +515,35 @@ mod tests {
         assert_eq!(rx.depth().bytes, 50);
         let tx2 = tx.clone();
         let t = std::thread::spawn(move || tx2.blocking_send(Item(1, 1)).is_ok());
-        std::thread::sleep(Duration::from_millis(50));
+        wait_for_waiters(&tx.probe(), (1, 0));
         assert!(
             !t.is_finished(),
             "a send into a queue over its byte limit must wait"
         );
         rx.blocking_recv().unwrap();
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn a_dropped_waiting_send_or_receive_is_no_longer_counted_as_waiting() {
+        let (tx, rx) = queue(limits(1, 10));
+        let probe = tx.probe();
+        let mut cx = Context::from_waker(Waker::noop());
+        {
+            let mut recv = pin!(rx.recv());
+            assert!(recv.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(waiting(&probe), (0, 1));
+        }
+        assert_eq!(waiting(&probe), (0, 0));
+        tx.blocking_send(Item(1, 1)).unwrap();
+        {
+            let mut send = pin!(tx.send(Item(1, 1)));
+            assert!(send.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(waiting(&probe), (1, 0));
+        }
+        assert_eq!(waiting(&probe), (0, 0));
+        assert_eq!(rx.try_recv(), Some(Item(1, 1)));
+        assert_eq!(rx.try_recv(), None);
     }
 
     #[test]
@@ -487,7 +566,7 @@ mod tests {
             let rx = rx.clone();
             std::thread::spawn(move || rx.blocking_recv())
         };
-        std::thread::sleep(Duration::from_millis(30));
+        wait_for_waiters(&tx.probe(), (0, 1));
         assert!(!waiting.is_finished());
         assert!(rx.close().is_empty());
         assert_eq!(waiting.join().unwrap(), None);
@@ -499,8 +578,9 @@ mod tests {
     fn blocked_sender_is_released_when_receiver_drops() {
         let (tx, rx) = queue(limits(1, 10));
         tx.blocking_send(Item(1, 1)).unwrap();
+        let probe = tx.probe();
         let t = std::thread::spawn(move || tx.blocking_send(Item(1, 1)).is_err());
-        std::thread::sleep(Duration::from_millis(30));
+        wait_for_waiters(&probe, (1, 0));
         drop(rx);
         assert!(t.join().unwrap());
     }
@@ -510,6 +590,7 @@ mod tests {
         let (tx, rx) = queue::<Item>(limits(10, 100));
         let stop = Arc::new(AtomicBool::new(false));
         let interrupter = rx.interrupter();
+        let probe = probe_of(&rx);
         let waiting = {
             let stop = stop.clone();
             std::thread::spawn(move || {
@@ -517,7 +598,7 @@ mod tests {
                 (got.map(|o| o.map(|i| i.0)), rx)
             })
         };
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for_waiters(&probe, (0, 1));
         stop.store(true, Ordering::Release);
         interrupter.interrupt();
         let (got, rx) = waiting.join().unwrap();
