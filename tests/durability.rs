@@ -116,13 +116,8 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
     );
     let log = d.join("router.log");
     let mut router = start_router(d, &config);
-    common::wait_for_log(
-        &log,
-        QUIC_LISTENING,
-        1,
-        &mut router,
-        Duration::from_secs(60),
-    );
+    let up = Duration::from_secs(60);
+    common::wait_for_log(&log, QUIC_LISTENING, 1, &mut router, up);
     let mut send = Command::new(bin())
         .args([
             "send",
@@ -140,13 +135,13 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
         .spawn()
         .unwrap();
     let send_err = common::drain(send.stderr.take().unwrap());
-    // Kill points: after 100k lines, 250k more, and as soon as the third run writes (it
-    // delivers what it recovered from the buffer first: the kill lands during recovery or soon
-    // after). Two lines, not one: a restarted file sink may first end a line torn by the kill.
+    // Kill points: after 100k lines, 250k more, and as soon as the third run listens (it takes
+    // up its buffer first: the kill lands during recovery or soon after).
     let mut kills = 0;
-    for wait in [Some(100_000usize), Some(250_000), Some(2)] {
-        if let Some(more) = wait {
-            wait_for_lines(&out, line_count(&out) + more);
+    for more in [Some(100_000usize), Some(250_000), None] {
+        match more {
+            Some(more) => wait_for_lines(&out, line_count(&out) + more),
+            None => common::wait_for_log(&log, QUIC_LISTENING, kills as usize + 1, &mut router, up),
         }
         router.kill().unwrap();
         router.wait().unwrap();
