@@ -38,17 +38,17 @@ fn line_count(path: &Path) -> usize {
 }
 
 /// Waits (at most 60 s) until `path` has at least `lines` lines.
+#[track_caller]
 fn wait_for_lines(path: &Path, lines: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while line_count(path) < lines {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not reach {lines} lines",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(
+        &format!("{} to reach {lines} lines", path.display()),
+        Duration::from_secs(60),
+        || line_count(path) >= lines,
+    );
 }
+
+/// What a QUIC source logs once it accepts connections.
+const QUIC_LISTENING: &str = "listening on quic://";
 
 /// A stdin source table.
 const STDIN: &str = "[sources.in]\nkind = \"stdin\"";
@@ -114,8 +114,10 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
         &out,
         &format!("queue_records_max = 5000\n{}", buffer_line(d, "")),
     );
+    let log = d.join("router.log");
     let mut router = start_router(d, &config);
-    std::thread::sleep(Duration::from_millis(300));
+    let up = Duration::from_secs(60);
+    common::wait_for_log(&log, QUIC_LISTENING, 1, &mut router, up);
     let mut send = Command::new(bin())
         .args([
             "send",
@@ -133,13 +135,13 @@ fn kill_9_while_a_million_records_flow_over_quic_loses_none() {
         .spawn()
         .unwrap();
     let send_err = common::drain(send.stderr.take().unwrap());
-    // Kill points: after 100k lines, 250k more, and 0.2 s into the third run (during recovery
-    // or soon after).
+    // Kill points: after 100k lines, 250k more, and as soon as the third run listens (it takes
+    // up its buffer first: the kill lands during recovery or soon after).
     let mut kills = 0;
-    for wait in [Some(100_000usize), Some(250_000), None] {
-        match wait {
+    for more in [Some(100_000usize), Some(250_000), None] {
+        match more {
             Some(more) => wait_for_lines(&out, line_count(&out) + more),
-            None => std::thread::sleep(Duration::from_millis(200)),
+            None => common::wait_for_log(&log, QUIC_LISTENING, kills as usize + 1, &mut router, up),
         }
         router.kill().unwrap();
         router.wait().unwrap();
@@ -282,13 +284,31 @@ fn a_full_buffer_drops_newest_counted_and_dead_lettered() {
     let d = dir.path();
     let config = blocked_sink_config(d, "drop_newest");
     let data = common::numbered_sensor(100_000);
-    let (router, mut stdin) =
-        Running::start(d, &["run", "-c", config.to_str().unwrap(), "--stats=json"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (router, mut stdin) = Running::start(
+        d,
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--stats=json",
+            "--metrics",
+            &metrics,
+        ],
+    );
     // With the sink blocked, all input is read and everything past the buffer's 1 MiB is
     // refused, then the reader of the FIFO lets the rest through.
     std::io::Write::write_all(&mut stdin, &data).unwrap();
     drop(stdin);
-    std::thread::sleep(Duration::from_millis(500));
+    common::wait_for(
+        "every record read and some dead-lettered while the sink is blocked",
+        Duration::from_secs(60),
+        || {
+            let m = common::metrics(&metrics);
+            common::metric(&m, "edge_router_records_read_total") == 100_000
+                && common::metric(&m, "edge_router_records_dead_lettered_total") > 0
+        },
+    );
     let fifo_out = std::thread::spawn({
         let fifo = d.join("out.fifo");
         move || std::fs::read(fifo).unwrap()
@@ -326,7 +346,9 @@ fn a_full_buffer_that_blocks_holds_back_the_source_and_loses_nothing() {
     let (router, stdin) =
         Running::start(d, &["run", "-c", config.to_str().unwrap(), "--stats=json"]);
     let writer = common::Writer::start(stdin, data.clone(), 1, 64 << 10, None, None);
-    // The buffer (1 MiB) and the queues fill; then the router stops reading stdin.
+    // The buffer (1 MiB) and the queues fill; then the router stops reading stdin. That nothing
+    // more is read cannot be observed but by letting time pass: the writer's progress must stand
+    // still for 10 samples 50 ms apart (the loop ends as soon as it has).
     let mut last = 0;
     let mut still = 0;
     for _ in 0..200 {
@@ -396,6 +418,8 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
                 let _ = std::fs::remove_file(&path);
                 let code = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
                 answered.lock().unwrap().push((i, code));
+                // Pacing, not waiting: the requests are spread out so that some are answered
+                // before the kill and some meet the router down.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -418,7 +442,14 @@ fn http_records_answered_200_before_a_kill_9_are_delivered_after_the_restart() {
     }
     router.kill().unwrap();
     router.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Down until a request sent after the kill has been answered (refused: the one in flight at
+    // the kill, if any, is answered first).
+    let at_kill = answered.lock().unwrap().len();
+    common::wait_for(
+        "a request sent while the router is down",
+        Duration::from_secs(60),
+        || answered.lock().unwrap().len() > at_kill + 1,
+    );
     let mut router = start_router(d, &config);
     poster.join().unwrap();
     let code = common::terminate(&mut router);
@@ -490,8 +521,11 @@ fn ack_modes_answer_once_the_records_are_buffered_or_delivered() {
         common::wait_for_port(port, &mut router, "edge-router", Duration::from_secs(20));
         let mut curl =
             post_in_background(&format!("http://127.0.0.1:{port}/v1/records"), &body, 30);
-        // The sink cannot write (nobody reads the FIFO yet).
-        let deadline = Instant::now() + Duration::from_millis(1500);
+        // The sink cannot write (nobody reads the FIFO yet). An answer expected now is waited
+        // for (at most 30 s); one that must not come is given 1.5 s to show up (time has to
+        // pass to see that something does not happen).
+        let window = if answers_while_blocked { 30_000 } else { 1500 };
+        let deadline = Instant::now() + Duration::from_millis(window);
         let mut answered = None;
         while Instant::now() < deadline && answered.is_none() {
             answered = curl.try_wait().unwrap();

@@ -230,20 +230,38 @@ fn gzip_records_make_gzip_objects() {
     assert_exactly_once(&lines, &input, false);
 }
 
-/// Runs the router over a pipe and writes `parts` one after another, calling `between(i)` after
-/// part `i` (all but the last); returns the output.
-fn run_in_parts(dir: &Path, sink: &str, parts: &[&[u8]], mut between: impl FnMut(usize)) -> Output {
-    let (running, mut stdin) =
-        Running::spawn(router(dir, &["run", "--sink", sink, "--stats=json"], &[]));
+/// Runs the router over a pipe and writes `parts` one after another, calling `between(i,
+/// metrics)` after part `i` (all but the last; `metrics` is the address of the router's metrics
+/// endpoint); returns the output.
+fn run_in_parts(
+    dir: &Path,
+    sink: &str,
+    parts: &[&[u8]],
+    mut between: impl FnMut(usize, &str),
+) -> Output {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let args = ["run", "--sink", sink, "--stats=json", "--metrics", &metrics];
+    let (running, mut stdin) = Running::spawn(router(dir, &args, &[]));
     for (i, part) in parts.iter().enumerate() {
         stdin.write_all(part).unwrap();
         stdin.flush().unwrap();
         if i + 1 < parts.len() {
-            between(i);
+            between(i, &metrics);
         }
     }
     drop(stdin);
     running.wait(common::CHILD_TIMEOUT)
+}
+
+/// Waits (at most 60 s) until the sink has retried a call, as the router's metrics endpoint at
+/// `metrics` shows it.
+#[track_caller]
+fn wait_for_a_retry(metrics: &str) {
+    let series =
+        "edge_router_component_firehose_retries_total{component=\"sinks.firehose\",kind=\"sink\"}";
+    common::wait_for("a retried call", Duration::from_secs(60), || {
+        common::metric(&common::metrics(metrics), series) > 0
+    });
 }
 
 /// The endpoint goes away mid-stream (connections refused) and comes back on the same port: the
@@ -261,13 +279,16 @@ fn an_endpoint_stopped_and_restarted_mid_stream_loses_nothing() {
     let sink = uri(
         "outage",
         &format!("http://127.0.0.1:{port}"),
-        "linger_ms=10&pack_bytes_max=32KiB&retry_backoff_ms=50&retry_backoff_max_ms=500",
+        // A retry budget no outage here exhausts (this test is about losing nothing, not about
+        // giving up).
+        "linger_ms=10&pack_bytes_max=32KiB&retry_backoff_ms=50&retry_backoff_max_ms=500\
+         &retry_attempts_max=1000&retry_ttl_ms=300000",
     );
     let out = run_in_parts(
         dir.path(),
         &sink,
         &[&input[..a], &input[a..b], &input[b..]],
-        |i| {
+        |i, metrics| {
             if i == 0 {
                 // Everything so far delivered, then the endpoint goes away.
                 common::wait_for("the first part in S3", Duration::from_secs(30), || {
@@ -275,8 +296,8 @@ fn an_endpoint_stopped_and_restarted_mid_stream_loses_nothing() {
                 });
                 proxy.take().unwrap().stop();
             } else {
-                // The second part meets a dead endpoint for a while.
-                std::thread::sleep(Duration::from_millis(1500));
+                // The second part meets a dead endpoint until a call has been refused and retried.
+                wait_for_a_retry(metrics);
                 proxy = Some(FaultProxy::start_on(port, m.port, 0, 0, 0));
             }
         },
@@ -299,18 +320,26 @@ fn a_server_paused_mid_stream_delivers_every_line() {
     let dir = temp_dir();
     let sink = m.sink("paused", "linger_ms=10&pack_bytes_max=32KiB&request_timeout_ms=500&retry_backoff_ms=50&retry_backoff_max_ms=500");
     let pid = m.proc.0.id().to_string();
-    let out = run_in_parts(dir.path(), &sink, &[&input[..a], &input[a..]], |_| {
-        common::wait_for("the first part in S3", Duration::from_secs(30), || {
-            lines_of(&m.objects("bucket")).len() == 5_000
-        });
-        // Paused while the second part goes in; resumed two seconds later.
-        Command::new("kill").args(["-STOP", &pid]).status().unwrap();
-        let pid = pid.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(2000));
-            Command::new("kill").args(["-CONT", &pid]).status().unwrap();
-        });
-    });
+    let out = run_in_parts(
+        dir.path(),
+        &sink,
+        &[&input[..a], &input[a..]],
+        |_, metrics| {
+            common::wait_for("the first part in S3", Duration::from_secs(30), || {
+                lines_of(&m.objects("bucket")).len() == 5_000
+            });
+            // Paused while the second part goes in; resumed once a call has timed out and been
+            // retried.
+            Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+            let (pid, metrics) = (pid.clone(), metrics.to_owned());
+            std::thread::spawn(move || {
+                // Resumed even if the wait fails, so the router can finish and the test report.
+                let waited = std::panic::catch_unwind(|| wait_for_a_retry(&metrics));
+                Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+                waited.unwrap();
+            });
+        },
+    );
     let stats = out.ok_stats();
     stats.assert_invariant();
     assert_eq!(stats.written(), 10_000);

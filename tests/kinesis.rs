@@ -500,6 +500,30 @@ fn assert_shard_counts(stats: &Stats, back: &ReadBack, proxy: &Value) {
     );
 }
 
+/// The samples of the router's metrics endpoint at `addr` once `ok` holds for them (at most
+/// 60 s).
+#[track_caller]
+fn wait_for_metrics(
+    addr: &str,
+    what: &str,
+    ok: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let mut last = HashMap::new();
+    common::wait_for(what, Duration::from_secs(60), || {
+        last = common::metrics(addr);
+        ok(&last)
+    });
+    last
+}
+
+/// `edge_router_component_NAME_total` of the sink `sinks.kinesis`.
+fn sink_metric(m: &HashMap<String, f64>, name: &str) -> u64 {
+    common::metric(
+        m,
+        &format!("edge_router_component_{name}_total{{component=\"sinks.kinesis\",kind=\"sink\"}}"),
+    )
+}
+
 /// (f): kinesalite killed (SIGKILL) mid-stream and restarted on the same port and data: the
 /// sink retries through the outage and nothing is lost (a request the server wrote but did not
 /// answer may be written twice: at least once, not exactly once).
@@ -510,17 +534,33 @@ fn a_server_killed_and_restarted_mid_stream_loses_nothing() {
     k.create_stream("restart", 2);
     let input = common::sensor_few_devices(15_000);
     let dir = temp_dir();
+    // A retry budget no outage here exhausts (the defaults, 20 attempts of at most 500 ms
+    // backoff, can run out while kinesalite restarts on a loaded machine): this test is about
+    // losing nothing, not about giving up.
     let sink = uri(
         "restart",
         &k.endpoint(),
-        "partition=field:device_id&linger_ms=10&retry_backoff_ms=50&retry_backoff_max_ms=500&rate_limit_percent=0",
+        "partition=field:device_id&linger_ms=10&retry_backoff_ms=50&retry_backoff_max_ms=500&rate_limit_percent=0\
+         &retry_attempts_max=1000&retry_ttl_ms=300000",
     );
-    let mut child = router(dir.path(), &["run", "--sink", &sink, "--stats=json"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = router(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--stats=json",
+            "--metrics",
+            &metrics,
+        ],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let guard_err = drain(child.stderr.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     let parts: Vec<&[u8]> = {
@@ -528,11 +568,17 @@ fn a_server_killed_and_restarted_mid_stream_loses_nothing() {
         let b = common::first_lines(&input, 10_000).len();
         vec![&input[..a], &input[a..b], &input[b..]]
     };
+    // The first part is in the stream before kinesalite dies; the second meets it dead (at
+    // least one failed call retried) before it comes back; the third comes after.
     stdin.write_all(parts[0]).unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for_metrics(&metrics, "the first 5000 records written", |m| {
+        common::metric(m, "edge_router_records_written_total") == 5_000
+    });
     k.kill();
     stdin.write_all(parts[1]).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_metrics(&metrics, "a retry while kinesalite is down", |m| {
+        sink_metric(m, "kinesis_retries") > 0
+    });
     k.restart();
     stdin.write_all(parts[2]).unwrap();
     drop(stdin);
@@ -636,16 +682,31 @@ fn sigterm_flushes_every_record_read_and_exits_0() {
         &k.endpoint(),
         "partition=field:device_id&aggregate=true&linger_ms=30000",
     );
-    let mut child = router(dir.path(), &["run", "--sink", &sink, "--stats=json"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = router(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--stats=json",
+            "--metrics",
+            &metrics,
+        ],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let err = drain(child.stderr.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Every record read (and none written: the linger holds them) when the signal comes.
+    wait_for_metrics(&metrics, "all 3000 records read", |m| {
+        common::metric(m, "edge_router_records_read_total") == 3_000
+    });
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -787,10 +848,18 @@ fn a_router_killed_while_kinesis_is_down_loses_nothing_with_a_disk_buffer() {
         ),
     )
     .unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let start = |log: &str| {
         router(
             d,
-            &["run", "-c", config.to_str().unwrap(), "--stats=json"],
+            &[
+                "run",
+                "-c",
+                config.to_str().unwrap(),
+                "--stats=json",
+                "--metrics",
+                &metrics,
+            ],
             &[],
         )
         .stdin(Stdio::null())
@@ -800,7 +869,9 @@ fn a_router_killed_while_kinesis_is_down_loses_nothing_with_a_disk_buffer() {
         .unwrap()
     };
     let mut r = start("router-1.log");
-    std::thread::sleep(Duration::from_millis(500));
+    let listening = "listening on quic://";
+    let up = Duration::from_secs(60);
+    common::wait_for_log(&d.join("router-1.log"), listening, 1, &mut r, up);
     let mut send = common::command(
         d,
         &[
@@ -819,13 +890,30 @@ fn a_router_killed_while_kinesis_is_down_loses_nothing_with_a_disk_buffer() {
     .spawn()
     .unwrap();
     let send_err = drain(send.stderr.take().unwrap());
-    std::thread::sleep(Duration::from_millis(1000));
+    // Some records in the stream, then kinesalite goes down; the router goes on taking records
+    // (1000 more: they pile up in the buffer, acknowledged to `send`) and retrying, and is
+    // killed.
+    wait_for_metrics(&metrics, "records written to the stream", |m| {
+        common::metric(m, "edge_router_records_written_total") > 0
+    });
     k.kill();
-    std::thread::sleep(Duration::from_millis(1500));
+    let read_at_kill = common::metric(&common::metrics(&metrics), "edge_router_records_read_total");
+    wait_for_metrics(
+        &metrics,
+        "records taken and retried with kinesis down",
+        |m| {
+            common::metric(m, "edge_router_records_read_total") >= read_at_kill + 1000
+                && sink_metric(m, "kinesis_retries") > 0
+        },
+    );
     r.kill().unwrap();
     r.wait().unwrap();
+    // Restarted while kinesis is still down: once it has taken up its buffer and listens again,
+    // kinesalite comes back.
     let mut r = start("router-2.log");
-    std::thread::sleep(Duration::from_millis(1500));
+    let log2 = d.join("router-2.log");
+    common::wait_for_log(&log2, "delivered first", 1, &mut r, up);
+    common::wait_for_log(&log2, listening, 1, &mut r, up);
     k.restart();
     let status = wait_with_timeout(&mut send, Duration::from_secs(120));
     let send_err = String::from_utf8_lossy(&send_err.join().unwrap()).into_owned();

@@ -282,8 +282,18 @@ fn a_plain_quinn_client_a_vanishing_client_and_a_resend() {
     let frame = enc.finish();
     client.rt.block_on(async {
         let (mut s, _r) = conn.open_bi().await.unwrap();
+        let stream_frames = conn.stats().frame_tx.stream;
         s.write_all(&frame[..frame.len() - 3]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Closed once the partial batch has left (a STREAM frame sent after it was written):
+        // the router gets it, then the close.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while conn.stats().frame_tx.stream == stream_frames {
+            assert!(
+                Instant::now() < deadline,
+                "the partial batch was never sent"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         conn.close(7u32.into(), b"vanishing");
     });
     // Reconnecting to the same session: the router expects batch 1 (it never got it whole).
@@ -291,6 +301,7 @@ fn a_plain_quinn_client_a_vanishing_client_and_a_resend() {
     assert_eq!((w.status, w.next_seq), (Status::Ok, 1));
     // A batch from the future waits for its predecessor, then gives up: OutOfOrder.
     // (Not waiting the full order_wait here: batch 1 arrives meanwhile and both are accepted.)
+    let (arrived, has_arrived) = tokio::sync::oneshot::channel();
     let early = {
         let conn = conn.clone();
         let mut enc = BatchEncoder::new(2, Some("dev-2"), &attrs).unwrap();
@@ -300,10 +311,19 @@ fn a_plain_quinn_client_a_vanishing_client_and_a_resend() {
             let (mut s, mut r) = conn.open_bi().await.unwrap();
             s.write_all(&frame).await.unwrap();
             s.finish().unwrap();
+            // The router has all of batch 2 once QUIC acknowledges the stream's data.
+            s.stopped().await.unwrap();
+            arrived.send(()).unwrap();
             decode_ack(&r.read_to_end(MAX_ACK_BYTES).await.unwrap()).unwrap()
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // Batch 1 goes once the router holds batch 2 (that it has also looked at it and waits is
+    // not visible from here; if not, both are accepted just the same).
+    client
+        .rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), has_arrived).await })
+        .expect("batch 2 never acknowledged by QUIC")
+        .unwrap();
     let ack = client.batch(&conn, 1, Some("dev-1"), &attrs, &[b"{\"a\":3}"]);
     assert_eq!((ack.status, ack.accepted), (Status::Ok, 1));
     let early = client.rt.block_on(early).unwrap();
@@ -586,11 +606,15 @@ fn a_blocked_sink_slows_send_down_and_everything_arrives_once() {
             .unwrap()
             .success()
     );
+    let metrics = format!("127.0.0.1:{}", common::free_port());
     let r = Router::start(
         d,
         "self_signed = true\naccept_wait_ms = 100\nretry_after_ms = 50",
         "out.fifo",
-        "queue_records_max = 2000\n\n[pipeline]\nqueue_records_max = 2000\nqueue_bytes_max = \"1MiB\"",
+        &format!(
+            "queue_records_max = 2000\n\n[pipeline]\nqueue_records_max = 2000\n\
+             queue_bytes_max = \"1MiB\"\n\n[metrics]\naddress = \"{metrics}\""
+        ),
     );
     let fp = r.fingerprint.clone().unwrap();
     let input = std::fs::read(common::generate("sensor", 200_000, &[])).unwrap();
@@ -600,8 +624,19 @@ fn a_blocked_sink_slows_send_down_and_everything_arrives_once() {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    // The sink is blocked: send cannot finish.
-    std::thread::sleep(Duration::from_secs(2));
+    // The sink is blocked: the queues fill, the router answers BACKPRESSURE, and send cannot
+    // finish.
+    common::wait_for(
+        "a batch refused for backpressure",
+        Duration::from_secs(60),
+        || {
+            let m = common::metrics(&metrics);
+            common::metric(
+                &m,
+                "edge_router_source_responses_total{component=\"sources.q\",code=\"backpressure\"}",
+            ) > 0
+        },
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "send finished while the sink was blocked"

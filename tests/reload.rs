@@ -295,9 +295,17 @@ fn sighup_and_the_file_watch_add_and_remove_sinks_under_load() {
     });
     wait_for_lines(&b, 1000);
 
-    // Remove sink a by editing the file only: the watch reloads.
-    std::thread::sleep(Duration::from_millis(20));
+    // Remove sink a by editing the file only: the watch reloads. It compares modification
+    // times, so the edit gets one later than any the file had (not one that depends on the
+    // clock having moved since the last write).
+    let before = std::fs::metadata(&config).unwrap().modified().unwrap();
     std::fs::write(&config, fanout_config(d, &metrics, &["b"])).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&config)
+        .unwrap()
+        .set_modified(before + Duration::from_secs(1))
+        .unwrap();
     wait_for_metrics(&metrics, "sink a gone", |m| {
         !m.contains("queue=\"sinks.a\"")
     });

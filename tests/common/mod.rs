@@ -641,6 +641,8 @@ pub struct Running {
     pub child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    /// Its stderr so far (the log), while it runs.
+    stderr_now: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Running {
@@ -659,15 +661,51 @@ impl Running {
             .expect("starting edge-router");
         let stdin = child.stdin.take().unwrap();
         let stdout = Some(drain(child.stdout.take().unwrap()));
-        let stderr = Some(drain(child.stderr.take().unwrap()));
+        let stderr_now = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = Some({
+            let mut r = child.stderr.take().unwrap();
+            let now = stderr_now.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => now.lock().unwrap().extend_from_slice(&buf[..n]),
+                    }
+                }
+                std::mem::take(&mut *now.lock().unwrap())
+            })
+        });
         (
             Running {
                 child,
                 stdout,
                 stderr,
+                stderr_now,
             },
             stdin,
         )
+    }
+
+    /// Waits (at most `timeout`) until its stderr holds `needle`; fails with the log so far if
+    /// it exits first or the time runs out.
+    #[track_caller]
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = String::from_utf8_lossy(&self.stderr_now.lock().unwrap()).into_owned();
+            if log.contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The process id.
@@ -812,6 +850,61 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// True once the file at `path` contains `needle` at least `times` times (a log line the router
+/// writes once per start, say).
+pub fn file_contains(path: &Path, needle: &str, times: usize) -> bool {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+        >= times
+}
+
+/// Waits (at most `timeout`) until the log at `path`, written by `child`, holds `needle` at
+/// least `times` times; fails with the log if `child` exits first or the time runs out.
+#[track_caller]
+pub fn wait_for_log(path: &Path, needle: &str, times: usize, child: &mut Child, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !file_contains(path, needle, times) {
+        let log = || std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "exited ({status}) before logging {needle:?} ({times}x):\n{}",
+                log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not logged {times}x within {timeout:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The samples of the router's metrics endpoint at `addr` (`127.0.0.1:PORT`, started with
+/// `--metrics`): `series -> value`, e.g. `edge_router_records_written_total`. Empty when it does
+/// not answer (yet).
+pub fn metrics(addr: &str) -> std::collections::HashMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("http://{addr}/metrics")])
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
+/// One sample of [`metrics`] as an integer, 0 when it is absent (counters appear once non-zero).
+pub fn metric(samples: &std::collections::HashMap<String, f64>, series: &str) -> u64 {
+    samples.get(series).map_or(0, |v| *v as u64)
 }
 
 /// Size of a file, 0 if it does not exist.
