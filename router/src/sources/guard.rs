@@ -567,12 +567,18 @@ mod tests {
         assert_eq!(b.available(), 20);
         // A request waiting for its peer's share gets it when another gives it back.
         let mut r4 = b.reserve(c);
-        let giver = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        {
+            let grow = r4.grow(30, later);
+            tokio::pin!(grow);
+            // Polled once: it is waiting (the peer's share is taken by r3).
+            assert!(
+                tokio::time::timeout(Duration::ZERO, &mut grow)
+                    .await
+                    .is_err()
+            );
             drop(r3);
-        });
-        r4.grow(30, later).await.unwrap();
-        giver.await.unwrap();
+            grow.await.unwrap();
+        }
         drop((r2, r4));
         assert_eq!(b.available(), 100);
         assert!(b.peers.lock().unwrap().is_empty());
