@@ -945,3 +945,71 @@ fn a_router_killed_while_kinesis_is_down_loses_nothing_with_a_disk_buffer() {
     // buffer (its queue, 64k records at most) was delivered twice.
     assert!(dups <= 8 * 1000 + 65_536, "{dups} duplicates");
 }
+
+/// `max_bytes_per_sec`: a sink capped at 256 KiB/s sends, over 10 s of a long backlog, within
+/// 10% of the cap (payload bytes, from the sink's `egress_bytes_total`), holds requests back
+/// (`egress_paced_total`), and still delivers every record.
+#[test]
+fn the_egress_cap_holds_the_sink_to_its_rate_and_loses_nothing() {
+    const CAP: f64 = 256.0 * 1024.0;
+    let k = Kinesalite::start(None);
+    k.create_stream("capped", 2);
+    // ~3.6 MB: ~14 s at the cap, so the 10 s window sits inside the backlog.
+    let input = common::generate_bytes("sensor", 30_000, &["--devices", "24"]);
+    let dir = temp_dir();
+    let sink = uri(
+        "capped",
+        &k.endpoint(),
+        "partition=field:device_id&linger_ms=10&rate_limit_percent=0&request_entries_max=100\
+         &max_bytes_per_sec=256KiB",
+    );
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = router(
+        dir.path(),
+        &[
+            "run",
+            "--sink",
+            &sink,
+            "--stats=json",
+            "--metrics",
+            &metrics,
+        ],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let guard_err = drain(child.stderr.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    drop(stdin);
+    let egress = |m: &HashMap<String, f64>| sink_metric(m, "egress_bytes");
+    let first = wait_for_metrics(&metrics, "the sink sending", |m| egress(m) > 100_000);
+    let t1 = std::time::Instant::now();
+    let b1 = egress(&first);
+    // The scenario is a window of time: the rate is what was sent over it.
+    std::thread::sleep(Duration::from_secs(10));
+    let second = common::metrics(&metrics);
+    let elapsed = t1.elapsed().as_secs_f64();
+    let rate = (egress(&second) - b1) as f64 / elapsed;
+    eprintln!("egress: {rate:.0} bytes/s over {elapsed:.2} s (cap {CAP})");
+    assert!(
+        (rate - CAP).abs() <= CAP * 0.10,
+        "{rate:.0} bytes/s over {elapsed:.2} s, cap {CAP}"
+    );
+    assert!(sink_metric(&second, "egress_paced") > 0);
+    let status = wait_with_timeout(&mut child, common::CHILD_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&guard_err.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stats = Stats::from_stderr(&stderr);
+    stats.assert_invariant();
+    assert_eq!(stats.written(), 30_000, "{stderr}");
+    let back = k.read("capped", false);
+    let mut got: Vec<&[u8]> = back.records.iter().map(|r| r.data.as_slice()).collect();
+    got.sort_unstable();
+    let mut want: Vec<&[u8]> = common::lines(&input);
+    want.sort_unstable();
+    assert!(got == want, "records lost or duplicated");
+}

@@ -95,6 +95,10 @@ pub struct Counters {
     pub firehose_billed_bytes: AtomicU64,
     /// Firehose sinks: estimated billed bytes had each user record been its own Firehose record.
     pub firehose_billed_bytes_unpacked: AtomicU64,
+    /// AWS sinks: payload bytes of the requests sent (retries included).
+    pub aws_egress_bytes: AtomicU64,
+    /// AWS sinks: requests held back by `max_bytes_per_sec`.
+    pub aws_egress_paced: AtomicU64,
     /// HTTP sources' AWS API: KPL aggregated records opened on ingest.
     pub aws_aggregates: AtomicU64,
     /// HTTP sources' AWS API: user records taken out of those aggregates.
@@ -287,6 +291,8 @@ impl Counters {
             firehose_bytes: get(&self.firehose_bytes),
             firehose_billed_bytes: get(&self.firehose_billed_bytes),
             firehose_billed_bytes_unpacked: get(&self.firehose_billed_bytes_unpacked),
+            aws_egress_bytes: get(&self.aws_egress_bytes),
+            aws_egress_paced: get(&self.aws_egress_paced),
             aws_aggregates: get(&self.aws_aggregates),
             aws_aggregated_records: get(&self.aws_aggregated_records),
             aws_aggregates_kept_whole: get(&self.aws_aggregates_kept_whole),
@@ -368,6 +374,12 @@ pub struct CounterValues {
     /// See [`Counters::firehose_billed_bytes_unpacked`].
     #[serde(skip_serializing_if = "is_zero")]
     pub firehose_billed_bytes_unpacked: u64,
+    /// See [`Counters::aws_egress_bytes`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_egress_bytes: u64,
+    /// See [`Counters::aws_egress_paced`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub aws_egress_paced: u64,
     /// See [`Counters::aws_aggregates`].
     #[serde(skip_serializing_if = "is_zero")]
     pub aws_aggregates: u64,

@@ -220,6 +220,18 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         false,
     ),
     (
+        "egress_bytes_total",
+        "Payload bytes AWS sinks sent in requests (retries included).",
+        |v| v.aws_egress_bytes,
+        false,
+    ),
+    (
+        "egress_paced_total",
+        "Requests AWS sinks held back for max_bytes_per_sec.",
+        |v| v.aws_egress_paced,
+        false,
+    ),
+    (
         "firehose_requests_total",
         "PutRecordBatch requests made.",
         |v| v.firehose_requests,

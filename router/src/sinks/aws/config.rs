@@ -1,7 +1,7 @@
 //! The settings every AWS sink table has, read once for all of them: where and as whom the sink
 //! connects (`region`, `endpoint`, `role_arn`), how requests are cut and run (`linger_ms`,
-//! `request_entries_max`, `request_bytes_max`, `max_in_flight`, `request_timeout_ms`) and how
-//! failures are retried (`retry_*`). Each sink passes its own defaults and limits
+//! `request_entries_max`, `request_bytes_max`, `max_in_flight`, `request_timeout_ms`,
+//! `max_bytes_per_sec`) and how failures are retried (`retry_*`). Each sink passes its own defaults and limits
 //! ([`AwsDefaults`]) and reads only its own keys itself.
 
 use std::time::Duration;
@@ -32,6 +32,9 @@ pub struct AwsConfig {
     pub retry: RetryPolicy,
     /// Time limit of one call (connect, send, answer).
     pub request_timeout: Duration,
+    /// Cap on the payload bytes sent per second, retries included (0: none); see
+    /// [`Egress`](crate::sinks::aws::egress::Egress).
+    pub max_bytes_per_sec: u64,
 }
 
 /// One sink's defaults and upper limits of the shared keys.
@@ -61,6 +64,7 @@ impl AwsConfig {
             max_in_flight: defaults.calls.0,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_millis(defaults.calls.1),
+            max_bytes_per_sec: 0,
         }
     }
 
@@ -108,6 +112,7 @@ impl AwsConfig {
         c.retry = parse_retry(s, d);
         c.request_timeout =
             Duration::from_millis(s.int_or(d, "request_timeout_ms", timeout_ms, 100..=600_000));
+        c.max_bytes_per_sec = s.size_or(d, "max_bytes_per_sec", 0, 0..=(1 << 40));
         c
     }
 }

@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -29,6 +30,7 @@ use crate::core::accounting::{Counters, latency_histogram};
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
 use crate::queue::Receiver;
+use crate::sinks::aws::egress::Egress;
 use crate::sinks::aws::engine::SinkEngine;
 use crate::sinks::aws::retry::{Attempts, RetryDecision, RetryPolicy};
 use crate::sinks::aws::sdk::CallFailure;
@@ -82,6 +84,9 @@ pub trait Service {
 
     /// The sink's target in messages, e.g. "kinesis stream `events`".
     fn target(&self) -> String;
+
+    /// The sink's `max_bytes_per_sec` (0: no cap).
+    fn max_bytes_per_sec(&self) -> u64;
 
     /// Connects, waits until the target can take records (retrying within the retry policy,
     /// see [`StartupRetry`]), and builds the engine; logs that the sink is ready.
@@ -147,6 +152,7 @@ pub fn run<S: Service>(
     };
     let mut driver = Driver {
         name,
+        max_bytes_per_sec: service.max_bytes_per_sec(),
         service,
         rx: &rx,
         dead: &dead,
@@ -159,6 +165,7 @@ pub fn run<S: Service>(
 
 struct Driver<'a, S: Service> {
     name: &'a str,
+    max_bytes_per_sec: u64,
     service: S,
     rx: &'a Receiver<Batch>,
     dead: &'a DeadLetterTx,
@@ -178,9 +185,33 @@ impl<S: Service> Driver<'_, S> {
         let mut calls: JoinSet<CallOutcome<S>> = JoinSet::new();
         let mut refreshes: JoinSet<Result<RefreshOf<S>, CallFailure>> = JoinSet::new();
         let mut open = true;
+        let mut egress = Egress::new(self.max_bytes_per_sec, Instant::now());
+        // A request the egress cap holds back (its records are in flight for the engine).
+        let mut held: Option<RequestOf<S>> = None;
         loop {
             let now = Instant::now();
-            while let Some(req) = engine.poll_request(now) {
+            let mut paced = None;
+            loop {
+                let req = match held.take() {
+                    Some(req) => req,
+                    None => match engine.poll_request(now) {
+                        Some(req) => {
+                            if egress.blocked_until(now).is_some() {
+                                self.counters.aws_egress_paced.fetch_add(1, Relaxed);
+                            }
+                            req
+                        }
+                        None => break,
+                    },
+                };
+                if let Some(at) = egress.blocked_until(now) {
+                    held = Some(req);
+                    paced = Some(at);
+                    break;
+                }
+                let bytes = S::Engine::request_bytes(&req);
+                egress.sent(bytes, now);
+                self.counters.aws_egress_bytes.fetch_add(bytes, Relaxed);
                 let id = S::Engine::request_id(&req);
                 let call = S::send(client.clone(), req);
                 let counters = self.counters.clone();
@@ -205,7 +236,12 @@ impl<S: Service> Driver<'_, S> {
             if !open && engine.is_idle() {
                 break;
             }
-            let timeout = engine.poll_timeout(now);
+            // While a request waits for the egress cap, only the cap's time matters (the
+            // engine's own timers may already be due: they are for the request it gave).
+            let timeout = match paced {
+                Some(at) => Some(at),
+                None => engine.poll_timeout(now),
+            };
             let room = open && !engine.is_full();
             tokio::select! {
                 biased;

@@ -36,6 +36,9 @@ pub trait SinkEngine {
     /// The id a request is answered with.
     fn request_id(request: &Self::Request) -> u64;
 
+    /// The payload bytes a request carries (what `max_bytes_per_sec` counts).
+    fn request_bytes(request: &Self::Request) -> u64;
+
     /// The ticket of a record handed back.
     fn ticket(record: Self::Record) -> Self::Ticket;
 

@@ -14,6 +14,8 @@
 //! - [`sdk`]: the AWS SDK config every sink's client is built from (region, credentials, an
 //!   assumed role, endpoint, timeouts, SDK retries off) and SDK errors turned into a class and
 //!   words (the SDK's error types are the same smithy types in every service crate).
+//! - [`egress`]: `Egress`, the `max_bytes_per_sec` cap over the bytes of the requests sent
+//!   (pure).
 //! - [`driver`]: the sink thread: runtime, start-up retries, the poll/settle/select loop, counting
 //!   written records and latency, dead-lettering records grouped by batch, failing a sink.
 //! - `sim` (tests only): the scripted fake service with virtual time that the engines' tests run
@@ -22,6 +24,7 @@
 pub mod batch;
 pub mod config;
 pub mod driver;
+pub mod egress;
 pub mod engine;
 pub mod retry;
 pub mod sdk;

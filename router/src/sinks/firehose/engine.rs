@@ -265,6 +265,10 @@ impl<T> SinkEngine for Engine<T> {
         request.id
     }
 
+    fn request_bytes(request: &Request) -> u64 {
+        request.records.iter().map(|r| r.len() as u64).sum()
+    }
+
     fn ticket(record: T) -> T {
         record
     }

@@ -47,6 +47,10 @@ impl Service for Firehose {
         format!("firehose delivery stream `{}`", self.cfg.delivery_stream)
     }
 
+    fn max_bytes_per_sec(&self) -> u64 {
+        self.cfg.aws.max_bytes_per_sec
+    }
+
     /// Connects and waits for the delivery stream to be active.
     async fn start(
         &mut self,

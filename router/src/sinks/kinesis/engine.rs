@@ -703,6 +703,10 @@ impl<T> SinkEngine for Engine<T> {
         request.id
     }
 
+    fn request_bytes(request: &Request) -> u64 {
+        request.bytes as u64
+    }
+
     fn ticket(record: UserRecord<T>) -> T {
         record.ticket
     }

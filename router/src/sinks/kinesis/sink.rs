@@ -60,6 +60,10 @@ impl Service for Kinesis {
         format!("kinesis stream `{}`", self.cfg.stream)
     }
 
+    fn max_bytes_per_sec(&self) -> u64 {
+        self.cfg.aws.max_bytes_per_sec
+    }
+
     /// Connects, waits for the stream to be active, reads its record limit and shard map.
     async fn start(&mut self, sink: &str) -> Result<(StreamClient, Engine<Ticket>), String> {
         let client = StreamClient::connect(&self.cfg).await?;
