@@ -28,8 +28,8 @@ use tokio::time::Instant;
 
 use crate::core::report::Report;
 use crate::reload::{ReloadRequest, Reloader};
-use crate::supervise::notify::Notifier;
 use crate::stats;
+use crate::supervise::notify::Notifier;
 use crate::topology::build::Running;
 
 /// Exit code of a run in which a component failed.
@@ -207,8 +207,7 @@ impl Supervisor {
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The pipeline is started: every source listens and every plugin is loaded.
         tell(&mut notify, &running, Tell::Ready);
-        let mut notify_tick =
-            tokio::time::interval(notify.as_ref().map_or(every, Notifier::every));
+        let mut notify_tick = tokio::time::interval(notify.as_ref().map_or(every, Notifier::every));
         notify_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reloading = false;
         let mut stopping_told = false;

@@ -263,7 +263,8 @@ mod tests {
         let r = Registry::new();
         r.register("sources.in", Kind::Source).add_in(10, 100);
         r.register("sinks.out", Kind::Sink).add_out(7, 70);
-        r.register("sinks.bad\nname", Kind::Sink).add_dead_lettered(1);
+        r.register("sinks.bad\nname", Kind::Sink)
+            .add_dead_lettered(1);
         let line = status_line(Phase::Running, None, &report(&r));
         assert_eq!(
             line,
@@ -295,10 +296,17 @@ mod tests {
         n.stopping(t0, &report(&r));
         let sent = sent.lock().unwrap().clone();
         assert_eq!(sent.len(), 4);
-        assert_eq!(sent[0], "READY=1\nSTATUS=running: read 0, written 0, dead-lettered 0, in flight 0");
+        assert_eq!(
+            sent[0],
+            "READY=1\nSTATUS=running: read 0, written 0, dead-lettered 0, in flight 0"
+        );
         let reloading: Vec<&str> = sent[1].lines().collect();
         assert_eq!(reloading[0], "RELOADING=1");
-        let usec: u64 = reloading[1].strip_prefix("MONOTONIC_USEC=").unwrap().parse().unwrap();
+        let usec: u64 = reloading[1]
+            .strip_prefix("MONOTONIC_USEC=")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(usec > 0);
         assert!(reloading[2].starts_with("STATUS=reloading:"));
         assert!(sent[2].starts_with("READY=1\nSTATUS=running:"));
@@ -347,9 +355,9 @@ mod tests {
             let sent = sent.lock().unwrap();
             assert_eq!(pets(&sent), 7, "{sent:?}");
             assert!(
-                sent.iter().any(|d| d.starts_with(
-                    "STATUS=running (stalled: nothing moved for 6 s, 5 waiting)"
-                )),
+                sent.iter()
+                    .any(|d| d
+                        .starts_with("STATUS=running (stalled: nothing moved for 6 s, 5 waiting)")),
                 "{sent:?}"
             );
         }
@@ -359,7 +367,9 @@ mod tests {
         let sent = sent.lock().unwrap().clone();
         assert_eq!(pets(&sent), 8);
         assert!(
-            sent.last().unwrap().starts_with("WATCHDOG=1\nSTATUS=running: read 5, written 5"),
+            sent.last()
+                .unwrap()
+                .starts_with("WATCHDOG=1\nSTATUS=running: read 5, written 5"),
             "{sent:?}"
         );
     }
