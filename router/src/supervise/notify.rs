@@ -69,7 +69,7 @@ impl Notifier {
     /// (`WATCHDOG_USEC` for this process); `None` when `NOTIFY_SOCKET` is not set.
     pub fn from_env() -> Option<Notifier> {
         std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty())?;
-        let send: SendFn = Box::new(|states| sd_notify::notify(states));
+        let send: SendFn = Box::new(sd_notify::notify);
         Some(Notifier::new(send, sd_notify::watchdog_enabled()))
     }
 
