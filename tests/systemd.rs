@@ -295,7 +295,7 @@ fn a_sink_stuck_in_a_system_call_stops_the_watchdog_until_records_move_again() {
     assert_eq!(String::from_utf8(reader.join().unwrap()).unwrap(), records);
 }
 
-/// The value of `key` in the `[Service]` (or other) section of a unit file, when set once.
+/// The values `key` is set to in a unit file (any section; comments left out).
 fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
     unit.lines()
         .map(str::trim)
@@ -352,7 +352,8 @@ fn the_unit_file_asks_for_notify_the_watchdog_reload_by_sighup_and_a_hardened_sa
     // installed one (verify wants ExecStart's program to exist).
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
         skipped(
-            "the_unit_file_...: systemd-analyze verify",
+            "the_unit_file_asks_for_notify_the_watchdog_reload_by_sighup_and_a_hardened_sandbox \
+             (systemd-analyze verify)",
             "systemd-analyze is not installed",
         );
         return;
