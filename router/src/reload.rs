@@ -95,6 +95,11 @@ impl Reloader {
         }
     }
 
+    /// True when requests wait to be served.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// True while a reload is being prepared or switched.
     pub fn busy(&self) -> bool {
         !matches!(self.state, State::Idle)

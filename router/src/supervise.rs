@@ -15,6 +15,10 @@
 //!
 //! Signals arrive as [`Signal`] values on a channel: [`os_signals`] forwards the process's
 //! SIGINT, SIGTERM and SIGHUP, tests send their own.
+//!
+//! Under systemd ([`Supervisor::notify`], see [`notify`]) it tells the service manager when the
+//! pipeline is ready, reloading, ready again and stopping, with a status line, and pets the
+//! watchdog while the pipeline is healthy.
 
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ use tokio::time::Instant;
 use crate::core::report::Report;
 use crate::reload::{ReloadRequest, Reloader};
 use crate::stats;
+use crate::supervise::notify::Notifier;
 use crate::topology::build::Running;
 
 /// Exit code of a run in which a component failed.
@@ -160,6 +165,8 @@ pub struct Supervisor {
     pub every: Duration,
     /// Runs every [`Supervisor::every`] (the binary gives freed memory back to the system).
     pub housekeeping: Box<dyn FnMut() + Send>,
+    /// Tells the service manager what the router is doing (`None`: not run by one).
+    pub notify: Option<Notifier>,
 }
 
 impl Supervisor {
@@ -179,6 +186,7 @@ impl Supervisor {
             watch_config: false,
             every: Duration::from_secs(1),
             housekeeping: Box::new(|| {}),
+            notify: None,
         }
     }
 
@@ -193,9 +201,16 @@ impl Supervisor {
             watch_config,
             every,
             mut housekeeping,
+            mut notify,
         } = self;
         let mut watch = tokio::time::interval(every);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The pipeline is started: every source listens and every plugin is loaded.
+        tell(&mut notify, &running, Tell::Ready);
+        let mut notify_tick = tokio::time::interval(notify.as_ref().map_or(every, Notifier::every));
+        notify_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reloading = false;
+        let mut stopping_told = false;
         let mut deadline: Option<Instant> = None;
         let mut stop_signals = 0u32;
         let mut failures: Vec<String> = Vec::new();
@@ -230,6 +245,9 @@ impl Supervisor {
                         reloader.check_file();
                     }
                 }
+                _ = notify_tick.tick(), if notify.is_some() => {
+                    tell(&mut notify, &running, Tell::Tick);
+                }
                 step = reloader.next_step() => reloader.handle(step, &mut running),
                 finished = running.next_finished() => {
                     let Some(f) = finished else { break };
@@ -244,10 +262,27 @@ impl Supervisor {
                     break;
                 }
             }
+            // A reload that ended (applied or refused) makes the router ready again; one that
+            // starts says so first (each reload between its own RELOADING=1 and READY=1).
+            if reloading && !reloader.busy() {
+                reloading = false;
+                if deadline.is_none() {
+                    tell(&mut notify, &running, Tell::Ready);
+                }
+            }
             if deadline.is_some() {
                 reloader.refuse_waiting("the router is stopping");
             } else {
+                if reloader.has_waiting() && !reloader.busy() {
+                    reloading = true;
+                    tell(&mut notify, &running, Tell::Reloading);
+                }
                 reloader.start_next(&running);
+                if reloading && !reloader.busy() {
+                    // Refused at once.
+                    reloading = false;
+                    tell(&mut notify, &running, Tell::Ready);
+                }
             }
             if stop_signals == 1 && deadline.is_none() {
                 begin_shutdown(&running, &mut deadline);
@@ -259,6 +294,13 @@ impl Supervisor {
                 gave_up = Some(GiveUp::SecondSignal);
                 break;
             }
+            if deadline.is_some() && !stopping_told {
+                stopping_told = true;
+                tell(&mut notify, &running, Tell::Stopping);
+            }
+        }
+        if !stopping_told {
+            tell(&mut notify, &running, Tell::Stopping);
         }
         let ending = match gave_up {
             Some(why) => Ending::GaveUp {
@@ -274,6 +316,31 @@ impl Supervisor {
         }
     }
 }
+
+/// What the supervisor tells its [`Notifier`].
+#[derive(Clone, Copy)]
+enum Tell {
+    Ready,
+    Reloading,
+    Stopping,
+    Tick,
+}
+
+/// Tells `notify` (if any) `what`, with the pipeline's numbers now.
+fn tell(notify: &mut Option<Notifier>, running: &Running, what: Tell) {
+    if let Some(n) = notify {
+        let now = Instant::now().into_std();
+        let report = running.report();
+        match what {
+            Tell::Ready => n.ready(now, &report),
+            Tell::Reloading => n.reloading(now, &report),
+            Tell::Stopping => n.stopping(now, &report),
+            Tell::Tick => n.tick(now, &report),
+        }
+    }
+}
+
+pub mod notify;
 
 #[cfg(test)]
 mod tests;

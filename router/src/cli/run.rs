@@ -1,6 +1,7 @@
 //! `edge-router run`: load the config (a file, quick-mode URIs or the embedded default), raise
 //! the open-files limit, start the pipeline and its metrics endpoint on a small tokio runtime,
-//! and hand it to the library's supervisor with the process's signals.
+//! and hand it to the library's supervisor with the process's signals (and, under systemd, its
+//! `NOTIFY_SOCKET`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -243,5 +244,14 @@ async fn supervise(
         Supervisor::new(signals, reloads, reloader, config.pipeline.shutdown_grace);
     supervisor.watch_config = watch_config;
     supervisor.housekeeping = Box::new(crate::allocator::collect);
+    // Under systemd (`Type=notify`): READY=1 now, status, reloads, stopping, the watchdog.
+    supervisor.notify = supervise::notify::Notifier::from_env();
+    if let Some(n) = &supervisor.notify {
+        tracing::info!(
+            "systemd notify: telling NOTIFY_SOCKET the router's state; looking at the pipeline \
+             every {} ms",
+            n.every().as_millis()
+        );
+    }
     Ok(supervisor.run(running).await)
 }

@@ -1,7 +1,7 @@
 //! Pure decision logic: records and batches, framing, JSON field lookup, conditions, partition
 //! keys and the Kinesis partitioner, path templates, rate limits, accounting, the stage workers'
-//! reorder buffer. Nothing in here does I/O, spawns threads or reads the clock: time comes in as
-//! an argument.
+//! reorder buffer, the systemd watchdog's verdict. Nothing in here does I/O, spawns threads or
+//! reads the clock: time comes in as an argument.
 
 pub mod accounting;
 pub mod breaker;
@@ -20,3 +20,4 @@ pub mod reorder;
 pub mod report;
 pub mod template;
 pub mod text;
+pub mod watchdog;

@@ -15,6 +15,7 @@ use super::*;
 use crate::config::{self, Config};
 use crate::reload::Adjust;
 use crate::sources::stdin::StdinInput;
+use crate::supervise::notify;
 use crate::topology::build::{self, Observer};
 
 /// How long a test waits for something it expects, at most (real time).
@@ -449,4 +450,172 @@ fn reloads_are_refused_while_stopping() {
     );
     let got = drain(b.fifo.clone()).recv_timeout(LONG).unwrap();
     assert_eq!(String::from_utf8(got).unwrap(), numbered(10));
+}
+
+/// A notifier whose datagrams land in the returned list (one string per datagram).
+fn recording_notifier(
+    watchdog: Option<Duration>,
+) -> (notify::Notifier, Arc<std::sync::Mutex<Vec<String>>>) {
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let send: notify::SendFn = Box::new({
+        let sent = sent.clone();
+        move |states| {
+            let text: Vec<String> = states.iter().map(ToString::to_string).collect();
+            sent.lock().unwrap().push(text.join("\n"));
+            Ok(())
+        }
+    });
+    (notify::Notifier::new(send, watchdog), sent)
+}
+
+/// The first line of each datagram sent so far.
+fn firsts(sent: &std::sync::Mutex<Vec<String>>) -> Vec<String> {
+    sent.lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.lines().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_then_reloading_and_ready_around_a_reload_then_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("pipeline.toml");
+    let (a, b) = (d.join("a.ndjson"), d.join("b.ndjson"));
+    std::fs::write(&path, config_text(d, 600_000, &file_sink("a", &a))).unwrap();
+    let config = config::load_file(&path).unwrap();
+    let (input, mut writer) = pipe();
+    let running = start(&config, input, true);
+    let observer = running.observer();
+    let (mut s, signal_tx, _reload_tx) = supervisor(&config, Some(path.clone()));
+    let (n, sent) = recording_notifier(None);
+    s.notify = Some(n);
+    let script = async {
+        wait_until_async("READY=1", || !firsts(&sent).is_empty()).await;
+        writer.write_all(b"before\n").unwrap();
+        wait_until_async("a record read", || records_read(&observer) == 1).await;
+        let two = format!("{}\n{}", file_sink("a", &a), file_sink("b", &b));
+        std::fs::write(&path, config_text(d, 600_000, &two)).unwrap();
+        signal_tx.send(Signal::HangUp).await.unwrap();
+        wait_until_async("the reload to end", || firsts(&sent).len() >= 3).await;
+        assert!(has_queue(&observer, "sinks.b"));
+        signal_tx.send(Signal::Terminate).await.unwrap();
+    };
+    let (outcome, ()) = tokio::join!(run_bounded(s, running), script);
+    assert!(matches!(outcome.ending, Ending::Finished), "{outcome:?}");
+    assert_eq!(
+        firsts(&sent),
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(
+        sent[0],
+        "READY=1\nSTATUS=running: read 0, written 0, dead-lettered 0, in flight 0; sinks: a 0"
+    );
+    assert!(sent[1].contains("\nMONOTONIC_USEC="), "{sent:?}");
+    assert!(sent[1].contains("\nSTATUS=reloading: read 1"), "{sent:?}");
+    assert!(
+        sent[2].ends_with(
+            "STATUS=running: read 1, written 1, dead-lettered 0, in flight 0; sinks: a 1, b 0"
+        ),
+        "{sent:?}"
+    );
+    assert!(
+        sent[3].starts_with("STOPPING=1\nSTATUS=stopping:"),
+        "{sent:?}"
+    );
+    drop(writer);
+}
+
+#[tokio::test]
+async fn a_reload_refused_at_once_is_still_announced_and_followed_by_ready() {
+    // No config file: the request is refused without starting; systemd still sees the pair.
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse(&config_text(
+        dir.path(),
+        600_000,
+        &file_sink("a", &dir.path().join("a")),
+    ));
+    let (input, writer) = pipe();
+    let running = start(&config, input, false);
+    let (mut s, signal_tx, _reload_tx) = supervisor(&config, None);
+    let (n, sent) = recording_notifier(None);
+    s.notify = Some(n);
+    let script = async {
+        signal_tx.send(Signal::HangUp).await.unwrap();
+        wait_until_async("the refusal", || firsts(&sent).len() >= 3).await;
+        drop(writer);
+    };
+    let (outcome, ()) = tokio::join!(run_bounded(s, running), script);
+    assert!(matches!(outcome.ending, Ending::Finished), "{outcome:?}");
+    // End of input: STOPPING=1 all the same.
+    assert_eq!(
+        firsts(&sent),
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+    );
+}
+
+#[test]
+fn a_wedged_pipeline_stops_petting_the_watchdog_until_records_move_again() {
+    // 300 records read and held by a sink blocked in `open` on a FIFO: nothing moves.
+    let b = blocked(300, 600_000, false);
+    let observer = b.running.observer();
+    wait_until("the sink's queue to hold every record", || {
+        observer
+            .report()
+            .counters
+            .components
+            .iter()
+            .any(|c| c.name == "sinks.out" && c.counters.records_in == 300)
+    });
+    let (mut s, signal_tx, _reload_tx) = supervisor(&b.config, None);
+    let (n, sent) = recording_notifier(Some(Duration::from_secs(4)));
+    s.notify = Some(n);
+    let pets = |sent: &std::sync::Mutex<Vec<String>>| {
+        sent.lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.contains("WATCHDOG=1"))
+            .count()
+    };
+    let fifo = b.fifo.clone();
+    let outcome = paused_runtime().block_on(async {
+        let script = async {
+            // Virtual time: pets every 2 s until nothing has moved for more than 4 s.
+            let t0 = tokio::time::Instant::now();
+            wait_until_async("the stall to be reported", || {
+                sent.lock()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d.contains("STATUS=running (stalled: nothing moved for"))
+            })
+            .await;
+            let stalled_at = t0.elapsed();
+            assert!(stalled_at > Duration::from_secs(4), "{stalled_at:?}");
+            // Pets at 0 s (the first look), 2 s and 4 s at most, then none for a minute.
+            let before = pets(&sent);
+            assert!((1..=3).contains(&before), "{before}");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(pets(&sent), before, "{:?}", sent.lock().unwrap());
+            // The sink is unblocked: records move, pets resume.
+            let drained = drain(fifo.clone());
+            wait_until_async("pets to resume", || pets(&sent) > before).await;
+            signal_tx.send(Signal::Terminate).await.unwrap();
+            drained
+        };
+        // Not `run_bounded`: its timeout would run out on the paused clock; the script's waits
+        // are bounded in real time.
+        let (outcome, drained) = tokio::join!(s.run(b.running), script);
+        let got = drained.recv_timeout(LONG).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), numbered(300));
+        outcome
+    });
+    assert!(matches!(outcome.ending, Ending::Finished), "{outcome:?}");
+    assert!(
+        sent.lock()
+            .unwrap()
+            .iter()
+            .any(|d| d.contains("STATUS=running: read 300, written 300"))
+    );
 }
