@@ -5,13 +5,18 @@
 //! logic, without I/O and without reading the clock (`now` is an argument):
 //! - [`multiline`]: joins lines into multi-line records (`start_pattern`, `max_lines`,
 //!   `max_bytes`, `timeout`);
-//! - [`partial`]: when an unterminated last line is passed on (`partial_line_timeout`).
+//! - [`partial`]: when an unterminated last line is passed on (`partial_line_timeout`);
+//! - [`identity`]: a file known by device, inode and a fingerprint of its first bytes;
+//! - [`rotation`]: what a new look at a path means (grown, copytruncate, rename-and-create,
+//!   deleted while open, inode reused) and how long a rotated file stays open (`rotate_wait`).
 //!
-//! Still to come: identity and rotation, checkpoints, the watcher (inotify with a polling
+//! Still to come: checkpoints, the watcher (inotify with a polling
 //! fallback), the reader and its wiring to `Hold` acknowledgements, config, metrics.
 //!
 //! Offsets everywhere are byte offsets into one file (`u64`): records, lines and pending
 //! multi-line records are ranges of the file, never copies of it.
 
+pub mod identity;
 pub mod multiline;
 pub mod partial;
+pub mod rotation;
