@@ -8,14 +8,18 @@
 //! - [`partial`]: when an unterminated last line is passed on (`partial_line_timeout`);
 //! - [`identity`]: a file known by device, inode and a fingerprint of its first bytes;
 //! - [`rotation`]: what a new look at a path means (grown, copytruncate, rename-and-create,
-//!   deleted while open, inode reused) and how long a rotated file stays open (`rotate_wait`).
+//!   deleted while open, inode reused) and how long a rotated file stays open (`rotate_wait`);
+//! - [`checkpoint`]: per file, the offset acknowledged (out-of-order acknowledgements), what
+//!   to persist, the versioned JSON file and its atomic write, and clear errors for a damaged
+//!   one (the only I/O so far).
 //!
-//! Still to come: checkpoints, the watcher (inotify with a polling
+//! Still to come: the watcher (inotify with a polling
 //! fallback), the reader and its wiring to `Hold` acknowledgements, config, metrics.
 //!
 //! Offsets everywhere are byte offsets into one file (`u64`): records, lines and pending
 //! multi-line records are ranges of the file, never copies of it.
 
+pub mod checkpoint;
 pub mod identity;
 pub mod multiline;
 pub mod partial;
