@@ -11,7 +11,9 @@
 //!   deleted while open, inode reused) and how long a rotated file stays open (`rotate_wait`);
 //! - [`checkpoint`]: per file, the offset acknowledged (out-of-order acknowledgements), what
 //!   to persist, the versioned JSON file and its atomic write, and clear errors for a damaged
-//!   one (the only I/O so far).
+//!   one (the only I/O so far);
+//! - [`schedule`]: round-robin turns across files under `max_open_files` (which file to open,
+//!   close or read next), so one busy file cannot starve the others.
 //!
 //! Still to come: the watcher (inotify with a polling
 //! fallback), the reader and its wiring to `Hold` acknowledgements, config, metrics.
@@ -24,3 +26,4 @@ pub mod identity;
 pub mod multiline;
 pub mod partial;
 pub mod rotation;
+pub mod schedule;
