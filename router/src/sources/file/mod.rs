@@ -15,11 +15,19 @@
 //! - [`schedule`]: round-robin turns across files under `max_open_files` (which file to open,
 //!   close or read next), so one busy file cannot starve the others.
 //!
-//! Still to come: the watcher (inotify with a polling
-//! fallback), the reader and its wiring to `Hold` acknowledgements, config, metrics.
+//! Still to come: the watcher (inotify through `notify`, with a polling fallback), the reader
+//! and its wiring to `Hold` acknowledgements, config, metrics, example configs, tests with real
+//! rotation and `kill -9`, and the benchmark.
 //!
-//! Offsets everywhere are byte offsets into one file (`u64`): records, lines and pending
-//! multi-line records are ranges of the file, never copies of it.
+//! How the parts are meant to fit: offsets everywhere are byte offsets into one file (`u64`),
+//! and records, lines and pending multi-line records are ranges of it, never copies. The
+//! reader frames complete lines (`core::framing::LineFramer`); [`partial::PartialLine`] decides
+//! when an unterminated tail is a line anyway; lines go through [`multiline::Joiner`] when
+//! `multiline` is set; each batch passed on covers a range of the file, sent to that file's
+//! [`checkpoint::Ledger`] and acknowledged when its `Hold` is dropped. A pending multi-line
+//! record or partial line is not passed on, so the committed offset never passes it.
+//! [`rotation::decide`] is asked whenever the watcher reports a change to a path (and for each
+//! open file through its own descriptor), [`schedule::Schedule`] says which file to read next.
 
 pub mod checkpoint;
 pub mod identity;
