@@ -7,8 +7,7 @@
 //! - the same file, grown: read on ([`Action::Grew`]); not grown: [`Action::Unchanged`];
 //! - the same file, but shorter than what was read, or (held open) with other first bytes:
 //!   copytruncate, or truncated and rewritten: read it again from 0, with a warning
-//!   ([`Action::Truncated`]). Lines written between logrotate's copy and its truncate are in
-//!   neither file the source reads: the known gap of copytruncate;
+//!   ([`Action::Truncated`]);
 //! - another file at the path while the old one is held open: rename-and-create rotation
 //!   ([`Action::Rotated`]): the old file is *retired* ([`Retired`]: read to its end first, then
 //!   on as the writer may still append to it, until `rotate_wait` has passed, then a last read
@@ -19,7 +18,16 @@
 //! - another file at the path, or the same inode with other first bytes, when the old one is
 //!   not held open (known from a checkpoint, or closed for `max_open_files`): a different file
 //!   ([`Action::Replaced`]), read from 0; the old checkpoint is not its (inode reuse is not
-//!   taken for the old file).
+//!   taken for the old file); nothing there: [`Action::Vanished`].
+//!
+//! What can be lost (checked by `tests::every_line_is_read_once_across_rotations`, a simulated
+//! logger and logrotate): with copytruncate, whatever the source had not read when the file was
+//! truncated, which includes the lines written between logrotate's copy and its truncate (they
+//! are only in the copy, which the source does not read unless `include` matches it); and what
+//! was not read of a file that left the path (renamed or deleted) while the source did not hold
+//! it open: before the source first opened it, after it was closed for `max_open_files`, or
+//! across a restart. Nothing else: a file held open is read to its end, and a checkpoint is
+//! never taken for another file.
 //!
 //! Data a writer appends to a retired file after the new file was opened is read after some of
 //! the new file's records: order holds within each file, not across a rotation.
