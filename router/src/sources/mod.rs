@@ -85,5 +85,6 @@ pub fn run_on_runtime<T>(
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(result)
 }
+pub mod file;
 pub mod quic;
 pub mod stdin;
