@@ -500,6 +500,33 @@ fn assert_shard_counts(stats: &Stats, back: &ReadBack, proxy: &Value) {
     );
 }
 
+/// A router reading stdin into `sink`, with `--stats=json` and its metrics endpoint on a free
+/// port: the child, that address, its stdin and the thread collecting its stderr.
+fn spawn_with_metrics(
+    dir: &Path,
+    sink: &str,
+) -> (
+    std::process::Child,
+    String,
+    std::process::ChildStdin,
+    std::thread::JoinHandle<Vec<u8>>,
+) {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = router(
+        dir,
+        &["run", "--sink", sink, "--stats=json", "--metrics", &metrics],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let err = drain(child.stderr.take().unwrap());
+    let stdin = child.stdin.take().unwrap();
+    (child, metrics, stdin, err)
+}
+
 /// The samples of the router's metrics endpoint at `addr` once `ok` holds for them (at most
 /// 60 s).
 #[track_caller]
@@ -543,26 +570,7 @@ fn a_server_killed_and_restarted_mid_stream_loses_nothing() {
         "partition=field:device_id&linger_ms=10&retry_backoff_ms=50&retry_backoff_max_ms=500&rate_limit_percent=0\
          &retry_attempts_max=1000&retry_ttl_ms=300000",
     );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut child = router(
-        dir.path(),
-        &[
-            "run",
-            "--sink",
-            &sink,
-            "--stats=json",
-            "--metrics",
-            &metrics,
-        ],
-        &[],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let guard_err = drain(child.stderr.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, metrics, mut stdin, guard_err) = spawn_with_metrics(dir.path(), &sink);
     let parts: Vec<&[u8]> = {
         let a = common::first_lines(&input, 5_000).len();
         let b = common::first_lines(&input, 10_000).len();
@@ -682,26 +690,7 @@ fn sigterm_flushes_every_record_read_and_exits_0() {
         &k.endpoint(),
         "partition=field:device_id&aggregate=true&linger_ms=30000",
     );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut child = router(
-        dir.path(),
-        &[
-            "run",
-            "--sink",
-            &sink,
-            "--stats=json",
-            "--metrics",
-            &metrics,
-        ],
-        &[],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let err = drain(child.stderr.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, metrics, mut stdin, err) = spawn_with_metrics(dir.path(), &sink);
     stdin.write_all(&input).unwrap();
     // Every record read (and none written: the linger holds them) when the signal comes.
     wait_for_metrics(&metrics, "all 3000 records read", |m| {
@@ -963,26 +952,7 @@ fn the_egress_cap_holds_the_sink_to_its_rate_and_loses_nothing() {
         "partition=field:device_id&linger_ms=10&rate_limit_percent=0&request_entries_max=100\
          &max_bytes_per_sec=256KiB",
     );
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut child = router(
-        dir.path(),
-        &[
-            "run",
-            "--sink",
-            &sink,
-            "--stats=json",
-            "--metrics",
-            &metrics,
-        ],
-        &[],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let guard_err = drain(child.stderr.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, metrics, mut stdin, guard_err) = spawn_with_metrics(dir.path(), &sink);
     stdin.write_all(&input).unwrap();
     drop(stdin);
     let egress = |m: &HashMap<String, f64>| sink_metric(m, "egress_bytes");
