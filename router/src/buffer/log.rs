@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::batch;
+use super::evict::{self, EntryState, SegmentView, Slot};
 use super::format::{self, MAX_ENTRY_BYTES};
 use super::fs::{LogFile, LogFs, OpenMode, RealFs, is_disk_full};
 use super::segment::{self, EntryLoc, SegmentWriter};
@@ -324,30 +326,13 @@ pub struct Recovery {
     pub ignored: Vec<PathBuf>,
 }
 
-/// Where an entry is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    /// Appended or recovered, not acknowledged.
-    Pending,
-    /// Acknowledged.
-    Acked,
-    /// Could not be read back: not delivered in this run, and never passed by the ack point.
-    Unreadable,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    loc: EntryLoc,
-    state: SlotState,
-}
-
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
     bytes: u64,
     /// Entries not acknowledged when the segment was loaded, plus those appended since.
     entries: Vec<Slot>,
-    /// Entries still [`SlotState::Pending`].
+    /// Entries still [`EntryState::Pending`].
     unacked: usize,
     /// Entries that could not be read back: the segment stays (in the log and on disk).
     unreadable: usize,
@@ -489,7 +474,7 @@ impl DiskLog {
                 .filter(|e| e.id >= ack_point)
                 .map(|loc| Slot {
                     loc,
-                    state: SlotState::Pending,
+                    state: EntryState::Pending,
                 })
                 .collect();
             recovery.acked_entries += total - entries.len() as u64;
@@ -599,14 +584,17 @@ impl DiskLog {
         let always = self.cfg.fsync == Fsync::Always;
         let last = last_segment_id(&self.segments);
         if let Some(seg) = last.and_then(|k| self.segments.get_mut(&k)) {
+            let (user_records, arrival) =
+                batch::summary(records.first().copied(), records.len() as u32);
             seg.entries.push(Slot {
                 loc: EntryLoc {
                     id,
                     offset,
                     len: len as u32,
-                    records: records.len() as u32,
+                    records: user_records,
+                    arrival,
                 },
-                state: SlotState::Pending,
+                state: EntryState::Pending,
             });
             seg.unacked += 1;
             seg.bytes += len as u64;
@@ -765,16 +753,16 @@ impl DiskLog {
         let Ok(i) = seg.entries.binary_search_by_key(&id, |s| s.loc.id) else {
             return Ok(false);
         };
-        if seg.entries[i].state != SlotState::Pending {
+        if seg.entries[i].state != EntryState::Pending {
             return Ok(false);
         }
-        seg.entries[i].state = SlotState::Acked;
+        seg.entries[i].state = EntryState::Acked;
         seg.unacked -= 1;
         self.pending -= 1;
         while seg
             .entries
             .get(seg.first_unacked)
-            .is_some_and(|s| s.state == SlotState::Acked)
+            .is_some_and(|s| s.state == EntryState::Acked)
         {
             seg.first_unacked += 1;
         }
@@ -782,6 +770,55 @@ impl DiskLog {
             self.retire_segment(first)?;
         }
         Ok(true)
+    }
+
+    /// Deletes the oldest segments, whole, until at least `need` bytes are freed (all of them
+    /// when that is not enough), for `when_full = "drop_oldest"`; [`evict::plan`] decides.
+    /// The active segment is finished first if it must go too. Entries of a deleted segment
+    /// that were not handed out yet (and those that could not be read back) are dropped and
+    /// counted in the answer; entries handed out and not yet acknowledged stay with the sink,
+    /// which acknowledges them as usual (to nothing); the reader goes on with the first
+    /// pending entry of the oldest segment kept. The ack point moves past what was deleted
+    /// (persisted by the next sync). A file that cannot be deleted is logged and left behind:
+    /// its entries are below the ack point, so a start after the next sync skips them.
+    pub fn drop_oldest(&mut self, need: u64) -> evict::Plan {
+        let views = self.segments.iter().map(|(&first_id, seg)| SegmentView {
+            first_id,
+            bytes: seg.bytes,
+            entries: &seg.entries,
+        });
+        let plan = evict::plan(views, self.read_cursor, need);
+        let doomed: Vec<u64> = self.segments.keys().take(plan.segments).copied().collect();
+        let active = self.active_first_id();
+        for first in doomed {
+            if Some(first) == active {
+                // Its entries go: nothing of it needs syncing.
+                self.active = None;
+                self.unsynced = false;
+            }
+            let Some(seg) = self.segments.remove(&first) else {
+                continue;
+            };
+            self.live_bytes -= seg.bytes;
+            self.pending -= seg.unacked;
+            if self.reader.as_ref().is_some_and(|(k, _)| *k == first) {
+                self.reader = None;
+            }
+            if seg.keep_file {
+                continue;
+            }
+            self.dir_dirty = true;
+            if let Err(e) = self.fs.remove_file(&seg.path) {
+                tracing::warn!(
+                    file = %seg.path.display(),
+                    error = %e,
+                    "disk buffer: cannot delete a dropped segment; its entries are not delivered"
+                );
+            }
+        }
+        self.sealed_unsynced
+            .retain(|(first, _, _)| self.segments.contains_key(first));
+        plan
     }
 
     /// Marks the entry at `index` of segment `seg_id` unreadable (see [`DiskLog::read_next`]).
@@ -792,10 +829,10 @@ impl DiskLog {
         let Some(slot) = seg.entries.get_mut(index) else {
             return;
         };
-        if slot.state != SlotState::Pending {
+        if slot.state != EntryState::Pending {
             return;
         }
-        slot.state = SlotState::Unreadable;
+        slot.state = EntryState::Unreadable;
         seg.unacked -= 1;
         seg.unreadable += 1;
         self.pending -= 1;
@@ -964,7 +1001,7 @@ impl DiskLog {
         for seg in self.segments.values() {
             if let Some(s) = seg.entries[seg.first_unacked..]
                 .iter()
-                .find(|s| s.state != SlotState::Acked)
+                .find(|s| s.state != EntryState::Acked)
             {
                 return s.loc.id;
             }
@@ -1065,7 +1102,7 @@ impl DiskLog {
             let from = seg.entries.partition_point(|s| s.loc.id < cursor);
             if let Some(j) = seg.entries[from..]
                 .iter()
-                .position(|s| s.state == SlotState::Pending)
+                .position(|s| s.state == EntryState::Pending)
             {
                 return Some((*k, from + j));
             }
@@ -1606,6 +1643,105 @@ mod tests {
         log.ack(1).unwrap(); // the first segment goes
         assert_eq!(log.bytes(), 120);
         assert_eq!(log.append(&[&a, &b]).unwrap().id, 4);
+    }
+
+    /// `drop_oldest` with the reader inside the oldest segment: the segment goes whole; the
+    /// entries handed out stay with the sink (acknowledged to nothing), the others are counted
+    /// as dropped; the reader goes on with the next kept entry; a restart sees none of it.
+    #[test]
+    fn dropping_the_oldest_segment_under_the_reader_moves_it_on_and_counts_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three 60-byte entries per segment, four segments at most.
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        for i in 0..12 {
+            append(&mut log, i);
+        }
+        let [a, b] = rec(12);
+        let Err(AppendError::Full {
+            entry_bytes,
+            live_bytes,
+            max_bytes,
+        }) = log.append(&[&a, &b])
+        else {
+            panic!("not full")
+        };
+        assert_eq!(log.read_next().unwrap().unwrap().id, 0);
+        assert_eq!(log.read_next().unwrap().unwrap().id, 1);
+        log.ack(0).unwrap();
+        let p = log.drop_oldest(live_bytes + entry_bytes - max_bytes);
+        assert_eq!((p.segments, p.freed, p.left_with_sink), (1, 180, 1));
+        assert_eq!(
+            (p.dropped.entries, p.dropped.records, p.dropped.bytes),
+            (1, 2, 60)
+        );
+        assert_eq!(p.dropped.ids, Some((2, 2)));
+        assert_eq!(p.dropped.arrivals, None, "bare entries record no arrival");
+        assert!(!segment::segment_path(dir.path(), 0).exists());
+        assert_eq!((log.bytes(), log.pending_entries()), (540, 9));
+        assert_eq!(log.append(&[&a, &b]).unwrap().id, 12);
+        // Entry 1 is with the sink: its acknowledgement finds nothing and harms nothing.
+        assert!(!log.ack(1).unwrap());
+        assert_eq!(log.ack_point(), 3);
+        assert_eq!(read_ids(&mut log), (3..13).collect::<Vec<_>>());
+        log.close().unwrap();
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        assert_eq!((rec.ack_point, rec.entries, rec.records), (3, 10, 20));
+        assert_eq!(read_ids(&mut log), (3..13).collect::<Vec<_>>());
+    }
+
+    /// With one segment as large as the buffer, the active segment itself goes.
+    #[test]
+    fn dropping_may_take_the_active_segment_and_appending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(240, 240)).unwrap();
+        for i in 0..4 {
+            append(&mut log, i);
+        }
+        let p = log.drop_oldest(60);
+        assert_eq!(
+            (p.segments, p.dropped.entries, p.dropped.records),
+            (1, 4, 8)
+        );
+        assert_eq!((log.bytes(), log.pending_entries()), (0, 0));
+        assert!(files(dir.path(), ".seg").is_empty());
+        assert_eq!(append(&mut log, 4).id, 4);
+        assert_eq!(files(dir.path(), ".seg"), [format!("{:020}.seg", 4)]);
+        assert_eq!(read_ids(&mut log), vec![4]);
+        // Nothing to drop: an empty plan.
+        log.ack(4).unwrap();
+        assert_eq!(log.drop_oldest(0).segments, 0);
+    }
+
+    /// Entries written from batches count their payloads (not the batch header) and keep their
+    /// arrival time, also when recovered at the next start.
+    #[test]
+    fn batch_entries_count_their_records_and_arrival_across_a_restart() {
+        use crate::core::record::{Batch, Origin, PositionBase};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        let mut owned = Vec::new();
+        for (i, at) in [(0u32, 30u64), (1, 10), (2, 20)] {
+            let data = bytes::Bytes::from(vec![b'x'; 10]);
+            let spans = (0..=i)
+                .map(|j| Span {
+                    start: j,
+                    end: j + 1,
+                })
+                .collect();
+            let origin = Origin {
+                source: std::sync::Arc::from("in"),
+                arrival_unix_nanos: at,
+                arrival: Instant::now(),
+                position: PositionBase::None,
+            };
+            let b = Batch::new(data, spans, origin);
+            log.append(&batch::encode(&b, &mut owned)).unwrap();
+        }
+        log.close().unwrap();
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!((rec.entries, rec.records), (3, 6));
+        let p = log.drop_oldest(1);
+        assert_eq!((p.dropped.records, p.dropped.arrivals), (6, Some((10, 30))));
     }
 
     #[test]

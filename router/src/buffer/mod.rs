@@ -71,6 +71,7 @@
 //!   open stops the open ([`BufferError::Read`]) rather than be skipped.
 
 pub mod batch;
+pub mod evict;
 #[cfg(test)]
 mod faults;
 #[cfg(test)]
