@@ -736,6 +736,11 @@ impl DiskLog {
         }
     }
 
+    /// The reader's position: every pending entry below it has been handed out.
+    pub fn read_cursor(&self) -> u64 {
+        self.read_cursor
+    }
+
     /// Hands out every unacknowledged entry again, from the lowest (e.g. after the sink lost
     /// batches it had taken).
     pub fn rewind(&mut self) {
