@@ -12,6 +12,10 @@
 //! - [`log`](mod@log): [`DiskLog`], the segmented log with out-of-order acknowledgements, the
 //!   `max_bytes` bound, the fsync policy ([`Fsync`]), recovery at open and what happens when
 //!   the disk fails.
+//! - [`evict`] (pure): which of the oldest segments `when_full = "drop_oldest"` deletes, and
+//!   what that drops ([`DiskLog::drop_oldest`] does it).
+//! - [`batch`]: a batch as an entry's records, and what an entry holds ([`batch::summary`]:
+//!   its records and arrival time, kept per entry so drops are counted without reading back).
 //! - [`fs`](mod@fs): [`LogFs`], every file operation of the log and its segments, and
 //!   [`RealFs`] over `std::fs`; tests use a fault-injecting one (`faulty.rs`) to fill the disk
 //!   and fail writes, fsyncs and reads.
@@ -59,7 +63,11 @@
 //!   stays below it, so the next start reads it again (or moves its bytes aside).
 //! - **Bounded.** Live segment bytes never exceed `max_bytes`: [`DiskLog::append`] answers
 //!   [`AppendError::Full`] instead, and the caller applies [`WhenFull`]. A segment is freed only
-//!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment.
+//!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment,
+//!   or, with [`WhenFull::DropOldest`], when [`DiskLog::drop_oldest`] deletes it whole: its
+//!   entries not handed out are dropped (not delivered, counted with their records, bytes, ids
+//!   and arrival times), the ack point moves past them, and the reader goes on with the oldest
+//!   entry kept. This is the one way an entry leaves the log unacknowledged.
 //! - **Disk failures lose nothing acknowledged.** A write or fsync that fails (a full disk,
 //!   an I/O error) appends nothing: the error names the file and the operation, and the
 //!   caller keeps the batch (the sink's buffer waits and tries again on a full disk with

@@ -10,10 +10,18 @@
 //! entry is acknowledged, then closes the log (persisting the ack point), so a clean stop leaves
 //! nothing to deliver again.
 //!
+//! With `when_full = "drop_oldest"` the writer deletes the oldest segments (see
+//! [`crate::buffer::evict`]) until the batch fits, counts what that dropped in the buffer's
+//! counters (`dropped_oldest`, `dropped_oldest_bytes`; not dead-lettered), lets go of the holds
+//! of sources waiting for those records, and logs the drops at most once a second with the ids
+//! and arrival times they covered. Entries the sink has taken stay with it.
+//!
 //! When the disk fails (`on_refused` decides): a full disk (`ENOSPC`, `EDQUOT`) is treated
 //! like a full buffer — with `when_full = "block"` the writer keeps the batch and tries again
 //! once an acknowledgement has freed a segment or after a delay doubling from 100 ms to 5 s
-//! (the sources wait meanwhile); with `"drop_newest"` the batch is dropped and dead-lettered.
+//! (the sources wait meanwhile); with `"drop_newest"` the batch is dropped and dead-lettered;
+//! with `"drop_oldest"` the oldest segment is deleted and the append tried again (with nothing
+//! left to delete, the batch is dropped and dead-lettered).
 //! Any other write or fsync error dead-letters the batch with the error (naming the file and
 //! the operation), like a batch that can never fit. Either way the source hears that the
 //! batch is done only after it is in the log or in the dead letters. A failed periodic sync
@@ -88,8 +96,9 @@ impl Drop for Receipt {
 /// Opens the buffer of sink `name` and runs it: reads `rx` (the sink's queue) into the log and
 /// the log into `to_sink`, until `rx` closes and every entry is acknowledged. `counters` are the
 /// buffer's own (`buffers.NAME`: `records_in` the records recovered at start, `bytes_in` the
-/// bytes appended to the log files, `dropped` the records refused when full); `sink_counters`
-/// are the sink's (records the buffer dead-letters count there).
+/// bytes appended to the log files, `dropped` the records refused when full, `dropped_oldest`
+/// those deleted with the oldest segments); `sink_counters` are the sink's (records the buffer
+/// dead-letters count there).
 pub fn run(
     name: &str,
     cfg: &BufferConfig,
