@@ -531,7 +531,8 @@ impl DiskLog {
     ///
     /// With [`Fsync::Always`] the entry (and its segment's name) is on the disk when this
     /// returns. `Full` leaves the log unchanged: the caller waits for acknowledgements
-    /// (`block`) or drops the batch (`drop_newest`). `Io` means nothing was appended (see the
+    /// (`block`), drops the batch (`drop_newest`) or deletes the oldest segments
+    /// ([`DiskLog::drop_oldest`]) and tries again (`drop_oldest`). `Io` means nothing was appended (see the
     /// module docs): the caller decides whether to try again.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<Appended, AppendError> {
         let entry_bytes = format::entry_len(records);
