@@ -1372,6 +1372,9 @@ fn write_ack_file(fs: &dyn LogFs, dir: &Path, ack: u64, durable: bool) -> Result
 mod tests {
     use std::fs;
 
+    use proptest::prelude::*;
+
+    use super::evict::Tally;
     use super::*;
 
     #[test]
@@ -1748,6 +1751,117 @@ mod tests {
         assert_eq!((rec.entries, rec.records), (3, 6));
         let p = log.drop_oldest(1);
         assert_eq!((p.dropped.records, p.dropped.arrivals), (6, Some((10, 30))));
+    }
+
+    /// A crash (no sync) after a drop: the deleted segments do not come back, the kept entries
+    /// are delivered again, in order.
+    #[test]
+    fn a_crash_after_a_drop_does_not_bring_the_dropped_entries_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        for i in 0..12 {
+            append(&mut log, i);
+        }
+        log.sync().unwrap();
+        let p = log.drop_oldest(200);
+        assert_eq!((p.segments, p.dropped.entries), (2, 6));
+        std::mem::forget(log); // the ack point on disk is still 0
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        assert_eq!((rec.ack_point, rec.entries), (0, 6));
+        assert_eq!(read_ids(&mut log), (6..12).collect::<Vec<_>>());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append,
+        Read,
+        Ack(usize),
+        Drop(u64),
+    }
+
+    proptest! {
+        /// Appends (dropping the oldest when full, as the writer does), reads, acknowledgements
+        /// in any order and drops, at random: entries are handed out in id order and never
+        /// twice, no entry of a deleted segment is handed out after the drop, and at the end
+        /// every appended record was delivered or counted dropped, exactly once.
+        #[test]
+        fn drops_count_every_record_once_and_never_redeliver(
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    4 => Just(Op::Append),
+                    3 => Just(Op::Read),
+                    2 => (0usize..8).prop_map(Op::Ack),
+                    1 => (0u64..400).prop_map(Op::Drop),
+                ],
+                1..120,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 600)).unwrap();
+            let mut appended = 0u64;
+            let mut with_sink: Vec<u64> = Vec::new();
+            let mut delivered: Vec<u64> = Vec::new();
+            let mut handed: Vec<u64> = Vec::new();
+            let mut dropped = Tally::default();
+            let mut gone_below = 0u64; // every id at most this was in a deleted segment
+            let tally = |log: &mut DiskLog, need: u64, dropped: &mut Tally, gone: &mut u64| {
+                let p = log.drop_oldest(need);
+                if let Some((_, hi)) = p.dropped.ids {
+                    *gone = (*gone).max(hi + 1);
+                }
+                dropped.merge(&p.dropped);
+            };
+            for op in ops {
+                match op {
+                    Op::Append => {
+                        let id = log.next_id();
+                        let [a, b] = rec(id);
+                        match log.append(&[&a, &b]) {
+                            Ok(x) => prop_assert_eq!(x.id, id),
+                            Err(AppendError::Full { entry_bytes, live_bytes, max_bytes }) => {
+                                tally(&mut log, live_bytes + entry_bytes - max_bytes,
+                                    &mut dropped, &mut gone_below);
+                                prop_assert_eq!(log.append(&[&a, &b]).unwrap().id, id);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                        appended += 1;
+                    }
+                    Op::Read => {
+                        if let Some(e) = log.read_next().unwrap() {
+                            let [a, b] = rec(e.id);
+                            prop_assert_eq!(e.records().collect::<Vec<_>>(), vec![&a[..], &b[..]]);
+                            prop_assert!(handed.last().is_none_or(|&l| l < e.id), "order");
+                            prop_assert!(e.id >= gone_below, "an entry of a deleted segment");
+                            handed.push(e.id);
+                            with_sink.push(e.id);
+                        }
+                    }
+                    Op::Ack(i) if !with_sink.is_empty() => {
+                        let id = with_sink.remove(i % with_sink.len());
+                        log.ack(id).unwrap();
+                        delivered.push(id);
+                    }
+                    Op::Ack(_) => {}
+                    Op::Drop(need) => tally(&mut log, need, &mut dropped, &mut gone_below),
+                }
+                prop_assert!(log.bytes() <= 600);
+            }
+            // The sink delivers what it has and what is left.
+            delivered.append(&mut with_sink);
+            while let Some(e) = log.read_next().unwrap() {
+                prop_assert!(handed.last().is_none_or(|&l| l < e.id));
+                prop_assert!(e.id >= gone_below);
+                handed.push(e.id);
+                delivered.push(e.id);
+            }
+            delivered.sort_unstable();
+            let n = delivered.len();
+            delivered.dedup();
+            prop_assert_eq!(delivered.len(), n, "delivered twice");
+            prop_assert_eq!(delivered.len() as u64 + dropped.entries, appended);
+            prop_assert_eq!(2 * delivered.len() as u64 + dropped.records, 2 * appended);
+        }
     }
 
     #[test]
