@@ -547,7 +547,7 @@ fn disk_buffers_are_checked() {
     assert_problems(
         &format!("{BASE}buffer = {{ dir = \"b\", when_full = \"wait\", max_bytes = \"1KiB\" }}\n"),
         &[
-            "bad.toml:7:35: `sinks.out.buffer.when_full`: unknown value \"wait\"; expected one of: block, drop_newest",
+            "bad.toml:7:35: `sinks.out.buffer.when_full`: unknown value \"wait\"; expected one of: block, drop_newest, drop_oldest",
             "bad.toml:7:55: `sinks.out.buffer.max_bytes`: 1024 is out of range",
         ],
     );

@@ -260,6 +260,16 @@ fn a_damaged_buffer_is_recovered_and_reported_at_start() {
 /// A buffered file sink whose file is a FIFO nobody reads yet: the sink blocks, the buffer
 /// fills up to `max_bytes`.
 fn blocked_sink_config(d: &Path, when_full: &str) -> PathBuf {
+    blocked_sink_config_sized(d, when_full, "1MiB", "64KiB")
+}
+
+/// [`blocked_sink_config`] with a buffer of `max_bytes` in segments of `segment_bytes`.
+fn blocked_sink_config_sized(
+    d: &Path,
+    when_full: &str,
+    max_bytes: &str,
+    segment_bytes: &str,
+) -> PathBuf {
     let fifo = d.join("out.fifo");
     common::mkfifo(&fifo);
     write_config(
@@ -271,7 +281,8 @@ fn blocked_sink_config(d: &Path, when_full: &str) -> PathBuf {
             buffer_line(
                 d,
                 &format!(
-                    ", max_bytes = \"1MiB\", segment_bytes = \"64KiB\", when_full = \"{when_full}\""
+                    ", max_bytes = \"{max_bytes}\", segment_bytes = \"{segment_bytes}\", \
+                     when_full = \"{when_full}\""
                 ),
             )
         ),
@@ -334,6 +345,121 @@ fn a_full_buffer_drops_newest_counted_and_dead_lettered() {
         result.stderr.contains("disk buffer full"),
         "{}",
         result.stderr
+    );
+}
+
+/// `when_full = "drop_oldest"`: the sink is down (its file is a FIFO nobody reads), a 2 MiB
+/// buffer is offered 50 times its size on stdin. The router never holds the source back; the
+/// oldest segments are deleted, counted and logged with their time range. When the sink comes
+/// back, what it had taken and then the newest records arrive, in order, none twice; the count
+/// dropped is exact (offered - delivered) and the accounting invariant holds.
+#[test]
+fn a_full_buffer_that_drops_oldest_delivers_the_newest_in_order_and_counts_the_rest() {
+    const MAX_BYTES: usize = 2 << 20;
+    const N: usize = 860_000;
+    let dir = temp_dir();
+    let d = dir.path();
+    let config = blocked_sink_config_sized(d, "drop_oldest", "2MiB", "128KiB");
+    let data = common::numbered_sensor(N);
+    assert!(
+        data.len() >= 50 * MAX_BYTES,
+        "{} bytes offered, fewer than 50 x {MAX_BYTES}",
+        data.len()
+    );
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (router, mut stdin) = Running::start(
+        d,
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--stats=json",
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let writer = std::thread::spawn(move || {
+        std::io::Write::write_all(&mut stdin, &data).unwrap();
+    });
+    let dropped_series =
+        "edge_router_buffer_dropped_total{component=\"buffers.out\",reason=\"drop_oldest\"}";
+    common::wait_for(
+        "every record read and the oldest dropped while the sink is down",
+        Duration::from_secs(120),
+        || {
+            let m = common::metrics(&metrics);
+            common::metric(&m, "edge_router_records_read_total") == N as u64
+                && common::metric(&m, dropped_series) > 0
+        },
+    );
+    writer.join().unwrap();
+    let fifo_out = std::thread::spawn({
+        let fifo = d.join("out.fifo");
+        move || std::fs::read(fifo).unwrap()
+    });
+    let result = router.wait(Duration::from_secs(120));
+    assert_eq!(result.code(), 0, "{}", result.stderr);
+    let written = fifo_out.join().unwrap();
+    let stats = result.ok_stats(); // the accounting invariant, with dropped_by_buffer
+    let buffer = stats.component("buffers.out");
+    let dropped = buffer["dropped_oldest"].as_u64().unwrap();
+    assert_eq!(stats.total("dropped_by_buffer"), dropped);
+    assert_eq!(
+        buffer["dropped"].as_u64().unwrap_or(0),
+        0,
+        "no batch refused"
+    );
+    assert_eq!(stats.dead_lettered(), 0);
+    assert!(buffer["dropped_oldest_bytes"].as_u64().unwrap() > dropped * 100);
+
+    let seqs: Vec<u64> = std::str::from_utf8(&written)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs.len() as u64 + dropped,
+        N as u64,
+        "offered - delivered == dropped"
+    );
+    assert!(
+        dropped > (N as u64) * 9 / 10,
+        "{dropped} of {N} dropped: the buffer held far more than 2 MiB"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "delivered out of order or twice"
+    );
+    assert_eq!(seqs.last(), Some(&(N as u64 - 1)), "the newest record");
+    // The newest records run without a gap to the end: at least half a buffer of them.
+    let tail = seqs
+        .iter()
+        .rev()
+        .zip((0..N as u64).rev())
+        .take_while(|(s, want)| *s == want)
+        .count();
+    let avg = written.len() / seqs.len().max(1);
+    assert!(
+        tail * avg >= MAX_BYTES / 2,
+        "only the newest {tail} records ({} bytes) arrived without a gap",
+        tail * avg
+    );
+    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    eprintln!(
+        "{N} offered ({} bytes), {} delivered, {dropped} dropped, newest {tail} without a gap, \
+         {gaps} gaps",
+        N * avg,
+        seqs.len()
+    );
+    let log = &result.stderr;
+    assert!(
+        log.contains("when_full = \"drop_oldest\"): dropped the oldest")
+            && log.contains("which arrived from"),
+        "{log}"
     );
 }
 

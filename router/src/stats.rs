@@ -83,7 +83,7 @@ pub fn human(r: &Report) -> String {
     let t = &r.counters.totals;
     let _ = writeln!(
         s,
-        "totals: read {} ({} bytes), recovered {}, written {} ({} bytes), dead-lettered {}, dropped by stages {}, fan-out copies {}, in flight {}",
+        "totals: read {} ({} bytes), recovered {}, written {} ({} bytes), dead-lettered {}, dropped by stages {}, dropped by buffers {}, fan-out copies {}, in flight {}",
         t.read,
         t.bytes_read,
         t.recovered,
@@ -91,6 +91,7 @@ pub fn human(r: &Report) -> String {
         t.bytes_written,
         t.dead_lettered,
         t.dropped_by_stage,
+        t.dropped_by_buffer,
         t.fanout_copies,
         r.in_flight
     );

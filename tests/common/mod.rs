@@ -432,12 +432,16 @@ impl Stats {
             .unwrap_or_else(|| panic!("no component {name} in {}", self.0))
     }
 
-    /// `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage`, and
-    /// nothing in flight (`recovered`: records an earlier run left in disk buffers).
+    /// `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage +
+    /// dropped_by_buffer`, and nothing in flight (`recovered`: records an earlier run left in
+    /// disk buffers; `dropped_by_buffer`: records `when_full = "drop_oldest"` deleted).
     pub fn assert_invariant(&self) {
         assert_eq!(
             self.read() + self.total("recovered") + self.fanout(),
-            self.written() + self.dead_lettered() + self.dropped(),
+            self.written()
+                + self.dead_lettered()
+                + self.dropped()
+                + self.total("dropped_by_buffer"),
             "accounting invariant broken: {}",
             self.0["totals"]
         );

@@ -223,6 +223,35 @@ fn read_meta(mut b: &[u8], prev: Option<&RecordMeta>) -> Option<RecordMeta> {
     })
 }
 
+/// How many records the reader delivers from an entry of `count` records whose first record
+/// is `first`, and the batch's arrival time (Unix nanoseconds) when the entry has a batch
+/// header, without decoding the rest: what [`decode`] gives, or for an entry it cannot decode,
+/// the payloads the reader then delivers without their metadata (all but the header).
+pub fn summary(first: Option<&[u8]>, count: u32) -> (u32, Option<u64>) {
+    let Some(h) = first.filter(|h| h.len() >= 16 && h[..4] == BATCH_MAGIC) else {
+        return (count, None);
+    };
+    let fallback = (count.saturating_sub(1), None);
+    let source_len = usize::from(u16::from_le_bytes([h[14], h[15]]));
+    if (h[4] != VERSION && h[4] != VERSION_SHARED) || h.len() < 16 + source_len {
+        return fallback;
+    }
+    let arrival = Some(u64::from_le_bytes(h[6..14].try_into().unwrap_or_default()));
+    let rest = count - 1;
+    if h[5] & HAS_META == 0 {
+        (rest, arrival)
+    } else if h[5] & SHARED_META != 0 {
+        if rest == 0 {
+            return fallback;
+        }
+        (rest - 1, arrival)
+    } else if rest.is_multiple_of(2) {
+        (rest / 2, arrival)
+    } else {
+        fallback
+    }
+}
+
 /// The origin of a batch read back from `buffer_name`'s log: the recorded source and arrival
 /// (latency then includes the time in the buffer, also across restarts), given `now`.
 pub fn origin(d: &Decoded, buffer_name: &str, now_unix_nanos: u64, now: Instant) -> Origin {
@@ -382,6 +411,40 @@ mod tests {
         let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         let (data, spans) = stored(&refs);
         assert!(decode(&data, &spans).is_err());
+    }
+
+    /// `summary` counts what the reader delivers: the decoded payloads, or all but the header
+    /// when the entry cannot be decoded, or every record of a bare entry.
+    #[test]
+    fn a_summary_counts_the_records_the_reader_delivers() {
+        let shared = batch(false).with_shared_meta(RecordMeta::default());
+        let mut owned = Vec::new();
+        for b in [batch(false), batch(true), shared] {
+            let records = encode(&b, &mut owned);
+            let (data, spans) = stored(&records);
+            let d = decode(&data, &spans).unwrap();
+            let n = records.len() as u32;
+            assert_eq!(
+                summary(records.first().copied(), n),
+                (d.spans.len() as u32, d.arrival_unix_nanos)
+            );
+            assert_eq!(d.spans.len(), 3);
+        }
+        assert_eq!(summary(Some(b"x"), 2), (2, None));
+        assert_eq!(summary(None, 0), (0, None));
+        // An odd number of records after a header that says metadata follows: the reader
+        // delivers all but the header.
+        let with_meta = batch(true);
+        let records = encode(&with_meta, &mut owned);
+        assert_eq!(summary(records.first().copied(), 6), (5, None));
+        let mut header = records[0].to_vec();
+        header[4] = 9;
+        assert_eq!(summary(Some(&header), 4), (3, None), "unknown version");
+        assert_eq!(
+            summary(Some(&records[0][..17]), 4),
+            (3, None),
+            "source cut short"
+        );
     }
 
     #[test]

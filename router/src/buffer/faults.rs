@@ -521,3 +521,33 @@ fn a_segment_that_cannot_be_deleted_goes_at_the_next_start() {
     assert_eq!(read_ids(&mut log), Vec::<u64>::new());
     assert!(!seg(dir.path(), 0).exists());
 }
+
+/// `drop_oldest` when a dropped segment cannot be deleted: the entries are still dropped (the
+/// log forgets them and the ack point passes them), the file stays, and the next start after a
+/// sync does not deliver them.
+#[test]
+fn a_dropped_segment_that_cannot_be_deleted_is_not_delivered_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::new();
+    let (mut log, _) = DiskLog::open_on(fs.arc(), dir.path(), cfg(INTERVAL, 120)).unwrap();
+    for i in 0..4 {
+        append(&mut log, i).unwrap();
+    }
+    fs.inject(Fault::new(Op::Remove, EIO).on(".seg"));
+    let p = log.drop_oldest(1);
+    assert_eq!(
+        (p.segments, p.dropped.entries, p.dropped.records),
+        (1, 2, 4)
+    );
+    assert!(seg(dir.path(), 0).exists(), "left behind");
+    assert_eq!(log.bytes(), 120);
+    assert_eq!(read_ids(&mut log), vec![2, 3]);
+    log.close().unwrap();
+    let (mut log, rec) = DiskLog::open(dir.path(), cfg(INTERVAL, 120)).unwrap();
+    assert_eq!((rec.ack_point, rec.entries), (2, 2));
+    assert_eq!(read_ids(&mut log), vec![2, 3]);
+    assert!(
+        !seg(dir.path(), 0).exists(),
+        "deleted at open, all of it acknowledged"
+    );
+}

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::batch;
+use super::evict::{self, EntryState, SegmentView, Slot};
 use super::format::{self, MAX_ENTRY_BYTES};
 use super::fs::{LogFile, LogFs, OpenMode, RealFs, is_disk_full};
 use super::segment::{self, EntryLoc, SegmentWriter};
@@ -324,30 +326,13 @@ pub struct Recovery {
     pub ignored: Vec<PathBuf>,
 }
 
-/// Where an entry is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    /// Appended or recovered, not acknowledged.
-    Pending,
-    /// Acknowledged.
-    Acked,
-    /// Could not be read back: not delivered in this run, and never passed by the ack point.
-    Unreadable,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    loc: EntryLoc,
-    state: SlotState,
-}
-
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
     bytes: u64,
     /// Entries not acknowledged when the segment was loaded, plus those appended since.
     entries: Vec<Slot>,
-    /// Entries still [`SlotState::Pending`].
+    /// Entries still [`EntryState::Pending`].
     unacked: usize,
     /// Entries that could not be read back: the segment stays (in the log and on disk).
     unreadable: usize,
@@ -489,7 +474,7 @@ impl DiskLog {
                 .filter(|e| e.id >= ack_point)
                 .map(|loc| Slot {
                     loc,
-                    state: SlotState::Pending,
+                    state: EntryState::Pending,
                 })
                 .collect();
             recovery.acked_entries += total - entries.len() as u64;
@@ -546,7 +531,8 @@ impl DiskLog {
     ///
     /// With [`Fsync::Always`] the entry (and its segment's name) is on the disk when this
     /// returns. `Full` leaves the log unchanged: the caller waits for acknowledgements
-    /// (`block`) or drops the batch (`drop_newest`). `Io` means nothing was appended (see the
+    /// (`block`), drops the batch (`drop_newest`) or deletes the oldest segments
+    /// ([`DiskLog::drop_oldest`]) and tries again (`drop_oldest`). `Io` means nothing was appended (see the
     /// module docs): the caller decides whether to try again.
     pub fn append(&mut self, records: &[&[u8]]) -> Result<Appended, AppendError> {
         let entry_bytes = format::entry_len(records);
@@ -599,14 +585,17 @@ impl DiskLog {
         let always = self.cfg.fsync == Fsync::Always;
         let last = last_segment_id(&self.segments);
         if let Some(seg) = last.and_then(|k| self.segments.get_mut(&k)) {
+            let (user_records, arrival) =
+                batch::summary(records.first().copied(), records.len() as u32);
             seg.entries.push(Slot {
                 loc: EntryLoc {
                     id,
                     offset,
                     len: len as u32,
-                    records: records.len() as u32,
+                    records: user_records,
+                    arrival,
                 },
-                state: SlotState::Pending,
+                state: EntryState::Pending,
             });
             seg.unacked += 1;
             seg.bytes += len as u64;
@@ -748,6 +737,11 @@ impl DiskLog {
         }
     }
 
+    /// The reader's position: every pending entry below it has been handed out.
+    pub fn read_cursor(&self) -> u64 {
+        self.read_cursor
+    }
+
     /// Hands out every unacknowledged entry again, from the lowest (e.g. after the sink lost
     /// batches it had taken).
     pub fn rewind(&mut self) {
@@ -765,16 +759,16 @@ impl DiskLog {
         let Ok(i) = seg.entries.binary_search_by_key(&id, |s| s.loc.id) else {
             return Ok(false);
         };
-        if seg.entries[i].state != SlotState::Pending {
+        if seg.entries[i].state != EntryState::Pending {
             return Ok(false);
         }
-        seg.entries[i].state = SlotState::Acked;
+        seg.entries[i].state = EntryState::Acked;
         seg.unacked -= 1;
         self.pending -= 1;
         while seg
             .entries
             .get(seg.first_unacked)
-            .is_some_and(|s| s.state == SlotState::Acked)
+            .is_some_and(|s| s.state == EntryState::Acked)
         {
             seg.first_unacked += 1;
         }
@@ -782,6 +776,55 @@ impl DiskLog {
             self.retire_segment(first)?;
         }
         Ok(true)
+    }
+
+    /// Deletes the oldest segments, whole, until at least `need` bytes are freed (all of them
+    /// when that is not enough), for `when_full = "drop_oldest"`; [`evict::plan`] decides.
+    /// The active segment is finished first if it must go too. Entries of a deleted segment
+    /// that were not handed out yet (and those that could not be read back) are dropped and
+    /// counted in the answer; entries handed out and not yet acknowledged stay with the sink,
+    /// which acknowledges them as usual (to nothing); the reader goes on with the first
+    /// pending entry of the oldest segment kept. The ack point moves past what was deleted
+    /// (persisted by the next sync). A file that cannot be deleted is logged and left behind:
+    /// its entries are below the ack point, so a start after the next sync skips them.
+    pub fn drop_oldest(&mut self, need: u64) -> evict::Plan {
+        let views = self.segments.iter().map(|(&first_id, seg)| SegmentView {
+            first_id,
+            bytes: seg.bytes,
+            entries: &seg.entries,
+        });
+        let plan = evict::plan(views, self.read_cursor, need);
+        let doomed: Vec<u64> = self.segments.keys().take(plan.segments).copied().collect();
+        let active = self.active_first_id();
+        for first in doomed {
+            if Some(first) == active {
+                // Its entries go: nothing of it needs syncing.
+                self.active = None;
+                self.unsynced = false;
+            }
+            let Some(seg) = self.segments.remove(&first) else {
+                continue;
+            };
+            self.live_bytes -= seg.bytes;
+            self.pending -= seg.unacked;
+            if self.reader.as_ref().is_some_and(|(k, _)| *k == first) {
+                self.reader = None;
+            }
+            if seg.keep_file {
+                continue;
+            }
+            self.dir_dirty = true;
+            if let Err(e) = self.fs.remove_file(&seg.path) {
+                tracing::warn!(
+                    file = %seg.path.display(),
+                    error = %e,
+                    "disk buffer: cannot delete a dropped segment; its entries are not delivered"
+                );
+            }
+        }
+        self.sealed_unsynced
+            .retain(|(first, _, _)| self.segments.contains_key(first));
+        plan
     }
 
     /// Marks the entry at `index` of segment `seg_id` unreadable (see [`DiskLog::read_next`]).
@@ -792,10 +835,10 @@ impl DiskLog {
         let Some(slot) = seg.entries.get_mut(index) else {
             return;
         };
-        if slot.state != SlotState::Pending {
+        if slot.state != EntryState::Pending {
             return;
         }
-        slot.state = SlotState::Unreadable;
+        slot.state = EntryState::Unreadable;
         seg.unacked -= 1;
         seg.unreadable += 1;
         self.pending -= 1;
@@ -964,7 +1007,7 @@ impl DiskLog {
         for seg in self.segments.values() {
             if let Some(s) = seg.entries[seg.first_unacked..]
                 .iter()
-                .find(|s| s.state != SlotState::Acked)
+                .find(|s| s.state != EntryState::Acked)
             {
                 return s.loc.id;
             }
@@ -1065,7 +1108,7 @@ impl DiskLog {
             let from = seg.entries.partition_point(|s| s.loc.id < cursor);
             if let Some(j) = seg.entries[from..]
                 .iter()
-                .position(|s| s.state == SlotState::Pending)
+                .position(|s| s.state == EntryState::Pending)
             {
                 return Some((*k, from + j));
             }
@@ -1329,6 +1372,9 @@ fn write_ack_file(fs: &dyn LogFs, dir: &Path, ack: u64, durable: bool) -> Result
 mod tests {
     use std::fs;
 
+    use proptest::prelude::*;
+
+    use super::evict::Tally;
     use super::*;
 
     #[test]
@@ -1606,6 +1652,216 @@ mod tests {
         log.ack(1).unwrap(); // the first segment goes
         assert_eq!(log.bytes(), 120);
         assert_eq!(log.append(&[&a, &b]).unwrap().id, 4);
+    }
+
+    /// `drop_oldest` with the reader inside the oldest segment: the segment goes whole; the
+    /// entries handed out stay with the sink (acknowledged to nothing), the others are counted
+    /// as dropped; the reader goes on with the next kept entry; a restart sees none of it.
+    #[test]
+    fn dropping_the_oldest_segment_under_the_reader_moves_it_on_and_counts_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three 60-byte entries per segment, four segments at most.
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        for i in 0..12 {
+            append(&mut log, i);
+        }
+        let [a, b] = rec(12);
+        let Err(AppendError::Full {
+            entry_bytes,
+            live_bytes,
+            max_bytes,
+        }) = log.append(&[&a, &b])
+        else {
+            panic!("not full")
+        };
+        assert_eq!(log.read_next().unwrap().unwrap().id, 0);
+        assert_eq!(log.read_next().unwrap().unwrap().id, 1);
+        log.ack(0).unwrap();
+        let p = log.drop_oldest(live_bytes + entry_bytes - max_bytes);
+        assert_eq!((p.segments, p.freed, p.left_with_sink), (1, 180, 1));
+        assert_eq!(
+            (p.dropped.entries, p.dropped.records, p.dropped.bytes),
+            (1, 2, 60)
+        );
+        assert_eq!(p.dropped.ids, Some((2, 2)));
+        assert_eq!(p.dropped.arrivals, None, "bare entries record no arrival");
+        assert!(!segment::segment_path(dir.path(), 0).exists());
+        assert_eq!((log.bytes(), log.pending_entries()), (540, 9));
+        assert_eq!(log.append(&[&a, &b]).unwrap().id, 12);
+        // Entry 1 is with the sink: its acknowledgement finds nothing and harms nothing.
+        assert!(!log.ack(1).unwrap());
+        assert_eq!(log.ack_point(), 3);
+        assert_eq!(read_ids(&mut log), (3..13).collect::<Vec<_>>());
+        log.close().unwrap();
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        assert_eq!((rec.ack_point, rec.entries, rec.records), (3, 10, 20));
+        assert_eq!(read_ids(&mut log), (3..13).collect::<Vec<_>>());
+    }
+
+    /// With one segment as large as the buffer, the active segment itself goes.
+    #[test]
+    fn dropping_may_take_the_active_segment_and_appending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(240, 240)).unwrap();
+        for i in 0..4 {
+            append(&mut log, i);
+        }
+        let p = log.drop_oldest(60);
+        assert_eq!(
+            (p.segments, p.dropped.entries, p.dropped.records),
+            (1, 4, 8)
+        );
+        assert_eq!((log.bytes(), log.pending_entries()), (0, 0));
+        assert!(files(dir.path(), ".seg").is_empty());
+        assert_eq!(append(&mut log, 4).id, 4);
+        assert_eq!(files(dir.path(), ".seg"), [format!("{:020}.seg", 4)]);
+        assert_eq!(read_ids(&mut log), vec![4]);
+        // Nothing to drop: an empty plan.
+        log.ack(4).unwrap();
+        assert_eq!(log.drop_oldest(0).segments, 0);
+    }
+
+    /// Entries written from batches count their payloads (not the batch header) and keep their
+    /// arrival time, also when recovered at the next start.
+    #[test]
+    fn batch_entries_count_their_records_and_arrival_across_a_restart() {
+        use crate::core::record::{Batch, Origin, PositionBase};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        let mut owned = Vec::new();
+        for (i, at) in [(0u32, 30u64), (1, 10), (2, 20)] {
+            let data = bytes::Bytes::from(vec![b'x'; 10]);
+            let spans = (0..=i)
+                .map(|j| Span {
+                    start: j,
+                    end: j + 1,
+                })
+                .collect();
+            let origin = Origin {
+                source: std::sync::Arc::from("in"),
+                arrival_unix_nanos: at,
+                arrival: Instant::now(),
+                position: PositionBase::None,
+            };
+            let b = Batch::new(data, spans, origin);
+            log.append(&batch::encode(&b, &mut owned)).unwrap();
+        }
+        log.close().unwrap();
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(1 << 20, 1 << 20)).unwrap();
+        assert_eq!((rec.entries, rec.records), (3, 6));
+        let p = log.drop_oldest(1);
+        assert_eq!((p.dropped.records, p.dropped.arrivals), (6, Some((10, 30))));
+    }
+
+    /// A crash (no sync) after a drop: the deleted segments do not come back, the kept entries
+    /// are delivered again, in order.
+    #[test]
+    fn a_crash_after_a_drop_does_not_bring_the_dropped_entries_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        for i in 0..12 {
+            append(&mut log, i);
+        }
+        log.sync().unwrap();
+        let p = log.drop_oldest(200);
+        assert_eq!((p.segments, p.dropped.entries), (2, 6));
+        std::mem::forget(log); // the ack point on disk is still 0
+        let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 720)).unwrap();
+        assert_eq!((rec.ack_point, rec.entries), (0, 6));
+        assert_eq!(read_ids(&mut log), (6..12).collect::<Vec<_>>());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append,
+        Read,
+        Ack(usize),
+        Drop(u64),
+    }
+
+    proptest! {
+        /// Appends (dropping the oldest when full, as the writer does), reads, acknowledgements
+        /// in any order and drops, at random: entries are handed out in id order and never
+        /// twice, no entry of a deleted segment is handed out after the drop, and at the end
+        /// every appended record was delivered or counted dropped, exactly once.
+        #[test]
+        fn drops_count_every_record_once_and_never_redeliver(
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    4 => Just(Op::Append),
+                    3 => Just(Op::Read),
+                    2 => (0usize..8).prop_map(Op::Ack),
+                    1 => (0u64..400).prop_map(Op::Drop),
+                ],
+                1..120,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _) = DiskLog::open(dir.path(), cfg(180, 600)).unwrap();
+            let mut appended = 0u64;
+            let mut with_sink: Vec<u64> = Vec::new();
+            let mut delivered: Vec<u64> = Vec::new();
+            let mut handed: Vec<u64> = Vec::new();
+            let mut dropped = Tally::default();
+            let mut gone_below = 0u64; // every id at most this was in a deleted segment
+            let tally = |log: &mut DiskLog, need: u64, dropped: &mut Tally, gone: &mut u64| {
+                let p = log.drop_oldest(need);
+                if let Some((_, hi)) = p.dropped.ids {
+                    *gone = (*gone).max(hi + 1);
+                }
+                dropped.merge(&p.dropped);
+            };
+            for op in ops {
+                match op {
+                    Op::Append => {
+                        let id = log.next_id();
+                        let [a, b] = rec(id);
+                        match log.append(&[&a, &b]) {
+                            Ok(x) => prop_assert_eq!(x.id, id),
+                            Err(AppendError::Full { entry_bytes, live_bytes, max_bytes }) => {
+                                tally(&mut log, live_bytes + entry_bytes - max_bytes,
+                                    &mut dropped, &mut gone_below);
+                                prop_assert_eq!(log.append(&[&a, &b]).unwrap().id, id);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                        appended += 1;
+                    }
+                    Op::Read => {
+                        if let Some(e) = log.read_next().unwrap() {
+                            let [a, b] = rec(e.id);
+                            prop_assert_eq!(e.records().collect::<Vec<_>>(), vec![&a[..], &b[..]]);
+                            prop_assert!(handed.last().is_none_or(|&l| l < e.id), "order");
+                            prop_assert!(e.id >= gone_below, "an entry of a deleted segment");
+                            handed.push(e.id);
+                            with_sink.push(e.id);
+                        }
+                    }
+                    Op::Ack(i) if !with_sink.is_empty() => {
+                        let id = with_sink.remove(i % with_sink.len());
+                        log.ack(id).unwrap();
+                        delivered.push(id);
+                    }
+                    Op::Ack(_) => {}
+                    Op::Drop(need) => tally(&mut log, need, &mut dropped, &mut gone_below),
+                }
+                prop_assert!(log.bytes() <= 600);
+            }
+            // The sink delivers what it has and what is left.
+            delivered.append(&mut with_sink);
+            while let Some(e) = log.read_next().unwrap() {
+                prop_assert!(handed.last().is_none_or(|&l| l < e.id));
+                prop_assert!(e.id >= gone_below);
+                handed.push(e.id);
+                delivered.push(e.id);
+            }
+            delivered.sort_unstable();
+            let n = delivered.len();
+            delivered.dedup();
+            prop_assert_eq!(delivered.len(), n, "delivered twice");
+            prop_assert_eq!(delivered.len() as u64 + dropped.entries, appended);
+            prop_assert_eq!(2 * delivered.len() as u64 + dropped.records, 2 * appended);
+        }
     }
 
     #[test]

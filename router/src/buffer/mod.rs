@@ -12,6 +12,10 @@
 //! - [`log`](mod@log): [`DiskLog`], the segmented log with out-of-order acknowledgements, the
 //!   `max_bytes` bound, the fsync policy ([`Fsync`]), recovery at open and what happens when
 //!   the disk fails.
+//! - [`evict`] (pure): which of the oldest segments `when_full = "drop_oldest"` deletes, and
+//!   what that drops ([`DiskLog::drop_oldest`] does it).
+//! - [`batch`]: a batch as an entry's records, and what an entry holds ([`batch::summary`]:
+//!   its records and arrival time, kept per entry so drops are counted without reading back).
 //! - [`fs`](mod@fs): [`LogFs`], every file operation of the log and its segments, and
 //!   [`RealFs`] over `std::fs`; tests use a fault-injecting one (`faulty.rs`) to fill the disk
 //!   and fail writes, fsyncs and reads.
@@ -59,7 +63,11 @@
 //!   stays below it, so the next start reads it again (or moves its bytes aside).
 //! - **Bounded.** Live segment bytes never exceed `max_bytes`: [`DiskLog::append`] answers
 //!   [`AppendError::Full`] instead, and the caller applies [`WhenFull`]. A segment is freed only
-//!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment.
+//!   when all of it is acknowledged, so one old unacknowledged entry holds its whole segment,
+//!   or, with [`WhenFull::DropOldest`], when [`DiskLog::drop_oldest`] deletes it whole: its
+//!   entries not handed out are dropped (not delivered, counted with their records, bytes, ids
+//!   and arrival times), the ack point moves past them, and the reader goes on with the oldest
+//!   entry kept. This is the one way an entry leaves the log unacknowledged.
 //! - **Disk failures lose nothing acknowledged.** A write or fsync that fails (a full disk,
 //!   an I/O error) appends nothing: the error names the file and the operation, and the
 //!   caller keeps the batch (the sink's buffer waits and tries again on a full disk with
@@ -71,6 +79,7 @@
 //!   open stops the open ([`BufferError::Read`]) rather than be skipped.
 
 pub mod batch;
+pub mod evict;
 #[cfg(test)]
 mod faults;
 #[cfg(test)]
@@ -97,8 +106,11 @@ pub enum WhenFull {
     /// Wait until acknowledgements make room: backpressure reaches the sources.
     #[default]
     Block,
-    /// Drop the new batch (counted), keep what is buffered.
+    /// Drop the new batch (counted, and dead-lettered), keep what is buffered.
     DropNewest,
+    /// Delete the oldest segments, whole, to make room (the records in them that the sink has
+    /// not taken are counted as dropped; see [`evict`]): the newest records keep coming in.
+    DropOldest,
 }
 
 /// Settings of one sink's disk buffer (the `buffer` table of a sink).
@@ -118,7 +130,7 @@ pub struct BufferConfig {
 
 impl BufferConfig {
     /// Reads a buffer table: `dir` (required), `max_bytes` (default 1GiB), `segment_bytes`
-    /// (16MiB), `when_full` (`"block"` or `"drop_newest"`), `fsync` (`"always"`, `"interval"`
+    /// (16MiB), `when_full` (`"block"`, `"drop_newest"` or `"drop_oldest"`), `fsync` (`"always"`, `"interval"`
     /// or `"never"`), `fsync_interval_ms` (100, only with `fsync = "interval"`).
     pub fn parse(s: &mut Section<'_>, d: &mut Diagnostics) -> Option<BufferConfig> {
         let dir = s.required_str(d, "dir");
@@ -148,8 +160,14 @@ impl BufferConfig {
                 ),
             );
         }
-        let when_full = match s.choice(d, "when_full", &["block", "drop_newest"], "block") {
+        let when_full = match s.choice(
+            d,
+            "when_full",
+            &["block", "drop_newest", "drop_oldest"],
+            "block",
+        ) {
             "drop_newest" => WhenFull::DropNewest,
+            "drop_oldest" => WhenFull::DropOldest,
             _ => WhenFull::Block,
         };
         let policy = s.choice(d, "fsync", &["always", "interval", "never"], "interval");
@@ -240,6 +258,8 @@ mod tests {
         assert_eq!(c.segment_bytes, 1 << 20);
         assert_eq!(c.when_full, WhenFull::DropNewest);
         assert_eq!(c.fsync, Fsync::Interval(Duration::from_millis(5)));
+        let c = parse("dir = \"b\"\nwhen_full = \"drop_oldest\"\n").unwrap();
+        assert_eq!(c.when_full, WhenFull::DropOldest);
         let c = parse("dir = \"b\"\nfsync = \"always\"\n").unwrap();
         assert_eq!(c.fsync, Fsync::Always);
         let c = parse("dir = \"b\"\nfsync = \"never\"\n").unwrap();
@@ -249,14 +269,14 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let errs = parse(
-            "max_bytes = \"2MiB\"\nsegment_bytes = \"4MiB\"\nwhen_full = \"drop_oldest\"\n\
+            "max_bytes = \"2MiB\"\nsegment_bytes = \"4MiB\"\nwhen_full = \"drop_all\"\n\
              fsync = \"never\"\nfsync_interval_ms = 10\nflush = 1\n",
         )
         .unwrap_err();
         let want = [
             "missing required key `sinks.out.buffer.dir`",
             "t.toml:2:17: `sinks.out.buffer.segment_bytes`: segment_bytes (4194304) must not",
-            "t.toml:3:13: `sinks.out.buffer.when_full`: unknown value \"drop_oldest\"",
+            "t.toml:3:13: `sinks.out.buffer.when_full`: unknown value \"drop_all\"",
             "t.toml:5:21: `sinks.out.buffer.fsync_interval_ms`: fsync_interval_ms only applies",
             "`sinks.out.buffer.flush`: unknown key `flush`",
         ];

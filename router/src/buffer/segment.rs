@@ -11,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::batch;
 use super::format::{self, FormatError, HEADER_BYTES};
 use super::fs::{LogFile, LogFs, OpenMode};
 
@@ -104,8 +105,11 @@ pub struct EntryLoc {
     pub offset: u64,
     /// Bytes of the entry.
     pub len: u32,
-    /// Records in the entry.
+    /// Records the reader delivers from the entry (its payloads: a batch header and metadata
+    /// records are not counted; see [`super::batch::summary`]).
     pub records: u32,
+    /// When its batch arrived (Unix nanoseconds), if the entry records it.
+    pub arrival: Option<u64>,
 }
 
 /// Why a scan stopped before the end of a segment.
@@ -226,11 +230,13 @@ pub fn scan_segment(fs: &dyn LogFs, path: &Path) -> Result<ScanResult, ReadFailu
             break;
         }
         previous = Some(entry.id);
+        let (records, arrival) = batch::summary(entry.records().next(), entry.len() as u32);
         result.entries.push(EntryLoc {
             id: entry.id,
             offset,
             len: len as u32,
-            records: entry.len() as u32,
+            records,
+            arrival,
         });
         offset += len as u64;
         result.good_len = offset;

@@ -3,8 +3,8 @@
 //! Every component owns one [`Counters`] (shared atomics, updated once per batch, not per record).
 //! A [`Snapshot`] of all of them gives the totals the `--stats` report prints, and
 //! [`Totals::in_flight`] is what the accounting invariant leaves over:
-//! `read + fanout_copies == written + dead_lettered + dropped_by_stage + in_flight`, with
-//! `in_flight == 0` after a clean exit.
+//! `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage +
+//! dropped_by_buffer + in_flight`, with `in_flight == 0` after a clean exit.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +36,9 @@ pub enum Kind {
     /// A sink's disk buffer: `records_in` counts the records recovered from it at start (read
     /// by an earlier run), `bytes_in` the bytes appended to its files (entries with their
     /// headers: the buffer's write volume), `dropped` the records a full buffer refused
-    /// (`when_full = "drop_newest"`; they are dead-lettered by the sink).
+    /// (`when_full = "drop_newest"`; they are dead-lettered by the sink), `dropped_oldest` the
+    /// records deleted with the oldest segments (`when_full = "drop_oldest"`; not
+    /// dead-lettered: they count in [`Totals::dropped_by_buffer`]).
     Buffer,
 }
 
@@ -55,6 +57,12 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Records sent to the dead-letter sink by this component.
     pub dead_lettered: AtomicU64,
+    /// Disk buffers: bytes (as stored) of the batches `dropped` counts.
+    pub dropped_bytes: AtomicU64,
+    /// Disk buffers: records deleted with the oldest segments (`when_full = "drop_oldest"`).
+    pub dropped_oldest: AtomicU64,
+    /// Disk buffers: bytes of the entries `dropped_oldest` counts, as stored.
+    pub dropped_oldest_bytes: AtomicU64,
     /// For the dispatcher: extra copies made when a record goes to more than one sink.
     pub fanout_copies: AtomicU64,
     /// Plugin stages: calls that trapped.
@@ -271,6 +279,9 @@ impl Counters {
             bytes_out: get(&self.bytes_out),
             dropped: get(&self.dropped),
             dead_lettered: get(&self.dead_lettered),
+            dropped_bytes: get(&self.dropped_bytes),
+            dropped_oldest: get(&self.dropped_oldest),
+            dropped_oldest_bytes: get(&self.dropped_oldest_bytes),
             fanout_copies: get(&self.fanout_copies),
             plugin_traps: get(&self.plugin_traps),
             plugin_timeouts: get(&self.plugin_timeouts),
@@ -315,6 +326,15 @@ pub struct CounterValues {
     pub dropped: u64,
     /// See [`Counters::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`Counters::dropped_bytes`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_bytes: u64,
+    /// See [`Counters::dropped_oldest`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_oldest: u64,
+    /// See [`Counters::dropped_oldest_bytes`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped_oldest_bytes: u64,
     /// See [`Counters::fanout_copies`].
     pub fanout_copies: u64,
     /// See [`Counters::plugin_traps`].
@@ -494,7 +514,10 @@ impl Registry {
                     t.bytes_written += v.bytes_out;
                 }
                 Kind::Stage => t.dropped_by_stage += v.dropped,
-                Kind::Buffer => t.recovered += v.records_in,
+                Kind::Buffer => {
+                    t.recovered += v.records_in;
+                    t.dropped_by_buffer += v.dropped_oldest;
+                }
                 Kind::DeadLetter => {}
             }
             if c.kind != Kind::DeadLetter {
@@ -548,6 +571,9 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Records a stage dropped on purpose.
     pub dropped_by_stage: u64,
+    /// Records disk buffers deleted with their oldest segments (`when_full = "drop_oldest"`).
+    /// Records a buffer refuses with `drop_newest` are dead-lettered and counted there.
+    pub dropped_by_buffer: u64,
     /// Extra copies made by fan-out to more than one sink.
     pub fanout_copies: u64,
     /// Records recovered from disk buffers at start (read by an earlier run; delivered by this
@@ -560,7 +586,10 @@ impl Totals {
     /// Negative values (which would mean double counting) are reported as such.
     pub fn in_flight(&self) -> i128 {
         (self.read as i128 + self.recovered as i128 + self.fanout_copies as i128)
-            - (self.written as i128 + self.dead_lettered as i128 + self.dropped_by_stage as i128)
+            - (self.written as i128
+                + self.dead_lettered as i128
+                + self.dropped_by_stage as i128
+                + self.dropped_by_buffer as i128)
     }
 }
 
@@ -612,8 +641,16 @@ mod tests {
         );
         assert!(json[3].get("kinesis_shards").is_none());
         let t = snap.totals;
+        assert_eq!(t.in_flight(), 0);
+        // A buffer that recovered 5 records and deleted 3 of them with its oldest segment.
+        let buf = r.register("buffers.a", Kind::Buffer);
+        buf.add_in(5, 0);
+        buf.dropped_oldest.fetch_add(3, Ordering::Relaxed);
+        a.add_out(2, 20);
+        let t = r.snapshot().totals;
+        assert_eq!((t.recovered, t.dropped_by_buffer), (5, 3));
         assert_eq!(t.read, 10);
-        assert_eq!(t.written, 9);
+        assert_eq!(t.written, 11);
         assert_eq!(t.dead_lettered, 2);
         assert_eq!(t.in_flight(), 0);
     }

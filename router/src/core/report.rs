@@ -34,7 +34,8 @@ pub struct Report {
     /// Counters.
     #[serde(flatten)]
     pub counters: Snapshot,
-    /// `read + fanout_copies - written - dead_lettered - dropped_by_stage`.
+    /// `read + recovered + fanout_copies - written - dead_lettered - dropped_by_stage -
+    /// dropped_by_buffer`.
     pub in_flight: i128,
     /// Queue fill.
     pub queues: Vec<QueueStats>,

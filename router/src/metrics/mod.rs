@@ -391,6 +391,39 @@ pub fn prometheus(r: &Report) -> String {
             }
         }
     }
+    let buffers: Vec<_> = comps
+        .iter()
+        .filter(|c| c.kind == crate::core::accounting::Kind::Buffer)
+        .collect();
+    if !buffers.is_empty() {
+        for (name, help, newest, oldest) in [
+            (
+                "edge_router_buffer_dropped_total",
+                "Records a full disk buffer dropped, by reason: drop_newest (the new batch \
+                 refused and dead-lettered) or drop_oldest (deleted with the oldest segments).",
+                (|v| v.dropped) as Getter,
+                (|v| v.dropped_oldest) as Getter,
+            ),
+            (
+                "edge_router_buffer_dropped_bytes_total",
+                "Bytes (as stored, entry headers included) of the records a full disk buffer \
+                 dropped, by reason.",
+                |v| v.dropped_bytes,
+                |v| v.dropped_oldest_bytes,
+            ),
+        ] {
+            let mut f = family(&mut out, name, "counter", help);
+            for c in &buffers {
+                for (reason, get) in [("drop_newest", newest), ("drop_oldest", oldest)] {
+                    f.sample(
+                        name,
+                        &[("component", &c.name), ("reason", reason)],
+                        get(&c.counters),
+                    );
+                }
+            }
+        }
+    }
     for (name, help, get) in [
         (
             "edge_router_sink_latency_seconds",
@@ -459,6 +492,11 @@ pub fn prometheus(r: &Report) -> String {
             t.dropped_by_stage,
         ),
         (
+            "edge_router_records_dropped_by_buffers_total",
+            "Records disk buffers deleted with their oldest segments (when_full = drop_oldest).",
+            t.dropped_by_buffer,
+        ),
+        (
             "edge_router_fanout_copies_total",
             "Extra copies made by fan-out.",
             t.fanout_copies,
@@ -475,7 +513,7 @@ pub fn prometheus(r: &Report) -> String {
         &mut out,
         "edge_router_records_in_flight",
         "gauge",
-        "read + fan-out copies - written - dead-lettered - dropped: records inside the router now.",
+        "read + recovered + fan-out copies - written - dead-lettered - dropped: records inside the router now.",
     )
     .sample("edge_router_records_in_flight", &[], r.in_flight);
     for (name, help, get) in [
@@ -541,6 +579,8 @@ fn kind_name(k: crate::core::accounting::Kind) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
     use crate::core::accounting::{Kind, Registry};
     use crate::core::report::{LatencyStats, QueueStats};
@@ -558,6 +598,11 @@ mod tests {
         src.count_response("200");
         src.count_response("200");
         src.count_response("503");
+        let buf = reg.register("buffers.out", Kind::Buffer);
+        buf.add_dropped(2);
+        buf.dropped_bytes.fetch_add(90, Ordering::Relaxed);
+        buf.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+        buf.dropped_oldest_bytes.fetch_add(60, Ordering::Relaxed);
         let counters = reg.snapshot();
         Report {
             in_flight: counters.totals.in_flight(),
@@ -614,7 +659,12 @@ mod tests {
             "edge_router_component_records_out_total{component=\"sinks.out\",kind=\"sink\"} 7",
             "edge_router_records_read_total 10",
             "edge_router_records_written_total 7",
-            "edge_router_records_in_flight 3",
+            "edge_router_records_in_flight 2",
+            "edge_router_records_dropped_by_buffers_total 1",
+            "edge_router_buffer_dropped_total{component=\"buffers.out\",reason=\"drop_newest\"} 2",
+            "edge_router_buffer_dropped_total{component=\"buffers.out\",reason=\"drop_oldest\"} 1",
+            "edge_router_buffer_dropped_bytes_total{component=\"buffers.out\",reason=\"drop_newest\"} 90",
+            "edge_router_buffer_dropped_bytes_total{component=\"buffers.out\",reason=\"drop_oldest\"} 60",
             "edge_router_queue_records{queue=\"sinks.\\\"q\\\"\"} 3",
             "edge_router_queue_bytes_capacity{queue=\"sinks.\\\"q\\\"\"} 1048576",
             "edge_router_end_to_end_latency_seconds{quantile=\"0.99\"} 0.003",

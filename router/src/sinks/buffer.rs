@@ -10,22 +10,32 @@
 //! entry is acknowledged, then closes the log (persisting the ack point), so a clean stop leaves
 //! nothing to deliver again.
 //!
+//! With `when_full = "drop_oldest"` the writer deletes the oldest segments (see
+//! [`crate::buffer::evict`]) until the batch fits, counts what that dropped in the buffer's
+//! counters (`dropped_oldest`, `dropped_oldest_bytes`; not dead-lettered), lets go of the holds
+//! of sources waiting for those records, and logs the drops at most once a second with the ids
+//! and arrival times they covered. Entries the sink has taken stay with it.
+//!
 //! When the disk fails (`on_refused` decides): a full disk (`ENOSPC`, `EDQUOT`) is treated
 //! like a full buffer — with `when_full = "block"` the writer keeps the batch and tries again
 //! once an acknowledgement has freed a segment or after a delay doubling from 100 ms to 5 s
-//! (the sources wait meanwhile); with `"drop_newest"` the batch is dropped and dead-lettered.
+//! (the sources wait meanwhile); with `"drop_newest"` the batch is dropped and dead-lettered;
+//! with `"drop_oldest"` the oldest segment is deleted and the append tried again (with nothing
+//! left to delete, the batch is dropped and dead-lettered).
 //! Any other write or fsync error dead-letters the batch with the error (naming the file and
 //! the operation), like a batch that can never fit. Either way the source hears that the
 //! batch is done only after it is in the log or in the dead letters. A failed periodic sync
 //! is logged and tried again after a growing delay (see [`crate::buffer::log`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::buffer::batch as batch_codec;
+use crate::buffer::evict::Tally;
 use crate::buffer::log::retry_delay;
 use crate::buffer::{AppendError, BufferConfig, DiskLog, Fsync, LogFs, RealFs, WhenFull};
 use crate::core::accounting::Counters;
@@ -86,8 +96,9 @@ impl Drop for Receipt {
 /// Opens the buffer of sink `name` and runs it: reads `rx` (the sink's queue) into the log and
 /// the log into `to_sink`, until `rx` closes and every entry is acknowledged. `counters` are the
 /// buffer's own (`buffers.NAME`: `records_in` the records recovered at start, `bytes_in` the
-/// bytes appended to the log files, `dropped` the records refused when full); `sink_counters`
-/// are the sink's (records the buffer dead-letters count there).
+/// bytes appended to the log files, `dropped` the records refused when full, `dropped_oldest`
+/// those deleted with the oldest segments); `sink_counters` are the sink's (records the buffer
+/// dead-letters count there).
 pub fn run(
     name: &str,
     cfg: &BufferConfig,
@@ -182,6 +193,8 @@ fn run_on(fs: Arc<dyn LogFs>, name: &str, cfg: &BufferConfig, ends: Ends) -> any
         counters: &counters,
         sink_counters: &sink_counters,
         warnings: Repeats::new(1, Instant::now()),
+        unlogged: Tally::default(),
+        drops: Repeats::new(1, Instant::now()),
         owned: Vec::new(),
     }
     .write_from_queue(&rx);
@@ -218,13 +231,23 @@ struct Writer<'a> {
     counters: &'a Counters,
     sink_counters: &'a Counters,
     warnings: Repeats,
+    /// What `drop_oldest` deleted and was not logged yet (one line per second at most).
+    unlogged: Tally,
+    drops: Repeats,
     /// Scratch for encoding batches.
     owned: Vec<Vec<u8>>,
 }
 
 impl Writer<'_> {
-    /// Appends every batch from `rx` until it closes.
+    /// Appends every batch from `rx` until it closes, then logs drops not logged yet.
     fn write_from_queue(&mut self, rx: &Receiver<Batch>) -> anyhow::Result<()> {
+        let written = self.write_all(rx);
+        self.log_drops(true);
+        written
+    }
+
+    /// Appends every batch from `rx` until it closes.
+    fn write_all(&mut self, rx: &Receiver<Batch>) -> anyhow::Result<()> {
         let (shared, cfg) = (self.shared, self.cfg);
         loop {
             let deadline = if cfg.fsync == Fsync::Always {
@@ -290,6 +313,9 @@ enum Refusal {
     WaitForSpace(Duration),
     /// Drop the batch (counted as dropped by the buffer) and dead-letter it, with this reason.
     Drop(String),
+    /// Delete the oldest segments to free at least this many bytes, then try again (when
+    /// nothing is left to delete, the batch is dropped as with `Drop`, with this reason).
+    DropOldest(u64, String),
     /// Dead-letter the batch, with this reason.
     DeadLetter(String),
 }
@@ -311,6 +337,24 @@ fn on_refused(e: &AppendError, when_full: WhenFull, disk_full_tries: u32) -> Ref
         WhenFull::DropNewest if e.is_disk_full() => {
             Refusal::Drop(format!("disk full (when_full = \"drop_newest\"): {e}"))
         }
+        WhenFull::DropOldest => match *e {
+            AppendError::Full {
+                entry_bytes,
+                live_bytes,
+                max_bytes,
+            } => Refusal::DropOldest(
+                (live_bytes + entry_bytes).saturating_sub(max_bytes).max(1),
+                format!(
+                    "disk buffer full and nothing left to delete (when_full = \"drop_oldest\"): {e}"
+                ),
+            ),
+            AppendError::Io(_) if e.is_disk_full() => Refusal::DropOldest(
+                // One segment at least: the file system's free space is not the buffer's to know.
+                1,
+                format!("disk full and nothing left to delete (when_full = \"drop_oldest\"): {e}"),
+            ),
+            _ => Refusal::DeadLetter(format!("disk buffer: {e}")),
+        },
         _ => Refusal::DeadLetter(format!("disk buffer: {e}")),
     }
 }
@@ -365,13 +409,30 @@ impl Writer<'_> {
                     }
                 }
                 Refusal::Drop(reason) => {
-                    self.counters.add_dropped(batch.len() as u64);
+                    count_newest_dropped(self.counters, &batch, &records);
                     break Err(reason);
+                }
+                Refusal::DropOldest(need, reason) => {
+                    let plan = st.log.drop_oldest(need);
+                    if plan.segments == 0 {
+                        count_newest_dropped(self.counters, &batch, &records);
+                        break Err(reason);
+                    }
+                    forget_dropped(&mut st, &plan.dropped);
+                    self.counters
+                        .dropped_oldest
+                        .fetch_add(plan.dropped.records, Ordering::Relaxed);
+                    self.counters
+                        .dropped_oldest_bytes
+                        .fetch_add(plan.dropped.bytes, Ordering::Relaxed);
+                    self.unlogged.merge(&plan.dropped);
+                    // The append is tried again; each turn deletes a segment or ends the loop.
                 }
                 Refusal::DeadLetter(reason) => break Err(reason),
             }
         };
         drop(records);
+        self.log_drops(false);
         let refused = match outcome {
             Ok(appended) => {
                 self.counters.add_in(0, appended.bytes);
@@ -416,6 +477,76 @@ impl Writer<'_> {
                 .map_err(|e| anyhow::anyhow!("sink `{name}`: {e}"))?;
         }
         Ok(())
+    }
+}
+
+impl Writer<'_> {
+    /// Logs what `drop_oldest` deleted since the last line, at most once a second (or now, with
+    /// `force`), with the ids and the arrival times it covered.
+    fn log_drops(&mut self, force: bool) {
+        if self.unlogged.is_empty() {
+            return;
+        }
+        let admitted = self.drops.admit(Instant::now());
+        if admitted.is_none() && !force {
+            return;
+        }
+        let t = std::mem::take(&mut self.unlogged);
+        tracing::warn!(
+            "sink `{}`: {}",
+            self.shared.name,
+            describe_drop(&t, self.cfg.max_bytes)
+        );
+    }
+}
+
+/// Counts a batch the buffer refuses (`drop_newest`, or `drop_oldest` with nothing left to
+/// delete): it is dead-lettered by the caller.
+fn count_newest_dropped(counters: &Counters, batch: &Batch, records: &[&[u8]]) {
+    counters.add_dropped(batch.len() as u64);
+    counters
+        .dropped_bytes
+        .fetch_add(crate::buffer::format::entry_len(records), Ordering::Relaxed);
+}
+
+/// One line about records `drop_oldest` deleted: how many, their ids and when they arrived.
+fn describe_drop(t: &Tally, max_bytes: u64) -> String {
+    let mut line = format!(
+        "disk buffer full ({max_bytes} bytes; when_full = \"drop_oldest\"): dropped the oldest \
+         {} records ({} entries, {} bytes)",
+        t.records, t.entries, t.bytes
+    );
+    if let Some((lo, hi)) = t.ids {
+        line.push_str(&format!(", entries {lo} to {hi}"));
+    }
+    match t.arrivals {
+        Some((from, to)) => line.push_str(&format!(
+            ", which arrived from {} to {}",
+            rfc3339(from),
+            rfc3339(to)
+        )),
+        None => line.push_str(", arrival times unknown"),
+    }
+    line
+}
+
+fn rfc3339(unix_nanos: u64) -> String {
+    chrono::DateTime::from_timestamp_nanos(i64::try_from(unix_nanos).unwrap_or(i64::MAX))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Lets go of what the buffer kept for entries `drop_oldest` deleted: the holds of sources
+/// waiting for their delivery (they are done: dropped, and counted) and their batches kept for
+/// the reader. Entries the sink has keep theirs until it acknowledges them.
+fn forget_dropped(st: &mut State, dropped: &Tally) {
+    let Some((lo, hi)) = dropped.ids else { return };
+    let cursor = st.log.read_cursor();
+    st.waiting
+        .retain(|id, _| !(lo..=hi).contains(id) || *id < cursor);
+    while st.recent.front().is_some_and(|(id, _)| *id <= hi) {
+        if let Some((_, old)) = st.recent.pop_front() {
+            st.recent_bytes -= old.retained_bytes();
+        }
     }
 }
 
@@ -839,7 +970,17 @@ mod tests {
             r.contains("drop_newest") && r.contains("No space left"),
             "{r}"
         );
-        for when_full in [WhenFull::Block, WhenFull::DropNewest] {
+        let Refusal::DropOldest(need, r) = on_refused(&full, WhenFull::DropOldest, 0) else {
+            panic!("full, drop_oldest")
+        };
+        assert_eq!(need, 40, "what the entry needs beyond max_bytes");
+        assert!(r.contains("nothing left to delete"), "{r}");
+        let Refusal::DropOldest(need, r) = on_refused(&enospc, WhenFull::DropOldest, 0) else {
+            panic!("disk full, drop_oldest")
+        };
+        assert_eq!(need, 1, "at least one segment");
+        assert!(r.contains("No space left"), "{r}");
+        for when_full in [WhenFull::Block, WhenFull::DropNewest, WhenFull::DropOldest] {
             let Refusal::DeadLetter(r) = on_refused(&io(EIO), when_full, 0) else {
                 panic!("EIO")
             };
@@ -1051,5 +1192,136 @@ mod tests {
         .unwrap();
         assert_eq!(rec.entries, 1, "delivered again after a restart");
         assert_eq!(log.read_next().unwrap().unwrap().id, 0);
+    }
+
+    /// The numbers of the records a sink got, in the order it got them.
+    fn seqs(batches: &[Vec<String>]) -> Vec<u64> {
+        batches
+            .iter()
+            .flatten()
+            .map(|t| t[1..].parse().unwrap())
+            .collect()
+    }
+
+    /// `when_full = "drop_oldest"` with a sink that takes nothing for a while: four times the
+    /// buffer is offered; the oldest segments go, the writer never waits, and once the sink
+    /// takes again it gets what it had taken, then the newest records, in order: one gap,
+    /// exactly as many records as were counted dropped, nothing dead-lettered.
+    #[test]
+    fn drop_oldest_keeps_the_newest_records_and_counts_what_it_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::DropOldest, INTERVAL));
+        const BATCHES: u64 = 400;
+        const PER: u64 = 100;
+        let payload = "x".repeat(90);
+        for b in 0..BATCHES {
+            let texts: Vec<String> = (0..PER)
+                .map(|i| format!("r{:06}{payload}", b * PER + i))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            h.send(records(&refs));
+            if b == 9 {
+                // The sink's queue (1000 records) is full before the buffer is.
+                let until = Instant::now() + LONG;
+                while h.sink.depth().records < 1000 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        // Every batch appended (one write each) before the sink takes again.
+        assert!(fs.wait_calls(Op::Write, ".seg", BATCHES, LONG));
+        let counters = (h.counters.clone(), h.sink_counters.clone());
+        let (result, got, dead) = h.finish();
+        result.unwrap();
+        let got: Vec<Vec<String>> = got
+            .into_iter()
+            .map(|b| b.into_iter().map(|t| t[..7].to_owned()).collect())
+            .collect();
+        let seq = seqs(&got);
+        let dropped = counters.0.dropped_oldest.load(Ordering::Relaxed);
+        let total = BATCHES * PER;
+        assert!(dropped > total / 2, "{dropped} dropped of {total}");
+        assert_eq!(seq.len() as u64 + dropped, total, "delivered + dropped");
+        assert!(seq.windows(2).all(|w| w[0] < w[1]), "out of order or twice");
+        let gaps = seq.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert_eq!(gaps, 1, "one run of dropped records");
+        assert_eq!(
+            seq.first(),
+            Some(&0),
+            "what the sink had taken is delivered"
+        );
+        assert_eq!(seq.last(), Some(&(total - 1)), "the newest are delivered");
+        let bytes = counters.0.dropped_oldest_bytes.load(Ordering::Relaxed);
+        assert!(bytes > dropped * 90, "{bytes} bytes for {dropped} records");
+        assert_eq!(counters.0.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.1.dead_lettered.load(Ordering::Relaxed), 0);
+        assert!(dead.try_recv().is_none());
+        // The log was left empty: a restart delivers nothing again.
+        let (_, rec) = DiskLog::open(
+            dir.path(),
+            config(dir.path(), WhenFull::DropOldest, INTERVAL).log_config(),
+        )
+        .unwrap();
+        assert_eq!(rec.entries, 0);
+    }
+
+    /// A full disk with `when_full = "drop_oldest"`: the oldest segment goes (what the sink
+    /// has taken of it stays with the sink, the rest is counted dropped) and the batch is
+    /// appended; with nothing left to delete, the batch is dropped and dead-lettered.
+    #[test]
+    fn a_full_disk_with_drop_oldest_deletes_the_oldest_segment_or_else_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::new();
+        fs.inject(Fault::new(Op::Write, ENOSPC).on(".seg"));
+        let h = Harness::start(&fs, config(dir.path(), WhenFull::DropOldest, INTERVAL));
+        h.send(records(&["a"]));
+        let reasons = h.dead_letters();
+        assert!(
+            reasons[0].contains("disk full and nothing left to delete"),
+            "{reasons:?}"
+        );
+        assert_eq!(h.counters.dropped.load(Ordering::Relaxed), 1);
+        // 1000 records fill the sink's queue; the reader then takes "b" (when is not
+        // observable: both cases are checked); "c0" waits in the log.
+        let filler = vec!["f"; 1000];
+        h.send(records(&filler));
+        let until = Instant::now() + LONG;
+        while h.sink.depth().records < 1000 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        h.send(records(&["b"]));
+        h.send(records(&["c0"]));
+        // Larger than a segment: the first segment (filler, b, c0) is finished before it.
+        let big = "y".repeat(70 << 10);
+        h.send(records(&[&big]));
+        h.send(records(&["d"]));
+        assert!(fs.wait_calls(Op::Write, ".seg", 6, LONG));
+        fs.inject(Fault::new(Op::Write, ENOSPC).on(".seg"));
+        h.send(records(&["e"]));
+        assert!(fs.wait_calls(Op::Write, ".seg", 8, LONG));
+        let counters = h.counters.clone();
+        let (result, rest, dead) = h.finish();
+        result.unwrap();
+        let rest: Vec<String> = rest.into_iter().flatten().collect();
+        let took_b = rest.get(1000).is_some_and(|t| t == "b");
+        let short: Vec<&str> = rest.iter().map(|t| &t[..t.len().min(3)]).collect();
+        assert_eq!(rest.len(), 1003 + usize::from(took_b), "{short:?}");
+        assert!(
+            rest[..1000].iter().all(|t| t == "f"),
+            "the sink had the filler"
+        );
+        assert_eq!(
+            rest[rest.len() - 3..],
+            [big, "d".to_owned(), "e".to_owned()]
+        );
+        let dropped = counters.dropped_oldest.load(Ordering::Relaxed);
+        assert_eq!(
+            dropped,
+            if took_b { 1 } else { 2 },
+            "c0, and b unless taken"
+        );
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 1, "a");
+        assert!(dead.try_recv().is_none());
     }
 }

@@ -21,8 +21,8 @@ pub enum AckMode {
     /// without one (filtered and dead-lettered records count as done). With disk buffers this
     /// survives a crash of the router.
     Durable,
-    /// Once every sink they go to has delivered them (or they were dead-lettered or filtered),
-    /// disk buffer or not.
+    /// Once every sink they go to has delivered them (or they were dead-lettered, filtered, or
+    /// deleted by a full disk buffer with `when_full = "drop_oldest"`), disk buffer or not.
     Delivered,
 }
 
