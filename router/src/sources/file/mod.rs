@@ -30,8 +30,10 @@
 //! open file through its own descriptor), [`schedule::Schedule`] says which file to read next.
 
 pub mod checkpoint;
+pub mod config;
 pub mod identity;
 pub mod multiline;
 pub mod partial;
 pub mod rotation;
 pub mod schedule;
+pub mod source;
