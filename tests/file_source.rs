@@ -239,6 +239,28 @@ fn rename_and_create_rotation_and_a_clean_restart_deliver_every_line_once() {
 }
 
 #[test]
+fn a_rotated_file_still_matched_by_the_include_pattern_is_not_read_again() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    let app = logs.join("app.log");
+    // `app.log*` matches the rotated `app.log.1` too: it is known as the same file.
+    config(
+        dir,
+        &format!("{}/app.log*", logs.display()),
+        "start_at = \"beginning\"\nrotate_wait_ms = 100",
+    );
+    let run = start(dir);
+    write_rotating(&app, 0, 2000, 500);
+    wait_lines(dir, 2000);
+    // More lines after the rotations: still nothing twice.
+    append(&app, "line-2000\n");
+    wait_lines(dir, 2001);
+    stop(run);
+    assert_each_once(dir, 2001);
+}
+
+#[test]
 fn copytruncate_reads_the_file_again_from_its_start_with_a_warning() {
     let tmp = temp_dir();
     let dir = tmp.path();

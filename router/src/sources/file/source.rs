@@ -488,8 +488,16 @@ impl FileSource {
     fn found(&mut self, path: &Path, id: FileId, size: u64, head: &[u8], first: bool) {
         if let Some(t) = self.files.get(&id) {
             if t.identity.is(id, head) {
-                // The same file at another path (renamed within the include patterns).
+                // The same file at another path (renamed within the include patterns): read
+                // on where it was, known by its new path from now on.
+                let identity = t.identity;
                 self.paths.insert(path.to_owned(), id);
+                let fresh = self.tracked(path, identity, 0);
+                if let Some(t) = self.files.get_mut(&id) {
+                    t.path = fresh.path;
+                    t.meta = fresh.meta;
+                }
+                self.book.update(identity, path);
                 return;
             }
             // Its inode was reused: the old file is gone.
