@@ -424,3 +424,57 @@ fn a_corrupt_checkpoint_file_is_reported_and_the_source_starts_per_start_at() {
     stop(run);
     assert_eq!(out_lines(dir), ["one", "two", "three"]);
 }
+
+/// configs/tail-app-logs.toml runs as it is, from a working directory with a `logs/` folder.
+#[test]
+fn the_example_config_tails_logs_into_one_file_per_log() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("logs/web")).unwrap();
+    let first = "2024-05-01 10:00:00 INFO start\n";
+    let access = "2024-05-01T10:00:00 GET /\n";
+    let trace = "2024-05-01 10:00:01 ERROR failed\njava.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n";
+    append(&dir.join("logs/app.log"), &format!("{first}{trace}"));
+    append(&dir.join("logs/web/access.log"), access);
+    append(
+        &dir.join("logs/debug-1.log"),
+        "2024-05-01 10:00:00 excluded\n",
+    );
+    let config = common::repo_root().join("configs/tail-app-logs.toml");
+    let (mut run, stdin) = Running::start(
+        dir,
+        &["run", "-c", config.to_str().unwrap(), "--stats=json"],
+    );
+    drop(stdin);
+    run.wait_for_stderr("source `app` watching 2 files", LONG);
+    let out = dir.join("edge-router-out");
+    let all = || -> Vec<u8> {
+        let mut files = Vec::new();
+        for d in std::fs::read_dir(&out).into_iter().flatten() {
+            let d = d.unwrap().path();
+            if d.is_dir() {
+                for f in std::fs::read_dir(&d).unwrap() {
+                    files.push(f.unwrap().path());
+                }
+            }
+        }
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| std::fs::read(f).unwrap())
+            .collect()
+    };
+    // The trace is the last record of its file: passed on by multiline.timeout_ms.
+    wait_for("the three records", LONG, || {
+        all().len() == first.len() + trace.len() + access.len()
+    });
+    let stats = stop(run);
+    assert_eq!(stats.written(), 3);
+    let dirs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    assert!(dir.join("edge-router-state/checkpoints/app.json").is_file());
+}
