@@ -478,3 +478,74 @@ fn the_example_config_tails_logs_into_one_file_per_log() {
     assert_eq!(dirs.len(), 2, "{dirs:?}");
     assert!(dir.join("edge-router-state/checkpoints/app.json").is_file());
 }
+
+#[test]
+fn json_framing_dead_letters_invalid_lines_with_file_and_offset() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    let app = logs.join("app.json");
+    config(
+        dir,
+        &app.display().to_string(),
+        "start_at = \"beginning\"\nframing = \"json\"",
+    );
+    let run = start(dir);
+    append(&app, "{\"a\":1}\nnot json\n{\"b\":2}\n");
+    wait_lines(dir, 2);
+    let stats = stop(run);
+    assert_eq!(out_lines(dir), ["{\"a\":1}", "{\"b\":2}"]);
+    let letters = dead_letters(&dir.join("dead.ndjson"));
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0]
+            .reason
+            .contains(&format!("file {} offset 8: ", app.display())),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].payload, b"not json");
+    assert_eq!(stats.dead_lettered(), 1);
+}
+
+#[test]
+fn many_files_take_turns_within_max_open_files() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    for f in 0..30 {
+        let text: String = (0..200).map(|n| format!("f{f}-{n}\n")).collect();
+        append(&logs.join(format!("{f}.log")), &text);
+    }
+    config(
+        dir,
+        &format!("{}/*.log", logs.display()),
+        "start_at = \"beginning\"\nmax_open_files = 4",
+    );
+    let run = start(dir);
+    // Log files the router holds open, sampled until everything is read.
+    let open_logs = || {
+        std::fs::read_dir(format!("/proc/{}/fd", run.pid()))
+            .map(|fds| {
+                fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .filter(|p| p.starts_with(&logs))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut most = 0;
+    wait_for("6000 lines", LONG, || {
+        most = most.max(open_logs());
+        out_lines(dir).len() >= 6000
+    });
+    // The cap, plus the one a rescan opens for a moment to read a file's first bytes.
+    assert!(most <= 5, "{most} log files open at once");
+    stop(run);
+    let mut got = out_lines(dir);
+    got.sort();
+    let mut want: Vec<String> = (0..30)
+        .flat_map(|f| (0..200).map(move |n| format!("f{f}-{n}")))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -315,6 +315,17 @@ impl FileSource {
     fn stop(mut self) {
         self.outlet = None;
         self.dead = None;
+        // Files that left their paths are not found again at the next start: their
+        // checkpoints would only be kept for ever.
+        let retired: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(k, t)| t.retired.is_some() && !self.paths.values().any(|p| p == *k))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in retired {
+            self.book.forget(key);
+        }
         self.files.clear();
         let deadline = Instant::now() + self.grace;
         loop {
@@ -728,24 +739,25 @@ impl FileSource {
         key: FileId,
         open: Option<Option<FileId>>,
     ) -> Result<(), FileSourceError> {
-        if let Some(close) = open {
-            if let Some(c) = close.and_then(|c| self.files.get_mut(&c)) {
-                // Closed for `max_open_files`: what it held is given up and read again when
-                // it is reopened, so closed files hold no memory.
-                c.file = None;
-                if c.skip.is_none() {
-                    let n = c.needed();
-                    c.buf = BytesMut::new();
-                    c.base = n;
-                    c.framed = n;
-                    c.partial = PartialLine::new(self.cfg.partial_line_timeout);
-                    c.joiner = self.rules.clone().map(Joiner::new);
-                }
+        if let Some(c) = open.flatten().and_then(|c| self.files.get_mut(&c)) {
+            // Closed for `max_open_files`: what it held is given up and read again when it is
+            // reopened, so closed files hold no memory.
+            c.file = None;
+            if c.skip.is_none() {
+                let n = c.needed();
+                c.buf = BytesMut::new();
+                c.base = n;
+                c.framed = n;
+                c.partial = PartialLine::new(self.cfg.partial_line_timeout);
+                c.joiner = self.rules.clone().map(Joiner::new);
             }
-            let Some(t) = self.files.get_mut(&key) else {
-                self.schedule.forget(&key);
-                return Ok(());
-            };
+        }
+        let Some(t) = self.files.get_mut(&key) else {
+            self.schedule.forget(&key);
+            return Ok(());
+        };
+        // Opened on `Turn::Open` (or if it was closed meanwhile).
+        if t.file.is_none() {
             match open_at(&t.path, key, t.read_to()) {
                 Ok(f) => t.file = Some(f),
                 Err(e) => {
