@@ -549,3 +549,55 @@ fn many_files_take_turns_within_max_open_files() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_file_deleted_while_open_is_read_to_its_end() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    let app = logs.join("app.log");
+    config(
+        dir,
+        &app.display().to_string(),
+        "start_at = \"beginning\"\nrotate_wait_ms = 100",
+    );
+    let run = start(dir);
+    append(
+        &app,
+        &(0..100).map(|n| format!("line-{n}\n")).collect::<String>(),
+    );
+    wait_lines(dir, 100);
+    // Written and deleted at once: the router still holds it open.
+    append(
+        &app,
+        &(100..5000)
+            .map(|n| format!("line-{n}\n"))
+            .collect::<String>(),
+    );
+    std::fs::remove_file(&app).unwrap();
+    wait_lines(dir, 5000);
+    stop(run);
+    assert_each_once(dir, 5000);
+}
+
+#[test]
+fn a_line_unfinished_at_shutdown_is_read_whole_after_the_restart() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    let app = logs.join("app.log");
+    config(
+        dir,
+        &app.display().to_string(),
+        "start_at = \"beginning\"\nack = \"delivered\"\npartial_line_timeout_ms = 600000",
+    );
+    let run = start(dir);
+    append(&app, "one\ntw");
+    wait_lines(dir, 1);
+    stop(run);
+    append(&app, "o\nthree\n");
+    let run = start(dir);
+    wait_lines(dir, 3);
+    stop(run);
+    assert_eq!(out_lines(dir), ["one", "two", "three"]);
+}
