@@ -17,8 +17,8 @@
 //!
 //! Still to come (issue 19): inotify (through `notify`) in front of the polling rescan,
 //! `ignore_older_than`, `skip_header_lines`, metrics (files watched, bytes behind, rotations,
-//! truncations), changing a file source by hot reload, tests with `kill -9` and 1000 files, and
-//! the benchmark.
+//! truncations), changing a file source by hot reload, tests with `kill -9` during rotations
+//! and with 1000 files, the example configs to Kinesis and Firehose, and the benchmark.
 //!
 //! How the parts fit: offsets everywhere are byte offsets into one file (`u64`),
 //! and records, lines and pending multi-line records are ranges of it, never copies. The
