@@ -1105,3 +1105,159 @@ fn wait(wake: &std::os::fd::OwnedFd, timeout: Duration) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Limits, queue};
+    use crate::sources::file::config::StartAt;
+    use std::io::Write as _;
+
+    type Rx<T> = crate::queue::Receiver<T>;
+
+    /// A source reading `path` from its beginning with `max_record_bytes = max`.
+    fn source(
+        dir: &Path,
+        path: &Path,
+        max: usize,
+    ) -> (FileSource, Rx<Batch>, Rx<crate::topology::DeadLetters>) {
+        let limits = Limits {
+            records_max: 1 << 30,
+            bytes_max: 1 << 40,
+        };
+        let (tx, rx) = queue::<Batch>(limits);
+        let (dead_tx, dead_rx) = queue(limits);
+        let cfg = FileSourceConfig {
+            include: vec![path.display().to_string()],
+            start_at: StartAt::Beginning,
+            checkpoint_dir: dir.join("state"),
+            max_record_bytes: max,
+            partial_line_timeout: Duration::from_secs(3600),
+            ..FileSourceConfig::default()
+        };
+        let src = FileSource::new(
+            "logs",
+            cfg,
+            Arc::new(Counters::default()),
+            Outlet::Stages(tx),
+            DeadLetterTx::new(dead_tx),
+            Shutdown::new(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        (src, rx, dead_rx)
+    }
+
+    /// One rescan and every turn it gives.
+    fn pump(src: &mut FileSource) {
+        src.scan(Instant::now()).unwrap();
+        while let Some(turn) = src.schedule.turn() {
+            match turn {
+                Turn::Read { file } => src.read_turn(file, None).unwrap(),
+                Turn::Open { file, close } => src.read_turn(file, Some(close)).unwrap(),
+                Turn::Wait => break,
+            }
+        }
+    }
+
+    #[test]
+    fn a_skipped_line_whose_crlf_is_split_between_reads_has_its_size_without_the_cr() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let (mut src, rx, dead_rx) = source(dir.path(), &path, 100);
+        file.write_all(&[b'x'; 150]).unwrap();
+        file.write_all(b"\r").unwrap();
+        pump(&mut src);
+        file.write_all(b"\nok\n").unwrap();
+        pump(&mut src);
+        let letters = dead_rx.try_recv().unwrap().0;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].size, 150);
+        assert!(letters[0].reason.contains("offset 0: record of 150 bytes"));
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(batch.payload(0), b"ok");
+    }
+
+    /// Lines of many lengths (some over `max_record_bytes`, some empty, some CRLF) written in
+    /// pieces that end anywhere, read after each piece: every line is a record once, or a dead
+    /// letter naming its offset and size; lines longer than a read are skipped as they come.
+    #[test]
+    fn lines_written_in_any_pieces_are_framed_by_offset_exactly_once() {
+        let max = 100usize;
+        for seed in 0..32u64 {
+            let mut rng = seed;
+            let mut next = move |n: u64| {
+                rng = rng
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (rng >> 33) % n
+            };
+            let mut data = Vec::new();
+            let mut want_records = Vec::new();
+            let mut want_letters = Vec::new();
+            for i in 0..3000u64 {
+                let len = match next(10) {
+                    0 => 101 + next(700) as usize,
+                    1 if i % 7 == 0 => (300 << 10) + next(1000) as usize,
+                    2 => 0,
+                    _ => next(101) as usize,
+                };
+                let start = data.len() as u64;
+                let line: Vec<u8> = (0..len)
+                    .map(|k| b'a' + ((i as usize + k) % 26) as u8)
+                    .collect();
+                data.extend_from_slice(&line);
+                data.extend_from_slice(if next(4) == 0 { b"\r\n" } else { b"\n" });
+                if len > max {
+                    want_letters.push((start, len as u64));
+                } else if len > 0 {
+                    want_records.push(line);
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("app.log");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let (mut src, rx, dead_rx) = source(dir.path(), &path, max);
+            let mut at = 0;
+            while at < data.len() {
+                let big = next(3) == 0;
+                let piece =
+                    (1 + next(if big { 400_000 } else { 300 }) as usize).min(data.len() - at);
+                file.write_all(&data[at..at + piece]).unwrap();
+                at += piece;
+                pump(&mut src);
+            }
+            let mut got_records = Vec::new();
+            while let Some(batch) = rx.try_recv() {
+                assert_eq!(
+                    batch.record(0).attribute("file"),
+                    Some(path.to_str().unwrap())
+                );
+                got_records.extend(batch.records().map(|r| r.payload.to_vec()));
+            }
+            let mut got_letters = Vec::new();
+            while let Some(letters) = dead_rx.try_recv() {
+                for l in letters.0 {
+                    let offset: u64 = l
+                        .reason
+                        .split("offset ")
+                        .nth(1)
+                        .and_then(|s| s.split(':').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("{}", l.reason));
+                    assert_eq!(l.payload.len(), max);
+                    got_letters.push((offset, l.size));
+                }
+            }
+            assert_eq!(got_records.len(), want_records.len(), "seed {seed}");
+            assert!(got_records == want_records, "seed {seed}: records differ");
+            assert_eq!(got_letters, want_letters, "seed {seed}");
+            // Everything is passed on: the checkpoint is at the end of the file.
+            src.take_acks();
+            let snapshot = src.book.snapshot();
+            assert_eq!(snapshot.len(), 1);
+            assert_eq!(snapshot[0].offset, data.len() as u64, "seed {seed}");
+        }
+    }
+}
