@@ -676,3 +676,60 @@ fn kill_9_loses_nothing_with_ack_delivered() {
     );
     eprintln!("{before} lines written before the kill, {duplicates} read again after it");
 }
+
+#[test]
+fn a_reload_that_changes_the_sinks_leaves_the_file_source_reading() {
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let logs = input(dir);
+    let app = logs.join("app.log");
+    config(dir, &app.display().to_string(), "start_at = \"beginning\"");
+    let mut run = start(dir);
+    // A writer going on through the reload.
+    let writer = {
+        let app = app.clone();
+        std::thread::spawn(move || {
+            for chunk in 0..40u64 {
+                let from = chunk * 100;
+                append(
+                    &app,
+                    &(from..from + 100)
+                        .map(|i| format!("line-{i}\n"))
+                        .collect::<String>(),
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    wait_lines(dir, 500);
+    let text = std::fs::read_to_string(dir.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        dir.join("pipeline.toml"),
+        text.replace("path = \"out.ndjson\"", "path = \"out2.ndjson\""),
+    )
+    .unwrap();
+    run.signal("HUP");
+    run.wait_for_stderr("reloaded:", LONG);
+    writer.join().unwrap();
+    let both = || {
+        let mut lines = out_lines(dir);
+        let second = std::fs::read_to_string(dir.join("out2.ndjson")).unwrap_or_default();
+        lines.extend(second.lines().map(str::to_owned));
+        lines
+    };
+    wait_for("4000 lines in the two outputs", LONG, || {
+        both().len() >= 4000
+    });
+    stop(run);
+    let all = both();
+    let mut seen = vec![0u32; 4000];
+    for l in &all {
+        seen[l.strip_prefix("line-").unwrap().parse::<usize>().unwrap()] += 1;
+    }
+    assert!(seen.iter().all(|n| *n == 1), "not each line once");
+    assert!(
+        !std::fs::read_to_string(dir.join("out2.ndjson"))
+            .unwrap()
+            .is_empty()
+    );
+}
