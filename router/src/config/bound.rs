@@ -21,6 +21,7 @@
 //! their requests.
 
 use super::{Config, SinkKind, SourceKind};
+use crate::sources::file::config::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
 use crate::sources::quic::QuicSourceConfig;
 
@@ -107,6 +108,22 @@ fn quic_bytes(c: &QuicSourceConfig) -> (u64, String) {
     (total, formula)
 }
 
+/// The file source's bound: every open file holds at most one read plus an unterminated line
+/// and a pending multi-line record (closed files hold nothing); and its largest batch.
+fn file_bytes(c: &FileSourceConfig) -> (u64, String, u64) {
+    let read = crate::sources::file::source::READ_BYTES as u64;
+    let multiline = c.multiline.as_ref().map_or(0, |m| m.max_bytes);
+    let per = read + c.max_record_bytes as u64 + multiline;
+    let formula = format!(
+        "max_open_files {} x (read {} + max_record_bytes {} + multiline.max_bytes {})",
+        c.max_open_files,
+        human_bytes(read),
+        human_bytes(c.max_record_bytes as u64),
+        human_bytes(multiline),
+    );
+    (per.saturating_mul(c.max_open_files as u64), formula, per)
+}
+
 /// The most memory the network sources and the queues of `config` may hold (see the module
 /// documentation for what is and is not counted).
 pub fn memory(config: &Config) -> Bound {
@@ -126,6 +143,11 @@ pub fn memory(config: &Config) -> Bound {
                 largest_batch = largest_batch.max(c.max_batch_bytes as u64);
             }
             SourceKind::Stdin(c) => largest_batch = largest_batch.max(c.read_bytes as u64),
+            SourceKind::File(c) => {
+                let (v, f, batch) = file_bytes(c);
+                b.push(what, format!("(file) {f}"), v);
+                largest_batch = largest_batch.max(batch);
+            }
         }
     }
     let mut parts = vec![format!(
@@ -187,6 +209,14 @@ pub fn descriptors(config: &Config) -> Bound {
             ),
             SourceKind::Quic(_) => b.push(what, "one UDP socket".into(), 1),
             SourceKind::Stdin(_) => {}
+            SourceKind::File(c) => b.push(
+                what,
+                format!(
+                    "max_open_files {} + one to read a file's first bytes",
+                    c.max_open_files
+                ),
+                c.max_open_files as u64 + 1,
+            ),
         }
     }
     if let Some(m) = &config.metrics {

@@ -21,6 +21,7 @@ use crate::sinks::file::FileSinkConfig;
 use crate::sinks::firehose::FirehoseSinkConfig;
 use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::stdout::StdoutConfig;
+use crate::sources::file::config::FileSourceConfig;
 use crate::sources::http::HttpSourceConfig;
 use crate::sources::quic::QuicSourceConfig;
 use crate::sources::stdin::StdinConfig;
@@ -91,12 +92,14 @@ pub enum SourceKind {
     Http(Box<HttpSourceConfig>),
     /// A QUIC listener.
     Quic(Box<QuicSourceConfig>),
+    /// Files tailed across rotations and restarts.
+    File(Box<FileSourceConfig>),
 }
 
 impl SourceKind {
     /// True for sources that take records from the network (they feed the ingress queue).
     pub fn is_network(&self) -> bool {
-        !matches!(self, SourceKind::Stdin(_))
+        !matches!(self, SourceKind::Stdin(_) | SourceKind::File(_))
     }
 }
 
@@ -374,10 +377,11 @@ fn read_source(
         "stdin" => SourceKind::Stdin(StdinConfig::parse(t, d)),
         "http" => SourceKind::Http(Box::new(HttpSourceConfig::parse(t, d)?)),
         "quic" => SourceKind::Quic(Box::new(QuicSourceConfig::parse(t, d)?)),
+        "file" => SourceKind::File(Box::new(FileSourceConfig::parse(t, d)?)),
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown source kind {other:?}; expected one of: stdin, http, quic"),
+                format!("unknown source kind {other:?}; expected one of: stdin, http, quic, file"),
             );
             t.skip_rest();
             return None;

@@ -577,3 +577,95 @@ fn network_limits_have_safe_defaults_and_are_checked() {
         "`metrics.reload_token`: reload_token must not be empty",
     );
 }
+
+#[test]
+fn a_file_source_reads_its_keys_and_reports_each_mistake_with_position_and_key() {
+    let c = parse_str(
+        "t.toml",
+        r#"[sources.logs]
+kind = "file"
+include = ["/var/log/app/**/*.log"]
+exclude = ["*.old"]
+start_at = "beginning"
+checkpoint_dir = "/var/lib/edge-router/logs"
+framing = "json"
+max_record_bytes = "64KiB"
+rotate_wait_ms = 1000
+partial_line_timeout_ms = 2000
+rescan_interval_ms = 250
+max_open_files = 16
+ack = "delivered"
+[sources.logs.multiline]
+start_pattern = '^\d{4}-'
+max_lines = 50
+max_bytes = "256KiB"
+timeout_ms = 500
+[sinks.out]
+kind = "file"
+path = "o.ndjson"
+"#,
+    )
+    .unwrap();
+    let SourceKind::File(f) = &c.sources[0].kind else {
+        panic!("not a file source")
+    };
+    assert_eq!(f.include, ["/var/log/app/**/*.log"]);
+    assert_eq!(f.exclude, ["*.old"]);
+    assert_eq!(f.start_at, crate::sources::file::config::StartAt::Beginning);
+    assert_eq!(f.max_record_bytes, 64 << 10);
+    assert_eq!(f.rescan_interval, Duration::from_millis(250));
+    assert_eq!(f.max_open_files, 16);
+    assert_eq!(f.ack, crate::sources::AckMode::Delivered);
+    let m = f.multiline.as_ref().unwrap();
+    assert_eq!((m.max_lines, m.max_bytes), (50, 256 << 10));
+    assert!(!c.sources[0].kind.is_network());
+
+    // Defaults: compressed files excluded, start at the end, checkpoints under the working dir.
+    let c = parse_str(
+        "t.toml",
+        "[sources.logs]\nkind = \"file\"\ninclude = [\"*.log\"]\n[sinks.out]\nkind = \"file\"\npath = \"o\"\n",
+    )
+    .unwrap();
+    let SourceKind::File(f) = &c.sources[0].kind else {
+        panic!("not a file source")
+    };
+    assert_eq!(f.exclude, ["*.gz", "*.zip", "*.bz2", "*.xz", "*.zst"]);
+    assert_eq!(f.start_at, crate::sources::file::config::StartAt::End);
+    assert_eq!(
+        f.checkpoint_dir,
+        std::path::PathBuf::from("edge-router-state/checkpoints")
+    );
+
+    let errs = errors(
+        r#"[sources.logs]
+kind = "file"
+include = ["/var/log/[app.log"]
+start_at = "middle"
+rescan_interval_ms = 0
+[sources.logs.multiline]
+start_pattern = "(unclosed"
+[sources.none]
+kind = "file"
+[sinks.out]
+kind = "file"
+path = "o.ndjson"
+"#,
+    );
+    assert_has(
+        &errs,
+        "t.toml:3:12: `sources.logs.include[0]`: \"/var/log/[app.log\" is not a glob pattern",
+    );
+    assert_has(
+        &errs,
+        "t.toml:4:12: `sources.logs.start_at`: unknown value \"middle\"; expected one of: end, beginning",
+    );
+    assert_has(
+        &errs,
+        "t.toml:5:22: `sources.logs.rescan_interval_ms`: 0 is out of range",
+    );
+    assert_has(
+        &errs,
+        "t.toml:7:17: `sources.logs.multiline.start_pattern`: not a usable regular expression",
+    );
+    assert_has(&errs, "missing required key `sources.none.include`");
+}

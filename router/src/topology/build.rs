@@ -24,6 +24,7 @@ use crate::shutdown::Shutdown;
 use crate::sinks::file::FileSink;
 use crate::sinks::run_blocking_sink;
 use crate::sinks::stdout::StdoutSink;
+use crate::sources::file::source::FileSource;
 use crate::sources::http::HttpSource;
 use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
@@ -504,6 +505,7 @@ pub fn start(
     };
     // Network sources first: they bind their listeners now, so a busy port fails start-up.
     let mut later = Vec::new();
+    let mut files = Vec::new();
     for s in &config.sources {
         let name = format!("sources.{}", s.name);
         let counters = registry.register(name.clone(), Kind::Source);
@@ -513,6 +515,7 @@ pub fn start(
                 c.read_bytes = stdin_read_bytes(c.read_bytes, config);
                 later.push((name, s.name.clone(), c, counters));
             }
+            SourceKind::File(c) => files.push((name, s.name.clone(), (**c).clone(), counters)),
             SourceKind::Http(c) => {
                 let source = HttpSource::bind(
                     &s.name,
@@ -564,6 +567,28 @@ pub fn start(
                 pending += 1;
             }
         }
+    }
+    for (name, source_name, c, counters) in files {
+        let this_outlet = match &outlet {
+            Some(Outlet::Stages(tx)) => Outlet::Stages(tx.clone()),
+            _ => match outlet.take() {
+                Some(o) => o,
+                None => anyhow::bail!("internal error: a second source without a stage queue"),
+            },
+        };
+        let source = FileSource::new(
+            &source_name,
+            c,
+            counters,
+            this_outlet,
+            dead.clone(),
+            shutdown.clone(),
+            config.pipeline.shutdown_grace,
+        )?;
+        spawn(name, &events_tx, move || {
+            source.run().map_err(anyhow::Error::new)
+        })?;
+        pending += 1;
     }
     for (name, source_name, c, counters) in later {
         let input: Box<dyn Input> = stdin

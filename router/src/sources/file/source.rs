@@ -1,0 +1,1263 @@
+//! The file source's reader: one thread that finds files, reads them, and passes batches on.
+//!
+//! Owns the I/O of the file source; every decision is asked of the pure parts
+//! ([`super::rotation::decide`], [`super::schedule::Schedule`], [`super::partial::PartialLine`],
+//! [`super::multiline::Joiner`], [`super::checkpoint::Ledger`]). The loop:
+//! - every `rescan_interval`, the include patterns are expanded (minus excludes) and each path is
+//!   `stat`ed and its first bytes read; [`decide`] says what changed; a file with bytes to read
+//!   gets a turn in the [`Schedule`]. Polling only (no inotify yet): a rescan is a directory
+//!   listing and one `stat` and one 1 KiB `pread` per file, so idle CPU stays near 0, and new
+//!   lines are seen within one `rescan_interval` (1 s by default) of being written;
+//! - a turn reads at most [`READ_BYTES`] of one file, frames complete lines (byte offsets into
+//!   the file, so checkpoints and dead letters can say where), joins them with `multiline`, and
+//!   passes the records on as one batch with the attribute `file` (the path);
+//! - each batch carries a [`Hold`] (for `ack = "durable" | "delivered"`; with `queued` it counts
+//!   as done once queued): when it is dropped, the batch's range of the file is acknowledged to
+//!   its [`Ledger`], and the committed offsets are written to the checkpoint file every
+//!   `checkpoint_interval` and at shutdown;
+//! - at shutdown, reading stops, the source's queue sender is dropped (so the pipeline drains),
+//!   and the source waits (at most `shutdown_grace`) for the batches in flight to be
+//!   acknowledged before writing the checkpoint file a last time. An unterminated line or a
+//!   multi-line record still pending is not passed on: the checkpoint stays before it, and it is
+//!   read again, whole, at the next start.
+//!
+//! Memory: per file at most [`READ_BYTES`] plus what is held (a pending multi-line record, at
+//! most `multiline.max_bytes` unless one longer line, and an unterminated line, at most
+//! `max_record_bytes`); a longer line is skipped as it is read and dead-lettered with its first
+//! `max_record_bytes`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::core::accounting::Counters;
+use crate::core::dead_letter::DeadLetter;
+use crate::core::framing::json_errors;
+use crate::core::record::{Batch, Hold, Origin, Position, PositionBase, RecordMeta, Span};
+use crate::shutdown::Shutdown;
+use crate::sources::AckMode;
+use crate::sources::file::checkpoint::{self, Book, Ticket};
+use crate::sources::file::config::{FileSourceConfig, StartAt};
+use crate::sources::file::identity::{FINGERPRINT_BYTES, FileId, Identity};
+use crate::sources::file::multiline::{Joined, Joiner, Line, MultilineRules};
+use crate::sources::file::partial::PartialLine;
+use crate::sources::file::rotation::{Action, Known, Observed, Retired, decide};
+use crate::sources::file::schedule::{Schedule, Turn};
+use crate::sources::stdin::Framing;
+use crate::topology::{DeadLetterClosed, DeadLetterTx, Outlet};
+
+/// Most bytes one turn reads of one file (the schedule's quantum).
+pub const READ_BYTES: usize = 256 << 10;
+
+/// Most turns between two looks at timers, acknowledgements and shutdown.
+const TURNS_PER_ROUND: usize = 64;
+
+/// Why the file source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    /// The checkpoint directory cannot be made.
+    #[error("source `{source_name}`: checkpoint_dir {}: {error}", dir.display())]
+    CheckpointDir {
+        /// The source.
+        source_name: String,
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// Waiting for shutdown failed.
+    #[error("source `{source_name}`: waiting: {error}")]
+    Wait {
+        /// The source.
+        source_name: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The dead-letter sink is gone.
+    #[error("source `{0}`: {1}")]
+    DeadLetter(String, DeadLetterClosed),
+}
+
+/// Acknowledges a batch's range of its file when the last batch holding it is dropped.
+struct Ack {
+    tx: mpsc::Sender<(FileId, Ticket)>,
+    file: FileId,
+    ticket: Ticket,
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        let _ = self.tx.send((self.file, self.ticket));
+    }
+}
+
+/// A line longer than `max_record_bytes` being skipped.
+#[derive(Debug)]
+struct Skip {
+    start: u64,
+    size: u64,
+    prefix: Vec<u8>,
+    /// The last byte dropped was a CR (part of the line end if an LF follows).
+    ends_cr: bool,
+}
+
+/// One file the source knows.
+struct Tracked {
+    path: PathBuf,
+    identity: Identity,
+    file: Option<File>,
+    retired: Option<Retired>,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Bytes read and still needed (a pending record, an unterminated line).
+    buf: BytesMut,
+    /// Offset of the next line to frame.
+    framed: u64,
+    skip: Option<Skip>,
+    partial: PartialLine,
+    joiner: Option<Joiner>,
+    meta: RecordMeta,
+}
+
+impl Tracked {
+    fn read_to(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// The first byte not passed on yet: the committed offset never goes past it.
+    fn needed(&self) -> u64 {
+        let mut n = self.framed;
+        if let Some(p) = self.joiner.as_ref().and_then(Joiner::pending_start) {
+            n = n.min(p);
+        }
+        if let Some(s) = &self.skip {
+            n = n.min(s.start);
+        }
+        n
+    }
+}
+
+/// Records and dead letters found in one file, not passed on yet.
+#[derive(Default)]
+struct Found {
+    records: Vec<(u64, u64)>,
+    letters: Vec<DeadLetter>,
+}
+
+/// The file source (module docs).
+pub struct FileSource {
+    name: Arc<str>,
+    cfg: FileSourceConfig,
+    counters: Arc<Counters>,
+    outlet: Option<Outlet>,
+    dead: Option<DeadLetterTx>,
+    shutdown: Shutdown,
+    grace: Duration,
+    rules: Option<MultilineRules>,
+    exclude: Vec<(glob::Pattern, bool)>,
+    checkpoint_path: PathBuf,
+    book: Book,
+    files: HashMap<FileId, Tracked>,
+    paths: HashMap<PathBuf, FileId>,
+    schedule: Schedule<FileId>,
+    acks_tx: mpsc::Sender<(FileId, Ticket)>,
+    acks: mpsc::Receiver<(FileId, Ticket)>,
+    persisted: Option<Vec<checkpoint::Checkpoint>>,
+    scanned_once: bool,
+}
+
+impl FileSource {
+    /// A source named `name` passing batches to `outlet` until `shutdown`; at shutdown it waits
+    /// at most `grace` for its batches to be acknowledged. Reads the checkpoint file (a damaged
+    /// one is reported and ignored: files start per `start_at`) and makes `checkpoint_dir`.
+    pub fn new(
+        name: &str,
+        cfg: FileSourceConfig,
+        counters: Arc<Counters>,
+        outlet: Outlet,
+        dead: DeadLetterTx,
+        shutdown: Shutdown,
+        grace: Duration,
+    ) -> Result<FileSource, FileSourceError> {
+        std::fs::create_dir_all(&cfg.checkpoint_dir).map_err(|error| {
+            FileSourceError::CheckpointDir {
+                source_name: name.to_owned(),
+                dir: cfg.checkpoint_dir.clone(),
+                error,
+            }
+        })?;
+        let checkpoint_path = cfg.checkpoint_dir.join(format!("{name}.json"));
+        let loaded = match checkpoint::load(&checkpoint_path) {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(
+                    "source `{name}`: {e}; ignoring it: files are read per start_at as if seen \
+                     for the first time (it is replaced at the next checkpoint)"
+                );
+                Vec::new()
+            }
+        };
+        let rules = cfg.multiline.as_ref().and_then(|m| {
+            // Checked when the config was read.
+            let start_pattern = super::multiline::compile_start_pattern(&m.start_pattern).ok()?;
+            Some(MultilineRules {
+                start_pattern,
+                max_lines: m.max_lines,
+                max_bytes: m.max_bytes,
+                timeout: m.timeout,
+            })
+        });
+        let exclude = cfg
+            .exclude
+            .iter()
+            .filter_map(|p| Some((glob::Pattern::new(p).ok()?, p.contains('/'))))
+            .collect();
+        let (acks_tx, acks) = mpsc::channel();
+        Ok(FileSource {
+            name: Arc::from(name),
+            schedule: Schedule::new(cfg.max_open_files),
+            cfg,
+            counters,
+            outlet: Some(outlet),
+            dead: Some(dead),
+            shutdown,
+            grace,
+            rules,
+            exclude,
+            checkpoint_path,
+            book: Book::new(loaded),
+            files: HashMap::new(),
+            paths: HashMap::new(),
+            acks_tx,
+            acks,
+            persisted: None,
+            scanned_once: false,
+        })
+    }
+
+    /// Reads until shutdown (module docs).
+    pub fn run(mut self) -> Result<(), FileSourceError> {
+        let wake = self
+            .shutdown
+            .wake_fd()
+            .map_err(|error| FileSourceError::Wait {
+                source_name: self.name.to_string(),
+                error,
+            })?;
+        let mut next_scan = Instant::now();
+        let mut next_persist = Instant::now() + self.cfg.checkpoint_interval;
+        while !self.shutdown.is_triggered() {
+            let now = Instant::now();
+            if now >= next_scan {
+                let first = !self.scanned_once;
+                self.scan(now)?;
+                next_scan = now + self.cfg.rescan_interval;
+                if first {
+                    tracing::info!(
+                        "source `{}` watching {} files (checkpoints in {})",
+                        self.name,
+                        self.files.len(),
+                        self.checkpoint_path.display()
+                    );
+                }
+            }
+            self.timers(now)?;
+            self.take_acks();
+            let mut turns = 0;
+            while turns < TURNS_PER_ROUND && !self.shutdown.is_triggered() {
+                match self.schedule.turn() {
+                    Some(Turn::Read { file }) => self.read_turn(file, None)?,
+                    Some(Turn::Open { file, close }) => self.read_turn(file, Some(close))?,
+                    Some(Turn::Wait) | None => break,
+                }
+                turns += 1;
+            }
+            self.take_acks();
+            let now = Instant::now();
+            if now >= next_persist {
+                self.persist();
+                next_persist = now + self.cfg.checkpoint_interval;
+            }
+            if turns == TURNS_PER_ROUND || self.schedule.ready_files() > 0 && turns > 0 {
+                continue;
+            }
+            let mut until = next_scan.min(next_persist);
+            for t in self.files.values() {
+                let deadlines = [
+                    t.partial.deadline(),
+                    t.joiner.as_ref().and_then(Joiner::deadline),
+                    t.retired.map(|r| r.close_at),
+                ];
+                for d in deadlines.into_iter().flatten() {
+                    until = until.min(d);
+                }
+            }
+            wait(&wake, until.saturating_duration_since(Instant::now())).map_err(|error| {
+                FileSourceError::Wait {
+                    source_name: self.name.to_string(),
+                    error,
+                }
+            })?;
+        }
+        self.stop();
+        Ok(())
+    }
+
+    /// Stops reading: closes the source's queue, waits for what is in flight, writes the
+    /// checkpoint file.
+    fn stop(mut self) {
+        self.outlet = None;
+        self.dead = None;
+        // Files that left their paths are not found again at the next start: their
+        // checkpoints would only be kept for ever.
+        let retired: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(k, t)| t.retired.is_some() && !self.paths.values().any(|p| p == *k))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in retired {
+            self.book.forget(key);
+        }
+        self.files.clear();
+        let deadline = Instant::now() + self.grace;
+        loop {
+            self.take_acks();
+            let in_flight: usize = self
+                .book_in_flight()
+                .into_iter()
+                .map(|(_, n)| n)
+                .sum::<usize>();
+            if in_flight == 0 {
+                break;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::warn!(
+                    "source `{}`: {in_flight} batches not acknowledged within the shutdown \
+                     grace; they are read again at the next start",
+                    self.name
+                );
+                break;
+            };
+            match self.acks.recv_timeout(left) {
+                Ok((file, ticket)) => {
+                    if let Some(l) = self.book.ledger(file) {
+                        l.ack(ticket);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Not possible: the source holds a sender.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.persist();
+    }
+
+    fn book_in_flight(&mut self) -> Vec<(FileId, usize)> {
+        let ids: Vec<FileId> = self.book.snapshot().iter().map(|c| c.identity.id).collect();
+        ids.into_iter()
+            .filter_map(|id| self.book.ledger(id).map(|l| (id, l.in_flight())))
+            .collect()
+    }
+
+    fn take_acks(&mut self) {
+        while let Ok((file, ticket)) = self.acks.try_recv() {
+            if let Some(l) = self.book.ledger(file) {
+                l.ack(ticket);
+            }
+        }
+    }
+
+    /// Writes the checkpoint file if anything changed since the last write.
+    fn persist(&mut self) {
+        let snapshot = self.book.snapshot();
+        if self.persisted.as_ref() == Some(&snapshot) {
+            return;
+        }
+        let written = checkpoint::encode(&snapshot)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                checkpoint::write_atomic(&self.checkpoint_path, &bytes).map_err(|e| e.to_string())
+            });
+        match written {
+            Ok(()) => self.persisted = Some(snapshot),
+            Err(e) => tracing::warn!(
+                "source `{}`: writing the checkpoint: {e} (tried again in {:?})",
+                self.name,
+                self.cfg.checkpoint_interval
+            ),
+        }
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        let name = path.file_name().map(Path::new);
+        self.exclude.iter().any(|(p, whole)| {
+            if *whole {
+                p.matches_path(path)
+            } else {
+                name.is_some_and(|n| p.matches_path(n))
+            }
+        })
+    }
+
+    /// The paths the include patterns match now, minus excludes.
+    fn expand(&self) -> BTreeSet<PathBuf> {
+        let mut out = BTreeSet::new();
+        for pattern in &self.cfg.include {
+            let Ok(paths) = glob::glob(pattern) else {
+                continue;
+            };
+            for p in paths.flatten() {
+                if !self.excluded(&p) {
+                    out.insert(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Looks at every path (module docs): new files, grown, truncated, rotated, gone.
+    fn scan(&mut self, now: Instant) -> Result<(), FileSourceError> {
+        let first = !self.scanned_once;
+        self.scanned_once = true;
+        let paths = self.expand();
+        let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+        for path in &paths {
+            // Symlinks are followed to the file.
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let id = FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            let size = meta.len();
+            match self.paths.get(path).copied() {
+                Some(key) => self.look_again(key, path, id, size, now, &mut head),
+                None => {
+                    if read_head(None, path, &mut head).is_err() {
+                        continue;
+                    }
+                    self.found(path, id, size, &head, first);
+                }
+            }
+        }
+        // Paths no longer matched (deleted, renamed away, now excluded).
+        let gone: Vec<(PathBuf, FileId)> = self
+            .paths
+            .iter()
+            .filter(|(p, _)| !paths.contains(*p))
+            .map(|(p, k)| (p.clone(), *k))
+            .collect();
+        for (path, key) in gone {
+            self.paths.remove(&path);
+            if self.paths.values().any(|k| *k == key) {
+                continue;
+            }
+            match self.files.get(&key).map(|t| t.file.is_some()) {
+                Some(true) => self.retire(key, now),
+                Some(false) => {
+                    self.files.remove(&key);
+                    self.schedule.forget(&key);
+                    self.book.forget(key);
+                }
+                None => {}
+            }
+        }
+        // Retired files, through their own descriptors.
+        let retired: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.retired.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in retired {
+            let Some(t) = self.files.get(&key) else {
+                continue;
+            };
+            let Some(f) = &t.file else { continue };
+            if let Ok(meta) = f.metadata()
+                && meta.len() > t.read_to()
+            {
+                self.schedule.ready(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// A path not known before: a new file, a checkpointed one, or one known at another path.
+    fn found(&mut self, path: &Path, id: FileId, size: u64, head: &[u8], first: bool) {
+        if let Some(t) = self.files.get(&id) {
+            if t.identity.is(id, head) {
+                // The same file at another path (renamed within the include patterns): read
+                // on where it was, known by its new path from now on.
+                let identity = t.identity;
+                self.paths.insert(path.to_owned(), id);
+                let fresh = self.tracked(path, identity, 0);
+                if let Some(t) = self.files.get_mut(&id) {
+                    t.path = fresh.path;
+                    t.meta = fresh.meta;
+                }
+                self.book.update(identity, path);
+                return;
+            }
+            // Its inode was reused: the old file is gone.
+            self.drop_file(id);
+        }
+        let identity = Identity::new(id, head);
+        let start = match self.book.offset_of(id, head) {
+            Some(offset) if offset <= size => offset,
+            Some(offset) => {
+                tracing::warn!(
+                    "source `{}`: {} is shorter ({size} bytes) than its checkpoint ({offset}); \
+                     reading it again from the beginning",
+                    self.name,
+                    path.display()
+                );
+                0
+            }
+            None if first && self.cfg.start_at == StartAt::End => size,
+            None => 0,
+        };
+        self.book.track(identity, path, start);
+        self.files.insert(id, self.tracked(path, identity, start));
+        self.paths.insert(path.to_owned(), id);
+        if size > start {
+            self.schedule.ready(id);
+        }
+    }
+
+    fn tracked(&self, path: &Path, identity: Identity, start: u64) -> Tracked {
+        let attrs: Arc<[(Box<str>, Box<str>)]> =
+            vec![("file".into(), path.to_string_lossy().into())].into();
+        Tracked {
+            path: path.to_owned(),
+            identity,
+            file: None,
+            retired: None,
+            base: start,
+            buf: BytesMut::new(),
+            framed: start,
+            skip: None,
+            partial: PartialLine::new(self.cfg.partial_line_timeout),
+            joiner: self.rules.clone().map(Joiner::new),
+            meta: RecordMeta {
+                attributes: attrs,
+                ..RecordMeta::default()
+            },
+        }
+    }
+
+    /// Forgets a file entirely (closed, unscheduled, out of the book and the path map).
+    fn drop_file(&mut self, key: FileId) {
+        self.files.remove(&key);
+        self.schedule.forget(&key);
+        self.book.forget(key);
+        self.paths.retain(|_, k| *k != key);
+    }
+
+    /// A known path looked at again: [`decide`] says what happened.
+    fn look_again(
+        &mut self,
+        key: FileId,
+        path: &Path,
+        id: FileId,
+        size: u64,
+        now: Instant,
+        head: &mut Vec<u8>,
+    ) {
+        let Some(t) = self.files.get(&key) else {
+            self.paths.remove(path);
+            return;
+        };
+        // Through the descriptor when the path still has the open file.
+        let through = t.file.as_ref().filter(|_| id == key);
+        if read_head(through, path, head).is_err() {
+            return;
+        }
+        let known = Known {
+            identity: t.identity,
+            offset: t.read_to(),
+            open: t.file.is_some(),
+        };
+        match decide(&known, &Observed::Present { id, size, head }) {
+            Action::Unchanged => {}
+            Action::Grew { .. } => {
+                if let Some(longer) = t.identity.fingerprint.extend(head) {
+                    let identity = Identity {
+                        id: key,
+                        fingerprint: longer,
+                    };
+                    self.book.update(identity, path);
+                    if let Some(t) = self.files.get_mut(&key) {
+                        t.identity = identity;
+                    }
+                }
+                self.schedule.ready(key);
+            }
+            Action::Truncated { size } => {
+                tracing::warn!(
+                    "source `{}`: {} was truncated (copytruncate?) to {size} bytes; reading it \
+                     again from the beginning",
+                    self.name,
+                    path.display()
+                );
+                // What was read and held is passed on first; it is still the file's content.
+                let _ = self.finish_file(key, now);
+                let identity = Identity::new(key, head);
+                self.book.track(identity, path, 0);
+                let mut fresh = self.tracked(path, identity, 0);
+                if let Some(t) = self.files.get_mut(&key) {
+                    fresh.file = t.file.take();
+                    if let Some(f) = &mut fresh.file
+                        && f.seek(SeekFrom::Start(0)).is_err()
+                    {
+                        fresh.file = None;
+                        self.schedule.forget(&key);
+                    }
+                    *t = fresh;
+                }
+                if size > 0 {
+                    self.schedule.ready(key);
+                }
+            }
+            Action::Rotated { .. } => {
+                self.paths.remove(path);
+                self.retire(key, now);
+                self.found(path, id, size, head, false);
+            }
+            Action::Replaced { .. } => {
+                self.paths.remove(path);
+                if !self.paths.values().any(|k| *k == key) {
+                    self.drop_file(key);
+                }
+                self.found(path, id, size, head, false);
+            }
+            Action::Gone | Action::Vanished => {}
+        }
+    }
+
+    /// An open file left its path: read it to its end, and on until `rotate_wait`.
+    fn retire(&mut self, key: FileId, now: Instant) {
+        let Some(t) = self.files.get_mut(&key) else {
+            return;
+        };
+        if t.retired.is_some() {
+            return;
+        }
+        t.retired = Some(Retired::new(t.identity, now, self.cfg.rotate_wait));
+        self.schedule.pin(key);
+        self.schedule.ready(key);
+    }
+
+    /// Due partial lines, multi-line records and retired files.
+    fn timers(&mut self, now: Instant) -> Result<(), FileSourceError> {
+        let keys: Vec<FileId> = self.files.keys().copied().collect();
+        for key in keys {
+            let Some(t) = self.files.get_mut(&key) else {
+                continue;
+            };
+            let mut found = Found::default();
+            if t.skip.is_none()
+                && let Some(r) = t.partial.due(now)
+            {
+                t.framed = r.end;
+                let line = Line {
+                    start: r.start,
+                    end: r.end,
+                    next: r.end,
+                };
+                push_line(t, line, now, &mut found);
+            }
+            if let Some(j) = t.joiner.as_mut()
+                && let Some(r) = j.flush_due(now)
+            {
+                push_joined(r, &mut found);
+            }
+            self.pass_on(key, found)?;
+            let close = self
+                .files
+                .get(&key)
+                .and_then(|t| t.retired)
+                .is_some_and(|r| r.close_due(now));
+            if close {
+                // A last read to its end, then closed.
+                while self.read_once(key, now)? {}
+                self.finish_file(key, now)?;
+                self.schedule.forget(&key);
+                let still_at_a_path = self.paths.values().any(|k| *k == key);
+                if still_at_a_path {
+                    if let Some(t) = self.files.get_mut(&key) {
+                        t.retired = None;
+                        t.file = None;
+                    }
+                } else {
+                    self.files.remove(&key);
+                    self.book.forget(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes on what is held of a file that ends for good (or is read again from 0).
+    fn finish_file(&mut self, key: FileId, now: Instant) -> Result<(), FileSourceError> {
+        let Some(t) = self.files.get_mut(&key) else {
+            return Ok(());
+        };
+        let mut found = Found::default();
+        if t.skip.is_none()
+            && let Some(r) = t.partial.finish()
+        {
+            t.framed = r.end;
+            let line = Line {
+                start: r.start,
+                end: r.end,
+                next: r.end,
+            };
+            push_line(t, line, now, &mut found);
+        }
+        if let Some(r) = t.joiner.as_mut().and_then(Joiner::finish) {
+            push_joined(r, &mut found);
+        }
+        self.pass_on(key, found)
+    }
+
+    /// One turn of the schedule for `key` (`open`: open it first, closing that file).
+    fn read_turn(
+        &mut self,
+        key: FileId,
+        open: Option<Option<FileId>>,
+    ) -> Result<(), FileSourceError> {
+        if let Some(c) = open.flatten().and_then(|c| self.files.get_mut(&c)) {
+            // Closed for `max_open_files`: what it held is given up and read again when it is
+            // reopened, so closed files hold no memory.
+            c.file = None;
+            if c.skip.is_none() {
+                let n = c.needed();
+                c.buf = BytesMut::new();
+                c.base = n;
+                c.framed = n;
+                c.partial = PartialLine::new(self.cfg.partial_line_timeout);
+                c.joiner = self.rules.clone().map(Joiner::new);
+            }
+        }
+        let Some(t) = self.files.get_mut(&key) else {
+            self.schedule.forget(&key);
+            return Ok(());
+        };
+        // Opened on `Turn::Open` (or if it was closed meanwhile).
+        if t.file.is_none() {
+            match open_at(&t.path, key, t.read_to()) {
+                Ok(f) => t.file = Some(f),
+                Err(e) => {
+                    tracing::debug!(
+                        "source `{}`: cannot open {}: {e}",
+                        self.name,
+                        t.path.display()
+                    );
+                    self.schedule.forget(&key);
+                    return Ok(());
+                }
+            }
+        }
+        let more = self.read_once(key, Instant::now())?;
+        self.schedule.done(key, more);
+        Ok(())
+    }
+
+    /// Reads up to [`READ_BYTES`] of `key` and passes its records on; `true` when the read
+    /// filled the quantum (there may be more).
+    fn read_once(&mut self, key: FileId, now: Instant) -> Result<bool, FileSourceError> {
+        let max_record = self.cfg.max_record_bytes;
+        let Some(t) = self.files.get_mut(&key) else {
+            return Ok(false);
+        };
+        let Some(f) = t.file.as_mut() else {
+            return Ok(false);
+        };
+        let len = t.buf.len();
+        t.buf.resize(len + READ_BYTES, 0);
+        let n = loop {
+            match f.read(&mut t.buf[len..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("source `{}`: reading {}: {e}", self.name, t.path.display());
+                    break 0;
+                }
+            }
+        };
+        t.buf.truncate(len + n);
+        let mut found = Found::default();
+        frame(t, max_record, &self.name, now, &mut found);
+        self.pass_on(key, found)?;
+        Ok(n == READ_BYTES)
+    }
+
+    /// Passes `found` on from file `key`: one batch of its records (with the file's range as
+    /// its ticket) and its dead letters.
+    fn pass_on(&mut self, key: FileId, found: Found) -> Result<(), FileSourceError> {
+        let Some(t) = self.files.get_mut(&key) else {
+            return Ok(());
+        };
+        let needed = t.needed();
+        // The bytes before what is still needed are done with.
+        let cut = needed.clamp(t.base, t.read_to());
+        let chunk_base = t.base;
+        let data: Bytes = t.buf.split_to((cut - t.base) as usize).freeze();
+        t.base = cut;
+        if t.skip.is_some() {
+            // The rest is the line being skipped.
+            t.base += t.buf.len() as u64;
+            t.buf.clear();
+            t.framed = t.base;
+        }
+        if t.buf.is_empty() {
+            // Nothing held: give the memory back (idle files hold none).
+            t.buf = BytesMut::new();
+        }
+        let meta = t.meta.clone();
+        let Some(ledger) = self.book.ledger(key) else {
+            return Ok(());
+        };
+        if needed <= ledger.sent() && found.records.is_empty() && found.letters.is_empty() {
+            return Ok(());
+        }
+        let ticket = ledger.send(needed);
+        let dl_err = |e| FileSourceError::DeadLetter(self.name.to_string(), e);
+        let arrival = Instant::now();
+        let arrival_unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let mut letters = found.letters;
+        for l in &mut letters {
+            l.arrival_unix_nanos = arrival_unix_nanos;
+        }
+        let records = found.records;
+        let bytes: u64 = records.iter().map(|(s, e)| e - s).sum();
+        self.counters
+            .add_in((records.len() + letters.len()) as u64, bytes);
+        let Some(dead) = self.dead.as_ref() else {
+            return Ok(());
+        };
+        if !letters.is_empty() {
+            dead.send(letters, &self.counters).map_err(dl_err)?;
+        }
+        let spans: Vec<Span> = records
+            .iter()
+            .filter(|(s, e)| *s >= chunk_base && *e <= cut && s <= e)
+            .map(|(s, e)| Span {
+                start: (s - chunk_base) as u32,
+                end: (e - chunk_base) as u32,
+            })
+            .collect();
+        debug_assert_eq!(spans.len(), records.len());
+        let origin = Origin {
+            source: self.name.clone(),
+            arrival_unix_nanos,
+            arrival,
+            position: PositionBase::None,
+        };
+        let mut batch = Batch::new(data, spans, origin).with_shared_meta(meta);
+        if self.cfg.framing == Framing::Json && !batch.is_empty() {
+            let bad = json_errors(batch.data(), batch.spans());
+            if !bad.is_empty() {
+                let mut keep = vec![true; batch.len()];
+                let letters = bad
+                    .iter()
+                    .map(|(i, msg)| {
+                        keep[*i] = false;
+                        let reason = format!(
+                            "source `{}`: file {} offset {}: {msg}",
+                            self.name,
+                            t_path(&self.files, key),
+                            chunk_base + u64::from(batch.spans()[*i].start)
+                        );
+                        DeadLetter::of_record(&batch, *i, Position::None, reason)
+                    })
+                    .collect();
+                batch.retain_mask(&keep);
+                dead.send(letters, &self.counters).map_err(dl_err)?;
+            }
+        }
+        if batch.is_empty() {
+            if let Some(l) = self.book.ledger(key) {
+                l.ack(ticket);
+            }
+            return Ok(());
+        }
+        self.counters
+            .add_out(batch.len() as u64, batch.payload_bytes());
+        let queued = self.cfg.ack == AckMode::Queued;
+        if !queued {
+            batch = batch.with_hold(Hold {
+                token: Arc::new(Ack {
+                    tx: self.acks_tx.clone(),
+                    file: key,
+                    ticket,
+                }),
+                until_delivered: self.cfg.ack == AckMode::Delivered,
+            });
+        }
+        let Some(outlet) = self.outlet.as_ref() else {
+            return Ok(());
+        };
+        outlet.emit(batch, dead, &self.counters).map_err(dl_err)?;
+        if queued && let Some(l) = self.book.ledger(key) {
+            l.ack(ticket);
+        }
+        Ok(())
+    }
+}
+
+fn t_path(files: &HashMap<FileId, Tracked>, key: FileId) -> String {
+    files
+        .get(&key)
+        .map_or_else(String::new, |t| t.path.display().to_string())
+}
+
+/// Frames the complete lines of `t` read so far (module docs: offsets, too-long lines).
+fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, found: &mut Found) {
+    // A line being skipped: drop bytes up to its end.
+    if let Some(skip) = &mut t.skip {
+        match memchr::memchr(b'\n', &t.buf) {
+            Some(i) => {
+                let cr = if i > 0 {
+                    t.buf[i - 1] == b'\r'
+                } else {
+                    skip.ends_cr
+                };
+                skip.size = (skip.size + i as u64).saturating_sub(u64::from(cr));
+                if let Some(skip) = t.skip.take() {
+                    found
+                        .letters
+                        .push(too_long(source, &t.path, skip, max_record));
+                }
+                let _ = t.buf.split_to(i + 1);
+                t.base += i as u64 + 1;
+                t.framed = t.base;
+            }
+            None => {
+                skip.size += t.buf.len() as u64;
+                if let Some(&last) = t.buf.last() {
+                    skip.ends_cr = last == b'\r';
+                }
+                t.base += t.buf.len() as u64;
+                t.framed = t.base;
+                t.buf.clear();
+                return;
+            }
+        }
+    }
+    loop {
+        let rel = (t.framed - t.base) as usize;
+        let Some(i) = memchr::memchr(b'\n', &t.buf[rel..]) else {
+            break;
+        };
+        let nl = t.framed + i as u64;
+        let end = if i > 0 && t.buf[rel + i - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        let line = Line {
+            start: t.framed,
+            end,
+            next: nl + 1,
+        };
+        t.framed = nl + 1;
+        if end - line.start > max_record as u64 {
+            let from = (line.start - t.base) as usize;
+            let skip = Skip {
+                start: line.start,
+                size: end - line.start,
+                prefix: t.buf[from..from + max_record].to_vec(),
+                ends_cr: false,
+            };
+            found
+                .letters
+                .push(too_long(source, &t.path, skip, max_record));
+            continue;
+        }
+        push_line(t, line, now, found);
+    }
+    let tail = t.read_to() - t.framed;
+    if tail > max_record as u64 + 1 {
+        // Too long already: what is held before it is passed on, then it is skipped (its bytes
+        // are dropped by `pass_on`, which comes next).
+        if let Some(r) = t.joiner.as_mut().and_then(Joiner::finish) {
+            push_joined(r, found);
+        }
+        let rel = (t.framed - t.base) as usize;
+        t.partial.observe(t.framed, t.framed, now);
+        t.skip = Some(Skip {
+            start: t.framed,
+            size: tail,
+            prefix: t.buf[rel..rel + max_record].to_vec(),
+            ends_cr: t.buf.last() == Some(&b'\r'),
+        });
+    } else {
+        let read = t.read_to();
+        t.partial.observe(t.framed, read, now);
+    }
+}
+
+/// Adds one complete line: a record, or a line for the joiner.
+fn push_line(t: &mut Tracked, line: Line, now: Instant, found: &mut Found) {
+    match t.joiner.as_mut() {
+        Some(j) => {
+            let from = (line.start - t.base) as usize;
+            let to = (line.end - t.base) as usize;
+            let mut out = Vec::new();
+            j.push(line, &t.buf[from..to], now, &mut out);
+            for r in out {
+                push_joined(r, found);
+            }
+        }
+        // Empty lines are skipped.
+        None if line.end > line.start => found.records.push((line.start, line.end)),
+        None => {}
+    }
+}
+
+fn push_joined(r: Joined, found: &mut Found) {
+    if !r.is_empty() {
+        found.records.push((r.start, r.end));
+    }
+}
+
+/// The dead letter of a line longer than `max_record_bytes`: which file, where, how long.
+fn too_long(source: &Arc<str>, path: &Path, skip: Skip, max_record: usize) -> DeadLetter {
+    DeadLetter {
+        reason: format!(
+            "source `{source}`: file {} offset {}: record of {} bytes exceeds max_record_bytes \
+             ({max_record})",
+            path.display(),
+            skip.start,
+            skip.size
+        ),
+        source: source.clone(),
+        position: Position::None,
+        size: skip.size,
+        payload: Bytes::from(skip.prefix),
+        truncated: true,
+        arrival_unix_nanos: 0,
+    }
+}
+
+/// Reads the first bytes of a file (through `open` if given, else by opening `path`).
+fn read_head(open: Option<&File>, path: &Path, head: &mut Vec<u8>) -> io::Result<()> {
+    let opened;
+    let f = match open {
+        Some(f) => f,
+        None => {
+            opened = File::open(path)?;
+            &opened
+        }
+    };
+    head.clear();
+    head.resize(FINGERPRINT_BYTES, 0);
+    let mut n = 0;
+    while n < FINGERPRINT_BYTES {
+        match f.read_at(&mut head[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(n);
+    Ok(())
+}
+
+/// Opens `path` if it is still file `id`, positioned at `offset`.
+fn open_at(path: &Path, id: FileId, offset: u64) -> io::Result<File> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.dev() != id.dev || meta.ino() != id.ino {
+        return Err(io::Error::other("another file is at the path now"));
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    Ok(f)
+}
+
+/// Waits for `timeout`, or less if shutdown is triggered (`wake` becomes readable).
+fn wait(wake: &std::os::fd::OwnedFd, timeout: Duration) -> io::Result<()> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(wake, PollFlags::IN)];
+    match poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Limits, queue};
+    use crate::sources::file::config::StartAt;
+    use std::io::Write as _;
+
+    type Rx<T> = crate::queue::Receiver<T>;
+
+    /// A source reading `path` from its beginning with `max_record_bytes = max`.
+    fn source(
+        dir: &Path,
+        path: &Path,
+        max: usize,
+    ) -> (FileSource, Rx<Batch>, Rx<crate::topology::DeadLetters>) {
+        let limits = Limits {
+            records_max: 1 << 30,
+            bytes_max: 1 << 40,
+        };
+        let (tx, rx) = queue::<Batch>(limits);
+        let (dead_tx, dead_rx) = queue(limits);
+        let cfg = FileSourceConfig {
+            include: vec![path.display().to_string()],
+            start_at: StartAt::Beginning,
+            checkpoint_dir: dir.join("state"),
+            max_record_bytes: max,
+            partial_line_timeout: Duration::from_secs(3600),
+            ..FileSourceConfig::default()
+        };
+        let src = FileSource::new(
+            "logs",
+            cfg,
+            Arc::new(Counters::default()),
+            Outlet::Stages(tx),
+            DeadLetterTx::new(dead_tx),
+            Shutdown::new(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        (src, rx, dead_rx)
+    }
+
+    /// One rescan and every turn it gives.
+    fn pump(src: &mut FileSource) {
+        src.scan(Instant::now()).unwrap();
+        while let Some(turn) = src.schedule.turn() {
+            match turn {
+                Turn::Read { file } => src.read_turn(file, None).unwrap(),
+                Turn::Open { file, close } => src.read_turn(file, Some(close)).unwrap(),
+                Turn::Wait => break,
+            }
+        }
+    }
+
+    #[test]
+    fn a_skipped_line_whose_crlf_is_split_between_reads_has_its_size_without_the_cr() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let (mut src, rx, dead_rx) = source(dir.path(), &path, 100);
+        file.write_all(&[b'x'; 150]).unwrap();
+        file.write_all(b"\r").unwrap();
+        pump(&mut src);
+        file.write_all(b"\nok\n").unwrap();
+        pump(&mut src);
+        let letters = dead_rx.try_recv().unwrap().0;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].size, 150);
+        assert!(letters[0].reason.contains("offset 0: record of 150 bytes"));
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(batch.payload(0), b"ok");
+    }
+
+    /// Lines of many lengths (some over `max_record_bytes`, some empty, some CRLF) written in
+    /// pieces that end anywhere, read after each piece: every line is a record once, or a dead
+    /// letter naming its offset and size; lines longer than a read are skipped as they come.
+    #[test]
+    fn lines_written_in_any_pieces_are_framed_by_offset_exactly_once() {
+        let max = 100usize;
+        for seed in 0..32u64 {
+            let mut rng = seed;
+            let mut next = move |n: u64| {
+                rng = rng
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (rng >> 33) % n
+            };
+            let mut data = Vec::new();
+            let mut want_records = Vec::new();
+            let mut want_letters = Vec::new();
+            for i in 0..3000u64 {
+                let len = match next(10) {
+                    0 => 101 + next(700) as usize,
+                    1 if i % 7 == 0 => (300 << 10) + next(1000) as usize,
+                    2 => 0,
+                    _ => next(101) as usize,
+                };
+                let start = data.len() as u64;
+                let line: Vec<u8> = (0..len)
+                    .map(|k| b'a' + ((i as usize + k) % 26) as u8)
+                    .collect();
+                data.extend_from_slice(&line);
+                data.extend_from_slice(if next(4) == 0 { b"\r\n" } else { b"\n" });
+                if len > max {
+                    want_letters.push((start, len as u64));
+                } else if len > 0 {
+                    want_records.push(line);
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("app.log");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let (mut src, rx, dead_rx) = source(dir.path(), &path, max);
+            let mut at = 0;
+            while at < data.len() {
+                let big = next(3) == 0;
+                let piece =
+                    (1 + next(if big { 400_000 } else { 300 }) as usize).min(data.len() - at);
+                file.write_all(&data[at..at + piece]).unwrap();
+                at += piece;
+                pump(&mut src);
+            }
+            let mut got_records = Vec::new();
+            while let Some(batch) = rx.try_recv() {
+                assert_eq!(
+                    batch.record(0).attribute("file"),
+                    Some(path.to_str().unwrap())
+                );
+                got_records.extend(batch.records().map(|r| r.payload.to_vec()));
+            }
+            let mut got_letters = Vec::new();
+            while let Some(letters) = dead_rx.try_recv() {
+                for l in letters.0 {
+                    let offset: u64 = l
+                        .reason
+                        .split("offset ")
+                        .nth(1)
+                        .and_then(|s| s.split(':').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("{}", l.reason));
+                    assert_eq!(l.payload.len(), max);
+                    got_letters.push((offset, l.size));
+                }
+            }
+            assert_eq!(got_records.len(), want_records.len(), "seed {seed}");
+            assert!(got_records == want_records, "seed {seed}: records differ");
+            assert_eq!(got_letters, want_letters, "seed {seed}");
+            // Everything is passed on: the checkpoint is at the end of the file.
+            src.take_acks();
+            let snapshot = src.book.snapshot();
+            assert_eq!(snapshot.len(), 1);
+            assert_eq!(snapshot[0].offset, data.len() as u64, "seed {seed}");
+        }
+    }
+}
