@@ -14,6 +14,7 @@
 //! of `StreamARN`; the Firehose delivery stream name) and the request's `X-Attribute-*` headers.
 
 pub mod config;
+pub mod json_scan;
 pub mod serve;
 pub mod shards;
 pub mod sigv4;

@@ -56,6 +56,9 @@ impl Wire {
                 if body.iter().all(u8::is_ascii_whitespace) {
                     return Ok(Input::default());
                 }
+                if let Some(input) = super::json_scan::parse_plain(body) {
+                    return Ok(input);
+                }
                 serde_json::from_slice(body).map_err(|e| {
                     ApiError::serialization(format!("the JSON body cannot be read: {e}"))
                 })
