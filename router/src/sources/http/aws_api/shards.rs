@@ -9,9 +9,7 @@
 
 use base64::Engine as _;
 
-use std::cell::RefCell;
-
-use crate::core::kinesis::hash::{HashKeyCache, hash_key};
+use crate::core::kinesis::hash::hash_key;
 
 /// The default number of shards: a relay whose producer keeps Kinesis's per-shard limits (1,000
 /// records/s and 1 MiB/s each) may send up to 1,024,000 records/s and 1 GiB/s, above what one
@@ -66,7 +64,7 @@ impl Shards {
     pub fn of_record(&self, partition_key: &str, explicit_hash_key: Option<&str>) -> u32 {
         let hash = explicit_hash_key
             .and_then(|h| h.parse::<u128>().ok())
-            .unwrap_or_else(|| cached_hash_key(partition_key));
+            .unwrap_or_else(|| hash_key(partition_key));
         self.of_hash(hash)
     }
 
@@ -97,24 +95,6 @@ impl Shards {
             }
         }
     }
-}
-
-thread_local! {
-    /// Producers reuse partition keys (device ids, host names): each thread that answers
-    /// PutRecords keeps the MD5s of the keys it saw last, at most 512 KiB per thread (see
-    /// [`HashKeyCache`]).
-    static KEY_HASHES: RefCell<HashKeyCache> = RefCell::new(HashKeyCache::new());
-}
-
-/// [`hash_key`] of a partition key, through this thread's cache.
-fn cached_hash_key(partition_key: &str) -> u128 {
-    KEY_HASHES
-        .try_with(|c| {
-            c.try_borrow_mut()
-                .map(|mut c| c.hash_key(partition_key.as_bytes()))
-                .unwrap_or_else(|_| hash_key(partition_key))
-        })
-        .unwrap_or_else(|_| hash_key(partition_key))
 }
 
 /// The id of shard `i`: `shardId-` and 12 digits, as Kinesis names them.
