@@ -986,3 +986,63 @@ fn the_egress_cap_holds_the_sink_to_its_rate_and_loses_nothing() {
     want.sort_unstable();
     assert!(got == want, "records lost or duplicated");
 }
+
+/// A transform (contract 0.2) sets each output's partition key: `explode` turns every record's
+/// readings into records keyed by their sensor, and the sink (`partition=record`) puts each on
+/// the shard that key's MD5 says, exactly once.
+#[test]
+fn transform_outputs_land_on_the_shards_their_keys_say() {
+    let k = Kinesalite::start(None);
+    k.create_stream("exploded", 4);
+    let mut input = Vec::new();
+    let mut want: Vec<Vec<u8>> = Vec::new();
+    for i in 0..2_000u64 {
+        let readings: Vec<String> = (0..1 + i % 4)
+            .map(|j| format!(r#"{{"sensor":"s{}","v":{}}}"#, (i * 7 + j) % 100, i + j))
+            .collect();
+        for r in &readings {
+            want.push(format!(r#"{{"dev":"d{}",{}}}"#, i % 9, &r[1..r.len() - 1]).into_bytes());
+        }
+        input.extend_from_slice(
+            format!(r#"{{"dev":"d{}","r":[{}]}}"#, i % 9, readings.join(",")).as_bytes(),
+        );
+        input.push(b'\n');
+    }
+    let dir = temp_dir();
+    let sink = uri("exploded", &k.endpoint(), "partition=record&linger_ms=5");
+    let explode = common::plugin("explode");
+    let out = run(
+        dir.path(),
+        &[
+            "run",
+            "--stage",
+            &format!("transform={}", explode.display()),
+            "--stage-config",
+            r#"{"field": "r", "keep": ["dev"], "partition_key": "sensor"}"#,
+            "--sink",
+            &sink,
+            "--stats=json",
+        ],
+        &[],
+        &input,
+    );
+    let stats = out.ok_stats();
+    assert_eq!(stats.read(), 2_000);
+    assert_eq!(stats.written(), want.len() as u64);
+    let back = k.read("exploded", true);
+    let mut got: Vec<Vec<u8>> = back.records.iter().map(|r| r.data.clone()).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert!(
+        got == want,
+        "the records read back are not the exploded readings"
+    );
+    let mut shards = std::collections::HashSet::new();
+    for r in &back.records {
+        let v: Value = serde_json::from_slice(&r.data).unwrap();
+        assert_eq!(r.pk, v["sensor"].as_str().unwrap(), "{r:?}");
+        assert_eq!(r.shard, back.shard_of_key(&r.pk), "{r:?}");
+        shards.insert(r.shard.clone());
+    }
+    assert_eq!(shards.len(), 4, "100 keys spread over every shard");
+}
