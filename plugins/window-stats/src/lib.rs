@@ -51,11 +51,39 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use edge_router_plugin::{
     Absorbed, Aggregate, Context, Emitter, JsonPath, JsonValue, Record, Setup,
 };
 use serde_json::Value;
+
+/// FNV-1a over the key bytes: keys are short, and SipHash's keys would be fixed here anyway
+/// (a component gets no randomness); the instance's memory cap and call deadline bound what a
+/// flood of colliding keys could cost.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Keys = HashMap<Box<[u8]>, KeyState, BuildHasherDefault<Fnv>>;
 
 /// Longest partition key set on outputs, in characters.
 const KEY_CHARS_MAX: usize = 256;
@@ -120,9 +148,11 @@ pub struct WindowStats {
     late_is_error: bool,
     max_keys: usize,
     instance: Option<u32>,
-    keys: HashMap<Box<[u8]>, KeyState>,
+    keys: Keys,
     /// Arrival time: windows ending at or before this have been closed.
     closed_upto: i64,
+    /// Field values of the record in hand (kept for its allocation).
+    scratch: Vec<Option<f64>>,
 }
 
 fn path(v: &str, what: &str) -> Result<JsonPath, String> {
@@ -189,15 +219,16 @@ impl WindowStats {
     }
 
     fn absorb(&mut self, key: &[u8], t: i64, rec: &Record<'_>) -> Result<Absorbed, String> {
-        if !self.keys.contains_key(key) && self.keys.len() >= self.max_keys {
+        let known = self.keys.contains_key(key);
+        if !known && self.keys.len() >= self.max_keys {
             // Forget keys with nothing open (their watermarks) before refusing a new one.
             self.keys.retain(|_, st| !st.windows.is_empty());
-        }
-        if !self.keys.contains_key(key) && self.keys.len() >= self.max_keys {
-            return Err(format!(
-                "more than max_keys ({}) keys have open windows",
-                self.max_keys
-            ));
+            if self.keys.len() >= self.max_keys {
+                return Err(format!(
+                    "more than max_keys ({}) keys have open windows",
+                    self.max_keys
+                ));
+            }
         }
         let window_ms = self.window_ms;
         let mut start = self.start_of(t);
@@ -207,17 +238,27 @@ impl WindowStats {
             self.time,
             self.closed_upto,
         );
-        let values: Vec<Option<f64>> = self
-            .fields
-            .iter()
-            .map(|(p, _)| rec.field(p).and_then(|v| v.as_f64()))
-            .collect();
-        let st = self.keys.entry(key.into()).or_default();
+        let mut values = std::mem::take(&mut self.scratch);
+        values.clear();
+        values.extend(
+            self.fields
+                .iter()
+                .map(|(p, _)| rec.field(p).and_then(|v| v.as_f64())),
+        );
+        // Looked up before inserting: no key copy for a key already held.
+        if !known {
+            self.keys.insert(key.into(), KeyState::default());
+        }
+        let Some(st) = self.keys.get_mut(key) else {
+            self.scratch = values;
+            return Err("internal error: the key vanished".into());
+        };
         match time {
             Time::Event => {
                 if let Some(max) = st.max_ts {
                     let watermark = max.saturating_sub(lateness);
                     if start + window_ms <= watermark {
+                        self.scratch = values;
                         return if late_is_error {
                             Err(format!(
                                 "late record: its window [{start}, {}) ended at or before the \
@@ -240,8 +281,8 @@ impl WindowStats {
             fields: vec![FieldStats::default(); n],
         });
         w.count += 1;
-        for (f, v) in w.fields.iter_mut().zip(values) {
-            if let Some(v) = v {
+        for (f, v) in w.fields.iter_mut().zip(&values) {
+            if let Some(v) = *v {
                 f.count += 1;
                 f.min = f.min.min(v);
                 f.max = f.max.max(v);
@@ -252,6 +293,7 @@ impl WindowStats {
                 }
             }
         }
+        self.scratch = values;
         Ok(Absorbed::Yes)
     }
 }
@@ -339,8 +381,9 @@ impl Aggregate for WindowStats {
                 late_is_error,
                 max_keys: int("max_keys", Some(100_000))?.max(1) as usize,
                 instance,
-                keys: HashMap::new(),
+                keys: Keys::default(),
                 closed_upto: i64::MIN,
+                scratch: Vec::new(),
             },
             Setup::default(),
         ))

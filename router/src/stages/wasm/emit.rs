@@ -17,7 +17,8 @@ use crate::core::record::{Batch, Hold, Origin, PositionBase, RecordMeta, Span};
 pub struct Emit<'a> {
     data: Vec<u8>,
     spans: Vec<Span>,
-    meta: Vec<RecordMeta>,
+    /// One entry per record; `None` for no metadata (no allocation for records without).
+    meta: Vec<Option<RecordMeta>>,
     routes: Vec<u64>,
     any_meta: bool,
     any_routes: bool,
@@ -101,9 +102,15 @@ impl<'a> Emit<'a> {
     }
 
     fn finish_record(&mut self, route: u64, base: Option<RecordMeta>, set: Option<&OutputMeta>) {
-        let mut meta = base.unwrap_or_default();
         let mut route = route;
-        if let Some(set) = set {
+        let Some(set) = set else {
+            self.any_meta |= base.is_some();
+            self.meta.push(base);
+            self.routes.push(route);
+            return;
+        };
+        let mut meta = base.unwrap_or_default();
+        {
             if let Some(k) = &set.partition_key {
                 meta.partition_key = Some(Arc::from(k.as_str()));
             }
@@ -134,8 +141,9 @@ impl<'a> Emit<'a> {
                 self.any_routes = true;
             }
         }
-        self.any_meta |= meta != RecordMeta::default();
-        self.meta.push(meta);
+        let set_any = meta != RecordMeta::default();
+        self.any_meta |= set_any;
+        self.meta.push(set_any.then_some(meta));
         self.routes.push(route);
     }
 
@@ -144,7 +152,12 @@ impl<'a> Emit<'a> {
         origin.position = PositionBase::None;
         let mut b = Batch::new(Bytes::from(self.data), self.spans, origin);
         if self.any_meta {
-            b = b.with_meta(self.meta);
+            b = b.with_meta(
+                self.meta
+                    .into_iter()
+                    .map(Option::unwrap_or_default)
+                    .collect(),
+            );
         }
         if self.any_routes {
             b.set_routes(self.routes);
