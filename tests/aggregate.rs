@@ -600,3 +600,48 @@ fn flush_emits_open_state_once_before_a_reload_switches_and_again_at_shutdown() 
         (Some(1_500), Some(10))
     );
 }
+
+/// With `ack = "delivered"`, records an aggregate absorbed count as done: the client is answered
+/// while the state that holds them is still open (it is emitted only at shutdown here).
+#[test]
+fn ack_delivered_answers_once_records_are_absorbed() {
+    let dir = temp_dir();
+    let port = free_port();
+    let config = format!(
+        "[sources.web]\nkind = \"http\"\naddress = \"127.0.0.1:{port}\"\nack = \"delivered\"\n\n\
+         [[stages]]\nname = \"probe\"\nkind = \"aggregate\"\nplugin = {:?}\nkey = \"k\"\n\n\
+         [sinks.out]\nkind = \"file\"\npath = \"out.ndjson\"\n",
+        plugin("aggregate-probe").display().to_string()
+    );
+    std::fs::write(dir.path().join("pipeline.toml"), config).unwrap();
+    let (mut run, stdin) =
+        Running::start(dir.path(), &["run", "-c", "pipeline.toml", "--stats=json"]);
+    drop(stdin);
+    common::wait_for_port(port, &mut run.child, "edge-router", Duration::from_secs(20));
+    let body: Vec<u8> = (0..100)
+        .flat_map(|i| format!("{{\"k\":\"k{}\"}}\n", i % 5).into_bytes())
+        .collect();
+    std::fs::write(dir.path().join("body.ndjson"), &body).unwrap();
+    let answer = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "20",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", dir.path().join("body.ndjson").display()))
+        .arg(format!("http://127.0.0.1:{port}/v1/records"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer.stdout).into_owned();
+    assert!(text.ends_with("\n200"), "{text}");
+    assert!(text.contains("\"accepted\":100"), "{text}");
+    // Answered before anything was written: the counts come out at shutdown.
+    assert_eq!(counted(&dir.path().join("out.ndjson")), 0);
+    run.signal("TERM");
+    let out = run.wait(Duration::from_secs(30));
+    out.ok_stats();
+    assert_eq!(counted(&dir.path().join("out.ndjson")), 100);
+}

@@ -286,3 +286,67 @@ fn transform_answers_that_break_the_contract_are_rejected_whole_and_counted() {
         assert_eq!(s["records_out"], 0, "{mode}");
     }
 }
+
+#[test]
+fn plugin_check_and_plugin_run_take_0_2_plugins() {
+    let dir = temp_dir();
+    let out = run_in(
+        dir.path(),
+        &["plugin", "check", plugin("explode").to_str().unwrap()],
+        Input::Null,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("implementing `transform` of edge-router:plugin@0.2.0"),
+        "{text}"
+    );
+    // A transform's outputs, each after its key and destinations.
+    let out = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "run",
+            plugin("explode").to_str().unwrap(),
+            "--config",
+            r#"{"field": "r", "keep": ["d"], "partition_key": "s", "destinations": ["x"]}"#,
+        ],
+        Input::Bytes(b"{\"d\":1,\"r\":[{\"s\":\"a\"},{\"s\":\"b\"}]}\n{\"d\":2,\"r\":[]}\n"),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"destinations\":[\"x\"],\"partition_key\":\"a\"}\t{\"d\":1,\"s\":\"a\"}\n\
+         {\"destinations\":[\"x\"],\"partition_key\":\"b\"}\t{\"d\":1,\"s\":\"b\"}\n"
+    );
+    // An aggregate: `process`, then `flush` emits the open window.
+    let out = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "run",
+            plugin("window-stats").to_str().unwrap(),
+            "--kind",
+            "aggregate",
+            "--config",
+            r#"{"key": "d", "fields": ["v"], "window_ms": 60000, "time": "arrival"}"#,
+        ],
+        Input::Bytes(b"{\"d\":\"k1\",\"v\":1}\n{\"d\":\"k1\",\"v\":3}\n{\"d\":\"k1\",\"v\":2}\n"),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let (meta, record) = lines[0].split_once('\t').unwrap();
+    assert_eq!(meta, "{\"partition_key\":\"k1\"}");
+    let v: serde_json::Value = serde_json::from_str(record).unwrap();
+    assert_eq!(v["count"], 3);
+    assert_eq!(
+        (
+            v["v"]["min"].as_f64(),
+            v["v"]["max"].as_f64(),
+            v["v"]["mean"].as_f64()
+        ),
+        (Some(1.0), Some(3.0), Some(2.0))
+    );
+}
