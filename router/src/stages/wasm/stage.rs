@@ -421,10 +421,9 @@ impl WasmStage {
         if self.plugin.kind() != PluginKind::Aggregate {
             return None;
         }
-        // A flush of an instance that never started (or was lost) has nothing to emit.
-        if self.instance.is_none() && matches!(call, Emitting::Flush) {
-            return None;
-        }
+        // An instance that was lost (its replacement starts with the next batch) holds nothing
+        // to emit: no instance is made just for a tick or a flush.
+        self.instance.as_ref()?;
         let budget = self.cfg.answer_bytes_max;
         let fuel = budget.saturating_add(OUTPUT_FIXED_FUEL + 4096);
         let timeout = self.cfg.timeout;
