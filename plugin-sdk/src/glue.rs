@@ -12,11 +12,11 @@ thread_local! {
     static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-fn set_state<T: 'static>(value: T) {
+pub(crate) fn set_state<T: 'static>(value: T) {
     STATE.with(|s| *s.borrow_mut() = Some(Box::new(value)));
 }
 
-fn with_state<T: 'static, R>(f: impl FnOnce(&mut T) -> R) -> Option<R> {
+pub(crate) fn with_state<T: 'static, R>(f: impl FnOnce(&mut T) -> R) -> Option<R> {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.as_mut().and_then(|b| b.downcast_mut::<T>()).map(f)
@@ -62,12 +62,14 @@ impl<'a> BatchView<'a> {
     }
 }
 
-const NOT_READY: &str = "the plugin was not initialized (init failed or was not called)";
+pub(crate) const NOT_READY: &str = "the plugin was not initialized (init failed or was not called)";
 
 fn context(stage_name: String, host_name: String) -> Context {
     Context {
         stage_name,
         host_name,
+        instances: 1,
+        instance: 0,
     }
 }
 
@@ -174,7 +176,12 @@ pub fn init_route<T: Route>(config: &str, ctx: &Context) -> Result<Vec<String>, 
     Ok(names)
 }
 
-fn view_of<'a>(data: &'a [u8], spans: &'a [u32], source: &'a str, arrival: u64) -> BatchView<'a> {
+pub(crate) fn view_of<'a>(
+    data: &'a [u8],
+    spans: &'a [u32],
+    source: &'a str,
+    arrival: u64,
+) -> BatchView<'a> {
     BatchView {
         data,
         spans: &spans[..spans.len() & !1],

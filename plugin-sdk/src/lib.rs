@@ -1,8 +1,11 @@
 //! Write [edge-router](https://github.com) stages as WebAssembly components.
 //!
-//! A stage is a type implementing [`Filter`], [`Enrich`] or [`Route`], exported with
-//! [`export_filter!`], [`export_enrich!`] or [`export_route!`]. The crate carries the WIT contract
-//! (`edge-router:plugin@0.1.0`) and the generated bindings; plugin authors never see them.
+//! A stage is a type implementing [`Filter`], [`Enrich`] or [`Route`] (contract
+//! `edge-router:plugin@0.1.0`), or [`Transform`] or [`Aggregate`] (contract `@0.2.0`), exported
+//! with [`export_filter!`], [`export_enrich!`], [`export_route!`], `export_transform!` or
+//! `export_aggregate!` (0.2 needs the crate's feature `v0-2`; without it a plugin imports nothing
+//! of 0.2 and loads in routers that speak only 0.1). The crate carries the WIT contract (`wit/plugin.wit`,
+//! `wit/v0.2/plugin.wit`) and the generated bindings; plugin authors never see them.
 //! Records arrive as [`Record`]s borrowing the batch's bytes; [`Record::field`] reads one JSON
 //! field by scanning, without parsing the whole document.
 //!
@@ -48,8 +51,14 @@ pub use edge_router_jsonpath as jsonpath;
 pub mod glue;
 pub mod table;
 pub mod testing;
+#[cfg(feature = "v0-2")]
+pub mod v02;
 
 pub use jsonpath::{JsonPath, JsonValue};
+#[cfg(feature = "v0-2")]
+pub use v02::{Emitter, Meta, Output, Setup};
+// A 0.2 stage reads a record's metadata with [`Emitter::input_meta`] (a field on [`Record`]
+// would break 0.1 plugins that build records in their tests).
 
 /// Generated bindings of the `filter` world (used by [`export_filter!`]).
 #[doc(hidden)]
@@ -93,6 +102,40 @@ pub mod route_world {
     });
 }
 
+/// Generated bindings of the `transform` world of contract 0.2 (used by [`export_transform!`]).
+#[cfg(feature = "v0-2")]
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod transform_world {
+    wit_bindgen::generate!({
+        path: "wit/v0.2",
+        world: "transform",
+        pub_export_macro: true,
+        export_macro_name: "export_transform_world",
+        default_bindings_module: "edge_router_plugin::transform_world",
+        runtime_path: "edge_router_plugin::wit_bindgen_rt",
+    });
+}
+
+/// Generated bindings of the `aggregate` world of contract 0.2 (used by [`export_aggregate!`]).
+#[cfg(feature = "v0-2")]
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod aggregate_world {
+    wit_bindgen::generate!({
+        path: "wit/v0.2",
+        world: "aggregate",
+        pub_export_macro: true,
+        export_macro_name: "export_aggregate_world",
+        default_bindings_module: "edge_router_plugin::aggregate_world",
+        runtime_path: "edge_router_plugin::wit_bindgen_rt",
+        with: {
+            "edge-router:plugin/types@0.2.0": crate::transform_world::edge_router::plugin::types,
+            "edge-router:plugin/host@0.2.0": crate::transform_world::edge_router::plugin::host,
+        },
+    });
+}
+
 /// The wit-bindgen version the bindings were made with, for plugins that need more.
 pub use wit_bindgen;
 #[doc(hidden)]
@@ -105,6 +148,11 @@ pub struct Context {
     pub stage_name: String,
     /// The router host's name.
     pub host_name: String,
+    /// How many instances of the stage run side by side (1 for 0.1 stages).
+    pub instances: u32,
+    /// Which of them this is (0-based). An aggregate instance sees every record of the keys
+    /// hashed to it and no other.
+    pub instance: u32,
 }
 
 /// One record of a batch.
@@ -169,6 +217,48 @@ pub trait Route: Sized + 'static {
     /// `Ok(Some(i))` sends the record to destination `i` of the list `init` returned,
     /// `Ok(None)` to the router's default sinks, `Err(message)` dead-letters it.
     fn route(&mut self, rec: &Record<'_>) -> Result<Option<u32>, String>;
+}
+
+/// A stage that turns each record into zero or more records (contract 0.2; feature `v0-2`).
+#[cfg(feature = "v0-2")]
+pub trait Transform: Sized + 'static {
+    /// Builds the stage from its config (JSON text) and says what it needs ([`Setup`]:
+    /// destination names, whether records carry their metadata).
+    fn init(config: &str, ctx: &Context) -> Result<(Self, Setup), String>;
+
+    /// Emits the record's outputs into `out` (none drops it; [`Emitter::merged`] says it went
+    /// into another record's output). `Err(message)` takes back what it emitted for this
+    /// record and dead-letters the record. At most 1,024 outputs per record.
+    fn transform(&mut self, rec: &Record<'_>, out: &mut Emitter) -> Result<(), String>;
+}
+
+/// What [`Aggregate::process`] did with a record.
+#[cfg(feature = "v0-2")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absorbed {
+    /// Taken into the state.
+    Yes,
+    /// Dropped (counted as dropped by the stage), e.g. a late record under a drop policy.
+    Dropped,
+}
+
+/// A stage that absorbs records into state and emits records of its own (contract 0.2;
+/// feature `v0-2`): windows, counts, sums. The state lives in the instance; records with the
+/// same `key` (the stage's setting) always reach the same instance.
+#[cfg(feature = "v0-2")]
+pub trait Aggregate: Sized + 'static {
+    /// As for [`Transform::init`].
+    fn init(config: &str, ctx: &Context) -> Result<(Self, Setup), String>;
+
+    /// Absorbs a record; may emit records that are due. `Err(message)` dead-letters the
+    /// record (and takes back what was emitted for it).
+    fn process(&mut self, rec: &Record<'_>, out: &mut Emitter) -> Result<Absorbed, String>;
+
+    /// Called every `tick_ms` with the wall clock (Unix nanoseconds): emits what is due.
+    fn tick(&mut self, now_unix_nanos: u64, out: &mut Emitter);
+
+    /// Called at shutdown and before a reload replaces the stage: emits everything open.
+    fn flush(&mut self, out: &mut Emitter);
 }
 
 /// Logs through the router (rate-limited there). Natively, prints to stderr.
@@ -255,5 +345,63 @@ macro_rules! export_route {
             }
         }
         $crate::route_world::export_route_world!(__EdgeRouterRoute);
+    };
+}
+
+/// Exports a `Transform` implementation as the plugin's transform stage (contract 0.2; feature
+/// `v0-2`).
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        struct __EdgeRouterTransform;
+        impl $crate::transform_world::Guest for __EdgeRouterTransform {
+            fn init(
+                config: ::std::string::String,
+                ctx: $crate::transform_world::edge_router::plugin::types::InitContext,
+            ) -> ::std::result::Result<
+                $crate::transform_world::edge_router::plugin::types::InitAnswer,
+                ::std::string::String,
+            > {
+                $crate::v02::wit::transform_init::<$t>(config, ctx)
+            }
+            fn transform(
+                batch: $crate::transform_world::edge_router::plugin::types::Batch,
+            ) -> $crate::transform_world::TransformResult {
+                $crate::v02::wit::transform_batch::<$t>(batch)
+            }
+        }
+        $crate::transform_world::export_transform_world!(__EdgeRouterTransform);
+    };
+}
+
+/// Exports an `Aggregate` implementation as the plugin's aggregate stage (contract 0.2; feature
+/// `v0-2`).
+#[macro_export]
+macro_rules! export_aggregate {
+    ($t:ty) => {
+        struct __EdgeRouterAggregate;
+        impl $crate::aggregate_world::Guest for __EdgeRouterAggregate {
+            fn init(
+                config: ::std::string::String,
+                ctx: $crate::transform_world::edge_router::plugin::types::InitContext,
+            ) -> ::std::result::Result<
+                $crate::transform_world::edge_router::plugin::types::InitAnswer,
+                ::std::string::String,
+            > {
+                $crate::v02::wit::aggregate_init::<$t>(config, ctx)
+            }
+            fn process(
+                batch: $crate::transform_world::edge_router::plugin::types::Batch,
+            ) -> $crate::aggregate_world::ProcessResult {
+                $crate::v02::wit::aggregate_process::<$t>(batch)
+            }
+            fn tick(now: u64) -> $crate::transform_world::edge_router::plugin::types::Outputs {
+                $crate::v02::wit::aggregate_tick::<$t>(now)
+            }
+            fn flush() -> $crate::transform_world::edge_router::plugin::types::Outputs {
+                $crate::v02::wit::aggregate_flush::<$t>()
+            }
+        }
+        $crate::aggregate_world::export_aggregate_world!(__EdgeRouterAggregate);
     };
 }

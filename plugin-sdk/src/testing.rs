@@ -4,12 +4,17 @@
 use crate::glue::{
     BatchView, enrich_view, filter_view, init_enrich, init_filter, init_route, route_view,
 };
+#[cfg(feature = "v0-2")]
+pub use v02::*;
+
 use crate::{Context, Enrich, Filter, Route};
 
 fn ctx() -> Context {
     Context {
         stage_name: "test".to_owned(),
         host_name: "localhost".to_owned(),
+        instances: 1,
+        instance: 0,
     }
 }
 
@@ -27,11 +32,15 @@ fn pack(payloads: &[&[u8]]) -> (Vec<u8>, Vec<u32>) {
 
 /// A batch view over packed test payloads.
 fn view<'a>(data: &'a [u8], spans: &'a [u32]) -> BatchView<'a> {
+    view_at(data, spans, 0)
+}
+
+fn view_at<'a>(data: &'a [u8], spans: &'a [u32], arrival_unix_nanos: u64) -> BatchView<'a> {
     BatchView {
         data,
         spans,
         source: "test",
-        arrival_unix_nanos: 0,
+        arrival_unix_nanos,
     }
 }
 
@@ -103,4 +112,124 @@ pub fn route<T: Route>(
         errors,
     );
     Ok((names, named))
+}
+
+/// Running contract 0.2 stages natively (feature `v0-2`).
+#[cfg(feature = "v0-2")]
+mod v02 {
+    use super::{ctx, pack, view, view_at};
+    use crate::v02::{
+        Emitter, Meta, OutputMeta, Setup, flush_view, init_aggregate, init_transform, process_view,
+        tick_view, transform_view,
+    };
+    use crate::{Aggregate, Transform};
+
+    /// One output of a 0.2 stage run natively.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Out {
+        /// The input record it came from (transforms).
+        pub input: Option<u32>,
+        /// Its payload.
+        pub payload: Vec<u8>,
+        /// What the stage set on it (keys, attributes, destinations), if anything.
+        pub meta: Option<OutputMeta>,
+    }
+
+    impl Out {
+        /// The payload as text (lossy), for assertions.
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.payload).into_owned()
+        }
+    }
+
+    fn outs(e: &Emitter, with_inputs: bool) -> Vec<Out> {
+        (0..e.len())
+            .map(|k| Out {
+                input: with_inputs.then(|| e.inputs[k]),
+                payload: e.payload(k).to_vec(),
+                meta: e.meta_of(k).cloned(),
+            })
+            .collect()
+    }
+
+    /// What a transform run natively answered.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TransformRun {
+        /// What `init` answered.
+        pub setup: Setup,
+        /// The outputs, in input order.
+        pub outputs: Vec<Out>,
+        /// Inputs merged into another's output.
+        pub merged: Vec<u32>,
+        /// Errors by input index.
+        pub errors: Vec<(u32, String)>,
+    }
+
+    /// Initializes transform `T` with `config` and runs it over `payloads` (records with `metas`,
+    /// when given, one per payload). `Err` if `init` fails.
+    pub fn transform<T: Transform>(
+        config: &str,
+        payloads: &[&[u8]],
+        metas: &[Meta],
+    ) -> Result<TransformRun, String> {
+        let setup = init_transform::<T>(config, &ctx())?;
+        let (data, spans) = pack(payloads);
+        let answer = transform_view::<T>(&view(&data, &spans), metas);
+        Ok(TransformRun {
+            setup,
+            outputs: outs(&answer.out, true),
+            merged: answer.out.merged.clone(),
+            errors: answer.errors,
+        })
+    }
+
+    /// An aggregate stage running natively: `process`, `tick` and `flush` as the router calls them.
+    pub struct AggregateRun<T: Aggregate> {
+        /// What `init` answered.
+        pub setup: Setup,
+        _stage: std::marker::PhantomData<T>,
+    }
+
+    /// What one `process` call answered.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Processed {
+        /// Records emitted.
+        pub outputs: Vec<Out>,
+        /// Inputs dropped.
+        pub dropped: Vec<u32>,
+        /// Errors by input index.
+        pub errors: Vec<(u32, String)>,
+    }
+
+    impl<T: Aggregate> AggregateRun<T> {
+        /// Initializes aggregate `T` with `config` (instance 0 of 1).
+        pub fn new(config: &str) -> Result<AggregateRun<T>, String> {
+            let setup = init_aggregate::<T>(config, &ctx())?;
+            Ok(AggregateRun {
+                setup,
+                _stage: std::marker::PhantomData,
+            })
+        }
+
+        /// Calls `process` on a batch of `payloads` that arrived at `arrival_unix_nanos`.
+        pub fn process(&mut self, payloads: &[&[u8]], arrival_unix_nanos: u64) -> Processed {
+            let (data, spans) = pack(payloads);
+            let a = process_view::<T>(&view_at(&data, &spans, arrival_unix_nanos), &[]);
+            Processed {
+                outputs: outs(&a.out, false),
+                dropped: a.dropped,
+                errors: a.errors,
+            }
+        }
+
+        /// Calls `tick(now)`.
+        pub fn tick(&mut self, now_unix_nanos: u64) -> Vec<Out> {
+            outs(&tick_view::<T>(now_unix_nanos), false)
+        }
+
+        /// Calls `flush()`.
+        pub fn flush(&mut self) -> Vec<Out> {
+            outs(&flush_view::<T>(), false)
+        }
+    }
 }

@@ -83,7 +83,7 @@ pub fn human(r: &Report) -> String {
     let t = &r.counters.totals;
     let _ = writeln!(
         s,
-        "totals: read {} ({} bytes), recovered {}, written {} ({} bytes), dead-lettered {}, dropped by stages {}, dropped by buffers {}, fan-out copies {}, in flight {}",
+        "totals: read {} ({} bytes), recovered {}, written {} ({} bytes), dead-lettered {}, dropped by stages {}, dropped by buffers {}, fan-out copies {}, created by stages {}, absorbed by stages {}, in flight {}",
         t.read,
         t.bytes_read,
         t.recovered,
@@ -93,6 +93,8 @@ pub fn human(r: &Report) -> String {
         t.dropped_by_stage,
         t.dropped_by_buffer,
         t.fanout_copies,
+        t.created_by_stage,
+        t.absorbed_by_stage,
         r.in_flight
     );
     let l = &r.latency_us;

@@ -432,16 +432,19 @@ impl Stats {
             .unwrap_or_else(|| panic!("no component {name} in {}", self.0))
     }
 
-    /// `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage +
-    /// dropped_by_buffer`, and nothing in flight (`recovered`: records an earlier run left in
-    /// disk buffers; `dropped_by_buffer`: records `when_full = "drop_oldest"` deleted).
+    /// `read + recovered + fanout_copies + created_by_stage == written + dead_lettered +
+    /// dropped_by_stage + dropped_by_buffer + absorbed_by_stage`, and nothing in flight
+    /// (`recovered`: records an earlier run left in disk buffers; `dropped_by_buffer`: records
+    /// `when_full = "drop_oldest"` deleted; `created_by_stage`/`absorbed_by_stage`: records
+    /// transform and aggregate stages made and took in).
     pub fn assert_invariant(&self) {
         assert_eq!(
-            self.read() + self.total("recovered") + self.fanout(),
+            self.read() + self.total("recovered") + self.fanout() + self.total("created_by_stage"),
             self.written()
                 + self.dead_lettered()
                 + self.dropped()
-                + self.total("dropped_by_buffer"),
+                + self.total("dropped_by_buffer")
+                + self.total("absorbed_by_stage"),
             "accounting invariant broken: {}",
             self.0["totals"]
         );

@@ -26,7 +26,9 @@ pub(super) enum PluginCommand {
         file: PathBuf,
     },
     /// Run one plugin over records from stdin (one per line) and print the results: kept
-    /// records (filter), rewritten records (enrich) or `destination<TAB>record` (route).
+    /// records (filter), rewritten records (enrich), `destination<TAB>record` (route), or the
+    /// output records (transform; aggregate: what `process` emitted, then what `flush` emitted),
+    /// each after a JSON object and a tab when it has a key, attributes or destinations.
     /// Records the plugin rejects are reported on stderr with their line number.
     Run {
         /// The component file.
@@ -45,6 +47,8 @@ pub(super) enum KindArg {
     Filter,
     Enrich,
     Route,
+    Transform,
+    Aggregate,
 }
 
 /// Runs the command; an error is printed here.
@@ -63,11 +67,17 @@ fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Check { file } => {
             let info = wasm::inspect(&file)?;
             say!(
-                "{}: a component implementing {} of edge-router:plugin@0.1.0",
+                "{}: a component implementing {}",
                 file.display(),
                 info.worlds
                     .iter()
-                    .map(|w| format!("`{w}`"))
+                    .map(|w| {
+                        let version = match *w {
+                            "transform" | "aggregate" => "0.2.0",
+                            _ => "0.1.0",
+                        };
+                        format!("`{w}` of edge-router:plugin@{version}")
+                    })
                     .collect::<Vec<_>>()
                     .join(" and ")
             );
@@ -90,9 +100,13 @@ fn run_plugin(file: PathBuf, config: String, kind: Option<KindArg>) -> anyhow::R
         Some(KindArg::Filter) => PluginKind::Filter,
         Some(KindArg::Enrich) => PluginKind::Enrich,
         Some(KindArg::Route) => PluginKind::Route,
+        Some(KindArg::Transform) => PluginKind::Transform,
+        Some(KindArg::Aggregate) => PluginKind::Aggregate,
         None => match wasm::inspect(&file)?.worlds.first().copied() {
             Some("enrich") => PluginKind::Enrich,
             Some("route") => PluginKind::Route,
+            Some("transform") => PluginKind::Transform,
+            Some("aggregate") => PluginKind::Aggregate,
             _ => PluginKind::Filter,
         },
     };
@@ -130,20 +144,31 @@ fn run_plugin(file: PathBuf, config: String, kind: Option<KindArg>) -> anyhow::R
     let mut dead = Vec::new();
     stage.process(&mut batch, &mut dead)?;
     let mut out = std::io::stdout().lock();
-    for i in 0..batch.len() {
-        if kind == PluginKind::Route {
-            let mask = batch
-                .routes()
-                .and_then(|r| r.get(i))
-                .copied()
-                .unwrap_or(DEFAULT);
-            let name = (0..names.len())
-                .find(|n| mask & (1 << n) != 0)
-                .map_or("(default)", |n| names[n].as_str());
-            write!(out, "{name}\t")?;
+    let v02 = matches!(kind, PluginKind::Transform | PluginKind::Aggregate);
+    let flushed = if kind == PluginKind::Aggregate {
+        stage.emit(wasm::Emitting::Flush)
+    } else {
+        None
+    };
+    for b in std::iter::once(&batch).chain(flushed.as_ref()) {
+        for i in 0..b.len() {
+            if v02 {
+                write_meta(&mut out, b, i, &names, DEFAULT)?;
+            }
+            if kind == PluginKind::Route {
+                let mask = b
+                    .routes()
+                    .and_then(|r| r.get(i))
+                    .copied()
+                    .unwrap_or(DEFAULT);
+                let name = (0..names.len())
+                    .find(|n| mask & (1 << n) != 0)
+                    .map_or("(default)", |n| names[n].as_str());
+                write!(out, "{name}\t")?;
+            }
+            out.write_all(b.payload(i))?;
+            out.write_all(b"\n")?;
         }
-        out.write_all(batch.payload(i))?;
-        out.write_all(b"\n")?;
     }
     for d in &dead {
         let line = match d.position {
@@ -157,4 +182,45 @@ fn run_plugin(file: PathBuf, config: String, kind: Option<KindArg>) -> anyhow::R
     } else {
         ExitCode::from(4)
     })
+}
+
+/// For a 0.2 plugin's output `i` of `b`: its key, attributes and destinations as a JSON object
+/// and a tab, when it has any.
+fn write_meta(
+    out: &mut impl Write,
+    b: &Batch,
+    i: usize,
+    names: &[String],
+    default: u64,
+) -> std::io::Result<()> {
+    let mut m = serde_json::Map::new();
+    if let Some(meta) = b.meta(i) {
+        if let Some(k) = &meta.partition_key {
+            m.insert("partition_key".into(), k.to_string().into());
+        }
+        if let Some(h) = &meta.explicit_hash_key {
+            m.insert("explicit_hash_key".into(), h.to_string().into());
+        }
+        if !meta.attributes.is_empty() {
+            let attrs: serde_json::Map<String, serde_json::Value> = meta
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string().into()))
+                .collect();
+            m.insert("attributes".into(), attrs.into());
+        }
+    }
+    if let Some(&mask) = b.routes().and_then(|r| r.get(i))
+        && mask != default
+    {
+        let dests: Vec<serde_json::Value> = (0..names.len())
+            .filter(|n| mask & (1 << n) != 0)
+            .map(|n| names[n].clone().into())
+            .collect();
+        m.insert("destinations".into(), dests.into());
+    }
+    if m.is_empty() {
+        return Ok(());
+    }
+    write!(out, "{}\t", serde_json::Value::Object(m))
 }

@@ -451,10 +451,16 @@ fn read_stage(
         "filter" => Some(PluginKind::Filter),
         "enrich" => Some(PluginKind::Enrich),
         "route" => Some(PluginKind::Route),
+        "transform" => Some(PluginKind::Transform),
+        "aggregate" => Some(PluginKind::Aggregate),
         _ => None,
     };
     if let Some(pk) = plugin_kind
-        && (t.has("plugin") || pk == PluginKind::Enrich)
+        && (t.has("plugin")
+            || matches!(
+                pk,
+                PluginKind::Enrich | PluginKind::Transform | PluginKind::Aggregate
+            ))
     {
         let w = WasmStageConfig::parse(t, d, pk)?;
         return Some(StageConfig {
@@ -478,7 +484,9 @@ fn read_stage(
         other => {
             d.error(
                 &kind.spot,
-                format!("unknown stage kind {other:?}; expected one of: filter, enrich, route"),
+                format!(
+                    "unknown stage kind {other:?}; expected one of: filter, enrich, route, transform, aggregate"
+                ),
             );
             t.skip_rest();
             return None;

@@ -3,8 +3,12 @@
 //! Every component owns one [`Counters`] (shared atomics, updated once per batch, not per record).
 //! A [`Snapshot`] of all of them gives the totals the `--stats` report prints, and
 //! [`Totals::in_flight`] is what the accounting invariant leaves over:
-//! `read + recovered + fanout_copies == written + dead_lettered + dropped_by_stage +
-//! dropped_by_buffer + in_flight`, with `in_flight == 0` after a clean exit.
+//! `read + recovered + fanout_copies + created_by_stage == written + dead_lettered +
+//! dropped_by_stage + dropped_by_buffer + absorbed_by_stage + in_flight`, with `in_flight == 0`
+//! after a clean exit. A stage keeps `records_in + created == records_out + dropped +
+//! dead_lettered + absorbed`: `created` counts the records a transform made beyond one per input
+//! and every record an aggregate emitted, `absorbed` the inputs merged into another's output or
+//! taken into an aggregate's state.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +61,12 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Records sent to the dead-letter sink by this component.
     pub dead_lettered: AtomicU64,
+    /// Stages: records made beyond one per input (a transform's extra outputs, an aggregate's
+    /// emitted records).
+    pub created: AtomicU64,
+    /// Stages: inputs that ended in the stage without being dropped (merged into another
+    /// input's output, or taken into an aggregate's state).
+    pub absorbed: AtomicU64,
     /// Disk buffers: bytes (as stored) of the batches `dropped` counts.
     pub dropped_bytes: AtomicU64,
     /// Disk buffers: records deleted with the oldest segments (`when_full = "drop_oldest"`).
@@ -83,6 +93,8 @@ pub struct Counters {
     pub plugin_breaker_open: AtomicU64,
     /// Plugin stages: plugin log messages held back by the stage's log limits.
     pub plugin_logs_suppressed: AtomicU64,
+    /// Aggregate stages: instances lost with their state (open windows) after a failed call.
+    pub plugin_state_losses: AtomicU64,
     /// Kinesis sinks: PutRecords requests made.
     pub kinesis_requests: AtomicU64,
     /// Kinesis sinks: Kinesis records written (an aggregate of many records counts once).
@@ -279,6 +291,8 @@ impl Counters {
             bytes_out: get(&self.bytes_out),
             dropped: get(&self.dropped),
             dead_lettered: get(&self.dead_lettered),
+            created: get(&self.created),
+            absorbed: get(&self.absorbed),
             dropped_bytes: get(&self.dropped_bytes),
             dropped_oldest: get(&self.dropped_oldest),
             dropped_oldest_bytes: get(&self.dropped_oldest_bytes),
@@ -292,6 +306,7 @@ impl Counters {
             plugin_breaker_trips: get(&self.plugin_breaker_trips),
             plugin_breaker_open: get(&self.plugin_breaker_open),
             plugin_logs_suppressed: get(&self.plugin_logs_suppressed),
+            plugin_state_losses: get(&self.plugin_state_losses),
             kinesis_requests: get(&self.kinesis_requests),
             kinesis_records: get(&self.kinesis_records),
             kinesis_retries: get(&self.kinesis_retries),
@@ -326,6 +341,12 @@ pub struct CounterValues {
     pub dropped: u64,
     /// See [`Counters::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`Counters::created`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub created: u64,
+    /// See [`Counters::absorbed`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub absorbed: u64,
     /// See [`Counters::dropped_bytes`].
     #[serde(skip_serializing_if = "is_zero")]
     pub dropped_bytes: u64,
@@ -364,6 +385,9 @@ pub struct CounterValues {
     /// See [`Counters::plugin_logs_suppressed`].
     #[serde(skip_serializing_if = "is_zero")]
     pub plugin_logs_suppressed: u64,
+    /// See [`Counters::plugin_state_losses`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub plugin_state_losses: u64,
     /// See [`Counters::kinesis_requests`].
     #[serde(skip_serializing_if = "is_zero")]
     pub kinesis_requests: u64,
@@ -513,7 +537,11 @@ impl Registry {
                     t.written += v.records_out;
                     t.bytes_written += v.bytes_out;
                 }
-                Kind::Stage => t.dropped_by_stage += v.dropped,
+                Kind::Stage => {
+                    t.dropped_by_stage += v.dropped;
+                    t.created_by_stage += v.created;
+                    t.absorbed_by_stage += v.absorbed;
+                }
                 Kind::Buffer => {
                     t.recovered += v.records_in;
                     t.dropped_by_buffer += v.dropped_oldest;
@@ -571,6 +599,13 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Records a stage dropped on purpose.
     pub dropped_by_stage: u64,
+    /// Records stages made beyond one per input (transform outputs past the first of an input,
+    /// records an aggregate emitted).
+    pub created_by_stage: u64,
+    /// Records that ended in a stage without being dropped: merged into another record by a
+    /// transform, or taken into an aggregate's state (a source's `ack = "delivered"` counts them
+    /// as done once absorbed).
+    pub absorbed_by_stage: u64,
     /// Records disk buffers deleted with their oldest segments (`when_full = "drop_oldest"`).
     /// Records a buffer refuses with `drop_newest` are dead-lettered and counted there.
     pub dropped_by_buffer: u64,
@@ -585,11 +620,15 @@ impl Totals {
     /// Records read but not yet written, dead-lettered or dropped: zero after a clean exit.
     /// Negative values (which would mean double counting) are reported as such.
     pub fn in_flight(&self) -> i128 {
-        (self.read as i128 + self.recovered as i128 + self.fanout_copies as i128)
+        (self.read as i128
+            + self.recovered as i128
+            + self.fanout_copies as i128
+            + self.created_by_stage as i128)
             - (self.written as i128
                 + self.dead_lettered as i128
                 + self.dropped_by_stage as i128
-                + self.dropped_by_buffer as i128)
+                + self.dropped_by_buffer as i128
+                + self.absorbed_by_stage as i128)
     }
 }
 
@@ -652,6 +691,19 @@ mod tests {
         assert_eq!(t.read, 10);
         assert_eq!(t.written, 11);
         assert_eq!(t.dead_lettered, 2);
+        assert_eq!(t.in_flight(), 0);
+        // A transform that made 4 records of 2 (2 created) and an aggregate that absorbed
+        // those 4 and emitted 1 (1 created, 4 absorbed).
+        let transform = r.register("stages.explode", Kind::Stage);
+        let aggregate = r.register("stages.stats", Kind::Stage);
+        src.add_in(2, 20);
+        transform.created.fetch_add(2, Ordering::Relaxed);
+        aggregate.absorbed.fetch_add(4, Ordering::Relaxed);
+        aggregate.created.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(r.snapshot().totals.in_flight(), 1);
+        a.add_out(1, 10);
+        let t = r.snapshot().totals;
+        assert_eq!((t.created_by_stage, t.absorbed_by_stage), (3, 4));
         assert_eq!(t.in_flight(), 0);
     }
 

@@ -34,8 +34,8 @@ pub struct Report {
     /// Counters.
     #[serde(flatten)]
     pub counters: Snapshot,
-    /// `read + recovered + fanout_copies - written - dead_lettered - dropped_by_stage -
-    /// dropped_by_buffer`.
+    /// `read + recovered + fanout_copies + created_by_stage - written - dead_lettered -
+    /// dropped_by_stage - dropped_by_buffer - absorbed_by_stage`.
     pub in_flight: i128,
     /// Queue fill.
     pub queues: Vec<QueueStats>,

@@ -142,6 +142,18 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         true,
     ),
     (
+        "records_created_total",
+        "Records a stage made beyond one per input (transform outputs, aggregate emits).",
+        |v| v.created,
+        false,
+    ),
+    (
+        "records_absorbed_total",
+        "Inputs a stage merged or took into an aggregate's state.",
+        |v| v.absorbed,
+        false,
+    ),
+    (
         "fanout_copies_total",
         "Extra record copies made by fan-out to more than one sink.",
         |v| v.fanout_copies,
@@ -193,6 +205,12 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         "plugin_logs_suppressed_total",
         "Plugin log messages held back by the stage's log limits.",
         |v| v.plugin_logs_suppressed,
+        false,
+    ),
+    (
+        "plugin_state_losses_total",
+        "Aggregate instances lost with their open windows after a failed call.",
+        |v| v.plugin_state_losses,
         false,
     ),
     (
@@ -495,6 +513,16 @@ pub fn prometheus(r: &Report) -> String {
             "edge_router_records_dropped_by_buffers_total",
             "Records disk buffers deleted with their oldest segments (when_full = drop_oldest).",
             t.dropped_by_buffer,
+        ),
+        (
+            "edge_router_records_created_by_stages_total",
+            "Records stages made beyond one per input (transform outputs, aggregate emits).",
+            t.created_by_stage,
+        ),
+        (
+            "edge_router_records_absorbed_by_stages_total",
+            "Records that ended in a stage without being dropped (merged, or taken into an aggregate's state).",
+            t.absorbed_by_stage,
         ),
         (
             "edge_router_fanout_copies_total",

@@ -27,6 +27,40 @@ pub trait Stage: Send {
     /// cannot process out of the batch into `dead` (with a reason). An error stops the router
     /// (the batch is then dead-lettered whole by the caller).
     fn process(&mut self, batch: &mut Batch, dead: &mut Vec<DeadLetter>) -> Result<(), StageError>;
+
+    /// What the last call of `process` made and took in beyond passing records on one to one,
+    /// reset by the call (zero for stages that never do).
+    fn take_tally(&mut self) -> Tally {
+        Tally::default()
+    }
+
+    /// When the stage next wants [`Stage::tick`] (aggregate stages), or `None` for never.
+    fn next_tick(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called once [`Stage::next_tick`] is due: the records the stage emits now (they go
+    /// through the stages after it).
+    fn tick(&mut self, _now: Instant) -> Vec<Batch> {
+        Vec::new()
+    }
+
+    /// Called once at shutdown (after the last batch) and before a reload switches to new
+    /// stages: everything the stage still holds, emitted.
+    fn flush(&mut self) -> Vec<Batch> {
+        Vec::new()
+    }
+}
+
+/// Records a stage made beyond one per input and inputs it took in without passing them on or
+/// dropping them, for one call: the stage's `records_in + created == records_out + dropped +
+/// dead_lettered + absorbed`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Outputs beyond the first of each input (transform), or records emitted (aggregate).
+    pub created: u64,
+    /// Inputs merged into another's output (transform) or taken into state (aggregate).
+    pub absorbed: u64,
 }
 
 /// A stage failed in a way that must stop the router (e.g. `on_error = "fail"`).
@@ -74,10 +108,21 @@ pub fn run_stages(
 ) -> Result<(), StagesFailed> {
     let _ended = EndOnDrop(&handoff);
     loop {
-        let returned = pool::run(workers, &rx, &dispatcher, &dead, &handoff.flag)?;
+        let mut returned = pool::run(workers, &rx, &dispatcher, &dead, &handoff.flag)?;
         let Some((next, asked)) = handoff.take() else {
+            // The queue closed: what stages still hold goes out before the sinks close.
+            if let Some(first) = returned.first_mut() {
+                flush_stages(first, &dispatcher, &dead)?;
+            }
             return Ok(());
         };
+        if next.stages.is_some()
+            && let Some(first) = returned.first_mut()
+        {
+            // These stages are being replaced: what they hold goes out through them and the
+            // dispatcher their route masks were made for.
+            flush_stages(first, &dispatcher, &dead)?;
+        }
         dispatcher = (next.rewire)(dispatcher);
         workers = next.stages.unwrap_or(returned);
         let _ = next.done.send(asked.elapsed());
@@ -180,6 +225,68 @@ enum Outcome {
     Stopped(Batch),
 }
 
+/// Flushes every stage in pipeline order (one set of stages: workers' copies of a stage share
+/// what they hold), each one's output going through the stages after it, and dispatches it.
+fn flush_stages(
+    stages: &mut [NamedStage],
+    dispatcher: &Dispatcher,
+    dead: &DeadLetterTx,
+) -> Result<(), StagesFailed> {
+    let mut letters = Vec::new();
+    for i in 0..stages.len() {
+        let out = stages[i].stage.flush();
+        for outcome in emitted(stages, i, out, &mut letters, dead, || false)? {
+            match outcome {
+                Outcome::Done(b) | Outcome::Stopped(b) => dispatcher.dispatch(b)?,
+                Outcome::Failed {
+                    stage,
+                    input,
+                    error,
+                } => {
+                    let counters = stages[stage].counters.clone();
+                    dead.send(DeadLetter::from_whole_batch(&input, &error.0), &counters)?;
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts the batches stage `i` emitted (by `tick` or `flush`: created and passed on by it)
+/// and runs each through the stages after it. A failure's `stage` is an index into `stages`.
+fn emitted(
+    stages: &mut [NamedStage],
+    i: usize,
+    batches: Vec<Batch>,
+    letters: &mut Vec<DeadLetter>,
+    dead: &DeadLetterTx,
+    stop: impl Fn() -> bool + Copy,
+) -> Result<Vec<Outcome>, DeadLetterClosed> {
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let c = &stages[i].counters;
+        let n = b.len() as u64;
+        c.created.fetch_add(n, Ordering::Relaxed);
+        c.add_out(n, b.payload_bytes());
+        out.push(
+            match run_batch(&mut stages[i + 1..], b, letters, dead, stop)? {
+                Outcome::Failed {
+                    stage,
+                    input,
+                    error,
+                } => Outcome::Failed {
+                    stage: stage + i + 1,
+                    input,
+                    error,
+                },
+                other => other,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// Runs every stage on `batch` in pipeline order, counting what each let through, dropped and
 /// dead-lettered, and sending the stages' dead letters. `stop` is asked before each stage.
 fn run_batch(
@@ -198,7 +305,9 @@ fn run_batch(
         }
         let (n_in, bytes_in) = (batch.len() as u64, batch.payload_bytes());
         let original = batch.clone();
-        if let Err(error) = s.stage.process(&mut batch, letters) {
+        let processed = s.stage.process(&mut batch, letters);
+        let tally = s.stage.take_tally();
+        if let Err(error) = processed {
             s.counters.add_in(n_in, bytes_in);
             letters.clear();
             return Ok(Outcome::Failed {
@@ -211,7 +320,14 @@ fn run_batch(
         let n_out = batch.len() as u64;
         s.counters.add_in(n_in, bytes_in);
         s.counters.add_out(n_out, batch.payload_bytes());
-        s.counters.add_dropped(n_in.saturating_sub(n_out + n_dead));
+        s.counters
+            .created
+            .fetch_add(tally.created, Ordering::Relaxed);
+        s.counters
+            .absorbed
+            .fetch_add(tally.absorbed, Ordering::Relaxed);
+        s.counters
+            .add_dropped((n_in + tally.created).saturating_sub(n_out + n_dead + tally.absorbed));
         dead.send(std::mem::take(letters), &s.counters)?;
     }
     Ok(Outcome::Done(batch))

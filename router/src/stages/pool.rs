@@ -23,13 +23,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
 use crate::core::record::Batch;
 use crate::core::reorder::Reorder;
-use crate::queue::Receiver;
-use crate::stages::{NamedStage, Outcome, StageError, StagesFailed, run_batch};
+use crate::queue::{Receiver, block_on_until};
+use crate::stages::{NamedStage, Outcome, StageError, StagesFailed, emitted, run_batch};
 use crate::topology::{DeadLetterTx, Dispatcher};
 
 /// Runs `workers.len()` stage workers (the calling thread is the first) until the queue closes,
@@ -87,6 +88,16 @@ pub(super) fn run(
         Some(f) => Err(f.error),
         None => Ok(returned),
     }
+}
+
+/// What a worker takes.
+// One lives on a worker's stack between taking and running it: no point boxing the batch.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    /// The next batch of the queue.
+    Batch(Batch),
+    /// A stage's tick is due.
+    Tick,
 }
 
 /// `failed_at` while no batch has failed.
@@ -156,9 +167,20 @@ impl Pool<'_> {
     /// or the run fails. Gives its stages back.
     fn work(&self, mut stages: Vec<NamedStage>) -> Vec<NamedStage> {
         let mut letters = Vec::new();
-        while let Some((seq, batch)) = self.take() {
+        loop {
+            let due = stages.iter().filter_map(|s| s.stage.next_tick()).min();
+            let Some((seq, work)) = self.take(due) else {
+                break;
+            };
             let _guard = PanicGuard { pool: self, seq };
             let stop = || self.failed_at.load(Ordering::Relaxed) < seq;
+            let batch = match work {
+                Work::Batch(b) => b,
+                Work::Tick => {
+                    self.tick(seq, &mut stages, &mut letters);
+                    continue;
+                }
+            };
             match run_batch(&mut stages, batch, &mut letters, self.dead, stop) {
                 Ok(Outcome::Done(batch)) => self.complete(seq, batch),
                 Ok(Outcome::Failed {
@@ -179,9 +201,74 @@ impl Pool<'_> {
         stages
     }
 
-    /// The next batch and its sequence number, once there is room in the window; `None` when
-    /// the queue is closed and drained, on a hand-off, or when a batch failed.
-    fn take(&self) -> Option<(u64, Batch)> {
+    /// Work item `seq` is a tick: every stage whose tick is due emits, each one's records go
+    /// through the stages after it, and what comes out is completed as one batch.
+    fn tick(
+        &self,
+        seq: u64,
+        stages: &mut [NamedStage],
+        letters: &mut Vec<crate::core::dead_letter::DeadLetter>,
+    ) {
+        let now = Instant::now();
+        let stop = || self.failed_at.load(Ordering::Relaxed) < seq;
+        let mut done = Vec::new();
+        let mut failed = None;
+        for i in 0..stages.len() {
+            if stages[i].stage.next_tick().is_none_or(|t| t > now) {
+                continue;
+            }
+            let out = stages[i].stage.tick(now);
+            match emitted(stages, i, out, letters, self.dead, stop) {
+                Ok(outcomes) => {
+                    for o in outcomes {
+                        match o {
+                            Outcome::Done(b) | Outcome::Stopped(b) => done.push(b),
+                            Outcome::Failed {
+                                stage,
+                                input,
+                                error,
+                            } => {
+                                if failed.is_none() {
+                                    failed = Some((stage, input, error));
+                                } else {
+                                    done.push(input);
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.fail(seq, 0, reason, e.into(), None);
+                    return;
+                }
+            }
+        }
+        if let Some((stage, input, error)) = failed {
+            let reason = error.0.clone();
+            self.fail(seq, stage, reason, error.into(), Some(input));
+            for b in done {
+                self.dead_letter_behind(b);
+            }
+            return;
+        }
+        let origin = crate::core::record::Origin {
+            source: Arc::from("tick"),
+            arrival_unix_nanos: 0,
+            arrival: now,
+            position: crate::core::record::PositionBase::None,
+        };
+        let batch =
+            crate::stages::wasm::emit::concat(done, origin.clone(), self.dispatcher.default_mask())
+                .unwrap_or_else(|| Batch::new(bytes::Bytes::new(), Vec::new(), origin));
+        self.complete(seq, batch);
+    }
+
+    /// The next work item and its sequence number, once there is room in the window: a batch,
+    /// or a tick once `due` has come (checked before waiting for a batch, so ticks keep their
+    /// time under load). `None` when the queue is closed and drained, on a hand-off, or when
+    /// a batch failed.
+    fn take(&self, due: Option<Instant>) -> Option<(u64, Work)> {
         let _turn = self.intake.lock().unwrap_or_else(|e| e.into_inner());
         {
             let mut st = self.lock();
@@ -197,9 +284,16 @@ impl Pool<'_> {
         }
         // Waiting for input without the state lock: other workers go on completing and
         // dispatching. Nobody else issues meanwhile (we hold `intake`), so the room is ours.
-        let batch = self.rx.blocking_recv_unless(self.handoff).ok()??;
+        let work = match due {
+            None => Work::Batch(self.rx.blocking_recv_unless(self.handoff).ok()??),
+            Some(due) if Instant::now() >= due => Work::Tick,
+            Some(due) => match block_on_until(self.rx.recv_unless(self.handoff), due) {
+                None => Work::Tick,
+                Some(received) => Work::Batch(received.ok()??),
+            },
+        };
         let seq = self.lock().order.issue();
-        Some((seq, batch))
+        Some((seq, work))
     }
 
     /// Batch `seq` went through every stage: buffers it, and if nobody is dispatching,

@@ -30,7 +30,8 @@ use crate::sources::quic::QuicSource;
 use crate::sources::stdin::{Input, StdinInput, StdinSource};
 use crate::stages::builtin::filter::Filter;
 use crate::stages::builtin::route::Route;
-use crate::stages::wasm::{INSTANCES_MAX, Plugin, StageGuard, WasmStage};
+use crate::stages::wasm::aggregate::{AggregateShared, AggregateStage};
+use crate::stages::wasm::{INSTANCES_MAX, Plugin, PluginKind, Slot, StageGuard, WasmStage};
 use crate::stages::{Generation, Handoff, NamedStage, Stage, run_stages};
 use crate::topology::{DeadLetterTx, DeadLetters, Dispatcher, Outlet, PortPlan, SinkPort};
 
@@ -300,11 +301,46 @@ fn stage_sets(
             Loaded::Wasm(_, w) => Some(StageGuard::new(&s.name, w, counters.clone())),
             _ => None,
         };
-        for set in &mut sets {
-            let stage: Box<dyn Stage> = match l {
-                Loaded::Filter(f) => Box::new(Filter::new((*f).clone())),
-                Loaded::Route(r) => Box::new(Route::new((*r).clone())),
-                Loaded::Wasm(plugin, w) => Box::new(
+        // An aggregate stage: one instance per worker, shared by all workers (key affinity).
+        let shared = match l {
+            Loaded::Wasm(plugin, w) if w.kind == PluginKind::Aggregate => {
+                let count = sets.len() as u32;
+                let guard = guard
+                    .clone()
+                    .unwrap_or_else(|| StageGuard::new(&s.name, w, counters.clone()));
+                let instances = (0..count)
+                    .map(|index| {
+                        WasmStage::from_plugin_slot(
+                            plugin.clone(),
+                            guard.clone(),
+                            (*w).clone(),
+                            &sink_names,
+                            config.pipeline.default_sinks,
+                            Slot { index, count },
+                        )
+                        .map_err(|e| anyhow::anyhow!("stage `{}`: {e}", s.name))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                // The key was checked when the config was read.
+                let key = w
+                    .key
+                    .as_deref()
+                    .and_then(|k| crate::core::jsonpath::JsonPath::parse(k).ok());
+                Some(AggregateShared::new(
+                    instances,
+                    key,
+                    w.tick,
+                    config.pipeline.default_sinks,
+                ))
+            }
+            _ => None,
+        };
+        for (worker, set) in sets.iter_mut().enumerate() {
+            let stage: Box<dyn Stage> = match (l, &shared) {
+                (_, Some(shared)) => Box::new(AggregateStage::new(shared.clone(), worker)),
+                (Loaded::Filter(f), _) => Box::new(Filter::new((*f).clone())),
+                (Loaded::Route(r), _) => Box::new(Route::new((*r).clone())),
+                (Loaded::Wasm(plugin, w), _) => Box::new(
                     WasmStage::from_plugin(
                         plugin.clone(),
                         guard

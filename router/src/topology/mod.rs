@@ -119,6 +119,11 @@ impl Dispatcher {
         }
     }
 
+    /// The sinks of records without a route.
+    pub fn default_mask(&self) -> u64 {
+        self.default_mask
+    }
+
     /// Queues the batch's records into their sinks' queues, waiting while a queue is full (this
     /// is the backpressure a slow sink exerts). Records for a sink that has failed are
     /// dead-lettered.

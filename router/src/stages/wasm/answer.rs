@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use super::outputs::{OUTPUTS_PER_RECORD_MAX, OutputViolation, Outputs};
 use crate::core::text::{MESSAGE_BYTES_MAX, clean};
 
 /// A record the plugin reported an error for. The message is already cut and cleaned.
@@ -55,6 +56,26 @@ pub enum Answer {
         /// One per record: an index into the names `init` returned, or `None` for the default.
         destinations: Vec<Option<u32>>,
         /// Records that could not be routed.
+        errors: Vec<RecordError>,
+    },
+    /// A transform's outputs (contract 0.2).
+    Transform {
+        /// The output records.
+        outputs: Outputs,
+        /// One per output: the input it came from, ascending.
+        inputs: Vec<u32>,
+        /// Inputs merged into another's output, strictly ascending.
+        merged: Vec<u32>,
+        /// Records that could not be processed.
+        errors: Vec<RecordError>,
+    },
+    /// An aggregate's answer to `process` (contract 0.2).
+    Aggregate {
+        /// Records emitted.
+        outputs: Outputs,
+        /// Inputs dropped, strictly ascending.
+        dropped: Vec<u32>,
+        /// Records that could not be processed.
         errors: Vec<RecordError>,
     },
 }
@@ -136,6 +157,49 @@ pub enum Violation {
         /// How many names `init` returned.
         names: usize,
     },
+    /// The outputs of a 0.2 answer broke the contract.
+    #[error(transparent)]
+    Outputs(#[from] OutputViolation),
+    /// `inputs` does not have one entry per output.
+    #[error("the plugin answered {inputs} input indices for {outputs} outputs")]
+    InputsLength {
+        /// Entries in `inputs`.
+        inputs: usize,
+        /// Outputs.
+        outputs: usize,
+    },
+    /// `inputs` goes back: outputs must follow input order.
+    #[error(
+        "the plugin's output {output} came from record {input}, after an output of record {before} (outputs must follow input order)"
+    )]
+    InputsOrder {
+        /// The output.
+        output: usize,
+        /// Its input.
+        input: u32,
+        /// The input of the output before it.
+        before: u32,
+    },
+    /// `merged` or `dropped` is not strictly ascending.
+    #[error("the plugin's `{list}` is not strictly ascending ({before} then {after})")]
+    Order {
+        /// `merged` or `dropped`.
+        list: &'static str,
+        /// The earlier entry.
+        before: u32,
+        /// The entry after it.
+        after: u32,
+    },
+    /// A record named in two lists that exclude each other.
+    #[error("the plugin named record {index} in both `{first}` and `{second}`")]
+    Conflict {
+        /// The record.
+        index: u32,
+        /// One list.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
     /// The answer is larger than the stage takes.
     #[error(
         "the plugin's answers exceeded answer_bytes_max ({limit} bytes for one batch, counting payloads and messages, plus 64 bytes per record)"
@@ -156,6 +220,12 @@ impl Answer {
         match self {
             Answer::Filter { errors, .. } | Answer::Route { errors, .. } => messages(errors),
             Answer::Enrich { data, errors, .. } => data.len() as u64 + messages(errors),
+            Answer::Transform {
+                outputs, errors, ..
+            }
+            | Answer::Aggregate {
+                outputs, errors, ..
+            } => outputs.kept_bytes() + messages(errors),
         }
     }
 
@@ -247,8 +317,137 @@ impl Answer {
                 }
                 check_errors(errors, records)
             }
+            Answer::Transform {
+                outputs,
+                inputs,
+                merged,
+                errors,
+            } => {
+                outputs.check(records.saturating_mul(OUTPUTS_PER_RECORD_MAX), names)?;
+                if inputs.len() != outputs.len() {
+                    return Err(Violation::InputsLength {
+                        inputs: inputs.len(),
+                        outputs: outputs.len(),
+                    });
+                }
+                check_errors(errors, records)?;
+                let mut state = marks(errors, records);
+                check_ascending("merged", merged, records)?;
+                mark(&mut state, merged, "merged")?;
+                let mut run = 0usize;
+                for (output, &input) in inputs.iter().enumerate() {
+                    if input as usize >= records {
+                        return Err(Violation::IndexOutOfRange {
+                            list: "inputs",
+                            index: input,
+                            records,
+                        });
+                    }
+                    match output.checked_sub(1).map(|p| inputs[p]) {
+                        Some(before) if input < before => {
+                            return Err(Violation::InputsOrder {
+                                output,
+                                input,
+                                before,
+                            });
+                        }
+                        Some(before) if input == before => run += 1,
+                        _ => run = 1,
+                    }
+                    if run > OUTPUTS_PER_RECORD_MAX {
+                        return Err(Violation::Outputs(OutputViolation::TooMany {
+                            input: Some(input),
+                            count: run,
+                            max: OUTPUTS_PER_RECORD_MAX,
+                        }));
+                    }
+                    if let Some(first) = state.get(input as usize).copied().flatten() {
+                        return Err(Violation::Conflict {
+                            index: input,
+                            first,
+                            second: "inputs",
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Answer::Aggregate {
+                outputs,
+                dropped,
+                errors,
+            } => {
+                outputs.check(records.saturating_mul(OUTPUTS_PER_RECORD_MAX), names)?;
+                check_errors(errors, records)?;
+                let mut state = marks(errors, records);
+                check_ascending("dropped", dropped, records)?;
+                mark(&mut state, dropped, "dropped")
+            }
         }
     }
+}
+
+/// Which list (if any) names each record: `errors` first. Empty without errors, to be grown by
+/// [`mark`].
+fn marks(errors: &[RecordError], records: usize) -> Vec<Option<&'static str>> {
+    let mut state = Vec::new();
+    if !errors.is_empty() {
+        state.resize(records, None);
+        for e in errors {
+            if let Some(s) = state.get_mut(e.index as usize) {
+                *s = Some("errors");
+            }
+        }
+    }
+    state
+}
+
+/// Marks `list`'s records (already checked to be in range and ascending), refusing one that
+/// another list named.
+fn mark(
+    state: &mut Vec<Option<&'static str>>,
+    list: &[u32],
+    name: &'static str,
+) -> Result<(), Violation> {
+    for &index in list {
+        let i = index as usize;
+        if state.len() <= i {
+            state.resize(i + 1, None);
+        }
+        if let Some(first) = state[i] {
+            return Err(Violation::Conflict {
+                index,
+                first,
+                second: name,
+            });
+        }
+        state[i] = Some(name);
+    }
+    Ok(())
+}
+
+/// Checks that `list` is strictly ascending and below `records`.
+fn check_ascending(list_name: &'static str, list: &[u32], records: usize) -> Result<(), Violation> {
+    let mut before: Option<u32> = None;
+    for &index in list {
+        if index as usize >= records {
+            return Err(Violation::IndexOutOfRange {
+                list: list_name,
+                index,
+                records,
+            });
+        }
+        if let Some(b) = before
+            && index <= b
+        {
+            return Err(Violation::Order {
+                list: list_name,
+                before: b,
+                after: index,
+            });
+        }
+        before = Some(index);
+    }
+    Ok(())
 }
 
 fn check_errors(errors: &[RecordError], records: usize) -> Result<(), Violation> {
@@ -290,6 +489,19 @@ pub enum Verdict {
     RouteTo(Option<u32>),
     /// It failed; the reason is `messages[i]` of [`Kept`].
     Error(u32),
+    /// A transform's outputs for it: outputs `first..first + count` of `calls[call]` of
+    /// [`Kept`] (at least one).
+    Outputs {
+        /// Which kept call.
+        call: u32,
+        /// First output.
+        first: u32,
+        /// How many.
+        count: u32,
+    },
+    /// Taken in by the stage: merged into another record's output, or into an aggregate's
+    /// state.
+    Absorbed,
 }
 
 /// What the host keeps from the answers of the batch in hand, and how many bytes of it came
@@ -300,6 +512,9 @@ pub struct Kept {
     pub outputs: Vec<Vec<u8>>,
     /// Messages of [`Verdict::Error`]s.
     pub messages: Vec<String>,
+    /// 0.2 answers' outputs, one per answered call: a transform's are what
+    /// [`Verdict::Outputs`] points into, an aggregate's are emitted records.
+    pub calls: Vec<Outputs>,
     /// Bytes of plugin answers kept (payloads and plugin messages), against `answer_bytes_max`.
     pub plugin_bytes: u64,
 }
@@ -309,6 +524,7 @@ impl Kept {
     pub fn clear(&mut self) {
         self.outputs.clear();
         self.messages.clear();
+        self.calls.clear();
         self.plugin_bytes = 0;
     }
 
@@ -363,6 +579,48 @@ impl Kept {
                 }
                 errors
             }
+            Answer::Transform {
+                outputs,
+                inputs,
+                merged,
+                errors,
+            } => {
+                verdicts.fill(Verdict::Drop);
+                let call = self.calls.len() as u32;
+                let mut k = 0usize;
+                while let Some(&input) = inputs.get(k) {
+                    let count = inputs[k..].iter().take_while(|&&i| i == input).count();
+                    if let Some(v) = verdicts.get_mut(input as usize) {
+                        *v = Verdict::Outputs {
+                            call,
+                            first: k as u32,
+                            count: count as u32,
+                        };
+                    }
+                    k += count;
+                }
+                for i in merged {
+                    if let Some(v) = verdicts.get_mut(i as usize) {
+                        *v = Verdict::Absorbed;
+                    }
+                }
+                self.calls.push(outputs);
+                errors
+            }
+            Answer::Aggregate {
+                outputs,
+                dropped,
+                errors,
+            } => {
+                verdicts.fill(Verdict::Absorbed);
+                for i in dropped {
+                    if let Some(v) = verdicts.get_mut(i as usize) {
+                        *v = Verdict::Drop;
+                    }
+                }
+                self.calls.push(outputs);
+                errors
+            }
         };
         let n = errors.len() as u64;
         for e in errors {
@@ -394,6 +652,136 @@ mod tests {
 
     fn err(index: u32) -> RecordError {
         RecordError::new(index, "bad")
+    }
+
+    use crate::stages::wasm::outputs::OutputMeta;
+
+    fn transform(inputs: Vec<u32>, merged: Vec<u32>, errors: Vec<RecordError>) -> Answer {
+        let n = inputs.len();
+        Answer::Transform {
+            outputs: Outputs {
+                data: vec![b'x'; n],
+                ends: (1..=n as u32).collect(),
+                meta: vec![],
+            },
+            inputs,
+            merged,
+            errors,
+        }
+    }
+
+    #[test]
+    fn transform_answers_name_inputs_in_order_once_per_list() {
+        assert_eq!(
+            transform(vec![0, 0, 2], vec![1], vec![err(3)]).check(4, 0),
+            Ok(())
+        );
+        assert_eq!(
+            transform(vec![0, 4], vec![], vec![]).check(4, 0),
+            Err(Violation::IndexOutOfRange {
+                list: "inputs",
+                index: 4,
+                records: 4
+            })
+        );
+        assert_eq!(
+            transform(vec![1, 0], vec![], vec![]).check(4, 0),
+            Err(Violation::InputsOrder {
+                output: 1,
+                input: 0,
+                before: 1
+            })
+        );
+        assert_eq!(
+            transform(vec![1], vec![1], vec![]).check(4, 0),
+            Err(Violation::Conflict {
+                index: 1,
+                first: "merged",
+                second: "inputs"
+            })
+        );
+        assert_eq!(
+            transform(vec![], vec![2], vec![err(2)]).check(4, 0),
+            Err(Violation::Conflict {
+                index: 2,
+                first: "errors",
+                second: "merged"
+            })
+        );
+        assert_eq!(
+            transform(vec![], vec![2, 2], vec![]).check(4, 0),
+            Err(Violation::Order {
+                list: "merged",
+                before: 2,
+                after: 2
+            })
+        );
+        let mut a = transform(vec![0, 1], vec![], vec![]);
+        if let Answer::Transform { inputs, .. } = &mut a {
+            inputs.pop();
+        }
+        assert_eq!(
+            a.check(4, 0),
+            Err(Violation::InputsLength {
+                inputs: 1,
+                outputs: 2
+            })
+        );
+        // 1,024 outputs for one record pass, 1,025 do not.
+        assert_eq!(transform(vec![0; 1024], vec![], vec![]).check(1, 0), Ok(()));
+        assert!(matches!(
+            transform(vec![0; 1025], vec![], vec![]).check(2, 0),
+            Err(Violation::Outputs(OutputViolation::TooMany {
+                input: Some(0),
+                count: 1025,
+                max: 1024
+            }))
+        ));
+    }
+
+    #[test]
+    fn aggregate_answers_absorb_what_they_do_not_drop_or_reject() {
+        let a = Answer::Aggregate {
+            outputs: Outputs {
+                data: b"w".to_vec(),
+                ends: vec![1],
+                meta: vec![],
+            },
+            dropped: vec![1],
+            errors: vec![err(2)],
+        };
+        assert_eq!(a.check(4, 0), Ok(()));
+        let mut v = vec![Verdict::Keep; 4];
+        let mut kept = Kept::default();
+        assert_eq!(kept.apply(0..4, a, &mut v), 1);
+        assert_eq!(&v[..2], &[Verdict::Absorbed, Verdict::Drop]);
+        assert!(matches!(v[2], Verdict::Error(_)));
+        assert_eq!(v[3], Verdict::Absorbed);
+        assert_eq!(kept.calls.len(), 1);
+        let bad = Answer::Aggregate {
+            outputs: Outputs::default(),
+            dropped: vec![2],
+            errors: vec![err(2)],
+        };
+        assert_eq!(
+            bad.check(4, 0),
+            Err(Violation::Conflict {
+                index: 2,
+                first: "errors",
+                second: "dropped"
+            })
+        );
+        // At most 1,024 outputs per input record of the call.
+        let many = Answer::Aggregate {
+            outputs: Outputs {
+                data: vec![],
+                ends: vec![0; 2049],
+                meta: vec![],
+            },
+            dropped: vec![],
+            errors: vec![],
+        };
+        assert!(many.check(2, 0).is_err());
     }
 
     #[test]
@@ -662,7 +1050,9 @@ mod tests {
             let errors = match &answer {
                 Answer::Filter { errors, .. }
                 | Answer::Enrich { errors, .. }
-                | Answer::Route { errors, .. } => errors,
+                | Answer::Route { errors, .. }
+                | Answer::Transform { errors, .. }
+                | Answer::Aggregate { errors, .. } => errors,
             };
             for e in errors {
                 prop_assert!(matches!(v[before + e.index as usize], Verdict::Error(_)));
@@ -676,6 +1066,60 @@ mod tests {
                     }
                     start = e as usize;
                 }
+            }
+        }
+
+        /// Whatever a transform answers, checking never panics; an answer that passes gives
+        /// each input exactly its outputs, in order, and leaves the other verdicts alone.
+        #[test]
+        fn transform_answers_that_pass_give_each_input_exactly_its_outputs(
+            records in 0usize..8,
+            inputs in proptest::collection::vec(0u32..9, 0..12),
+            merged in proptest::collection::vec(0u32..9, 0..3),
+            errors in proptest::collection::vec(0u32..9, 0..3),
+            names in 0usize..3,
+            dest in proptest::option::of(0u32..3),
+        ) {
+            let n_out = inputs.len();
+            let meta = dest
+                .filter(|_| n_out > 0)
+                .map(|d| vec![OutputMeta { output: 0, destinations: vec![d], ..Default::default() }])
+                .unwrap_or_default();
+            let answer = Answer::Transform {
+                outputs: Outputs {
+                    data: vec![b'x'; n_out],
+                    ends: (1..=n_out as u32).collect(),
+                    meta,
+                },
+                inputs: inputs.clone(),
+                merged: merged.clone(),
+                errors: errors.iter().map(|&i| RecordError::new(i, "e")).collect(),
+            };
+            let checked = answer.check(records, names);
+            if checked.is_ok() {
+                prop_assert!(inputs.windows(2).all(|w| w[0] <= w[1]));
+                prop_assert!(inputs.iter().all(|&i| (i as usize) < records));
+                prop_assert!(!inputs.iter().any(|i| merged.contains(i) || errors.contains(i)));
+                let mut v = vec![Verdict::Keep; records + 2];
+                let mut kept = Kept::default();
+                kept.apply(1..1 + records, answer, &mut v);
+                prop_assert_eq!(v[0], Verdict::Keep);
+                prop_assert_eq!(v[records + 1], Verdict::Keep);
+                let mut next = 0u32;
+                for i in 0..records as u32 {
+                    let count = inputs.iter().filter(|&&x| x == i).count() as u32;
+                    match v[1 + i as usize] {
+                        Verdict::Outputs { call: 0, first, count: c } => {
+                            prop_assert_eq!((first, c), (next, count));
+                            next += c;
+                        }
+                        Verdict::Absorbed => prop_assert!(merged.contains(&i)),
+                        Verdict::Error(_) => prop_assert!(errors.contains(&i)),
+                        Verdict::Drop => prop_assert_eq!(count, 0),
+                        other => prop_assert!(false, "verdict {:?}", other),
+                    }
+                }
+                prop_assert_eq!(next as usize, n_out);
             }
         }
 

@@ -16,6 +16,11 @@ pub enum PluginKind {
     Enrich,
     /// `route`: choose sinks.
     Route,
+    /// `transform` (contract 0.2): zero or more outputs per input, with keys, attributes and
+    /// destinations.
+    Transform,
+    /// `aggregate` (contract 0.2): records absorbed into per-instance state, emitted on ticks.
+    Aggregate,
 }
 
 impl PluginKind {
@@ -25,6 +30,16 @@ impl PluginKind {
             PluginKind::Filter => "filter",
             PluginKind::Enrich => "enrich",
             PluginKind::Route => "route",
+            PluginKind::Transform => "transform",
+            PluginKind::Aggregate => "aggregate",
+        }
+    }
+
+    /// The contract version whose world this is (`0.1.0` or `0.2.0`).
+    pub fn version(self) -> &'static str {
+        match self {
+            PluginKind::Filter | PluginKind::Enrich | PluginKind::Route => "0.1.0",
+            PluginKind::Transform | PluginKind::Aggregate => "0.2.0",
         }
     }
 }
@@ -90,7 +105,15 @@ pub struct WasmStageConfig {
     pub log_messages_per_sec: u64,
     /// Most bytes of plugin log messages a second, for the stage as a whole.
     pub log_bytes_per_sec: u64,
+    /// Aggregate stages: how often `tick` is called (`tick_ms`).
+    pub tick: Duration,
+    /// Aggregate stages: the JSON path of the key that picks a record's instance (`key`);
+    /// `None`: every record goes to instance 0.
+    pub key: Option<String>,
 }
+
+/// Default `tick_ms` of aggregate stages.
+pub const TICK_MS: u64 = 1000;
 
 /// Default `timeout_ms`.
 const TIMEOUT_MS: u64 = 100;
@@ -137,6 +160,8 @@ impl WasmStageConfig {
             breaker_cooldown: Duration::from_millis(BREAKER_COOLDOWN_MS),
             log_messages_per_sec: LOG_MESSAGES_PER_SEC,
             log_bytes_per_sec: LOG_BYTES_PER_SEC,
+            tick: Duration::from_millis(TICK_MS),
+            key: None,
         }
     }
 
@@ -230,6 +255,22 @@ impl WasmStageConfig {
                 ),
             );
         }
+        let (tick_ms, key) = if kind == PluginKind::Aggregate {
+            let tick_ms = s.int_or(d, "tick_ms", TICK_MS, 10..=3_600_000);
+            let key =
+                s.opt_str(d, "key").and_then(|k| {
+                    match edge_router_jsonpath::JsonPath::parse(&k.value) {
+                        Ok(_) => Some(k.value),
+                        Err(e) => {
+                            d.error(&k.spot, format!("key is not a JSON path: {e}"));
+                            None
+                        }
+                    }
+                });
+            (tick_ms, key)
+        } else {
+            (TICK_MS, None)
+        };
         let grants = super::Grants {
             clock: s.bool_or(d, "grant_clock", false),
             random: s.bool_or(d, "grant_random", false),
@@ -254,6 +295,8 @@ impl WasmStageConfig {
             breaker_cooldown: Duration::from_millis(breaker_cooldown_ms),
             log_messages_per_sec,
             log_bytes_per_sec,
+            tick: Duration::from_millis(tick_ms),
+            key,
         })
     }
 }

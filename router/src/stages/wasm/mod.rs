@@ -1,7 +1,7 @@
 //! WebAssembly stages: the only module that knows wasmtime.
 //!
-//! A plugin is a component implementing one world of `wit/plugin.wit` (`filter`, `enrich` or
-//! `route`). It is compiled once (and cached on disk by [`cache`], keyed by the file's hash and
+//! A plugin is a component implementing one world of `wit/plugin.wit` (contract 0.1: `filter`,
+//! `enrich` or `route`) or of `wit/v0.2/plugin.wit` (contract 0.2: `transform`, `aggregate`). It is compiled once (and cached on disk by [`cache`], keyed by the file's hash and
 //! the engine's settings), pre-instantiated, and run inside a sandbox on every call. A batch
 //! crosses into the plugin as one byte list plus spans.
 //!
@@ -13,7 +13,10 @@
 //! - `plugin` — loading, import and world checks, instances and `init`, [`inspect`];
 //! - [`driver`] (pure) — call ranges, isolating failing records, the breaker's use;
 //! - [`answer`] (pure) — an answer checked against the contract and applied to verdicts;
-//! - `stage` — [`WasmStage`]: the calls, the `on_error` policy, the rebuilt batch.
+//! - [`outputs`] (pure) — 0.2 answers' output records and their bounds;
+//! - [`emit`] (pure) — the batch a 0.2 stage passes on, with keys, attributes and routes;
+//! - `stage` — [`WasmStage`]: the calls, the `on_error` policy, the rebuilt batch;
+//! - [`aggregate`] — aggregate stages' instances shared by the workers, key affinity, ticks.
 //!
 //! The sandbox's promises, per stage (numbers are the defaults, all settable per stage):
 //! an instance's memory is capped (`memory_max_bytes`, 64 MiB) and a call's CPU time too
@@ -29,10 +32,13 @@
 //! Host memory per stage worker stays within `memory_max_bytes + 2 x answer_bytes_max` plus
 //! the batch itself.
 
+pub mod aggregate;
 pub mod answer;
 pub mod cache;
 pub mod config;
 pub mod driver;
+pub mod emit;
+pub mod outputs;
 
 mod bindings;
 mod engine;
@@ -42,9 +48,9 @@ mod stage;
 
 pub use config::{OnError, PluginKind, WasmStageConfig};
 pub use engine::{INSTANCES_MAX, engine};
-pub use plugin::{DESTINATIONS_MAX, Plugin, PluginInfo, destination_names, inspect};
+pub use plugin::{DESTINATIONS_MAX, Plugin, PluginInfo, Slot, destination_names, inspect};
 pub use sandbox::{Grants, StageGuard};
-pub use stage::WasmStage;
+pub use stage::{Emitting, WasmStage};
 
 /// Problems loading or starting a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -74,18 +80,22 @@ pub enum PluginError {
         message: String,
     },
     /// The component does not implement the world the stage needs.
-    #[error("{path} does not implement the `{world}` world of edge-router:plugin@0.1.0: {message}")]
+    #[error(
+        "{path} does not implement the `{world}` world of edge-router:plugin@{version}: {message}"
+    )]
     WrongWorld {
         /// The plugin file.
         path: String,
         /// The world expected.
         world: &'static str,
+        /// Its contract version.
+        version: &'static str,
         /// What did not match.
         message: String,
     },
     /// The component was built against another version of the contract.
     #[error(
-        "{path} was built for {found}, but this router speaks edge-router:plugin@0.1.0; rebuild it with the matching plugin SDK"
+        "{path} was built for {found}, but this router speaks edge-router:plugin@0.1.0 (filter, enrich, route) and @0.2.0 (transform, aggregate); rebuild it with the matching plugin SDK"
     )]
     Version {
         /// The plugin file.
@@ -95,7 +105,7 @@ pub enum PluginError {
     },
     /// The component imports something the router does not provide.
     #[error(
-        "{path} imports `{import}`, which the router does not provide (plugins may import only edge-router:plugin/host@0.1.0, edge-router:plugin/types@0.1.0 and WASI 0.2)"
+        "{path} imports `{import}`, which the router does not provide (plugins may import only edge-router:plugin/host and edge-router:plugin/types at @0.1.0 or @0.2.0, and WASI 0.2)"
     )]
     UnknownImport {
         /// The plugin file.

@@ -8,19 +8,20 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
-use super::bindings::{self, types};
+use super::bindings::{self, types, types02};
 use super::config::{PluginKind, WasmStageConfig};
 use super::engine::{engine, ticks};
 use super::sandbox::{self, HostState, StageGuard};
 use super::{PluginError, cache};
 use crate::core::text::{MESSAGE_BYTES_MAX, clean};
 
-/// The contract's package and version, as plugins name it in their imports.
+/// The contract's package, as plugins name it in their imports.
 const PACKAGE: &str = "edge-router:plugin/";
-const VERSION: &str = "@0.1.0";
-/// The interfaces of the contract a plugin may import.
+/// The interfaces of the contract a plugin may import, in each version the router speaks.
 const TYPES: &str = "edge-router:plugin/types@0.1.0";
 const HOST: &str = "edge-router:plugin/host@0.1.0";
+const TYPES_02: &str = "edge-router:plugin/types@0.2.0";
+const HOST_02: &str = "edge-router:plugin/host@0.2.0";
 
 /// Most destination names a route plugin's `init` may return (a record's sinks are a 64-bit
 /// mask).
@@ -30,6 +31,8 @@ enum Pre {
     Filter(bindings::filter::FilterPre<HostState>),
     Enrich(bindings::enrich::EnrichPre<HostState>),
     Route(bindings::route::RoutePre<HostState>),
+    Transform(bindings::transform::TransformPre<HostState>),
+    Aggregate(bindings::aggregate::AggregatePre<HostState>),
 }
 
 /// An instance's exports, bound.
@@ -37,6 +40,31 @@ pub(super) enum Bound {
     Filter(bindings::filter::Filter),
     Enrich(bindings::enrich::Enrich),
     Route(bindings::route::Route),
+    Transform(bindings::transform::Transform),
+    Aggregate(bindings::aggregate::Aggregate),
+}
+
+/// What `init` answered besides success.
+#[derive(Debug, Clone, Default)]
+pub(super) struct InitInfo {
+    /// Destination names (route plugins and 0.2 plugins).
+    pub(super) names: Vec<String>,
+    /// 0.2 plugins: whether batches carry each record's metadata.
+    pub(super) wants_metadata: bool,
+}
+
+/// Which of a stage's instances is being made: `index` of `count` (0.2 plugins are told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// 0-based.
+    pub index: u32,
+    /// Instances side by side (one per stage worker).
+    pub count: u32,
+}
+
+impl Slot {
+    /// The only instance.
+    pub const ONE: Slot = Slot { index: 0, count: 1 };
 }
 
 /// A live instance: its store and its bound exports.
@@ -100,6 +128,11 @@ impl Plugin {
             .instance(HOST)
             .and_then(|mut host| host.func_wrap("log", sandbox::log))
             .map_err(setup)?;
+        linker.instance(TYPES_02).map_err(setup)?;
+        linker
+            .instance(HOST_02)
+            .and_then(|mut host| host.func_wrap("log", sandbox::log02))
+            .map_err(setup)?;
         // Components made by componentize-py or componentize-js import WASI; Rust ones built
         // for wasm32-unknown-unknown import none and get none.
         let needs_wasi = component
@@ -112,6 +145,7 @@ impl Plugin {
         let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
             path: shown.clone(),
             world: kind.world(),
+            version: kind.version(),
             message: clean(&format!("{e:#}"), MESSAGE_BYTES_MAX),
         };
         let pre = linker.instantiate_pre(&component).map_err(wrong)?;
@@ -123,6 +157,12 @@ impl Plugin {
                 Pre::Enrich(bindings::enrich::EnrichPre::new(pre).map_err(wrong)?)
             }
             PluginKind::Route => Pre::Route(bindings::route::RoutePre::new(pre).map_err(wrong)?),
+            PluginKind::Transform => {
+                Pre::Transform(bindings::transform::TransformPre::new(pre).map_err(wrong)?)
+            }
+            PluginKind::Aggregate => {
+                Pre::Aggregate(bindings::aggregate::AggregatePre::new(pre).map_err(wrong)?)
+            }
         };
         Ok(Plugin {
             pre,
@@ -142,13 +182,14 @@ impl Plugin {
         self.kind
     }
 
-    /// A fresh instance of stage `guard`, initialized with the stage's config within
-    /// `init_timeout`. For a route plugin, also the destination names it returned.
+    /// A fresh instance of stage `guard` (its instance `slot`), initialized with the stage's
+    /// config within `init_timeout`, and what its `init` answered.
     pub(super) fn instantiate(
         &self,
         guard: &Arc<StageGuard>,
         cfg: &WasmStageConfig,
-    ) -> Result<(Instance, Vec<String>), PluginError> {
+        slot: Slot,
+    ) -> Result<(Instance, InitInfo), PluginError> {
         let mut store = Store::new(engine()?, HostState::new(cfg, guard.clone())?);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(cfg.init_timeout));
@@ -160,30 +201,52 @@ impl Plugin {
             stage_name: guard.name(),
             host_name: &host,
         };
+        let ctx02 = types02::InitContext {
+            stage_name: guard.name(),
+            host_name: &host,
+            instances: slot.count,
+            instance: slot.index,
+        };
         let config_json = cfg.config_json.as_str();
+        let names = |names: Vec<String>| InitInfo {
+            names,
+            wants_metadata: false,
+        };
+        let answered = |a: types02::InitAnswer| InitInfo {
+            names: a.destinations,
+            wants_metadata: a.wants_metadata,
+        };
         let outcome = match &self.pre {
             Pre::Filter(p) => p.instantiate(&mut store).and_then(|b| {
                 let r = b.call_init(&mut store, config_json, ctx)?;
-                Ok((Bound::Filter(b), r.map(|()| Vec::new())))
+                Ok((Bound::Filter(b), r.map(|()| InitInfo::default())))
             }),
             Pre::Enrich(p) => p.instantiate(&mut store).and_then(|b| {
                 let r = b.call_init(&mut store, config_json, ctx)?;
-                Ok((Bound::Enrich(b), r.map(|()| Vec::new())))
+                Ok((Bound::Enrich(b), r.map(|()| InitInfo::default())))
             }),
             Pre::Route(p) => p.instantiate(&mut store).and_then(|b| {
                 let r = b.call_init(&mut store, config_json, ctx)?;
-                Ok((Bound::Route(b), r))
+                Ok((Bound::Route(b), r.map(names)))
+            }),
+            Pre::Transform(p) => p.instantiate(&mut store).and_then(|b| {
+                let r = b.call_init(&mut store, config_json, ctx02)?;
+                Ok((Bound::Transform(b), r.map(answered)))
+            }),
+            Pre::Aggregate(p) => p.instantiate(&mut store).and_then(|b| {
+                let r = b.call_init(&mut store, config_json, ctx02)?;
+                Ok((Bound::Aggregate(b), r.map(answered)))
             }),
         };
         let (bound, answer) = outcome.map_err(|e| start_error(&e, cfg))?;
-        let names = answer.map_err(|m| PluginError::Init(clean(&m, MESSAGE_BYTES_MAX)))?;
-        if names.len() > DESTINATIONS_MAX {
+        let info = answer.map_err(|m| PluginError::Init(clean(&m, MESSAGE_BYTES_MAX)))?;
+        if info.names.len() > DESTINATIONS_MAX {
             return Err(PluginError::Init(format!(
                 "init returned {} destination names; at most {DESTINATIONS_MAX} are allowed",
-                names.len()
+                info.names.len()
             )));
         }
-        Ok((Instance { store, bound }, names))
+        Ok((Instance { store, bound }, info))
     }
 }
 
@@ -215,13 +278,13 @@ pub(super) fn is_fuel_exhausted(e: &wasmtime::Error) -> bool {
 fn check_imports(engine: &Engine, component: &Component, path: &str) -> Result<(), PluginError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        if name.starts_with(PACKAGE) && !name.ends_with(VERSION) {
+        if name.starts_with(PACKAGE) && !name.ends_with("@0.1.0") && !name.ends_with("@0.2.0") {
             return Err(PluginError::Version {
                 path: path.to_owned(),
                 found: clean(name, MESSAGE_BYTES_MAX),
             });
         }
-        if name != TYPES && name != HOST && !name.starts_with("wasi:") {
+        if ![TYPES, HOST, TYPES_02, HOST_02].contains(&name) && !name.starts_with("wasi:") {
             return Err(PluginError::UnknownImport {
                 path: path.to_owned(),
                 import: clean(name, MESSAGE_BYTES_MAX),
@@ -231,15 +294,16 @@ fn check_imports(engine: &Engine, component: &Component, path: &str) -> Result<(
     Ok(())
 }
 
-/// The destination names a route plugin returns from `init` (empty for other kinds).
+/// The destination names a route, transform or aggregate plugin returns from `init` (empty for
+/// other kinds).
 pub fn destination_names(cfg: &WasmStageConfig) -> Result<Vec<String>, PluginError> {
-    if cfg.kind != PluginKind::Route {
+    if matches!(cfg.kind, PluginKind::Filter | PluginKind::Enrich) {
         return Ok(Vec::new());
     }
     let plugin = Plugin::load(&cfg.plugin, cfg.kind)?;
     let guard = StageGuard::new("plugin", cfg, Default::default());
-    let (_, names) = plugin.instantiate(&guard, cfg)?;
-    Ok(names)
+    let (_, info) = plugin.instantiate(&guard, cfg, Slot::ONE)?;
+    Ok(info.names)
 }
 
 /// What `edge-router plugin check` reports.
@@ -257,7 +321,13 @@ pub struct PluginInfo {
 pub fn inspect(path: &Path) -> Result<PluginInfo, PluginError> {
     let mut worlds = Vec::new();
     let mut last_err = None;
-    for kind in [PluginKind::Filter, PluginKind::Enrich, PluginKind::Route] {
+    for kind in [
+        PluginKind::Filter,
+        PluginKind::Enrich,
+        PluginKind::Route,
+        PluginKind::Transform,
+        PluginKind::Aggregate,
+    ] {
         match Plugin::load(path, kind) {
             Ok(_) => worlds.push(kind.world()),
             Err(e @ PluginError::WrongWorld { .. }) => last_err = Some(e),

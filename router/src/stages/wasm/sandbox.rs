@@ -17,7 +17,7 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::WasmStr;
 
 use super::PluginError;
-use super::bindings::host;
+use super::bindings::{host, host02};
 use super::config::WasmStageConfig;
 use crate::core::accounting::Counters;
 use crate::core::breaker::Breaker;
@@ -230,6 +230,21 @@ pub(super) fn log(
         host::Level::Trace => tracing::trace!(stage, held, "{text}"),
     }
     Ok(())
+}
+
+/// The host's `log` of contract 0.2: the same as 0.1's.
+pub(super) fn log02(
+    store: StoreContextMut<'_, HostState>,
+    (level, message): (host02::Level, WasmStr),
+) -> wasmtime::Result<()> {
+    let level = match level {
+        host02::Level::Error => host::Level::Error,
+        host02::Level::Warn => host::Level::Warn,
+        host02::Level::Info => host::Level::Info,
+        host02::Level::Debug => host::Level::Debug,
+        host02::Level::Trace => host::Level::Trace,
+    };
+    log(store, (level, message))
 }
 
 /// A wall clock stopped at the Unix epoch, for plugins not granted the real one.

@@ -9,17 +9,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::answer::{Answer, Kept, RecordError, Verdict};
-use super::bindings::types;
+use super::bindings::{types, types02};
 use super::config::{OnError, PluginKind, WasmStageConfig};
 use super::driver::{self, Calls, Failure, FailureKind};
+use super::emit::Emit;
 use super::engine::ticks;
-use super::plugin::{Bound, Instance, Plugin, is_fuel_exhausted, trap_summary};
+use super::outputs::{OUTPUTS_PER_TICK_MAX, OutputMeta, Outputs};
+use super::plugin::{Bound, Instance, Plugin, Slot, is_fuel_exhausted, trap_summary};
 use super::sandbox::StageGuard;
 use super::{PluginError, answer};
 use crate::core::accounting::Counters;
 use crate::core::dead_letter::DeadLetter;
-use crate::core::record::{Batch, Span};
-use crate::stages::{Stage, StageError};
+use crate::core::record::{Batch, Origin, PositionBase, Span};
+use crate::stages::{Stage, StageError, Tally};
 
 /// Waits before each attempt to make a new instance after a failed call: a fresh instance whose
 /// `init` fails (e.g. runs past its deadline on a loaded machine) is tried again twice, then the
@@ -50,6 +52,21 @@ pub struct WasmStage {
     kept: Kept,
     /// The batch in hand's verdicts (kept between batches for their allocation).
     verdicts: Vec<Verdict>,
+    /// 0.2 plugins: whether `init` asked for input metadata.
+    wants_metadata: bool,
+    /// Which of the stage's instances this is (0.2 plugins are told).
+    slot: Slot,
+    /// What the last batch created and absorbed.
+    tally: Tally,
+}
+
+/// An aggregate call that is not about a batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Emitting {
+    /// `tick(now)`, the wall clock in Unix nanoseconds.
+    Tick(u64),
+    /// `flush()`.
+    Flush,
 }
 
 impl WasmStage {
@@ -79,9 +96,22 @@ impl WasmStage {
         sink_names: &[String],
         default_mask: u64,
     ) -> Result<WasmStage, PluginError> {
-        let (instance, names) = plugin.instantiate(&guard, &cfg)?;
+        WasmStage::from_plugin_slot(plugin, guard, cfg, sink_names, default_mask, Slot::ONE)
+    }
+
+    /// Like [`WasmStage::from_plugin`], for instance `slot` of the stage (an aggregate stage's
+    /// instances, one per stage worker).
+    pub fn from_plugin_slot(
+        plugin: Arc<Plugin>,
+        guard: Arc<StageGuard>,
+        cfg: WasmStageConfig,
+        sink_names: &[String],
+        default_mask: u64,
+        slot: Slot,
+    ) -> Result<WasmStage, PluginError> {
+        let (instance, info) = plugin.instantiate(&guard, &cfg, slot)?;
         let mut destination_masks = Vec::new();
-        for n in &names {
+        for n in &info.names {
             match sink_names.iter().position(|s| s == n) {
                 Some(i) if i < 64 => destination_masks.push(1u64 << i),
                 _ => {
@@ -103,6 +133,9 @@ impl WasmStage {
             scratch_spans: Vec::new(),
             kept: Kept::default(),
             verdicts: Vec::new(),
+            wants_metadata: info.wants_metadata,
+            slot,
+            tally: Tally::default(),
         })
     }
 
@@ -119,7 +152,7 @@ impl WasmStage {
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
-                match self.plugin.instantiate(&self.guard, &self.cfg) {
+                match self.plugin.instantiate(&self.guard, &self.cfg, self.slot) {
                     Ok((i, _)) => {
                         self.instance = Some(i);
                         break;
@@ -171,6 +204,17 @@ impl WasmStage {
                     destinations: vec![],
                     errors: vec![],
                 },
+                PluginKind::Transform => Answer::Transform {
+                    outputs: Outputs::default(),
+                    inputs: vec![],
+                    merged: vec![],
+                    errors: vec![],
+                },
+                PluginKind::Aggregate => Answer::Aggregate {
+                    outputs: Outputs::default(),
+                    dropped: vec![],
+                    errors: vec![],
+                },
             });
         };
         let base = first.start;
@@ -182,6 +226,38 @@ impl WasmStage {
         let wit_batch = types::Batch {
             data,
             spans: &rebased,
+            source: &batch.origin().source,
+            arrival_unix_nanos: batch.origin().arrival_unix_nanos,
+        };
+        // Contract 0.2: input metadata only when `init` asked for it.
+        let mut attributes: Vec<(&str, &str)> = Vec::new();
+        let mut bounds: Vec<usize> = Vec::new();
+        if self.wants_metadata {
+            for i in range.clone() {
+                if let Some(m) = batch.meta(i) {
+                    attributes.extend(m.attributes.iter().map(|(k, v)| (&**k, &**v)));
+                }
+                bounds.push(attributes.len());
+            }
+        }
+        let metas: Vec<types02::RecordMeta<'_>> = range
+            .clone()
+            .zip(&bounds)
+            .scan(0usize, |start, (i, &end)| {
+                let m = batch.meta(i);
+                let entry = types02::RecordMeta {
+                    partition_key: m.and_then(|m| m.partition_key.as_deref()),
+                    explicit_hash_key: m.and_then(|m| m.explicit_hash_key.as_deref()),
+                    attributes: &attributes[*start..end],
+                };
+                *start = end;
+                Some(entry)
+            })
+            .collect();
+        let wit_batch02 = types02::Batch {
+            data,
+            spans: &rebased,
+            meta: &metas,
             source: &batch.origin().source,
             arrival_unix_nanos: batch.origin().arrival_unix_nanos,
         };
@@ -223,6 +299,23 @@ impl WasmStage {
                             .map(|r| Answer::Route {
                                 destinations: r.destinations,
                                 errors: errors(r.errors),
+                            })
+                    }
+                    Bound::Transform(b) => {
+                        b.call_transform(&mut inst.store, wit_batch02)
+                            .map(|r| Answer::Transform {
+                                outputs: lifted(r.outputs),
+                                inputs: r.inputs,
+                                merged: r.merged,
+                                errors: errors02(r.errors),
+                            })
+                    }
+                    Bound::Aggregate(b) => {
+                        b.call_process(&mut inst.store, wit_batch02)
+                            .map(|r| Answer::Aggregate {
+                                outputs: lifted(r.outputs),
+                                dropped: r.dropped,
+                                errors: errors02(r.errors),
                             })
                     }
                 };
@@ -285,7 +378,7 @@ impl WasmStage {
                 }
             }
         };
-        self.instance = None;
+        self.lose_instance();
         let (stage_range, records) = (range.clone(), n);
         self.guard.warn(|| {
             format!(
@@ -300,6 +393,132 @@ impl WasmStage {
         Err(failure)
     }
 
+    /// Drops the live instance after a failed call; an aggregate's state goes with it, which is
+    /// counted and logged.
+    fn lose_instance(&mut self) {
+        if self.instance.take().is_some() && self.plugin.kind() == PluginKind::Aggregate {
+            self.counters()
+                .plugin_state_losses
+                .fetch_add(1, Ordering::Relaxed);
+            let slot = self.slot;
+            self.guard.warn(|| {
+                format!(
+                    "aggregate instance {} of {} was replaced after a failed call: the windows \
+                     it held open are lost (the records it had absorbed stay counted as \
+                     absorbed)",
+                    slot.index + 1,
+                    slot.count
+                )
+            });
+        }
+    }
+
+    /// Calls an aggregate's `tick` or `flush` and returns what it emitted, as a batch from
+    /// the stage (its source is the stage's name), or `None` when it emitted nothing. A failed
+    /// call or a violating answer loses the instance's state (counted and logged) and emits
+    /// nothing.
+    pub fn emit(&mut self, call: Emitting) -> Option<Batch> {
+        if self.plugin.kind() != PluginKind::Aggregate {
+            return None;
+        }
+        // An instance that was lost (its replacement starts with the next batch) holds nothing
+        // to emit: no instance is made just for a tick or a flush.
+        self.instance.as_ref()?;
+        let budget = self.cfg.answer_bytes_max;
+        let fuel = budget.saturating_add(OUTPUT_FIXED_FUEL + 4096);
+        let timeout = self.cfg.timeout;
+        let result = match self.instance() {
+            Err(f) => Err(f.message),
+            Ok(inst) => {
+                inst.store.set_epoch_deadline(ticks(timeout));
+                inst.store
+                    .set_hostcall_fuel(usize::try_from(fuel).unwrap_or(usize::MAX));
+                inst.store.data_mut().limiter.hit = false;
+                let Bound::Aggregate(b) = &inst.bound else {
+                    return None;
+                };
+                let answer = match call {
+                    Emitting::Tick(now) => b.call_tick(&mut inst.store, now),
+                    Emitting::Flush => b.call_flush(&mut inst.store),
+                };
+                let memory_hit = inst.store.data().limiter.hit;
+                answer.map(lifted).map_err(|e| {
+                    if is_fuel_exhausted(&e) {
+                        self.counters()
+                            .plugin_contract_violations
+                            .fetch_add(1, Ordering::Relaxed);
+                        format!(
+                            "contract violation: the answer exceeded answer_bytes_max ({budget} bytes)"
+                        )
+                    } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+                    {
+                        self.counters()
+                            .plugin_timeouts
+                            .fetch_add(1, Ordering::Relaxed);
+                        format!("the plugin ran longer than {} ms", timeout.as_millis())
+                    } else if memory_hit {
+                        self.counters()
+                            .plugin_memory_limit_hits
+                            .fetch_add(1, Ordering::Relaxed);
+                        format!(
+                            "the plugin needed more than {} bytes of memory",
+                            self.cfg.memory_max_bytes
+                        )
+                    } else {
+                        self.counters().plugin_traps.fetch_add(1, Ordering::Relaxed);
+                        format!("the plugin trapped: {}", trap_summary(&e))
+                    }
+                })
+            }
+        };
+        let what = match call {
+            Emitting::Tick(_) => "tick",
+            Emitting::Flush => "flush",
+        };
+        let outputs = result.and_then(|o| {
+            let checked = o
+                .check(OUTPUTS_PER_TICK_MAX, self.destination_masks.len())
+                .map_err(answer::Violation::from)
+                .and_then(|()| {
+                    if o.kept_bytes() > budget {
+                        Err(answer::Violation::TooLarge {
+                            limit: self.cfg.answer_bytes_max,
+                        })
+                    } else {
+                        Ok(())
+                    }
+                });
+            match checked {
+                Ok(()) => Ok(o),
+                Err(v) => Err(self.violation(v).message),
+            }
+        });
+        let outputs = match outputs {
+            Ok(o) => o,
+            Err(message) => {
+                self.guard
+                    .warn(|| format!("the aggregate's {what} failed: {message}"));
+                self.lose_instance();
+                return None;
+            }
+        };
+        if outputs.is_empty() {
+            return None;
+        }
+        let mut emit = Emit::new(&self.destination_masks, self.default_mask);
+        push_outputs(&mut emit, &outputs, |_| None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let origin = Origin {
+            source: Arc::from(self.guard.name()),
+            arrival_unix_nanos: now,
+            arrival: Instant::now(),
+            position: PositionBase::None,
+        };
+        Some(emit.finish(origin, None))
+    }
+
     fn violation(&self, v: answer::Violation) -> Failure {
         self.counters()
             .plugin_contract_violations
@@ -308,6 +527,50 @@ impl WasmStage {
             kind: FailureKind::Violation,
             message: format!("contract violation: {v}"),
         }
+    }
+}
+
+/// Hostcall fuel beyond `answer_bytes_max` for a `tick` or `flush` answer: its fixed-size parts
+/// (end offsets, meta entries) for up to [`OUTPUTS_PER_TICK_MAX`] outputs.
+const OUTPUT_FIXED_FUEL: u64 = 64 * OUTPUTS_PER_TICK_MAX as u64;
+
+/// A 0.2 answer's outputs as the router keeps them.
+fn lifted(o: types02::Outputs) -> Outputs {
+    Outputs {
+        data: o.data,
+        ends: o.ends,
+        meta: o
+            .meta
+            .into_iter()
+            .map(|m| OutputMeta {
+                output: m.output,
+                partition_key: m.partition_key,
+                explicit_hash_key: m.explicit_hash_key,
+                attributes: m.attributes,
+                destinations: m.destinations,
+            })
+            .collect(),
+    }
+}
+
+/// A 0.2 answer's record errors, with messages made safe to keep.
+fn errors02(v: Vec<types02::RecordError>) -> Vec<RecordError> {
+    v.into_iter()
+        .map(|e| RecordError::new(e.index, &e.message))
+        .collect()
+}
+
+/// Adds every output of `outputs` to `emit`; `input(k)` names the input record output `k`
+/// came from, if any.
+fn push_outputs<'b>(
+    emit: &mut Emit<'_>,
+    outputs: &Outputs,
+    input: impl Fn(usize) -> Option<(&'b Batch, usize)>,
+) {
+    let mut meta = outputs.meta.iter().peekable();
+    for k in 0..outputs.len() {
+        let set = meta.next_if(|m| m.output as usize == k);
+        emit.push_output(outputs, k, set, input(k));
     }
 }
 
@@ -373,6 +636,10 @@ impl Calls for BatchCalls<'_> {
 }
 
 impl Stage for WasmStage {
+    fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+
     fn process(&mut self, batch: &mut Batch, dead: &mut Vec<DeadLetter>) -> Result<(), StageError> {
         // Taken out of `self` for the batch (the calls borrow `self` mutably), put back after.
         let mut verdicts = std::mem::take(&mut self.verdicts);
@@ -409,7 +676,7 @@ impl Stage for WasmStage {
 impl WasmStage {
     /// Applies the error policy to the verdicts, then the verdicts to the batch.
     fn decide(
-        &self,
+        &mut self,
         batch: &mut Batch,
         verdicts: &mut [Verdict],
         kept: &Kept,
@@ -470,6 +737,11 @@ impl WasmStage {
                 batch.set_routes(masks);
                 batch.retain_mask(&keep);
             }
+            PluginKind::Transform | PluginKind::Aggregate => {
+                let (out, tally) = self.emitted(batch, verdicts, kept);
+                self.tally = tally;
+                *batch = out;
+            }
             PluginKind::Enrich => {
                 let keep: Vec<bool> = verdicts
                     .iter()
@@ -485,6 +757,54 @@ impl WasmStage {
             }
         }
         Ok(())
+    }
+}
+
+impl WasmStage {
+    /// The batch a transform or aggregate passes on for `batch`, and what it created and
+    /// absorbed: inputs passed on (`on_error = "pass"`) and each input's outputs in input
+    /// order, then (aggregate) the records emitted by each call in call order.
+    fn emitted(&self, batch: &Batch, verdicts: &[Verdict], kept: &Kept) -> (Batch, Tally) {
+        let mut emit = Emit::new(&self.destination_masks, self.default_mask);
+        let mut tally = Tally::default();
+        let mut passed = false;
+        for (i, v) in verdicts.iter().enumerate() {
+            match *v {
+                Verdict::Keep => {
+                    emit.push_input(batch, i);
+                    passed = true;
+                }
+                Verdict::Outputs { call, first, count } => {
+                    let Some(outputs) = kept.calls.get(call as usize) else {
+                        continue;
+                    };
+                    let first = first as usize;
+                    let mut meta = outputs
+                        .meta
+                        .iter()
+                        .skip_while(|m| (m.output as usize) < first)
+                        .peekable();
+                    for k in first..first + count as usize {
+                        let set = meta.next_if(|m| m.output as usize == k);
+                        emit.push_output(outputs, k, set, Some((batch, i)));
+                    }
+                    tally.created += u64::from(count.saturating_sub(1));
+                    passed = true;
+                }
+                Verdict::Absorbed => tally.absorbed += 1,
+                _ => {}
+            }
+        }
+        if self.plugin.kind() == PluginKind::Aggregate {
+            for outputs in &kept.calls {
+                push_outputs(&mut emit, outputs, |_| None);
+                tally.created += outputs.len() as u64;
+            }
+        }
+        // Records that came from inputs keep the inputs' hold (a network client's `delivered`
+        // waits for them); an aggregate's emitted records alone do not: absorbed inputs are done.
+        let hold = if passed { batch.hold().cloned() } else { None };
+        (emit.finish(batch.origin().clone(), hold), tally)
     }
 }
 
