@@ -241,8 +241,9 @@ static bool contains_any(const uint8_t *rec, size_t len) {
 
 void exports_filter_filter(filter_batch_t *batch, filter_filter_result_t *ret) {
     size_t n = batch->spans.len / 2;
-    bool *keep = malloc(n > 0 ? n : 1);
-    if (keep == NULL) abort(); // traps: the router re-runs the batch and applies on_error
+    // The bindings free a returned list only when it is not empty: an empty one holds nothing.
+    bool *keep = NULL;
+    if (n > 0 && (keep = malloc(n)) == NULL) abort(); // traps: the router re-runs the batch
     const uint32_t *spans = batch->spans.ptr;
     for (size_t i = 0; i < n; i++) {
         uint32_t start = spans[2 * i], end = spans[2 * i + 1];
