@@ -123,7 +123,13 @@ fn run_test_sh(project: &Path, lang: &str) {
 }
 
 /// `plugin run` on the built component with `config` over `input`.
-fn plugin_run(project: &Path, name: &str, kind: &str, config: &str, input: &[u8]) -> common::Output {
+fn plugin_run(
+    project: &Path,
+    name: &str,
+    kind: &str,
+    config: &str,
+    input: &[u8],
+) -> common::Output {
     let wasm = project.join("dist").join(format!("{name}.wasm"));
     run_in(
         project,
@@ -162,13 +168,7 @@ fn every_kind_of(lang: &str) {
         // Error paths, the same in every language.
         match kind {
             "filter" => {
-                let out = plugin_run(
-                    &project,
-                    &name,
-                    kind,
-                    r#"{"drop_if_contains": ""}"#,
-                    b"x\n",
-                );
+                let out = plugin_run(&project, &name, kind, r#"{"drop_if_contains": ""}"#, b"x\n");
                 assert_eq!(out.code(), 1, "{lang}: {}", out.stderr);
                 assert!(
                     out.stderr.contains(
@@ -202,12 +202,14 @@ fn every_kind_of(lang: &str) {
                     "{lang}"
                 );
                 assert!(
-                    out.stderr.contains("line 1: stage `plugin`: the plugin reported: not a JSON object"),
+                    out.stderr
+                        .contains("line 1: stage `plugin`: the plugin reported: not a JSON object"),
                     "{lang}: {}",
                     out.stderr
                 );
                 assert!(
-                    out.stderr.contains("line 3: stage `plugin`: the plugin reported: not a JSON object"),
+                    out.stderr
+                        .contains("line 3: stage `plugin`: the plugin reported: not a JSON object"),
                     "{lang}: {}",
                     out.stderr
                 );
@@ -261,12 +263,15 @@ fn plugin_new_refuses_a_bad_name_a_non_empty_directory_and_a_bad_sdk_path() {
     let dir = temp_dir();
     let out = run_in(
         dir.path(),
-        &["plugin", "new", "Bad_Name", "--lang", "c", "--kind", "filter"],
+        &[
+            "plugin", "new", "Bad_Name", "--lang", "c", "--kind", "filter",
+        ],
         Input::Null,
     );
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert!(
-        out.stderr.contains("plugin name `Bad_Name`: it must start with a lowercase letter"),
+        out.stderr
+            .contains("plugin name `Bad_Name`: it must start with a lowercase letter"),
         "{}",
         out.stderr
     );
@@ -283,12 +288,26 @@ fn plugin_new_refuses_a_bad_name_a_non_empty_directory_and_a_bad_sdk_path() {
         "{}",
         out.stderr
     );
-    assert_eq!(std::fs::read(dir.path().join("taken/keep.txt")).unwrap(), b"mine");
-    assert_eq!(std::fs::read_dir(dir.path().join("taken")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read(dir.path().join("taken/keep.txt")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("taken")).unwrap().count(),
+        1
+    );
     let out = run_in(
         dir.path(),
         &[
-            "plugin", "new", "x", "--lang", "rust", "--kind", "filter", "--sdk-path", "nowhere",
+            "plugin",
+            "new",
+            "x",
+            "--lang",
+            "rust",
+            "--kind",
+            "filter",
+            "--sdk-path",
+            "nowhere",
         ],
         Input::Null,
     );

@@ -275,7 +275,7 @@ fn lang_readme(lang: Lang) -> (&'static str, &'static str, &'static str) {
              each batch and turns an exception into that record's error. State set by `init` \
              lives at module level: componentize-py makes a new `WitWorld` object per call. \
              `EDGE_ROUTER_PLUGIN_STDERR=1` shows a traceback. A build takes 10 to 30 s and \
-             makes a component of about 40 MB, which the router compiles once (then caches).",
+             makes a component of about 18 MB, which the router compiles once (then caches).",
         ),
         Lang::Js => (
             "app.js",
