@@ -50,7 +50,7 @@ pub(super) enum PluginCommand {
         lang: LangArg,
         /// The stage kind (world) it implements.
         #[arg(long, value_enum)]
-        kind: KindArg,
+        kind: NewKindArg,
         /// Where to write it (default: ./NAME); it must not exist, or be an empty directory.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -59,6 +59,14 @@ pub(super) enum PluginCommand {
         #[arg(long)]
         sdk_path: Option<PathBuf>,
     },
+}
+
+/// The kinds `plugin new` has templates for (the 0.1 worlds).
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum NewKindArg {
+    Filter,
+    Enrich,
+    Route,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,7 +131,7 @@ fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
 fn new_project(
     name: String,
     lang: LangArg,
-    kind: KindArg,
+    kind: NewKindArg,
     dir: Option<PathBuf>,
     sdk_path: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
@@ -135,9 +143,9 @@ fn new_project(
         LangArg::C => Lang::C,
     };
     let kind = match kind {
-        KindArg::Filter => Kind::Filter,
-        KindArg::Enrich => Kind::Enrich,
-        KindArg::Route => Kind::Route,
+        NewKindArg::Filter => Kind::Filter,
+        NewKindArg::Enrich => Kind::Enrich,
+        NewKindArg::Route => Kind::Route,
     };
     let sdk = match sdk_path {
         None => Sdk::Version(env!("CARGO_PKG_VERSION").to_owned()),
