@@ -189,9 +189,14 @@ fi
 if ((${#c_plugins[@]} > 0)); then
     command -v clang >/dev/null 2>&1 || die "clang is missing: it is needed to build the C plugins \
 (${c_plugins[*]}); Debian: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 (tests/run.sh does this)"
-    echo 'int x;' | clang --target=wasm32-wasi ${WASI_SYSROOT:+--sysroot="$WASI_SYSROOT"} -x c -c - -o /dev/null 2>/dev/null ||
-        die "clang cannot compile for wasm32-wasi: install wasi-libc and libclang-rt-dev-wasm32 (Debian), \
-or set WASI_SYSROOT to a wasi-libc sysroot"
+    # Compile and link a module that uses wasi-libc: checks the target, the sysroot and wasm-ld.
+    mkdir -p "$target_dir"
+    echo '#include <stdlib.h>
+void *f(size_t n) { return malloc(n); }' | clang --target=wasm32-wasi ${WASI_SYSROOT:+--sysroot="$WASI_SYSROOT"} \
+        -nostartfiles -Wl,--no-entry -x c - -o "$target_dir/wasi-check.wasm" 2>/dev/null ||
+        die "clang cannot build for wasm32-wasi: install lld, wasi-libc and libclang-rt-dev-wasm32 \
+(Debian), or set WASI_SYSROOT to a wasi-libc sysroot"
+    rm -f "$target_dir/wasi-check.wasm"
 fi
 
 work="$target_dir/$target_triple/plugin-components"
