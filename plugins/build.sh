@@ -2,7 +2,8 @@
 # Builds every plugin under plugins/ from source into plugins/dist/NAME.wasm: Rust crates
 # (plugins/NAME/, NAME being the package name) into WebAssembly components with no imports beyond
 # the router's `host` interface, Python plugins (plugins/python/NAME/) with componentize-py and
-# JavaScript plugins (plugins/javascript/NAME/) with componentize-js, and hostile test plugins
+# JavaScript plugins (plugins/javascript/NAME/) with componentize-js, C plugins (plugins/c/NAME/)
+# with clang, wasi-libc and `wit-bindgen c`, and hostile test plugins
 # written in WebAssembly text (plugins/wat/NAME.wat) with wasm-tools.
 #
 #   plugins/build.sh                # all plugins
@@ -17,7 +18,10 @@
 # supports; the JSON scanning in the SDK gets faster with it) unless
 # CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS is set, which then replaces that default.
 # JavaScript plugins need node and npm: componentize-js is installed from npm, at a pinned
-# version, under the cargo target directory.
+# version, under the cargo target directory. C plugins need clang with the wasm32-wasi target and
+# wasi-libc (Debian: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32; WASI_SYSROOT
+# names another sysroot) and wit-bindgen-cli, from PATH at the pinned version or else installed
+# with `cargo install` under the cargo target directory.
 set -euo pipefail
 
 # A relative CARGO_TARGET_DIR means relative to where we were started: pin it before moving.
@@ -109,6 +113,14 @@ for app in "$plugins_dir"/javascript/*/app.js; do
     js_plugins+=("$(basename "$(dirname "$app")")")
 done
 
+# C plugins: plugins/c/NAME/*.c, with the world they implement in plugins/c/NAME/world. Compiled
+# by clang against wasi-libc and the bindings of `wit-bindgen c` into plugins/dist/NAME.wasm.
+c_plugins=()
+for world_file in "$plugins_dir"/c/*/world; do
+    [[ -e "$world_file" ]] || continue
+    c_plugins+=("$(basename "$(dirname "$world_file")")")
+done
+
 # Hostile test plugins in WebAssembly text: plugins/wat/NAME.wat, each naming its world on a
 # line `;; world: WORLD` (`filter`, `enrich`, `route`, or a world of plugins/wat/hostile.wit),
 # assembled with plugins/wat/prelude.wat and built with wasm-tools.
@@ -127,7 +139,7 @@ for manifest in "$plugins_dir"/*/Cargo.toml; do
     crates+=("$name")
 done
 # Every plugin writes $dist/NAME.wasm: a name used twice would overwrite one with the other.
-duplicate="$(printf '%s\n' "${crates[@]}" "${py_plugins[@]}" "${js_plugins[@]}" "${wat_plugins[@]}" | sort | uniq -d | head -n 1)"
+duplicate="$(printf '%s\n' "${crates[@]}" "${py_plugins[@]}" "${js_plugins[@]}" "${c_plugins[@]}" "${wat_plugins[@]}" | sort | uniq -d | head -n 1)"
 [[ -z "$duplicate" ]] || die "two plugins are named '$duplicate' (Rust crates, python/*, javascript/*): \
 both would build $dist/$duplicate.wasm"
 
@@ -136,6 +148,7 @@ if (($# > 0)); then
     want_py=()
     want_js=()
     want_wat=()
+    want_c=()
     for wanted in "$@"; do
         found=0
         for name in "${crates[@]}"; do
@@ -150,14 +163,18 @@ if (($# > 0)); then
         for name in "${wat_plugins[@]}"; do
             [[ "$name" == "$wanted" ]] && found=1 && want_wat+=("$wanted")
         done
-        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]} ${js_plugins[*]} ${wat_plugins[*]})"
+        for name in "${c_plugins[@]}"; do
+            [[ "$name" == "$wanted" ]] && found=1 && want_c+=("$wanted")
+        done
+        ((found)) || die "no plugin named '$wanted' (have: ${crates[*]} ${py_plugins[*]} ${js_plugins[*]} ${c_plugins[*]} ${wat_plugins[*]})"
     done
     crates=("${want_crates[@]}")
     py_plugins=("${want_py[@]}")
     js_plugins=("${want_js[@]}")
     wat_plugins=("${want_wat[@]}")
+    c_plugins=("${want_c[@]}")
 fi
-((${#crates[@]} + ${#py_plugins[@]} + ${#js_plugins[@]} + ${#wat_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
+((${#crates[@]} + ${#py_plugins[@]} + ${#js_plugins[@]} + ${#c_plugins[@]} + ${#wat_plugins[@]} > 0)) || die "no plugins under $plugins_dir"
 
 # Before any long build: JavaScript plugins need node and npm.
 if ((${#js_plugins[@]} > 0)); then
@@ -166,6 +183,20 @@ if ((${#js_plugins[@]} > 0)); then
 JavaScript plugins (${js_plugins[*]}); install Node.js 18 or later with npm (Debian: apt-get \
 install nodejs npm; tests/run.sh does this)"
     done
+fi
+
+# Before any long build: C plugins need clang with the wasm32-wasi target and wasi-libc.
+if ((${#c_plugins[@]} > 0)); then
+    command -v clang >/dev/null 2>&1 || die "clang is missing: it is needed to build the C plugins \
+(${c_plugins[*]}); Debian: apt-get install clang lld wasi-libc libclang-rt-dev-wasm32 (tests/run.sh does this)"
+    # Compile and link a module that uses wasi-libc: checks the target, the sysroot and wasm-ld.
+    mkdir -p "$target_dir"
+    echo '#include <stdlib.h>
+void *f(size_t n) { return malloc(n); }' | clang --target=wasm32-wasi ${WASI_SYSROOT:+--sysroot="$WASI_SYSROOT"} \
+        -nostartfiles -Wl,--no-entry -x c - -o "$target_dir/wasi-check.wasm" 2>/dev/null ||
+        die "clang cannot build for wasm32-wasi: install lld, wasi-libc and libclang-rt-dev-wasm32 \
+(Debian), or set WASI_SYSROOT to a wasi-libc sysroot"
+    rm -f "$target_dir/wasi-check.wasm"
 fi
 
 work="$target_dir/$target_triple/plugin-components"
@@ -268,6 +299,43 @@ if ((${#js_plugins[@]} > 0)); then
         # Without outgoing HTTP and the fetch event: the router grants no network anyway.
         "$componentize_js" --wit "$wit_dir" --world-name "$world" --disable http fetch-event \
             -o "$dist/$name.wasm" "$src/app.js" >/dev/null
+        "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
+        size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
+        printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"
+    done
+fi
+
+if ((${#c_plugins[@]} > 0)); then
+    # wit-bindgen-cli at the version of the wit-bindgen crate the SDK uses: from PATH when it is
+    # that version, else installed once with cargo under the cargo target directory (minutes).
+    wit_bindgen_version=0.46.0
+    if command -v wit-bindgen >/dev/null 2>&1 && [[ "$(wit-bindgen --version)" == "wit-bindgen-cli $wit_bindgen_version"* ]]; then
+        wit_bindgen="$(command -v wit-bindgen)"
+    else
+        wit_bindgen="$target_dir/wit-bindgen-$wit_bindgen_version/bin/wit-bindgen"
+        if [[ ! -x "$wit_bindgen" ]]; then
+            echo "Installing wit-bindgen-cli $wit_bindgen_version (crates.io, C generator only) into $target_dir/wit-bindgen-$wit_bindgen_version"
+            cargo install --quiet --locked --root "$target_dir/wit-bindgen-$wit_bindgen_version" \
+                --version "$wit_bindgen_version" --no-default-features --features c wit-bindgen-cli
+        fi
+    fi
+    echo "Using $("$wit_bindgen" --version) ($wit_bindgen)"
+    for name in "${c_plugins[@]}"; do
+        src="$plugins_dir/c/$name"
+        world="$(tr -d '[:space:]' <"$src/world")"
+        [[ -n "$world" ]] || die "$src/world must name the world (filter, enrich or route)"
+        bindings="$work/c-$name"
+        rm -rf "$bindings"
+        mkdir -p "$bindings"
+        bindgen_log="$("$wit_bindgen" c --world "$world" --out-dir "$bindings" "$repo/wit" 2>&1)" ||
+            die "wit-bindgen c failed for $src (world $world): $bindgen_log"
+        # A reactor without start files (no main, no WASI start-up): the bindings' exports are
+        # the module's. Nothing here may call stdio or other WASI functions: the component then
+        # imports only the contract, like the Rust plugins.
+        clang --target=wasm32-wasi ${WASI_SYSROOT:+--sysroot="$WASI_SYSROOT"} -O2 -Wall -Wextra -Werror \
+            -nostartfiles -Wl,--no-entry -Wl,--strip-debug -I "$bindings" \
+            -o "$work/$name.core.wasm" "$src"/*.c "$bindings/$world.c" "$bindings/${world}_component_type.o"
+        "$wasm_tools" component new "$work/$name.core.wasm" -o "$dist/$name.wasm"
         "$wasm_tools" component wit "$dist/$name.wasm" >/dev/null
         size="$(wc -c <"$dist/$name.wasm" | tr -d ' ')"
         printf '%s\t%s bytes\n' "$dist/$name.wasm" "$size"

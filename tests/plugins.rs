@@ -589,6 +589,96 @@ fn a_javascript_plugin_redacts_like_the_python_one_and_rejects_a_bad_config() {
     assert!(out.stdout.is_empty());
 }
 
+/// The C plugin (clang + wasi-libc + `wit-bindgen c`): keeps records holding any configured
+/// byte string, or drops them with `invert`; its config errors stop start-up; it imports nothing
+/// but the contract (no WASI).
+#[test]
+fn a_c_plugin_keeps_records_containing_any_configured_string() {
+    let dir = temp_dir();
+    let c = plugin("contains-filter");
+    let mut input = b"ERROR disk full
+all fine
+\xff\xfe binary ERROR
+panic: \xe2\x9c\x89 at 3
+ERRO
+"
+    .to_vec();
+    for i in 0..20_000 {
+        let rec = match i % 4 {
+            0 => format!("{{\"seq\":{i},\"level\":\"ERROR\"}}\n"),
+            1 => format!("{{\"seq\":{i},\"msg\":\"panic \\u2709\"}}\n"),
+            _ => format!("{{\"seq\":{i},\"level\":\"info\"}}\n"),
+        };
+        input.extend_from_slice(rec.as_bytes());
+    }
+    let matches =
+        |l: &[u8]| l.windows(5).any(|w| w == b"ERROR") || l.windows(5).any(|w| w == b"panic");
+    let stage = format!(
+        "kind = \"filter\"\nplugin = {}\nconfig = {{ any = [\"ERROR\", \"panic\"] }}",
+        toml_path(&c)
+    );
+    let out = run_stage(dir.path(), &stage, "", &input);
+    let stats = out.ok_stats();
+    let expected = keep_lines(&input, matches);
+    assert_eq!(read(&dir.path().join("out.ndjson")), expected);
+    assert_eq!(stats.written(), lines(&expected).len() as u64);
+    assert_eq!(lines(&expected).len(), 3 + 10_000);
+
+    std::fs::remove_file(dir.path().join("out.ndjson")).unwrap();
+    let inverted = format!(
+        "kind = \"filter\"\nplugin = {}\nconfig = {{ any = [\"ERROR\", \"panic\"], invert = true }}",
+        toml_path(&c)
+    );
+    run_stage(dir.path(), &inverted, "", &input).ok_stats();
+    assert_eq!(
+        read(&dir.path().join("out.ndjson")),
+        keep_lines(&input, |l| !matches(l))
+    );
+
+    for (config, message) in [
+        ("{ invert = true }", "config: `any` is required"),
+        (
+            "{ any = [] }",
+            "config: `any` must hold at least one string",
+        ),
+        ("{ any = [\"\"] }", "config: `any` holds an empty string"),
+        (
+            "{ any = [\"a\"], anyx = 1 }",
+            "config: unknown key `anyx` (known: any, invert)",
+        ),
+        (
+            "{ any = [\"a\"], invert = 1 }",
+            "config: `invert` must be true or false",
+        ),
+        ("{ any = [1] }", "config: `any` must be an array of strings"),
+    ] {
+        let bad = format!(
+            "kind = \"filter\"\nplugin = {}\nconfig = {config}",
+            toml_path(&c)
+        );
+        let out = run_stage(dir.path(), &bad, "", b"x\n");
+        assert_eq!(out.code(), 1, "{config}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("rejected its config: {message}")),
+            "{config}: {}",
+            out.stderr
+        );
+    }
+
+    let out = run_in(
+        dir.path(),
+        &["plugin", "check", c.to_str().unwrap()],
+        Input::Null,
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("imports: edge-router:plugin/types@0.1.0\n"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_plugin_cannot_read_files_open_sockets_or_see_the_environment_unless_granted() {
     let dir = temp_dir();

@@ -37,6 +37,11 @@ rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl 
 # and run kinesalite, the local Kinesis server of tests/kinesis.rs.
 need node || apt_install nodejs
 need npm || apt_install npm
+# clang (wasm32-wasi target, with lld), wasi-libc and compiler-rt for wasm32 build the C plugins
+# (plugins/build.sh installs wit-bindgen-cli with cargo).
+need clang || apt_install clang
+need wasm-ld || apt_install lld
+[ -e /usr/lib/wasm32-wasi/libc.a ] || [ -n "${WASI_SYSROOT:-}" ] || apt_install wasi-libc libclang-rt-dev-wasm32
 # Private venvs (wasm-tools; boto3 and aws-kinesis-agg for the Kinesis tests) need venv/ensurepip,
 # a separate package on Debian.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod metrics;
 pub mod queue;
 pub mod reload;
+pub mod scaffold;
 pub mod send;
 pub mod shutdown;
 pub mod sinks;

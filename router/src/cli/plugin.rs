@@ -1,5 +1,6 @@
-//! `edge-router plugin check|run`: what a component implements and imports, and one plugin
-//! run over records from stdin.
+//! `edge-router plugin check|run|new`: what a component implements and imports, one plugin run
+//! over records from stdin, and a new plugin project written from the templates of
+//! `edge_router::scaffold`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -40,6 +41,42 @@ pub(super) enum PluginCommand {
         #[arg(long, value_enum)]
         kind: Option<KindArg>,
     },
+    /// Write a new plugin project from the templates in this binary: the plugin, a README, a
+    /// build script (into dist/NAME.wasm) and test.sh, which builds it and checks its output
+    /// through `plugin run` on sample records.
+    New {
+        /// The project's name: lowercase letters, digits and '-' (also the component's name).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// The stage kind (world) it implements.
+        #[arg(long, value_enum)]
+        kind: NewKindArg,
+        /// Where to write it (default: ./NAME); it must not exist, or be an empty directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: take the SDK crate from this checkout of the repository's plugin-sdk/ instead
+        /// of crates.io.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+}
+
+/// The kinds `plugin new` has templates for (the 0.1 worlds).
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum NewKindArg {
+    Filter,
+    Enrich,
+    Route,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum LangArg {
+    Rust,
+    Python,
+    Js,
+    C,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,7 +128,94 @@ fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Run { file, config, kind } => run_plugin(file, config, kind),
+        PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+            sdk_path,
+        } => new_project(name, lang, kind, dir, sdk_path),
     }
+}
+
+fn new_project(
+    name: String,
+    lang: LangArg,
+    kind: NewKindArg,
+    dir: Option<PathBuf>,
+    sdk_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use edge_router::scaffold::{self, Kind, Lang, Request, Sdk};
+    let lang = match lang {
+        LangArg::Rust => Lang::Rust,
+        LangArg::Python => Lang::Python,
+        LangArg::Js => Lang::Js,
+        LangArg::C => Lang::C,
+    };
+    let kind = match kind {
+        NewKindArg::Filter => Kind::Filter,
+        NewKindArg::Enrich => Kind::Enrich,
+        NewKindArg::Route => Kind::Route,
+    };
+    let sdk = match sdk_path {
+        None => Sdk::Version(env!("CARGO_PKG_VERSION").to_owned()),
+        Some(p) => {
+            let abs =
+                std::fs::canonicalize(&p).with_context(|| format!("--sdk-path {}", p.display()))?;
+            anyhow::ensure!(
+                abs.join("Cargo.toml").is_file(),
+                "--sdk-path {}: no Cargo.toml there (name the plugin-sdk/ folder of an \
+                 edge-router checkout)",
+                p.display()
+            );
+            let text = abs
+                .to_str()
+                .with_context(|| format!("--sdk-path {}: the path is not UTF-8", p.display()))?;
+            Sdk::Path(text.to_owned())
+        }
+    };
+    let files = scaffold::render(&Request {
+        lang,
+        kind,
+        name: name.clone(),
+        sdk,
+    })?;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+    if dir.exists() {
+        let empty = std::fs::read_dir(&dir)
+            .with_context(|| format!("{} exists and is not a readable directory", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(
+            empty,
+            "{} exists and is not empty: choose another --dir or name",
+            dir.display()
+        );
+    }
+    for f in &files {
+        let path = dir.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, &f.contents)
+            .with_context(|| format!("writing {}", path.display()))?;
+        #[cfg(unix)]
+        if f.executable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", path.display()))?;
+        }
+    }
+    say!(
+        "created {} ({} {} plugin, {} files): cd {} && ./test.sh",
+        dir.display(),
+        lang,
+        kind.world(),
+        files.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_plugin(file: PathBuf, config: String, kind: Option<KindArg>) -> anyhow::Result<ExitCode> {
