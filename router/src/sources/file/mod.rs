@@ -39,3 +39,5 @@ pub mod partial;
 pub mod rotation;
 pub mod schedule;
 pub mod source;
+pub mod watch;
+pub mod watcher;
