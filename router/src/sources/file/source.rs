@@ -1456,7 +1456,7 @@ mod tests {
         while let Some(b) = rx.try_recv() {
             out.extend(
                 b.records()
-                    .map(|r| String::from_utf8_lossy(&r.payload).into_owned()),
+                    .map(|r| String::from_utf8_lossy(r.payload).into_owned()),
             );
         }
         out

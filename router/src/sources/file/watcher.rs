@@ -54,10 +54,10 @@ impl Watcher {
     /// A watcher watching nothing yet.
     pub fn new() -> Result<Watcher, WatchError> {
         use rustix::event::{EventfdFlags, eventfd};
-        let wake = Arc::new(OwnedFd::from(
+        let wake = Arc::new(
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
                 .map_err(std::io::Error::from)?,
-        ));
+        );
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (p, w) = (pending.clone(), wake.clone());
         let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
