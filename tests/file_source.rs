@@ -1084,3 +1084,68 @@ fn validate_counts_a_file_source_as_a_source() {
         "{text}"
     );
 }
+
+/// A hot reload changes a file source (it reads on from its checkpoint: nothing twice, nothing
+/// missed under a writer), adds one (read from its files' beginning) and later removes it
+/// (not read any more).
+#[test]
+fn a_reload_changes_adds_and_removes_file_sources() {
+    let t = Tail::new();
+    let a = t.log("a.log");
+    let b = t.log("b.log");
+    let base = "start_at = \"beginning\"\nack = \"delivered\"";
+    t.follow(&a, base);
+    let mut run = t.start();
+    let writer = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            for chunk in 0..40u64 {
+                append(&a, &numbered(chunk * 100, chunk * 100 + 100));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    t.wait_lines(500);
+    append(&b, "b-0\nb-1\nb-2\n");
+    let more = format!(
+        "[sources.more]\nkind = \"file\"\ninclude = [\"{}\"]\nstart_at = \"beginning\"\n\
+         checkpoint_dir = \"state\"",
+        b.display()
+    );
+    t.follow(&a, &format!("{base}\nmax_record_bytes = 1000\n{more}"));
+    run.signal("HUP");
+    run.wait_for_stderr(
+        "file sources kept [], replaced [logs], added [more], removed []",
+        LONG,
+    );
+    writer.join().unwrap();
+    let split = |lines: Vec<String>| -> (Vec<String>, Vec<String>) {
+        lines.into_iter().partition(|l| l.starts_with("line-"))
+    };
+    wait_for("every line of both files", LONG, || {
+        let (a_lines, b_lines) = split(t.lines());
+        a_lines.len() >= 4000 && b_lines.len() >= 3
+    });
+    // Removed: what is written to b.log from now on is not read.
+    t.follow(&a, &format!("{base}\nmax_record_bytes = 1000"));
+    run.signal("HUP");
+    run.wait_for_stderr(
+        "file sources kept [logs], replaced [], added [], removed [more]",
+        LONG,
+    );
+    append(&b, "b-late\n");
+    append(&a, "line-4000\n");
+    wait_for("the last line", LONG, || {
+        t.lines().iter().any(|l| l == "line-4000")
+    });
+    stop(run);
+    let (a_lines, mut b_lines) = split(t.lines());
+    let mut seen = vec![0u32; 4001];
+    for l in &a_lines {
+        seen[l.strip_prefix("line-").unwrap().parse::<usize>().unwrap()] += 1;
+    }
+    let wrong: Vec<usize> = (0..4001).filter(|i| seen[*i] != 1).collect();
+    assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
+    b_lines.sort();
+    assert_eq!(b_lines, ["b-0", "b-1", "b-2"]);
+}

@@ -29,6 +29,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -201,6 +202,8 @@ pub struct FileSource {
     ignored: HashMap<PathBuf, (FileId, u64)>,
     rescan_interval: Duration,
     last_scan: Option<Instant>,
+    /// Stops this source alone (a reload removing or changing it).
+    stop: Option<Shutdown>,
 }
 
 impl FileSource {
@@ -284,18 +287,35 @@ impl FileSource {
             ignored: HashMap::new(),
             rescan_interval: cfg_rescan,
             last_scan: None,
+            stop: None,
         })
+    }
+
+    /// Also stops when `stop` is triggered (a reload removing or replacing this source alone);
+    /// it stops the same way as at shutdown, checkpoint written.
+    pub fn with_stop(mut self, stop: Shutdown) -> FileSource {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.is_triggered() || self.stop.as_ref().is_some_and(Shutdown::is_triggered)
     }
 
     /// Reads until shutdown (module docs).
     pub fn run(mut self) -> Result<(), FileSourceError> {
+        let wait_err = |name: &Arc<str>, error| FileSourceError::Wait {
+            source_name: name.to_string(),
+            error,
+        };
         let wake = self
             .shutdown
             .wake_fd()
-            .map_err(|error| FileSourceError::Wait {
-                source_name: self.name.to_string(),
-                error,
-            })?;
+            .map_err(|e| wait_err(&self.name, e))?;
+        let stop_wake = match &self.stop {
+            Some(s) => Some(s.wake_fd().map_err(|e| wait_err(&self.name, e))?),
+            None => None,
+        };
         if self.cfg.watch == WatchMode::Events {
             match Watcher::new() {
                 Ok(w) => self.watcher = Some(w),
@@ -304,7 +324,7 @@ impl FileSource {
         }
         let mut next_scan = Instant::now();
         let mut next_persist = Instant::now() + self.cfg.checkpoint_interval;
-        while !self.shutdown.is_triggered() {
+        while !self.stopping() {
             let now = Instant::now();
             if self.take_changes(now) {
                 let soon = self.last_scan.map_or(now, |t| t + MIN_EVENT_RESCAN);
@@ -327,7 +347,7 @@ impl FileSource {
             self.timers(now)?;
             self.take_acks();
             let mut turns = 0;
-            while turns < TURNS_PER_ROUND && !self.shutdown.is_triggered() {
+            while turns < TURNS_PER_ROUND && !self.stopping() {
                 match self.schedule.turn() {
                     Some(Turn::Read { file }) => self.read_turn(file, None)?,
                     Some(Turn::Open { file, close }) => self.read_turn(file, Some(close))?,
@@ -356,12 +376,11 @@ impl FileSource {
                     until = until.min(d);
                 }
             }
-            let changes = self.watcher.as_ref().map(Watcher::fd);
+            let mut fds = vec![wake.as_fd()];
+            fds.extend(stop_wake.as_ref().map(|f| f.as_fd()));
+            fds.extend(self.watcher.as_ref().map(Watcher::fd));
             let timeout = until.saturating_duration_since(Instant::now());
-            wait(&wake, changes, timeout).map_err(|error| FileSourceError::Wait {
-                source_name: self.name.to_string(),
-                error,
-            })?;
+            wait(&fds, timeout).map_err(|e| wait_err(&self.name, e))?;
         }
         self.stop();
         Ok(())
@@ -1363,22 +1382,15 @@ fn open_at(path: &Path, id: FileId, offset: u64) -> io::Result<File> {
     Ok(f)
 }
 
-/// Waits for `timeout`, or less if shutdown is triggered (`wake` becomes readable) or a change
-/// is noted (`changes` becomes readable).
-fn wait(
-    wake: &std::os::fd::OwnedFd,
-    changes: Option<std::os::fd::BorrowedFd<'_>>,
-    timeout: Duration,
-) -> io::Result<()> {
+/// Waits for `timeout`, or less if one of `fds` becomes readable (shutdown triggered, this
+/// source stopped, a change noted).
+fn wait(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
         tv_sec: 1,
         tv_nsec: 0,
     });
-    let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
-    if let Some(c) = &changes {
-        fds.push(PollFd::new(c, PollFlags::IN));
-    }
+    let mut fds: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
     match poll(&mut fds, Some(&ts)) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
