@@ -3,11 +3,16 @@
 //! Owns the I/O of the file source; every decision is asked of the pure parts
 //! ([`super::rotation::decide`], [`super::schedule::Schedule`], [`super::partial::PartialLine`],
 //! [`super::multiline::Joiner`], [`super::checkpoint::Ledger`]). The loop:
-//! - every `rescan_interval`, the include patterns are expanded (minus excludes) and each path is
-//!   `stat`ed and its first bytes read; [`decide`] says what changed; a file with bytes to read
-//!   gets a turn in the [`Schedule`]. Polling only (no inotify yet): a rescan is a directory
-//!   listing and one `stat` and one 1 KiB `pread` per file, so idle CPU stays near 0, and new
-//!   lines are seen within one `rescan_interval` (1 s by default) of being written;
+//! - with `watch = "events"`, the [`Watcher`] notes changes; a write to a known file makes the
+//!   reader look at that path alone (`stat` and its first bytes); a file created, renamed or
+//!   deleted where the patterns match asks for a rescan (at most every [`MIN_EVENT_RESCAN`]);
+//!   a change elsewhere only has the rotated files still open checked. Nothing noted, nothing
+//!   done: the thread sleeps in `poll` until a change, a timer or shutdown;
+//! - every `rescan_interval` (and when changes ask), the include patterns are expanded (minus
+//!   excludes) and each path is `stat`ed and its first bytes read; [`decide`] says what
+//!   changed; a file with bytes to read gets a turn in the [`Schedule`]. A rescan is a
+//!   directory listing and one `stat` and one 1 KiB `pread` per file; with `watch = "poll"` it
+//!   is the only way changes are found (new lines within one `rescan_interval`, 1 s);
 //! - a turn reads at most [`READ_BYTES`] of one file, frames complete lines (byte offsets into
 //!   the file, so checkpoints and dead letters can say where), joins them with `multiline`, and
 //!   passes the records on as one batch with the attribute `file` (the path);
