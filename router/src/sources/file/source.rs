@@ -533,9 +533,11 @@ impl FileSource {
         let mut retired = false;
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
         for (path, change) in noted.paths {
+            // A root `.` (a pattern without a directory) reports `./name`, which `glob` gives
+            // as `name`; a pattern written `./dir/*` keeps the `./`.
             let path = match path.strip_prefix("./") {
-                Ok(p) => p.to_owned(),
-                Err(_) => path,
+                Ok(p) if !self.paths.contains_key(&path) && !self.matches(&path) => p.to_owned(),
+                _ => path,
             };
             if change != Change::Data
                 && let Some(w) = self.watcher.as_mut()
