@@ -36,7 +36,7 @@ pub(super) fn validate(args: &ValidateArgs) -> ExitCode {
                 c.sinks.len()
             );
             print_bound(
-                "memory bound (network sources and queues)",
+                "memory bound (sources and queues)",
                 &config::bound::memory(&c),
                 config::bound::human_bytes,
             );

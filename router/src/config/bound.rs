@@ -1,5 +1,5 @@
 //! What a config lets the router hold at most (pure: computed from the config alone):
-//! [`memory`], the bytes the network sources and the queues may hold, and [`descriptors`], the
+//! [`memory`], the bytes the sources (network and file) and the queues may hold, and [`descriptors`], the
 //! file descriptors the components may need at once. `edge-router validate` prints both; `run`
 //! warns when the descriptors do not fit under the process's limit.
 //!
@@ -22,6 +22,7 @@
 
 use super::{Config, SinkKind, SourceKind};
 use crate::sources::file::config::FileSourceConfig;
+use crate::sources::file::watch::WatchMode;
 use crate::sources::http::HttpSourceConfig;
 use crate::sources::quic::QuicSourceConfig;
 
@@ -212,10 +213,10 @@ pub fn descriptors(config: &Config) -> Bound {
             SourceKind::File(c) => b.push(
                 what,
                 format!(
-                    "max_open_files {} + one to read a file's first bytes",
+                    "max_open_files {} + one to read a file's first bytes + 4 for change notifications",
                     c.max_open_files
                 ),
-                c.max_open_files as u64 + 1,
+                c.max_open_files as u64 + 1 + if c.watch == WatchMode::Events { 4 } else { 0 },
             ),
         }
     }

@@ -126,6 +126,18 @@ pub struct Counters {
     /// HTTP sources' AWS API: records that began like an aggregate but failed its check (MD5,
     /// protobuf, keys) and were passed on whole.
     pub aws_aggregates_kept_whole: AtomicU64,
+    /// File sources: 1 (marks the component as a file source, for its gauges).
+    pub file_source: AtomicU64,
+    /// File sources (gauge): files known (being read, or waiting for bytes to read).
+    pub file_watched: AtomicU64,
+    /// File sources (gauge): bytes not acknowledged yet, summed over the files known (each
+    /// file's size minus its committed offset): the backlog.
+    pub file_bytes_behind: AtomicU64,
+    /// File sources: files that left their path while being read (rename-and-create
+    /// rotation, or deletion).
+    pub file_rotations: AtomicU64,
+    /// File sources: files found shorter than what was read (copytruncate), read again from 0.
+    pub file_truncations: AtomicU64,
     /// Kinesis sinks: per shard id, records written and entries throttled (replaced as a whole
     /// by the sink with [`Counters::set_kinesis_shards`]).
     kinesis_shards: Mutex<BTreeMap<String, ShardCounts>>,
@@ -322,6 +334,11 @@ impl Counters {
             aws_aggregates: get(&self.aws_aggregates),
             aws_aggregated_records: get(&self.aws_aggregated_records),
             aws_aggregates_kept_whole: get(&self.aws_aggregates_kept_whole),
+            file_source: get(&self.file_source),
+            file_watched: get(&self.file_watched),
+            file_bytes_behind: get(&self.file_bytes_behind),
+            file_rotations: get(&self.file_rotations),
+            file_truncations: get(&self.file_truncations),
         }
     }
 }
@@ -433,6 +450,21 @@ pub struct CounterValues {
     /// See [`Counters::aws_aggregates_kept_whole`].
     #[serde(skip_serializing_if = "is_zero")]
     pub aws_aggregates_kept_whole: u64,
+    /// See [`Counters::file_source`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_source: u64,
+    /// See [`Counters::file_watched`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_watched: u64,
+    /// See [`Counters::file_bytes_behind`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_bytes_behind: u64,
+    /// See [`Counters::file_rotations`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_rotations: u64,
+    /// See [`Counters::file_truncations`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file_truncations: u64,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -297,6 +297,18 @@ const COUNTERS: &[(&str, &str, Getter, bool)] = &[
         |v| v.aws_aggregates_kept_whole,
         false,
     ),
+    (
+        "file_rotations_total",
+        "Files a file source was reading that left their path (rotated by rename, or deleted).",
+        |v| v.file_rotations,
+        false,
+    ),
+    (
+        "file_truncations_total",
+        "Files a file source found shorter than what it had read (copytruncate); read again from 0.",
+        |v| v.file_truncations,
+        false,
+    ),
 ];
 
 /// Renders `r` in the Prometheus text format.
@@ -364,6 +376,33 @@ pub fn prometheus(r: &Report) -> String {
                     name,
                     &[("component", &c.name), ("kind", kind_name(c.kind))],
                     c.counters.plugin_breaker_open,
+                );
+            }
+        }
+    }
+    let files: Vec<_> = comps
+        .iter()
+        .filter(|c| c.counters.file_source > 0)
+        .collect();
+    if !files.is_empty() {
+        for (name, help, get) in [
+            (
+                "edge_router_file_source_files_watched",
+                "Files a file source knows (being read or waiting for bytes).",
+                (|v| v.file_watched) as Getter,
+            ),
+            (
+                "edge_router_file_source_bytes_behind",
+                "Bytes of the files a file source knows not acknowledged yet (size minus checkpoint, summed).",
+                |v| v.file_bytes_behind,
+            ),
+        ] {
+            let mut f = family(&mut out, name, "gauge", help);
+            for c in &files {
+                f.sample(
+                    name,
+                    &[("component", &c.name), ("kind", kind_name(c.kind))],
+                    get(&c.counters),
                 );
             }
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::config::{Config, SinkConfig, SinkKind, SourceKind, StageKind};
+use crate::config::{Config, SinkConfig, SinkKind, SourceConfig, SourceKind, StageKind};
 use crate::core::accounting::{Counters, Kind, Registry};
 use crate::core::record::Batch;
 use crate::core::report::{LatencyStats, QueueStats, Report};
@@ -91,6 +91,21 @@ struct Live {
     sinks: Vec<LiveSink>,
     handoff: Arc<Handoff>,
     dead: WeakSender<DeadLetters>,
+    /// The stage queue, for file sources a reload starts (weak: it still closes when the
+    /// last source ends).
+    ingress: WeakSender<Batch>,
+    /// The running file sources (the only sources a reload may add, change or remove).
+    files: Vec<LiveFile>,
+}
+
+/// A running file source.
+struct LiveFile {
+    config: SourceConfig,
+    /// Stops it alone.
+    stop: Shutdown,
+    /// Disconnects when its thread has returned (checkpoint written); a replacement reading
+    /// the same checkpoint file waits for that.
+    ended: std::sync::mpsc::Receiver<()>,
 }
 
 /// A running sink.
@@ -521,6 +536,8 @@ pub fn start(
             sinks: live_sinks,
             handoff: handoff.clone(),
             dead: dl_weak,
+            ingress: tx.downgrade(),
+            files: Vec::new(),
         });
         let dead = dead.clone();
         spawn("stages".into(), &events_tx, move || {
@@ -612,6 +629,8 @@ pub fn start(
                 None => anyhow::bail!("internal error: a second source without a stage queue"),
             },
         };
+        let stop = Shutdown::new();
+        let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
         let source = FileSource::new(
             &source_name,
             c,
@@ -620,11 +639,22 @@ pub fn start(
             dead.clone(),
             shutdown.clone(),
             config.pipeline.shutdown_grace,
-        )?;
+        )?
+        .with_stop(stop.clone());
         spawn(name, &events_tx, move || {
+            let _ended = ended_tx;
             source.run().map_err(anyhow::Error::new)
         })?;
         pending += 1;
+        if let Some(live) = live.as_mut()
+            && let Some(s) = config.sources.iter().find(|s| s.name == source_name)
+        {
+            live.files.push(LiveFile {
+                config: s.clone(),
+                stop,
+                ended,
+            });
+        }
     }
     for (name, source_name, c, counters) in later {
         let input: Box<dyn Input> = stdin
@@ -725,11 +755,21 @@ impl ReloadBase {
     pub fn prepare(&self, new: Config) -> Result<Prepared, ReloadRefused> {
         let old = &self.config;
         let mut problems = Vec::new();
-        let sources = changed_sources(old, &new);
+        let is_file = |c: &Config, name: &str| {
+            c.sources
+                .iter()
+                .find(|s| s.name == name)
+                .is_none_or(|s| matches!(s.kind, SourceKind::File(_)))
+        };
+        // File sources may be added, changed and removed; the others need a restart.
+        let sources: Vec<String> = changed_sources(old, &new)
+            .into_iter()
+            .filter(|n| !(is_file(old, n) && is_file(&new, n)))
+            .collect();
         if !sources.is_empty() {
             problems.push(format!(
-                "sources cannot change while running (changed, added or removed: {}); restart \
-                 edge-router to apply",
+                "sources other than file sources cannot change while running (changed, added \
+                 or removed: {}); restart edge-router to apply",
                 sources.join(", ")
             ));
         }
@@ -809,14 +849,23 @@ impl Running {
         }
         let live = self
             .live
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| refused("this pipeline cannot be reloaded"))?;
         let dead = live
             .dead
             .upgrade()
             .map(DeadLetterTx::new)
             .ok_or_else(|| refused("the pipeline is shutting down"))?;
+        let ingress = live
+            .ingress
+            .upgrade()
+            .ok_or_else(|| refused("the pipeline is shutting down"))?;
+        let had_files = !live.files.is_empty();
         let Prepared { config, stages, .. } = prepared;
+        let files = self.reload_files(&config, ingress, &dead);
+        let Some(live) = self.live.as_mut() else {
+            return Err(refused("this pipeline cannot be reloaded"));
+        };
         let registry = &self.observer.registry;
         let mut old: Vec<Option<LiveSink>> = live.sinks.drain(..).map(Some).collect();
         let mut plan = Vec::with_capacity(config.sinks.len());
@@ -908,17 +957,112 @@ impl Running {
         live.config = config;
         live.plugins = plugins;
         let list = |v: &[String]| v.join(", ");
-        Ok(Applied {
-            switched,
-            summary: format!(
-                "sinks kept [{}], replaced [{}], added [{}], removed [{}]; stages {}",
-                list(&kept),
-                list(&replaced),
-                list(&added),
-                list(&removed),
-                if rebuilt { "rebuilt" } else { "kept" }
-            ),
-        })
+        let mut summary = format!(
+            "sinks kept [{}], replaced [{}], added [{}], removed [{}]; stages {}",
+            list(&kept),
+            list(&replaced),
+            list(&added),
+            list(&removed),
+            if rebuilt { "rebuilt" } else { "kept" }
+        );
+        let (files, [fk, fr, fa, fd]) = files;
+        if had_files || !files.is_empty() {
+            summary.push_str(&format!(
+                "; file sources kept [{}], replaced [{}], added [{}], removed [{}]",
+                list(&fk),
+                list(&fr),
+                list(&fa),
+                list(&fd)
+            ));
+        }
+        live.files = files;
+        Ok(Applied { switched, summary })
+    }
+
+    /// Starts the file sources of `config` that are new or changed and stops the changed and
+    /// removed ones (a changed one's successor starts once it has written its checkpoint, and
+    /// reads on from it). Answers the running file sources and the names kept, replaced,
+    /// added, removed.
+    fn reload_files(
+        &mut self,
+        config: &Config,
+        ingress: crate::queue::Sender<Batch>,
+        dead: &DeadLetterTx,
+    ) -> (Vec<LiveFile>, [Vec<String>; 4]) {
+        let mut old: Vec<Option<LiveFile>> = self
+            .live
+            .as_mut()
+            .map(|l| l.files.drain(..).map(Some).collect())
+            .unwrap_or_default();
+        let mut running = Vec::new();
+        let mut names: [Vec<String>; 4] = Default::default();
+        for s in &config.sources {
+            let SourceKind::File(c) = &s.kind else {
+                continue;
+            };
+            let prev = old
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|o| o.config.name == s.name))
+                .and_then(Option::take);
+            let after = match prev {
+                Some(p) if p.config == *s => {
+                    names[0].push(s.name.clone());
+                    running.push(p);
+                    continue;
+                }
+                Some(p) => {
+                    names[1].push(s.name.clone());
+                    p.stop.trigger();
+                    Some(p.ended)
+                }
+                None => {
+                    names[2].push(s.name.clone());
+                    None
+                }
+            };
+            let name = format!("sources.{}", s.name);
+            let counters = self.observer.registry.register(name.clone(), Kind::Source);
+            let stop = Shutdown::new();
+            let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
+            let (source_name, cfg, outlet, dead) = (
+                s.name.clone(),
+                (**c).clone(),
+                Outlet::Stages(ingress.clone()),
+                dead.clone(),
+            );
+            let (shutdown, grace, this_stop) = (
+                self.shutdown.clone(),
+                config.pipeline.shutdown_grace,
+                stop.clone(),
+            );
+            let started = spawn(name, &self.events_tx, move || {
+                let _ended = ended_tx;
+                // The one it replaces has written its checkpoint (its thread returned).
+                if let Some(after) = after {
+                    let _ = after.recv();
+                }
+                FileSource::new(&source_name, cfg, counters, outlet, dead, shutdown, grace)?
+                    .with_stop(this_stop)
+                    .run()
+                    .map_err(anyhow::Error::new)
+            });
+            match started {
+                Ok(()) => {
+                    self.pending += 1;
+                    running.push(LiveFile {
+                        config: s.clone(),
+                        stop,
+                        ended,
+                    });
+                }
+                Err(e) => tracing::error!("reload: source `{}` cannot start: {e:#}", s.name),
+            }
+        }
+        for o in old.into_iter().flatten() {
+            names[3].push(o.config.name.clone());
+            o.stop.trigger();
+        }
+        (running, names)
     }
 }
 

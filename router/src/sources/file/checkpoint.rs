@@ -44,7 +44,15 @@ pub struct Checkpoint {
     pub path: String,
     /// Bytes of it acknowledged.
     pub offset: u64,
+    /// When the file was last found (Unix seconds, rounded down to the hour so an idle source
+    /// does not rewrite the file), for dropping checkpoints of files long gone; absent in
+    /// files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<u64>,
 }
+
+/// How finely [`Checkpoint::seen`] is kept: an hour.
+pub const SEEN_GRANULARITY_S: u64 = 3600;
 
 /// The checkpoint file's content.
 #[derive(Debug, Serialize, Deserialize)]
@@ -312,6 +320,10 @@ struct Entry {
     identity: Identity,
     path: String,
     ledger: Ledger,
+    /// Last found (Unix seconds), for entries not live.
+    seen: u64,
+    /// Found by this run (tracked since it started).
+    live: bool,
 }
 
 /// One source's checkpoints (module docs).
@@ -321,8 +333,9 @@ pub struct Book {
 }
 
 impl Book {
-    /// The checkpoints loaded at start (each committed at its offset).
-    pub fn new(loaded: Vec<Checkpoint>) -> Book {
+    /// The checkpoints loaded at start (each committed at its offset) at `now` (Unix seconds:
+    /// when an entry that does not say when its file was last found counts as found).
+    pub fn new(loaded: Vec<Checkpoint>, now: u64) -> Book {
         let files = loaded
             .into_iter()
             .map(|c| {
@@ -330,6 +343,8 @@ impl Book {
                     identity: c.identity,
                     path: c.path,
                     ledger: Ledger::new(c.offset),
+                    seen: c.seen.unwrap_or(now),
+                    live: false,
                 };
                 (c.identity.id, entry)
             })
@@ -353,7 +368,10 @@ impl Book {
             identity,
             path: path.clone(),
             ledger: Ledger::new(offset),
+            seen: 0,
+            live: true,
         });
+        e.live = true;
         e.identity = identity;
         e.path = path;
         e.ledger.restart(offset);
@@ -378,14 +396,37 @@ impl Book {
         self.files.remove(&id);
     }
 
-    /// What to persist: every file's committed offset.
-    pub fn snapshot(&self) -> Vec<Checkpoint> {
+    /// Whether the book has a checkpoint of file `id` (whatever its first bytes).
+    pub fn knows(&self, id: FileId) -> bool {
+        self.files.contains_key(&id)
+    }
+
+    /// The files in the book.
+    pub fn ids(&self) -> Vec<FileId> {
+        self.files.keys().copied().collect()
+    }
+
+    /// Drops the checkpoints loaded at start whose files this run has not found and that
+    /// were last found more than `forget_after` seconds before `now` (Unix seconds); answers
+    /// how many.
+    pub fn prune(&mut self, now: u64, forget_after: u64) -> usize {
+        let before = self.files.len();
+        self.files
+            .retain(|_, e| e.live || now.saturating_sub(e.seen) <= forget_after);
+        before - self.files.len()
+    }
+
+    /// What to persist at `now` (Unix seconds): every file's committed offset, and when it was
+    /// last found ([`SEEN_GRANULARITY_S`]).
+    pub fn snapshot(&self, now: u64) -> Vec<Checkpoint> {
+        let hour = now - now % SEEN_GRANULARITY_S;
         self.files
             .values()
             .map(|e| Checkpoint {
                 identity: e.identity,
                 path: e.path.clone(),
                 offset: e.ledger.committed(),
+                seen: Some(if e.live { hour } else { e.seen }),
             })
             .collect()
     }
@@ -401,6 +442,7 @@ mod tests {
             identity: Identity::new(FileId { dev: 2049, ino }, head),
             path: path.into(),
             offset,
+            seen: None,
         }
     }
 
@@ -531,26 +573,61 @@ mod tests {
     #[test]
     fn the_book_keeps_unseen_files_and_refuses_a_reused_inode() {
         let head = b"2024-05-01 first line\n";
-        let mut book = Book::new(vec![
-            cp(11, head, "/var/log/a.log", 700),
-            cp(12, b"z", "/b", 5),
-        ]);
+        let mut book = Book::new(
+            vec![cp(11, head, "/var/log/a.log", 700), cp(12, b"z", "/b", 5)],
+            0,
+        );
         let a = FileId { dev: 2049, ino: 11 };
         assert_eq!(book.offset_of(a, b"2024-05-01 first line\nmore"), Some(700));
         assert_eq!(book.offset_of(a, b"another file at inode 11\n"), None);
         // Reading a.log on; file 12 not seen yet keeps its checkpoint.
         let t = book.ledger(a).unwrap().send(900);
-        assert_eq!(book.snapshot()[0].offset, 700);
+        assert_eq!(book.snapshot(0)[0].offset, 700);
         book.ledger(a).unwrap().ack(t);
-        let snap = book.snapshot();
+        let snap = book.snapshot(0);
         assert_eq!((snap[0].offset, snap[1].offset), (900, 5));
         // Inode 11 reused by another file: tracked anew from 0.
         let other = Identity::new(a, b"another file at inode 11\n");
         book.track(other, Path::new("/var/log/a.log"), 0);
-        assert_eq!(book.snapshot()[0].identity, other);
-        assert_eq!(book.snapshot()[0].offset, 0);
+        assert_eq!(book.snapshot(0)[0].identity, other);
+        assert_eq!(book.snapshot(0)[0].offset, 0);
         book.forget(a);
-        assert_eq!(book.snapshot().len(), 1);
+        assert_eq!(book.snapshot(0).len(), 1);
+    }
+
+    #[test]
+    fn checkpoints_of_files_not_found_for_forget_after_are_dropped() {
+        let day = 24 * 3600;
+        let mut old = cp(11, b"a", "/old", 7);
+        old.seen = Some(10 * day);
+        // Written before `seen` existed: counts as found when loaded.
+        let legacy = cp(12, b"b", "/legacy", 8);
+        let mut live = cp(13, b"c", "/live", 9);
+        live.seen = Some(day);
+        let mut book = Book::new(vec![old, legacy, live], 12 * day + 5);
+        book.track(
+            Identity::new(FileId { dev: 2049, ino: 13 }, b"c"),
+            Path::new("/live"),
+            9,
+        );
+        assert!(book.knows(FileId { dev: 2049, ino: 12 }));
+        // Within a week nothing goes; the live file is found again, so its time moves on.
+        assert_eq!(book.prune(12 * day + 5, 7 * day), 0);
+        let snap = book.snapshot(12 * day + 5);
+        let seen: Vec<_> = snap.iter().map(|c| c.seen).collect();
+        assert_eq!(seen, [Some(10 * day), Some(12 * day + 5), Some(12 * day)]);
+        // The file last found on day 10 is dropped after day 17; the legacy one after day 19;
+        // the live one never.
+        assert_eq!(book.prune(17 * day + 1, 7 * day), 1);
+        assert!(!book.knows(FileId { dev: 2049, ino: 11 }));
+        assert_eq!(book.prune(30 * day, 7 * day), 1);
+        assert_eq!(book.ids(), [FileId { dev: 2049, ino: 13 }]);
+        // And it survives a write and a load.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let snap = book.snapshot(30 * day + 7);
+        write_atomic(&path, &encode(&snap).unwrap()).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap()[0].seen, Some(30 * day));
     }
 
     proptest! {

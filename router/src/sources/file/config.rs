@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::config::reader::{Diagnostics, Section};
 use crate::sources::AckMode;
 use crate::sources::file::multiline::compile_start_pattern;
+use crate::sources::file::watch::WatchMode;
 use crate::sources::stdin::Framing;
 
 /// Compressed rotated files are left alone unless `exclude` says otherwise.
@@ -60,8 +61,18 @@ pub struct FileSourceConfig {
     pub rotate_wait: Duration,
     /// How long an unterminated last line is held before it is passed on.
     pub partial_line_timeout: Duration,
-    /// How often the include patterns are expanded and the files' paths looked at.
+    /// How changes are learnt: notifications (with the rescan as a safety net) or polling.
+    pub watch: WatchMode,
+    /// How often the include patterns are expanded and the files' paths looked at (10 s behind
+    /// `watch = "events"`, 1 s with `watch = "poll"` unless set).
     pub rescan_interval: Duration,
+    /// Files not modified for this long when first seen are not read (until they are written
+    /// to again); `None`: every file is read.
+    pub ignore_older_than: Option<Duration>,
+    /// Lines skipped at the beginning of each file read from its beginning (CSV headers).
+    pub skip_header_lines: u64,
+    /// A checkpoint of a file not found for this long is dropped from the checkpoint file.
+    pub forget_after: Duration,
     /// Most files open at once.
     pub max_open_files: usize,
     /// When a batch counts as done for the checkpoint.
@@ -82,7 +93,11 @@ impl Default for FileSourceConfig {
             max_record_bytes: 1 << 20,
             rotate_wait: Duration::from_secs(5),
             partial_line_timeout: Duration::from_secs(5),
-            rescan_interval: Duration::from_secs(1),
+            watch: WatchMode::Events,
+            rescan_interval: Duration::from_millis(WatchMode::Events.default_rescan_ms()),
+            ignore_older_than: None,
+            skip_header_lines: 0,
+            forget_after: Duration::from_secs(DEFAULT_FORGET_AFTER_S),
             max_open_files: 256,
             ack: AckMode::Queued,
             multiline: None,
@@ -91,6 +106,12 @@ impl Default for FileSourceConfig {
 }
 
 const MS_MAX: u64 = 3_600_000;
+
+/// Default `forget_after_ms`: a week.
+pub const DEFAULT_FORGET_AFTER_S: u64 = 7 * 24 * 3600;
+
+/// Longest `ignore_older_than_ms` and `forget_after_ms`: a year.
+const LONG_MS_MAX: u64 = 366 * 24 * 3_600_000;
 
 fn patterns(s: &mut Section<'_>, d: &mut Diagnostics, key: &'static str) -> Option<Vec<String>> {
     let list = s.opt_str_list(d, key)?;
@@ -151,7 +172,26 @@ impl FileSourceConfig {
         ) as usize;
         let rotate_wait = ms(s, d, "rotate_wait_ms", def.rotate_wait, 0);
         let partial_line_timeout = ms(s, d, "partial_line_timeout_ms", def.partial_line_timeout, 0);
-        let rescan_interval = ms(s, d, "rescan_interval_ms", def.rescan_interval, 10);
+        let watch = match s.choice(d, "watch", &["events", "poll"], "events") {
+            "poll" => WatchMode::Poll,
+            _ => WatchMode::Events,
+        };
+        let rescan_interval = Duration::from_millis(s.int_or(
+            d,
+            "rescan_interval_ms",
+            watch.default_rescan_ms(),
+            10..=MS_MAX,
+        ));
+        let ignore_older_than_ms = s.int_or(d, "ignore_older_than_ms", 0, 0..=LONG_MS_MAX);
+        let ignore_older_than =
+            (ignore_older_than_ms > 0).then(|| Duration::from_millis(ignore_older_than_ms));
+        let skip_header_lines = s.int_or(d, "skip_header_lines", 0, 0..=1_000_000);
+        let forget_after = Duration::from_millis(s.int_or(
+            d,
+            "forget_after_ms",
+            def.forget_after.as_millis() as u64,
+            1000..=LONG_MS_MAX,
+        ));
         let max_open_files =
             s.int_or(d, "max_open_files", def.max_open_files as u64, 1..=65_536) as usize;
         let ack = AckMode::parse(s, d);
@@ -186,10 +226,75 @@ impl FileSourceConfig {
             max_record_bytes,
             rotate_wait,
             partial_line_timeout,
+            watch,
             rescan_interval,
+            ignore_older_than,
+            skip_header_lines,
+            forget_after,
             max_open_files,
             ack,
             multiline,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SourceKind, parse_str};
+
+    fn file_source(keys: &str) -> Result<FileSourceConfig, String> {
+        let text = format!(
+            "[sources.logs]\nkind = \"file\"\ninclude = [\"/l/*.log\"]\n{keys}\n\
+             [sinks.out]\nkind = \"file\"\npath = \"o\"\n"
+        );
+        let c = parse_str("t.toml", &text).map_err(|e| e.to_string())?;
+        match &c.sources[0].kind {
+            SourceKind::File(f) => Ok((**f).clone()),
+            _ => Err("not a file source".into()),
+        }
+    }
+
+    #[test]
+    fn watch_ignore_older_than_skip_header_lines_and_forget_after_are_read() {
+        let f = file_source("").unwrap();
+        assert_eq!(f.watch, WatchMode::Events);
+        assert_eq!(f.rescan_interval, Duration::from_secs(10));
+        assert_eq!(
+            (f.ignore_older_than, f.skip_header_lines),
+            (None, 0),
+            "every file read, no header skipped"
+        );
+        assert_eq!(f.forget_after, Duration::from_secs(7 * 24 * 3600));
+        let f = file_source("watch = \"poll\"").unwrap();
+        assert_eq!(
+            (f.watch, f.rescan_interval),
+            (WatchMode::Poll, Duration::from_secs(1))
+        );
+        let f = file_source(
+            "watch = \"poll\"\nrescan_interval_ms = 250\nignore_older_than_ms = 86400000\n\
+             skip_header_lines = 1\nforget_after_ms = 3600000",
+        )
+        .unwrap();
+        assert_eq!(f.rescan_interval, Duration::from_millis(250));
+        assert_eq!(f.ignore_older_than, Some(Duration::from_secs(86400)));
+        assert_eq!(f.skip_header_lines, 1);
+        assert_eq!(f.forget_after, Duration::from_secs(3600));
+        let e = file_source("watch = \"inotify\"\nforget_after_ms = 5\nskip_header_lines = -1")
+            .unwrap_err();
+        assert!(
+            e.contains(
+                "`sources.logs.watch`: unknown value \"inotify\"; expected one of: events, poll"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("`sources.logs.forget_after_ms`: 5 is out of range"),
+            "{e}"
+        );
+        assert!(
+            e.contains("`sources.logs.skip_header_lines`: must not be negative"),
+            "{e}"
+        );
     }
 }

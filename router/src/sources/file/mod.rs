@@ -15,10 +15,11 @@
 //! - [`schedule`]: round-robin turns across files under `max_open_files` (which file to open,
 //!   close or read next), so one busy file cannot starve the others.
 //!
-//! Still to come (issue 19): inotify (through `notify`) in front of the polling rescan,
-//! `ignore_older_than`, `skip_header_lines`, metrics (files watched, bytes behind, rotations,
-//! truncations), changing a file source by hot reload, tests with `kill -9` during rotations
-//! and with 1000 files, the example configs to Kinesis and Firehose, and the benchmark.
+//! - [`watch`]: which directories to watch, the bounded set of changes noted, and what a
+//!   change asks for (one file looked at again, a rescan, the rotated files checked);
+//!   [`watcher`] is its I/O (`notify`, inotify on Linux).
+//!
+//! Still to come (issue 19): the benchmark against Fluent Bit (not installed here).
 //!
 //! How the parts fit: offsets everywhere are byte offsets into one file (`u64`),
 //! and records, lines and pending multi-line records are ranges of it, never copies. The
@@ -39,3 +40,5 @@ pub mod partial;
 pub mod rotation;
 pub mod schedule;
 pub mod source;
+pub mod watch;
+pub mod watcher;

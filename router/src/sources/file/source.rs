@@ -3,11 +3,16 @@
 //! Owns the I/O of the file source; every decision is asked of the pure parts
 //! ([`super::rotation::decide`], [`super::schedule::Schedule`], [`super::partial::PartialLine`],
 //! [`super::multiline::Joiner`], [`super::checkpoint::Ledger`]). The loop:
-//! - every `rescan_interval`, the include patterns are expanded (minus excludes) and each path is
-//!   `stat`ed and its first bytes read; [`decide`] says what changed; a file with bytes to read
-//!   gets a turn in the [`Schedule`]. Polling only (no inotify yet): a rescan is a directory
-//!   listing and one `stat` and one 1 KiB `pread` per file, so idle CPU stays near 0, and new
-//!   lines are seen within one `rescan_interval` (1 s by default) of being written;
+//! - with `watch = "events"`, the [`Watcher`] notes changes; a write to a known file makes the
+//!   reader look at that path alone (`stat` and its first bytes); a file created, renamed or
+//!   deleted where the patterns match asks for a rescan (at most every [`MIN_EVENT_RESCAN`]);
+//!   a change elsewhere only has the rotated files still open checked. Nothing noted, nothing
+//!   done: the thread sleeps in `poll` until a change, a timer or shutdown;
+//! - every `rescan_interval` (and when changes ask), the include patterns are expanded (minus
+//!   excludes) and each path is `stat`ed and its first bytes read; [`decide`] says what
+//!   changed; a file with bytes to read gets a turn in the [`Schedule`]. A rescan is a
+//!   directory listing and one `stat` and one 1 KiB `pread` per file; with `watch = "poll"` it
+//!   is the only way changes are found (new lines within one `rescan_interval`, 1 s);
 //! - a turn reads at most [`READ_BYTES`] of one file, frames complete lines (byte offsets into
 //!   the file, so checkpoints and dead letters can say where), joins them with `multiline`, and
 //!   passes the records on as one batch with the attribute `file` (the path);
@@ -29,6 +34,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +56,8 @@ use crate::sources::file::multiline::{Joined, Joiner, Line, MultilineRules};
 use crate::sources::file::partial::PartialLine;
 use crate::sources::file::rotation::{Action, Known, Observed, Retired, decide};
 use crate::sources::file::schedule::{Schedule, Turn};
+use crate::sources::file::watch::{Change, Look, WatchMode, look, roots};
+use crate::sources::file::watcher::{WatchError, Watcher};
 use crate::sources::stdin::Framing;
 use crate::topology::{DeadLetterClosed, DeadLetterTx, Outlet};
 
@@ -58,6 +66,20 @@ pub const READ_BYTES: usize = 256 << 10;
 
 /// Most turns between two looks at timers, acknowledgements and shutdown.
 const TURNS_PER_ROUND: usize = 64;
+
+/// Rescans asked for by change notifications (a file created, renamed or deleted) are at most
+/// this often; the periodic one is every `rescan_interval`.
+pub const MIN_EVENT_RESCAN: Duration = Duration::from_millis(50);
+
+/// The longest rescan interval when change notifications fail and the source polls.
+pub const POLL_FALLBACK: Duration = Duration::from_secs(1);
+
+/// Seconds since the Unix epoch (0 before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Why the file source stopped.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +146,10 @@ struct Tracked {
     partial: PartialLine,
     joiner: Option<Joiner>,
     meta: RecordMeta,
+    /// Its size when last looked at (for `bytes_behind`).
+    size: u64,
+    /// Lines still to skip at its beginning (`skip_header_lines`).
+    header_left: u64,
 }
 
 impl Tracked {
@@ -171,6 +197,18 @@ pub struct FileSource {
     acks: mpsc::Receiver<(FileId, Ticket)>,
     persisted: Option<Vec<checkpoint::Checkpoint>>,
     scanned_once: bool,
+    /// Change notifications (`watch = "events"` while they work).
+    watcher: Option<Watcher>,
+    /// The include patterns, to match paths changes are noted at.
+    include: Vec<glob::Pattern>,
+    /// Real paths of symlinked files, to the paths (links) they are known by.
+    aliases: HashMap<PathBuf, PathBuf>,
+    /// Files not read because of `ignore_older_than`: their identity and size then.
+    ignored: HashMap<PathBuf, (FileId, u64)>,
+    rescan_interval: Duration,
+    last_scan: Option<Instant>,
+    /// Stops this source alone (a reload removing or changing it).
+    stop: Option<Shutdown>,
 }
 
 impl FileSource {
@@ -194,6 +232,9 @@ impl FileSource {
             }
         })?;
         let checkpoint_path = cfg.checkpoint_dir.join(format!("{name}.json"));
+        counters
+            .file_source
+            .store(1, std::sync::atomic::Ordering::Relaxed);
         let loaded = match checkpoint::load(&checkpoint_path) {
             Ok(c) => c.unwrap_or_default(),
             Err(e) => {
@@ -219,7 +260,13 @@ impl FileSource {
             .iter()
             .filter_map(|p| Some((glob::Pattern::new(p).ok()?, p.contains('/'))))
             .collect();
+        let include = cfg
+            .include
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
         let (acks_tx, acks) = mpsc::channel();
+        let cfg_rescan = cfg.rescan_interval;
         Ok(FileSource {
             name: Arc::from(name),
             schedule: Schedule::new(cfg.max_open_files),
@@ -232,33 +279,67 @@ impl FileSource {
             rules,
             exclude,
             checkpoint_path,
-            book: Book::new(loaded),
+            book: Book::new(loaded, unix_now()),
             files: HashMap::new(),
             paths: HashMap::new(),
             acks_tx,
             acks,
             persisted: None,
             scanned_once: false,
+            watcher: None,
+            include,
+            aliases: HashMap::new(),
+            ignored: HashMap::new(),
+            rescan_interval: cfg_rescan,
+            last_scan: None,
+            stop: None,
         })
+    }
+
+    /// Also stops when `stop` is triggered (a reload removing or replacing this source alone);
+    /// it stops the same way as at shutdown, checkpoint written.
+    pub fn with_stop(mut self, stop: Shutdown) -> FileSource {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.is_triggered() || self.stop.as_ref().is_some_and(Shutdown::is_triggered)
     }
 
     /// Reads until shutdown (module docs).
     pub fn run(mut self) -> Result<(), FileSourceError> {
+        let wait_err = |name: &Arc<str>, error| FileSourceError::Wait {
+            source_name: name.to_string(),
+            error,
+        };
         let wake = self
             .shutdown
             .wake_fd()
-            .map_err(|error| FileSourceError::Wait {
-                source_name: self.name.to_string(),
-                error,
-            })?;
+            .map_err(|e| wait_err(&self.name, e))?;
+        let stop_wake = match &self.stop {
+            Some(s) => Some(s.wake_fd().map_err(|e| wait_err(&self.name, e))?),
+            None => None,
+        };
+        if self.cfg.watch == WatchMode::Events {
+            match Watcher::new() {
+                Ok(w) => self.watcher = Some(w),
+                Err(e) => self.poll_instead(&e),
+            }
+        }
         let mut next_scan = Instant::now();
         let mut next_persist = Instant::now() + self.cfg.checkpoint_interval;
-        while !self.shutdown.is_triggered() {
+        while !self.stopping() {
             let now = Instant::now();
+            if self.take_changes(now) {
+                let soon = self.last_scan.map_or(now, |t| t + MIN_EVENT_RESCAN);
+                next_scan = next_scan.min(soon.max(now));
+            }
             if now >= next_scan {
                 let first = !self.scanned_once;
                 self.scan(now)?;
-                next_scan = now + self.cfg.rescan_interval;
+                self.last_scan = Some(now);
+                next_scan = now + self.rescan_interval;
                 if first {
                     tracing::info!(
                         "source `{}` watching {} files (checkpoints in {})",
@@ -271,7 +352,7 @@ impl FileSource {
             self.timers(now)?;
             self.take_acks();
             let mut turns = 0;
-            while turns < TURNS_PER_ROUND && !self.shutdown.is_triggered() {
+            while turns < TURNS_PER_ROUND && !self.stopping() {
                 match self.schedule.turn() {
                     Some(Turn::Read { file }) => self.read_turn(file, None)?,
                     Some(Turn::Open { file, close }) => self.read_turn(file, Some(close))?,
@@ -283,6 +364,7 @@ impl FileSource {
             let now = Instant::now();
             if now >= next_persist {
                 self.persist();
+                self.publish();
                 next_persist = now + self.cfg.checkpoint_interval;
             }
             if turns == TURNS_PER_ROUND || self.schedule.ready_files() > 0 && turns > 0 {
@@ -299,12 +381,11 @@ impl FileSource {
                     until = until.min(d);
                 }
             }
-            wait(&wake, until.saturating_duration_since(Instant::now())).map_err(|error| {
-                FileSourceError::Wait {
-                    source_name: self.name.to_string(),
-                    error,
-                }
-            })?;
+            let mut fds = vec![wake.as_fd()];
+            fds.extend(stop_wake.as_ref().map(|f| f.as_fd()));
+            fds.extend(self.watcher.as_ref().map(Watcher::fd));
+            let timeout = until.saturating_duration_since(Instant::now());
+            wait(&fds, timeout).map_err(|e| wait_err(&self.name, e))?;
         }
         self.stop();
         Ok(())
@@ -361,7 +442,7 @@ impl FileSource {
     }
 
     fn book_in_flight(&mut self) -> Vec<(FileId, usize)> {
-        let ids: Vec<FileId> = self.book.snapshot().iter().map(|c| c.identity.id).collect();
+        let ids = self.book.ids();
         ids.into_iter()
             .filter_map(|id| self.book.ledger(id).map(|l| (id, l.in_flight())))
             .collect()
@@ -377,7 +458,7 @@ impl FileSource {
 
     /// Writes the checkpoint file if anything changed since the last write.
     fn persist(&mut self) {
-        let snapshot = self.book.snapshot();
+        let snapshot = self.book.snapshot(unix_now());
         if self.persisted.as_ref() == Some(&snapshot) {
             return;
         }
@@ -407,6 +488,143 @@ impl FileSource {
         })
     }
 
+    /// Whether the include patterns (minus excludes) match `path`.
+    fn matches(&self, path: &Path) -> bool {
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        self.include.iter().any(|p| p.matches_path_with(path, opts)) && !self.excluded(path)
+    }
+
+    /// Change notifications failed: warn and poll (every `rescan_interval`, at most
+    /// [`POLL_FALLBACK`]).
+    fn poll_instead(&mut self, e: &WatchError) {
+        self.watcher = None;
+        self.rescan_interval = self.rescan_interval.min(POLL_FALLBACK);
+        tracing::warn!(
+            "source `{}`: change notifications unavailable ({e}); polling every {:?} instead",
+            self.name,
+            self.rescan_interval
+        );
+    }
+
+    /// Watches the directories of the include patterns not watched yet (a missing one is
+    /// tried again at the next rescan).
+    fn ensure_watches(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        for root in roots(&self.cfg.include) {
+            if let Err(e) = w.watch(&root.dir, root.recursive) {
+                self.poll_instead(&e);
+                return;
+            }
+        }
+    }
+
+    /// Handles the changes noted since the last call; `true` when they ask for a rescan.
+    fn take_changes(&mut self, now: Instant) -> bool {
+        let Some(w) = self.watcher.as_ref() else {
+            return false;
+        };
+        let noted = w.take();
+        let mut rescan = noted.rescan;
+        let mut retired = false;
+        let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+        for (path, change) in noted.paths {
+            // A root `.` (a pattern without a directory) reports `./name`, which `glob` gives
+            // as `name`; a pattern written `./dir/*` keeps the `./`.
+            let path = match path.strip_prefix("./") {
+                Ok(p) if !self.paths.contains_key(&path) && !self.matches(&path) => p.to_owned(),
+                _ => path,
+            };
+            if change != Change::Data
+                && let Some(w) = self.watcher.as_mut()
+                && w.watches(&path)
+            {
+                // A watched directory renamed or deleted: watched again when it is back.
+                w.unwatched(&path);
+                rescan = true;
+            }
+            let path = if self.paths.contains_key(&path) {
+                path
+            } else {
+                self.aliases.get(&path).cloned().unwrap_or(path)
+            };
+            let known = self.paths.contains_key(&path);
+            let matched = known || self.matches(&path);
+            match look(change, known, matched) {
+                Look::Nothing => {}
+                Look::Path => rescan |= !self.look_at(&path, now, &mut head),
+                Look::Retired => retired = true,
+                Look::Rescan => rescan = true,
+            }
+        }
+        if retired && !rescan {
+            self.check_retired();
+        }
+        rescan
+    }
+
+    /// Looks again at one known path; `false` when it is not a file there any more (a rescan
+    /// sorts that out).
+    fn look_at(&mut self, path: &Path, now: Instant, head: &mut Vec<u8>) -> bool {
+        let Some(key) = self.paths.get(path).copied() else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        if !meta.is_file() {
+            return false;
+        }
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        self.look_again(key, path, id, meta.len(), now, head);
+        true
+    }
+
+    /// Rotated or deleted files still read through their descriptors: ready when they grew.
+    fn check_retired(&mut self) {
+        let retired: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.retired.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in retired {
+            let Some(t) = self.files.get_mut(&key) else {
+                continue;
+            };
+            let Some(f) = &t.file else { continue };
+            if let Ok(meta) = f.metadata() {
+                t.size = meta.len();
+                if meta.len() > t.read_to() {
+                    self.schedule.ready(key);
+                }
+            }
+        }
+    }
+
+    /// Updates the gauges: files watched, bytes behind.
+    fn publish(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut behind = 0u64;
+        for (key, t) in &self.files {
+            let size = t.size.max(t.read_to());
+            if let Some(l) = self.book.ledger(*key) {
+                behind += size.saturating_sub(l.committed());
+            }
+        }
+        self.counters
+            .file_watched
+            .store(self.files.len() as u64, Relaxed);
+        self.counters.file_bytes_behind.store(behind, Relaxed);
+    }
+
     /// The paths the include patterns match now, minus excludes.
     fn expand(&self) -> BTreeSet<PathBuf> {
         let mut out = BTreeSet::new();
@@ -427,8 +645,10 @@ impl FileSource {
     fn scan(&mut self, now: Instant) -> Result<(), FileSourceError> {
         let first = !self.scanned_once;
         self.scanned_once = true;
+        self.ensure_watches();
         let paths = self.expand();
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+        let wall = SystemTime::now();
         for path in &paths {
             // Symlinks are followed to the file.
             let Ok(meta) = std::fs::metadata(path) else {
@@ -445,12 +665,42 @@ impl FileSource {
             match self.paths.get(path).copied() {
                 Some(key) => self.look_again(key, path, id, size, now, &mut head),
                 None => {
+                    let old = self.cfg.ignore_older_than.is_some_and(|age| {
+                        meta.modified()
+                            .ok()
+                            .and_then(|m| wall.duration_since(m).ok())
+                            .is_some_and(|d| d > age)
+                    });
+                    if old && !self.book.knows(id) {
+                        let at = match self.ignored.get(path) {
+                            Some((was, at)) if *was == id && *at <= size => *at,
+                            _ => size,
+                        };
+                        self.ignored.insert(path.clone(), (id, at));
+                        continue;
+                    }
                     if read_head(None, path, &mut head).is_err() {
                         continue;
                     }
-                    self.found(path, id, size, &head, first);
+                    // Written to since it was ignored: what was there then is still not read.
+                    let from = self
+                        .ignored
+                        .remove(path)
+                        .filter(|(was, at)| *was == id && *at <= size)
+                        .map(|(_, at)| at);
+                    self.found(path, id, size, &head, first, from);
+                    self.follow_link(path);
                 }
             }
+        }
+        self.ignored.retain(|p, _| paths.contains(p));
+        let pruned = self.book.prune(unix_now(), self.cfg.forget_after.as_secs());
+        if pruned > 0 {
+            tracing::info!(
+                "source `{}`: dropped the checkpoints of {pruned} files not found for {:?}",
+                self.name,
+                self.cfg.forget_after
+            );
         }
         // Paths no longer matched (deleted, renamed away, now excluded).
         let gone: Vec<(PathBuf, FileId)> = self
@@ -474,29 +724,45 @@ impl FileSource {
                 None => {}
             }
         }
-        // Retired files, through their own descriptors.
-        let retired: Vec<FileId> = self
-            .files
-            .iter()
-            .filter(|(_, t)| t.retired.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        for key in retired {
-            let Some(t) = self.files.get(&key) else {
-                continue;
-            };
-            let Some(f) = &t.file else { continue };
-            if let Ok(meta) = f.metadata()
-                && meta.len() > t.read_to()
-            {
-                self.schedule.ready(key);
-            }
-        }
+        self.check_retired();
+        let paths = &self.paths;
+        self.aliases.retain(|_, link| paths.contains_key(link));
+        self.publish();
         Ok(())
     }
 
+    /// A file found through a symlink: its real directory is watched too, and changes noted
+    /// at its real path count for the link.
+    fn follow_link(&mut self, path: &Path) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return;
+        }
+        let Ok(real) = std::fs::canonicalize(path) else {
+            return;
+        };
+        if let Some(dir) = real.parent()
+            && let Err(e) = w.watch(dir, false)
+        {
+            self.poll_instead(&e);
+            return;
+        }
+        self.aliases.insert(real, path.to_owned());
+    }
+
     /// A path not known before: a new file, a checkpointed one, or one known at another path.
-    fn found(&mut self, path: &Path, id: FileId, size: u64, head: &[u8], first: bool) {
+    /// `from`: where to start when the book has no checkpoint of it (it was ignored as old).
+    fn found(
+        &mut self,
+        path: &Path,
+        id: FileId,
+        size: u64,
+        head: &[u8],
+        first: bool,
+        from: Option<u64>,
+    ) {
         if let Some(t) = self.files.get(&id) {
             if t.identity.is(id, head) {
                 // The same file at another path (renamed within the include patterns): read
@@ -526,11 +792,14 @@ impl FileSource {
                 );
                 0
             }
+            None if from.is_some() => from.unwrap_or(0),
             None if first && self.cfg.start_at == StartAt::End => size,
             None => 0,
         };
         self.book.track(identity, path, start);
-        self.files.insert(id, self.tracked(path, identity, start));
+        let mut t = self.tracked(path, identity, start);
+        t.size = size;
+        self.files.insert(id, t);
         self.paths.insert(path.to_owned(), id);
         if size > start {
             self.schedule.ready(id);
@@ -554,6 +823,12 @@ impl FileSource {
             meta: RecordMeta {
                 attributes: attrs,
                 ..RecordMeta::default()
+            },
+            size: start,
+            header_left: if start == 0 {
+                self.cfg.skip_header_lines
+            } else {
+                0
             },
         }
     }
@@ -585,6 +860,14 @@ impl FileSource {
         if read_head(through, path, head).is_err() {
             return;
         }
+        if id == key
+            && let Some(t) = self.files.get_mut(&key)
+        {
+            t.size = size;
+        }
+        let Some(t) = self.files.get(&key) else {
+            return;
+        };
         let known = Known {
             identity: t.identity,
             offset: t.read_to(),
@@ -612,11 +895,17 @@ impl FileSource {
                     self.name,
                     path.display()
                 );
+                self.counters
+                    .file_truncations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // What was read and held is passed on first; it is still the file's content.
                 let _ = self.finish_file(key, now);
                 let identity = Identity::new(key, head);
                 self.book.track(identity, path, 0);
                 let mut fresh = self.tracked(path, identity, 0);
+                // A writer going on after a truncation writes no header again.
+                fresh.header_left = 0;
+                fresh.size = size;
                 if let Some(t) = self.files.get_mut(&key) {
                     fresh.file = t.file.take();
                     if let Some(f) = &mut fresh.file
@@ -634,14 +923,14 @@ impl FileSource {
             Action::Rotated { .. } => {
                 self.paths.remove(path);
                 self.retire(key, now);
-                self.found(path, id, size, head, false);
+                self.found(path, id, size, head, false, None);
             }
             Action::Replaced { .. } => {
                 self.paths.remove(path);
                 if !self.paths.values().any(|k| *k == key) {
                     self.drop_file(key);
                 }
-                self.found(path, id, size, head, false);
+                self.found(path, id, size, head, false, None);
             }
             Action::Gone | Action::Vanished => {}
         }
@@ -656,6 +945,9 @@ impl FileSource {
             return;
         }
         t.retired = Some(Retired::new(t.identity, now, self.cfg.rotate_wait));
+        self.counters
+            .file_rotations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.schedule.pin(key);
         self.schedule.ready(key);
     }
@@ -1015,6 +1307,11 @@ fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, fo
 
 /// Adds one complete line: a record, or a line for the joiner.
 fn push_line(t: &mut Tracked, line: Line, now: Instant, found: &mut Found) {
+    if t.header_left > 0 {
+        // `skip_header_lines`: not a record (the checkpoint passes it like one).
+        t.header_left -= 1;
+        return;
+    }
     match t.joiner.as_mut() {
         Some(j) => {
             let from = (line.start - t.base) as usize;
@@ -1092,14 +1389,15 @@ fn open_at(path: &Path, id: FileId, offset: u64) -> io::Result<File> {
     Ok(f)
 }
 
-/// Waits for `timeout`, or less if shutdown is triggered (`wake` becomes readable).
-fn wait(wake: &std::os::fd::OwnedFd, timeout: Duration) -> io::Result<()> {
+/// Waits for `timeout`, or less if one of `fds` becomes readable (shutdown triggered, this
+/// source stopped, a change noted).
+fn wait(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
         tv_sec: 1,
         tv_nsec: 0,
     });
-    let mut fds = [PollFd::new(wake, PollFlags::IN)];
+    let mut fds: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
     match poll(&mut fds, Some(&ts)) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
@@ -1121,6 +1419,16 @@ mod tests {
         path: &Path,
         max: usize,
     ) -> (FileSource, Rx<Batch>, Rx<crate::topology::DeadLetters>) {
+        source_with(dir, path, max, |_| {})
+    }
+
+    /// [`source`] with `change` made to its config.
+    fn source_with(
+        dir: &Path,
+        path: &Path,
+        max: usize,
+        change: impl FnOnce(&mut FileSourceConfig),
+    ) -> (FileSource, Rx<Batch>, Rx<crate::topology::DeadLetters>) {
         let limits = Limits {
             records_max: 1 << 30,
             bytes_max: 1 << 40,
@@ -1135,6 +1443,8 @@ mod tests {
             partial_line_timeout: Duration::from_secs(3600),
             ..FileSourceConfig::default()
         };
+        let mut cfg = cfg;
+        change(&mut cfg);
         let src = FileSource::new(
             "logs",
             cfg,
@@ -1158,6 +1468,127 @@ mod tests {
                 Turn::Wait => break,
             }
         }
+    }
+
+    fn payloads(rx: &Rx<Batch>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(b) = rx.try_recv() {
+            out.extend(
+                b.records()
+                    .map(|r| String::from_utf8_lossy(r.payload).into_owned()),
+            );
+        }
+        out
+    }
+
+    fn gauge(v: &std::sync::atomic::AtomicU64) -> u64 {
+        v.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Files watched and bytes behind follow what is read and acknowledged; a truncation and
+    /// a rotation are counted once each.
+    #[test]
+    fn metrics_count_files_backlog_rotations_and_truncations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, |c| {
+            c.ack = AckMode::Delivered;
+        });
+        file.write_all(&b"line\n".repeat(40)).unwrap();
+        pump(&mut src);
+        src.publish();
+        let c = src.counters.clone();
+        assert_eq!(gauge(&c.file_watched), 1);
+        assert_eq!(gauge(&c.file_source), 1);
+        // Read and passed on, not acknowledged: the batch (its Hold) is still in the queue.
+        assert_eq!(gauge(&c.file_bytes_behind), 200);
+        assert_eq!(payloads(&rx).len(), 40);
+        src.take_acks();
+        src.publish();
+        assert_eq!(gauge(&c.file_bytes_behind), 0);
+        // copytruncate: counted, read again from 0.
+        file.set_len(0).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"after\n").unwrap();
+        pump(&mut src);
+        assert_eq!(gauge(&c.file_truncations), 1);
+        assert_eq!(payloads(&rx), ["after"]);
+        // Rename-and-create: counted; both files are known until rotate_wait.
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        file.write_all(b"late\n").unwrap();
+        std::fs::write(&path, "new\n").unwrap();
+        pump(&mut src);
+        pump(&mut src);
+        assert_eq!(gauge(&c.file_rotations), 1);
+        assert_eq!(gauge(&c.file_truncations), 1);
+        let mut got = payloads(&rx);
+        got.sort();
+        assert_eq!(got, ["late", "new"]);
+        src.take_acks();
+        src.publish();
+        assert_eq!(gauge(&c.file_watched), 2);
+        assert_eq!(gauge(&c.file_bytes_behind), 0);
+    }
+
+    #[test]
+    fn skip_header_lines_skips_the_first_lines_of_a_file_read_from_its_beginning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.csv");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, |c| {
+            c.skip_header_lines = 2;
+        });
+        // The header arrives in pieces.
+        file.write_all(b"id,name\r\n# units").unwrap();
+        pump(&mut src);
+        file.write_all(b": none\n1,a\n2,b\n").unwrap();
+        pump(&mut src);
+        assert_eq!(payloads(&rx), ["1,a", "2,b"]);
+        src.take_acks();
+        assert_eq!(src.book.snapshot(0)[0].offset, 31);
+        // Truncated and written on: a writer going on writes no header again.
+        file.set_len(0).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"3,c\n").unwrap();
+        pump(&mut src);
+        assert_eq!(payloads(&rx), ["3,c"]);
+    }
+
+    #[test]
+    fn files_older_than_ignore_older_than_are_read_only_from_their_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.log");
+        let fresh = dir.path().join("fresh.log");
+        std::fs::write(&old, "stale\n").unwrap();
+        std::fs::write(&fresh, "recent\n").unwrap();
+        let day_ago = SystemTime::now() - Duration::from_secs(24 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
+        let pattern = dir.path().join("*.log");
+        let (mut src, rx, _dead) = source_with(dir.path(), &pattern, 100, |c| {
+            c.ignore_older_than = Some(Duration::from_secs(3600));
+        });
+        pump(&mut src);
+        assert_eq!(payloads(&rx), ["recent"]);
+        assert_eq!(src.files.len(), 1);
+        pump(&mut src);
+        assert!(payloads(&rx).is_empty());
+        // Written to again: only what is new is read.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&old).unwrap();
+        f.write_all(b"alive\n").unwrap();
+        pump(&mut src);
+        assert_eq!(payloads(&rx), ["alive"]);
     }
 
     #[test]
@@ -1255,7 +1686,7 @@ mod tests {
             assert_eq!(got_letters, want_letters, "seed {seed}");
             // Everything is passed on: the checkpoint is at the end of the file.
             src.take_acks();
-            let snapshot = src.book.snapshot();
+            let snapshot = src.book.snapshot(0);
             assert_eq!(snapshot.len(), 1);
             assert_eq!(snapshot[0].offset, data.len() as u64, "seed {seed}");
         }
