@@ -11,11 +11,12 @@
 #
 #   EDGE_ROUTER_ARM64_PROFILE   the profile of the ARM64 binary to pack (default dist-ci, as
 #                               tests/arm64_binary.sh)
+#   EDGE_ROUTER_X86_BIN, EDGE_ROUTER_ARM64_BIN   other binaries to pack (built elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-x86_bin="$target_dir/x86_64-unknown-linux-musl/dist/edge-router"
-arm_bin="$target_dir/aarch64-unknown-linux-musl/${EDGE_ROUTER_ARM64_PROFILE:-dist-ci}/edge-router"
+x86_bin="${EDGE_ROUTER_X86_BIN:-$target_dir/x86_64-unknown-linux-musl/dist/edge-router}"
+arm_bin="${EDGE_ROUTER_ARM64_BIN:-$target_dir/aarch64-unknown-linux-musl/${EDGE_ROUTER_ARM64_PROFILE:-dist-ci}/edge-router}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
 fail() { echo "deb_package.sh: $*" >&2; exit 1; }
 
