@@ -13,14 +13,18 @@
 #
 # The release command is `packaging/build-arm64.sh` (profile `dist`: opt-level 3, thin LTO,
 # stripped). CI builds profile `dist-ci` by default instead (Cargo.toml): the same source, target,
-# C toolchain, features and static linking, but opt-level 1, no LTO and 16 codegen units. Why:
-# a cold `dist` build for aarch64 took 16.7 CPU-minutes here (15m23s user + 1m20s sys, with the
-# host's build scripts and proc macros already built by the x86-64 `dist` build; 46 min of wall
-# time on a machine shared by several builds), the final crate's compile with thin LTO alone over
-# 5 CPU-minutes and serial; opt-level 1 without LTO spends far less in LLVM, cold and after each
-# change of the router (not measured here: the machine was too loaded to finish it). What this test is
-# for (the cross C toolchain, static linking, Cranelift's aarch64 backend, the binary under
-# emulation) does not depend on LLVM's optimisation level.
+# C toolchain, features and static linking, but opt-level 1, no LTO and 16 codegen units.
+# Measured here, cold, on a machine shared by several builds (wall times inflated 3-4x):
+#   dist    16.7 CPU-min (15m23s user + 1m20s sys), 46 min wall, 29,337,560 bytes; the host's
+#           build scripts and proc macros were already built by the x86-64 `dist` build, and the
+#           final crate's thin-LTO compile alone took over 5 CPU-min, serial;
+#   dist-ci 15.9 CPU-min (14m38s user + 1m15s sys), 39 min wall, 32,489,184 bytes, including
+#           its own build scripts and proc macros (a profile of its own shares none).
+# So cold the two cost about the same CPU; dist-ci has no serial LTO step (wall time on 2 cores)
+# and rebuilds the router crate after a change at opt-level 1 without LTO, the common case with
+# a cached target directory. What this test is for (the cross C toolchain, static linking,
+# Cranelift's aarch64 backend, the binary under emulation) does not depend on LLVM's
+# optimisation level.
 #
 # Needs: the Rust target (added here), zig and cargo-zigbuild (PyPI, installed here into a venv
 # under the cargo target directory by packaging/build-arm64.sh), qemu-user-static and curl
