@@ -33,6 +33,10 @@ need file || apt_install file
 need readelf || apt_install binutils
 rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
   || rustup target add x86_64-unknown-linux-musl
+# The ARM64 binary (tests/arm64_binary.sh) runs under qemu-user; its build installs its own zig
+# (packaging/build-arm64.sh). tests/deb_package.sh packs both binaries with dpkg-deb.
+need qemu-aarch64-static || apt_install qemu-user-static
+need dpkg-deb || apt_install dpkg
 # node and npm build the JavaScript plugins (plugins/build.sh installs componentize-js from npm)
 # and run kinesalite, the local Kinesis server of tests/kinesis.rs.
 need node || apt_install nodejs
@@ -81,6 +85,10 @@ echo "== cargo package (the plugin SDK and the JSON scanner it shares with the r
 cargo package --locked --allow-dirty -p edge-router-jsonpath -p edge-router-plugin >/dev/null
 echo "== tests/static_binary.sh (x86_64-unknown-linux-musl, --profile dist)"
 tests/static_binary.sh
+echo "== tests/arm64_binary.sh (aarch64-unknown-linux-musl, --profile dist-ci, run under qemu)"
+tests/arm64_binary.sh
+echo "== tests/deb_package.sh (the .deb of each binary built above)"
+tests/deb_package.sh
 echo "== cargo test"
 log="$(mktemp)"
 # Tests that cannot run here (the corpus is missing) leave a file named after them.
