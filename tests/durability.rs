@@ -436,12 +436,7 @@ fn a_full_buffer_that_drops_oldest_delivers_the_newest_in_order_and_counts_the_r
     );
     assert_eq!(seqs.last(), Some(&(N as u64 - 1)), "the newest record");
     // The newest records run without a gap to the end: at least half a buffer of them.
-    let tail = seqs
-        .iter()
-        .rev()
-        .zip((0..N as u64).rev())
-        .take_while(|(s, want)| *s == want)
-        .count();
+    let tail = common::newest_run(&seqs, N as u64);
     let avg = written.len() / seqs.len().max(1);
     assert!(
         tail * avg >= MAX_BYTES / 2,

@@ -253,12 +253,7 @@ fn offline_for_days_with_two_restarts_delivers_every_record_not_counted_dropped_
         "every run must have dropped: {dropped:?}"
     );
     assert_eq!(seqs.last(), Some(&(total as u64 - 1)), "the newest record");
-    let tail = seqs
-        .iter()
-        .rev()
-        .zip((0..total as u64).rev())
-        .take_while(|(s, want)| *s == want)
-        .count();
+    let tail = common::newest_run(&seqs, total as u64);
     let avg = (data.len() / total) as u64;
     assert!(
         tail as u64 * avg >= MAX_BYTES / 2,

@@ -1048,3 +1048,13 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// How many of the newest sequence numbers `0..total` arrived without a gap: the length of the
+/// run at the end of `seqs` (delivered, increasing) that ends at `total - 1`.
+pub fn newest_run(seqs: &[u64], total: u64) -> usize {
+    seqs.iter()
+        .rev()
+        .zip((0..total).rev())
+        .take_while(|(s, want)| *s == want)
+        .count()
+}
