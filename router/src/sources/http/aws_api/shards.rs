@@ -121,6 +121,11 @@ impl ShardIdText {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("shardId-000000000000")
     }
+
+    /// The text's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// A `ListShards` continuation token: where the next page starts, and for which stream.

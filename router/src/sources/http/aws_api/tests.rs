@@ -559,3 +559,114 @@ fn targets() {
     assert_eq!(Call::FirehosePutRecord.service(), "firehose");
     assert_eq!(Call::ListShards.service(), "kinesis");
 }
+
+mod base64_decoding {
+    use super::super::decode_base64;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    /// What the `base64` crate's `STANDARD` engine says of `text`: the reference.
+    fn reference(text: &[u8]) -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| e.to_string())
+    }
+
+    fn fast(text: &[u8]) -> Result<Vec<u8>, String> {
+        // Decoded after bytes already in the buffer, as records are.
+        let mut out = b"before".to_vec();
+        match decode_base64(text, &mut out) {
+            Ok(()) => {
+                assert_eq!(&out[..6], b"before");
+                Ok(out.split_off(6))
+            }
+            Err(e) => {
+                assert_eq!(out, b"before", "nothing appended on an error");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn edge_cases_read_as_the_base64_crate_reads_them() {
+        for text in [
+            "",
+            "=",
+            "==",
+            "A",
+            "AA",
+            "AA=",
+            "AA==",
+            "AB==",
+            "AAA=",
+            "AAB=",
+            "AAAA",
+            "A===",
+            "AA=A",
+            "AAAA====",
+            "AAAAAA==",
+            "AAAAAAA=",
+            "AA==AA==",
+            " AAA",
+            "AAA\n",
+            "AA\r\n==",
+            "-_==",
+            "+/==",
+            "aGk=",
+            "aGk",
+            "aGl=",
+            // Long enough for the vectorized loop, with a flaw at its end, in it and past it.
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg==",
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eh==",
+            "QUJDREVGR0hJSktMTU5PUFFSU1RV=ldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg==",
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg=",
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg",
+        ] {
+            assert_eq!(
+                fast(text.as_bytes()),
+                reference(text.as_bytes()),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Mostly base64 alphabet, with the characters that make text invalid now and then.
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            20 => proptest::sample::select(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".to_vec()
+            ),
+            2 => Just(b'='),
+            1 => proptest::sample::select(b"-_ \n\r\t.\\\"".to_vec()),
+            1 => any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..140)
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_as_the_base64_crate_reads_it(t in text()) {
+            prop_assert_eq!(fast(&t), reference(&t));
+        }
+
+        #[test]
+        fn so_does_encoded_data_with_one_byte_changed_or_cut(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![Just(b'='), Just(b'A'), Just(b'/'), Just(b'-'), any::<u8>()],
+            how in 0..3u8,
+        ) {
+            let mut t = base64::engine::general_purpose::STANDARD.encode(&data).into_bytes();
+            prop_assert_eq!(fast(&t), Ok(data));
+            if !t.is_empty() {
+                let i = at.index(t.len());
+                match how {
+                    0 => t[i] = byte,
+                    1 => t.truncate(i),
+                    _ => t.insert(i, byte),
+                }
+                prop_assert_eq!(fast(&t), reference(&t));
+            }
+        }
+    }
+}

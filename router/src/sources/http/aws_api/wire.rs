@@ -424,8 +424,9 @@ fn parse_cbor(body: &[u8]) -> Result<Input<'_>, ApiError> {
 /// An answer being written, in JSON or CBOR, through the same calls: maps and arrays are
 /// opened with their length (CBOR writes it; JSON needs it only to be closed with `end`).
 pub enum Out {
-    /// JSON text and, per open map or array, whether the next item is its first.
-    Json(String, Vec<bool>, bool),
+    /// JSON text (as bytes: the values it is made of are written without checking them again)
+    /// and, per open map or array, whether the next item is its first.
+    Json(Vec<u8>, Vec<bool>, bool),
     /// CBOR bytes.
     Cbor(minicbor::Encoder<Vec<u8>>),
 }
@@ -433,28 +434,33 @@ pub enum Out {
 impl Out {
     /// An empty answer in `wire`'s encoding.
     pub fn new(wire: Wire) -> Out {
+        Out::with_capacity(wire, 256)
+    }
+
+    /// An empty answer in `wire`'s encoding with room for `bytes` bytes.
+    pub fn with_capacity(wire: Wire, bytes: usize) -> Out {
         match wire {
-            Wire::Json => Out::Json(String::with_capacity(256), Vec::new(), false),
-            Wire::Cbor => Out::Cbor(minicbor::Encoder::new(Vec::with_capacity(256))),
+            Wire::Json => Out::Json(Vec::with_capacity(bytes), Vec::new(), false),
+            Wire::Cbor => Out::Cbor(minicbor::Encoder::new(Vec::with_capacity(bytes))),
         }
     }
 
     /// The bytes written.
     pub fn finish(self) -> Vec<u8> {
         match self {
-            Out::Json(s, _, _) => s.into_bytes(),
+            Out::Json(s, _, _) => s,
             Out::Cbor(e) => e.into_writer(),
         }
     }
 
     /// Before a value in JSON: a comma unless it is the first item, or the value of a key.
-    fn json_item(s: &mut String, open: &mut [bool], after_key: &mut bool) {
+    fn json_item(s: &mut Vec<u8>, open: &mut [bool], after_key: &mut bool) {
         if std::mem::take(after_key) {
             return;
         }
         if let Some(first) = open.last_mut() {
             if !*first {
-                s.push(',');
+                s.push(b',');
             }
             *first = false;
         }
@@ -465,7 +471,7 @@ impl Out {
         match self {
             Out::Json(s, open, k) => {
                 Out::json_item(s, open, k);
-                s.push('{');
+                s.push(b'{');
                 open.push(true);
             }
             Out::Cbor(e) => {
@@ -480,7 +486,7 @@ impl Out {
         match self {
             Out::Json(s, open, k) => {
                 Out::json_item(s, open, k);
-                s.push('[');
+                s.push(b'[');
                 open.push(true);
             }
             Out::Cbor(e) => {
@@ -494,7 +500,7 @@ impl Out {
     pub fn end(&mut self, map: bool) -> &mut Out {
         if let Out::Json(s, open, _) = self {
             open.pop();
-            s.push(if map { '}' } else { ']' });
+            s.push(if map { b'}' } else { b']' });
         }
         self
     }
@@ -505,7 +511,7 @@ impl Out {
             Out::Json(s, open, k) => {
                 Out::json_item(s, open, k);
                 json_string(s, key);
-                s.push(':');
+                s.push(b':');
                 *k = true;
             }
             Out::Cbor(e) => {
@@ -529,18 +535,19 @@ impl Out {
         self
     }
 
-    /// A text value known to need no JSON escaping (digits, ids the endpoint makes).
-    pub fn plain(&mut self, v: &str) -> &mut Out {
+    /// A text value of ASCII letters, digits and `-` only (sequence numbers and shard ids the
+    /// endpoint makes), given as bytes: JSON takes them as they are, unchecked and unescaped.
+    pub fn plain(&mut self, v: &[u8]) -> &mut Out {
+        debug_assert!(v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-'));
         match self {
             Out::Json(s, open, k) => {
-                debug_assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
                 Out::json_item(s, open, k);
-                s.push('"');
-                s.push_str(v);
-                s.push('"');
+                s.push(b'"');
+                s.extend_from_slice(v);
+                s.push(b'"');
             }
             Out::Cbor(e) => {
-                let _ = e.str(v);
+                let _ = e.str(std::str::from_utf8(v).unwrap_or_default());
             }
         }
         self
@@ -550,7 +557,7 @@ impl Out {
     pub fn u64(&mut self, v: u64) -> &mut Out {
         match self {
             Out::Json(s, open, k) => {
-                use std::fmt::Write as _;
+                use std::io::Write as _;
                 Out::json_item(s, open, k);
                 let _ = write!(s, "{v}");
             }
@@ -566,7 +573,7 @@ impl Out {
         match self {
             Out::Json(s, open, k) => {
                 Out::json_item(s, open, k);
-                s.push_str(if v { "true" } else { "false" });
+                s.extend_from_slice(if v { &b"true"[..] } else { &b"false"[..] });
             }
             Out::Cbor(e) => {
                 let _ = e.bool(v);
@@ -580,7 +587,7 @@ impl Out {
     pub fn timestamp(&mut self, unix_millis: u64) -> &mut Out {
         match self {
             Out::Json(s, open, k) => {
-                use std::fmt::Write as _;
+                use std::io::Write as _;
                 Out::json_item(s, open, k);
                 let _ = write!(s, "{}.{:03}", unix_millis / 1000, unix_millis % 1000);
             }
@@ -598,16 +605,16 @@ impl Out {
 }
 
 /// Appends `v` as a JSON string.
-fn json_string(s: &mut String, v: &str) {
+fn json_string(s: &mut Vec<u8>, v: &str) {
     let plain = v
         .bytes()
         .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f);
     if plain {
-        s.push('"');
-        s.push_str(v);
-        s.push('"');
+        s.push(b'"');
+        s.extend_from_slice(v.as_bytes());
+        s.push(b'"');
     } else {
-        s.push_str(&serde_json::Value::from(v).to_string());
+        s.extend_from_slice(serde_json::Value::from(v).to_string().as_bytes());
     }
 }
 
