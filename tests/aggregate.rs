@@ -2,7 +2,8 @@
 //! generated sensor data against a reference computed here (every window's values exact), by
 //! event time with out-of-order and late records and by arrival time; several stage workers
 //! keep each key on one instance; `flush` at shutdown and before a reload's switch emits what
-//! is open once; a trap loses only its instance's state and says so. The plugins are built from
+//! is open once; a trap (in `process`, `tick` or `flush`) loses only its instance's state and
+//! says so. The plugins are built from
 //! source by `plugins/build.sh` (which `tests/run.sh` runs first).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -496,6 +497,149 @@ path = "dl.ndjson"
     }
     assert!(exact > 0, "every key on the trapped instance");
     assert_eq!(stats.component("stages.probe")["absorbed"], 4_000);
+}
+
+/// `{"k":"k<i % 8>","i":i}` lines for `i` in `from..to`.
+fn keyed(from: u64, to: u64) -> Vec<u8> {
+    (from..to)
+        .flat_map(|i| format!("{{\"k\":\"k{}\",\"i\":{i}}}\n", i % 8).into_bytes())
+        .collect()
+}
+
+/// The `aggregate-probe` stage `probe` with two workers (keys k0..k7 spread over two
+/// instances), ticking every 20 ms, writing `out.ndjson` and dead letters to `dl.ndjson`, with
+/// `extra` appended.
+fn probe_config(extra: &str) -> String {
+    format!(
+        "[sources.in]\nkind = \"stdin\"\n\n[pipeline]\nstage_workers = 2\n\n\
+         [[stages]]\nname = \"probe\"\nkind = \"aggregate\"\nplugin = {:?}\nkey = \"k\"\n\
+         tick_ms = 20\n\n[sinks.out]\nkind = \"file\"\npath = \"out.ndjson\"\n\n\
+         [dead_letter]\npath = \"dl.ndjson\"\n{extra}",
+        plugin("aggregate-probe").display().to_string()
+    )
+}
+
+/// The probe's output: per key, its count and instance; panics on a key written twice.
+fn probe_counts(path: &Path) -> BTreeMap<String, (u64, u64)> {
+    let mut got = BTreeMap::new();
+    for l in lines(&read(path)) {
+        let v: Value = serde_json::from_slice(l).unwrap();
+        let k = v["k"].as_str().unwrap().to_owned();
+        let e = (v["n"].as_u64().unwrap(), v["instance"].as_u64().unwrap());
+        assert!(got.insert(k.clone(), e).is_none(), "{k} written twice");
+    }
+    got
+}
+
+/// Asserts nothing was dead-lettered.
+fn no_dead_letters(dir: &Path) {
+    let path = dir.join("dl.ndjson");
+    if path.exists() {
+        let dl = dead_letters(&path);
+        assert!(dl.is_empty(), "{dl:?}");
+    }
+}
+
+#[test]
+fn a_trap_in_tick_loses_only_its_instances_windows_and_says_so() {
+    let dir = temp_dir();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("edge-router.toml");
+    std::fs::write(
+        &cfg,
+        probe_config(&format!("\n[metrics]\naddress = \"{metrics}\"\n")),
+    )
+    .unwrap();
+    let (mut router, mut stdin) = Running::start(
+        dir.path(),
+        &["run", "-c", cfg.to_str().unwrap(), "--stats=json"],
+    );
+    // 2,000 records absorbed (250 a key) ...
+    stdin.write_all(&keyed(0, 2_000)).unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !scrape(&metrics).lines().any(|l| {
+        l.starts_with("edge_router_component_records_absorbed_total")
+            && l.contains("stages.probe")
+            && l.ends_with(" 2000")
+    }) {
+        assert!(Instant::now() < deadline, "the stage never absorbed 2000");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // ... then one that makes k0's instance trap in its next tick ...
+    stdin
+        .write_all(b"{\"k\":\"k0\",\"trap\":\"tick\"}\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    router.wait_for_stderr("the aggregate's tick failed", Duration::from_secs(20));
+    // ... then 2,000 more (250 a key) after it.
+    stdin.write_all(&keyed(2_000, 4_000)).unwrap();
+    drop(stdin);
+    let out = router.wait(Duration::from_secs(30));
+    let stats = out.ok_stats();
+    assert!(
+        out.stderr.contains("the plugin trapped")
+            && out.stderr.contains("the windows it held open are lost"),
+        "{}",
+        out.stderr
+    );
+    let s = stats.component("stages.probe");
+    assert_eq!(s["plugin_state_losses"], 1, "{s}");
+    assert_eq!(s["plugin_traps"], 1, "{s}");
+    // Every record stays counted as absorbed, none is dead-lettered.
+    assert_eq!(s["absorbed"], 4_001, "{s}");
+    assert_eq!(s["dead_lettered"].as_u64().unwrap_or(0), 0, "{s}");
+    no_dead_letters(dir.path());
+    // The trapped instance's keys count only what came after the trap; the other's, all.
+    let got = probe_counts(&dir.path().join("out.ndjson"));
+    assert_eq!(got.len(), 8, "{got:?}");
+    let trapped = got["k0"].1;
+    let (mut lost, mut kept) = (0, 0);
+    for (k, &(n, instance)) in &got {
+        if instance == trapped {
+            assert_eq!(n, 250, "{k}: its instance trapped after 250");
+            lost += 1;
+        } else {
+            assert_eq!(n, 500, "{k}");
+            kept += 1;
+        }
+    }
+    assert!(lost > 0 && kept > 0, "{got:?}");
+    assert_eq!(s["created"], 8, "{s}");
+    assert_eq!(stats.written(), 8);
+}
+
+#[test]
+fn a_trap_in_flush_loses_only_its_instances_windows_and_says_so() {
+    let dir = temp_dir();
+    let mut input = keyed(0, 2_000);
+    input.extend_from_slice(b"{\"k\":\"k0\",\"trap\":\"flush\"}\n");
+    input.extend_from_slice(&keyed(2_000, 4_000));
+    let out = run_config(dir.path(), &probe_config(""), &input);
+    let stats = out.ok_stats();
+    assert!(
+        out.stderr
+            .contains("the aggregate's flush failed: the plugin trapped")
+            && out.stderr.contains("the windows it held open are lost"),
+        "{}",
+        out.stderr
+    );
+    let s = stats.component("stages.probe");
+    assert_eq!(s["plugin_state_losses"], 1, "{s}");
+    assert_eq!(s["plugin_traps"], 1, "{s}");
+    assert_eq!(s["absorbed"], 4_001, "{s}");
+    assert_eq!(s["dead_lettered"].as_u64().unwrap_or(0), 0, "{s}");
+    no_dead_letters(dir.path());
+    // Only the other instance's keys come out, each exact; k0's instance emitted nothing.
+    let got = probe_counts(&dir.path().join("out.ndjson"));
+    assert!(!got.contains_key("k0"), "{got:?}");
+    assert!(!got.is_empty() && got.len() < 8, "{got:?}");
+    let instance = got.values().next().unwrap().1;
+    for (k, &(n, i)) in &got {
+        assert_eq!((n, i), (500, instance), "{k}");
+    }
+    assert_eq!(s["created"], got.len() as u64, "{s}");
+    assert_eq!(stats.written(), got.len() as u64);
 }
 
 /// `edge-router reload --metrics ADDR` with the token; true on success.

@@ -2,7 +2,10 @@
 //! built with its own `build.sh` by the real toolchains, and run by its own `test.sh`, which
 //! compares `edge-router plugin run` over the sample with the expected output. The test also
 //! compares that output itself, and checks each project's error paths (a bad config stops it
-//! with the plugin's message; an enrich stage's bad record is reported with its line).
+//! with the plugin's message; a bad record is reported with its line) and edge cases (keys
+//! that need escaping or are too long, whole numbers written several ways), which every
+//! language must answer byte for byte alike. Contract 0.1 kinds (filter, enrich, route) and
+//! 0.2 kinds (transform, aggregate) are separate tests per language, so they build in parallel.
 //!
 //! The toolchains are the ones `plugins/build.sh` installs (which `tests/run.sh` runs first):
 //! wasm-tools and componentize-py in `<target>/wasm-tools-venv`, componentize-js under
@@ -20,7 +23,10 @@ use std::process::Command;
 
 use common::{Input, bin, repo_root, run_in, temp_dir};
 
-const KINDS: [&str; 3] = ["filter", "enrich", "route"];
+/// The kinds of contract 0.1 and of contract 0.2: one test each per language, so the builds of
+/// a language's two sets run side by side.
+const KINDS_V01: [&str; 3] = ["filter", "enrich", "route"];
+const KINDS_V02: [&str; 2] = ["transform", "aggregate"];
 
 /// The cargo target directory this test binary was built into (`<target>/debug/edge-router`).
 fn target_dir() -> PathBuf {
@@ -146,10 +152,10 @@ fn plugin_run(
     )
 }
 
-/// Generates, builds and tests the three kinds of one language.
-fn every_kind_of(lang: &str) {
+/// Generates, builds and tests `kinds` of one language.
+fn kinds_of(lang: &str, kinds: &[&str]) {
     let dir = temp_dir();
-    for kind in KINDS {
+    for &kind in kinds {
         let name = format!("{lang}-{kind}-plugin");
         let project = generate(dir.path(), lang, kind, &name);
         run_test_sh(&project, lang);
@@ -233,6 +239,81 @@ fn every_kind_of(lang: &str) {
                 assert_eq!(out.code(), 0, "{lang}: {}", out.stderr);
                 assert_eq!(out.stdout, b"w\ta warn\n(default)\tok\n", "{lang}");
             }
+            "transform" => {
+                let out = plugin_run(&project, &name, kind, r#"{"key": ""}"#, b"{}\n");
+                assert_eq!(out.code(), 1, "{lang}: {}", out.stderr);
+                assert!(
+                    out.stderr
+                        .contains("rejected its config: config: `key` must be a non-empty string"),
+                    "{lang}: {}",
+                    out.stderr
+                );
+                // Keys: escaped in the record, too long (257 characters), empty; a bad record.
+                let long = "\u{e9}".repeat(257);
+                let input = format!(
+                    "not json\n{{\"id\":\"d\\\"1\",\"x\":\"ALERT\"}}\n{{\"id\":\"{long}\"}}\n{{\"id\":\"\"}}\n"
+                );
+                let out = plugin_run(
+                    &project,
+                    &name,
+                    kind,
+                    r#"{"key": "id", "alert_if_contains": "ALERT"}"#,
+                    input.as_bytes(),
+                );
+                assert_eq!(out.code(), 4, "{lang}: {}", out.stderr);
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!(
+                        "{{\"partition_key\":\"d\\\"1\"}}\t{{\"id\":\"d\\\"1\",\"x\":\"ALERT\"}}\n\
+                         {{\"attributes\":{{\"type\":\"alert\"}},\"partition_key\":\"d\\\"1\"}}\t\
+                         {{\"alert\":{{\"id\":\"d\\\"1\",\"x\":\"ALERT\"}}}}\n\
+                         {{\"id\":\"{long}\"}}\n{{\"id\":\"\"}}\n"
+                    ),
+                    "{lang}"
+                );
+                assert!(
+                    out.stderr
+                        .contains("line 1: stage `plugin`: the plugin reported: not a JSON object"),
+                    "{lang}: {}",
+                    out.stderr
+                );
+            }
+            "aggregate" => {
+                let out = plugin_run(&project, &name, kind, r#"{"sum": ""}"#, b"{}\n");
+                assert_eq!(out.code(), 1, "{lang}: {}", out.stderr);
+                assert!(
+                    out.stderr
+                        .contains("rejected its config: config: `sum` must be a non-empty string"),
+                    "{lang}: {}",
+                    out.stderr
+                );
+                // Whole numbers written several ways, a fraction, a bad record, a record
+                // without the key (dropped), a key that needs escaping.
+                let out = plugin_run(
+                    &project,
+                    &name,
+                    kind,
+                    r#"{"key": "k", "sum": "n"}"#,
+                    b"{\"k\":\"a\",\"n\":2}\n{\"k\":\"a\",\"n\":1.5}\n[1]\n{\"n\":4}\n\
+                      {\"k\":\"b\\n\"}\n{\"n\":-3,\"k\":\"a\"}\n{\"k\":\"a\",\"n\":1.3e1}\n",
+                );
+                assert_eq!(out.code(), 4, "{lang}: {}", out.stderr);
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    "{\"partition_key\":\"a\"}\t{\"k\":\"a\",\"count\":3,\"n\":12}\n\
+                     {\"partition_key\":\"b\\n\"}\t{\"k\":\"b\\n\",\"count\":1,\"n\":0}\n",
+                    "{lang}"
+                );
+                for (line, why) in [(2, "`n` is not a whole number"), (3, "not a JSON object")] {
+                    assert!(
+                        out.stderr.contains(&format!(
+                            "line {line}: stage `plugin`: the plugin reported: {why}"
+                        )),
+                        "{lang}: {}",
+                        out.stderr
+                    );
+                }
+            }
             _ => unreachable!(),
         }
     }
@@ -240,22 +321,42 @@ fn every_kind_of(lang: &str) {
 
 #[test]
 fn rust_templates_build_and_pass_their_tests() {
-    every_kind_of("rust");
+    kinds_of("rust", &KINDS_V01);
+}
+
+#[test]
+fn rust_transform_and_aggregate_templates_build_and_pass_their_tests() {
+    kinds_of("rust", &KINDS_V02);
 }
 
 #[test]
 fn python_templates_build_and_pass_their_tests() {
-    every_kind_of("python");
+    kinds_of("python", &KINDS_V01);
+}
+
+#[test]
+fn python_transform_and_aggregate_templates_build_and_pass_their_tests() {
+    kinds_of("python", &KINDS_V02);
 }
 
 #[test]
 fn javascript_templates_build_and_pass_their_tests() {
-    every_kind_of("js");
+    kinds_of("js", &KINDS_V01);
+}
+
+#[test]
+fn javascript_transform_and_aggregate_templates_build_and_pass_their_tests() {
+    kinds_of("js", &KINDS_V02);
 }
 
 #[test]
 fn c_templates_build_and_pass_their_tests() {
-    every_kind_of("c");
+    kinds_of("c", &KINDS_V01);
+}
+
+#[test]
+fn c_transform_and_aggregate_templates_build_and_pass_their_tests() {
+    kinds_of("c", &KINDS_V02);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! A test aggregate (contract 0.2): counts records per value of the field `k`, emits
-//! `{"k":KEY,"n":COUNT,"instance":I}` per key on `flush` (nothing on `tick`), and traps on a
-//! record holding `"trap":true`, losing its instance's counts.
+//! `{"k":KEY,"n":COUNT,"instance":I}` per key on `flush` (nothing on `tick`), and traps where
+//! a record asks it to, losing its instance's counts: in `process` on a record holding
+//! `"trap":true`, in the next `tick` after absorbing one holding `"trap":"tick"`, and in
+//! `flush` after absorbing one holding `"trap":"flush"` (such a record is counted as usual).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -14,6 +16,10 @@ pub struct Probe {
     trap: JsonPath,
     instance: u32,
     counts: BTreeMap<String, u64>,
+    /// A record asked for a trap in the next `tick`.
+    trap_in_tick: bool,
+    /// A record asked for a trap in `flush`.
+    trap_in_flush: bool,
 }
 
 impl Aggregate for Probe {
@@ -24,14 +30,21 @@ impl Aggregate for Probe {
                 trap: JsonPath::parse("trap").map_err(|e| e.to_string())?,
                 instance: ctx.instance,
                 counts: BTreeMap::new(),
+                trap_in_tick: false,
+                trap_in_flush: false,
             },
             Setup::default(),
         ))
     }
 
     fn process(&mut self, rec: &Record<'_>, _out: &mut Emitter) -> Result<Absorbed, String> {
-        if rec.field(&self.trap).is_some_and(|v| v.raw() == b"true") {
-            panic!("asked to trap");
+        if let Some(trap) = rec.field(&self.trap) {
+            match trap.key_bytes().as_deref() {
+                Some(b"true") => panic!("asked to trap"),
+                Some(b"tick") => self.trap_in_tick = true,
+                Some(b"flush") => self.trap_in_flush = true,
+                _ => {}
+            }
         }
         let k = rec
             .field(&self.key)
@@ -44,9 +57,16 @@ impl Aggregate for Probe {
         Ok(Absorbed::Yes)
     }
 
-    fn tick(&mut self, _now_unix_nanos: u64, _out: &mut Emitter) {}
+    fn tick(&mut self, _now_unix_nanos: u64, _out: &mut Emitter) {
+        if self.trap_in_tick {
+            panic!("asked to trap in tick");
+        }
+    }
 
     fn flush(&mut self, out: &mut Emitter) {
+        if self.trap_in_flush {
+            panic!("asked to trap in flush");
+        }
         for (k, n) in std::mem::take(&mut self.counts) {
             out.emit(format!(r#"{{"k":"{k}","n":{n},"instance":{}}}"#, self.instance).as_bytes());
         }

@@ -43,14 +43,19 @@ pub(super) enum PluginCommand {
     },
     /// Write a new plugin project from the templates in this binary: the plugin, a README, a
     /// build script (into dist/NAME.wasm) and test.sh, which builds it and checks its output
-    /// through `plugin run` on sample records.
+    /// through `plugin run` on sample records. Kinds: filter, enrich, route (contract 0.1);
+    /// transform (one record in, several out: here a record keyed by a field plus a derived
+    /// alert record) and aggregate (per-key counts and sums emitted on tick and flush), contract
+    /// 0.2. Python and JavaScript projects ship a helper that runs your per-record function
+    /// over each batch.
     New {
         /// The project's name: lowercase letters, digits and '-' (also the component's name).
         name: String,
         /// The language.
         #[arg(long, value_enum)]
         lang: LangArg,
-        /// The stage kind (world) it implements.
+        /// The stage kind (world) it implements: filter, enrich, route (contract 0.1),
+        /// transform or aggregate (contract 0.2).
         #[arg(long, value_enum)]
         kind: NewKindArg,
         /// Where to write it (default: ./NAME); it must not exist, or be an empty directory.
@@ -63,12 +68,14 @@ pub(super) enum PluginCommand {
     },
 }
 
-/// The kinds `plugin new` has templates for (the 0.1 worlds).
+/// The kinds `plugin new` has templates for (every world of both contract versions).
 #[derive(Clone, Copy, ValueEnum)]
 pub(super) enum NewKindArg {
     Filter,
     Enrich,
     Route,
+    Transform,
+    Aggregate,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,6 +163,8 @@ fn new_project(
         NewKindArg::Filter => Kind::Filter,
         NewKindArg::Enrich => Kind::Enrich,
         NewKindArg::Route => Kind::Route,
+        NewKindArg::Transform => Kind::Transform,
+        NewKindArg::Aggregate => Kind::Aggregate,
     };
     let sdk = match sdk_path {
         None => Sdk::Version(env!("CARGO_PKG_VERSION").to_owned()),

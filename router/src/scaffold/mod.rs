@@ -5,11 +5,15 @@
 //! Every project does the same thing in its language, so one sample and one expected output per
 //! kind serve them all: a filter drops records containing a text, an enrich stage adds a field
 //! to JSON objects (and rejects other records), a route stage sends records containing a text
-//! to one destination. Each has a README, `build.sh` (into `dist/NAME.wasm`), `test.sh` (builds,
-//! then runs `edge-router plugin run` over `sample.ndjson` with `config.json` and compares with
-//! `expected.out`), the contract in `wit/plugin.wit`, and for Python and JavaScript a helper
-//! (`edge_plugin.py`, `edge-plugin.js`) that runs the author's per-record function over a batch
-//! and turns its exceptions into per-record errors.
+//! to one destination (contract 0.1); a transform passes each record on keyed by a field and
+//! adds a derived alert record for records containing a text (one-to-many, with a partition key
+//! and an attribute), an aggregate counts records and sums a field per key and emits the totals
+//! on `tick` and `flush` (contract 0.2). Each has a README, `build.sh` (into `dist/NAME.wasm`),
+//! `test.sh` (builds, then runs `edge-router plugin run` over `sample.ndjson` with `config.json`
+//! and compares with `expected.out`), the contract of its version in `wit/plugin.wit`, and for
+//! Python and JavaScript a helper (`edge_plugin.py`, `edge-plugin.js`; one per contract
+//! version) that runs the author's per-record function over a batch and turns its exceptions
+//! into per-record errors.
 
 use std::fmt;
 
@@ -38,10 +42,20 @@ pub enum Kind {
     Enrich,
     /// Chooses destinations.
     Route,
+    /// Turns each record into zero or more (contract 0.2).
+    Transform,
+    /// Absorbs records into state and emits its own (contract 0.2).
+    Aggregate,
 }
 
 /// Every kind.
-pub const KINDS: [Kind; 3] = [Kind::Filter, Kind::Enrich, Kind::Route];
+pub const KINDS: [Kind; 5] = [
+    Kind::Filter,
+    Kind::Enrich,
+    Kind::Route,
+    Kind::Transform,
+    Kind::Aggregate,
+];
 
 impl Kind {
     /// The world's name in the contract.
@@ -50,6 +64,22 @@ impl Kind {
             Kind::Filter => "filter",
             Kind::Enrich => "enrich",
             Kind::Route => "route",
+            Kind::Transform => "transform",
+            Kind::Aggregate => "aggregate",
+        }
+    }
+
+    /// Whether the world is of contract 0.2 (`wit/v0.2/plugin.wit`) rather than 0.1.
+    pub fn is_v02(self) -> bool {
+        matches!(self, Kind::Transform | Kind::Aggregate)
+    }
+
+    /// The contract's package and version, as the WIT names it.
+    pub fn contract(self) -> &'static str {
+        if self.is_v02() {
+            "edge-router:plugin@0.2.0"
+        } else {
+            "edge-router:plugin@0.1.0"
         }
     }
 }
@@ -123,8 +153,10 @@ pub enum ScaffoldError {
     },
 }
 
-/// The contract the projects are built against (the router's own WIT).
+/// The contract the 0.1 projects are built against (the router's own WIT).
 const WIT: &str = include_str!("../../../wit/plugin.wit");
+/// The contract the 0.2 projects (transform, aggregate) are built against.
+const WIT_V02: &str = include_str!("../../../wit/v0.2/plugin.wit");
 
 macro_rules! template {
     ($path:literal) => {
@@ -138,32 +170,48 @@ const TEMPLATES: &[(&str, &str)] = &[
     template!("common/test.sh"),
     template!("common/gitignore"),
     template!("common/sample.ndjson"),
+    template!("common/sample.v02.ndjson"),
     template!("common/config.filter.json"),
     template!("common/config.enrich.json"),
     template!("common/config.route.json"),
+    template!("common/config.transform.json"),
+    template!("common/config.aggregate.json"),
     template!("common/expected.filter.out"),
     template!("common/expected.enrich.out"),
     template!("common/expected.route.out"),
+    template!("common/expected.transform.out"),
+    template!("common/expected.aggregate.out"),
     template!("rust/Cargo.toml"),
     template!("rust/build.sh"),
     template!("rust/lib.filter.rs"),
     template!("rust/lib.enrich.rs"),
     template!("rust/lib.route.rs"),
+    template!("rust/lib.transform.rs"),
+    template!("rust/lib.aggregate.rs"),
     template!("python/build.sh"),
     template!("python/edge_plugin.py"),
+    template!("python/edge_plugin_v02.py"),
     template!("python/app.filter.py"),
     template!("python/app.enrich.py"),
     template!("python/app.route.py"),
+    template!("python/app.transform.py"),
+    template!("python/app.aggregate.py"),
     template!("js/build.sh"),
     template!("js/edge-plugin.js"),
+    template!("js/edge-plugin-v02.js"),
     template!("js/app.filter.js"),
     template!("js/app.enrich.js"),
     template!("js/app.route.js"),
+    template!("js/app.transform.js"),
+    template!("js/app.aggregate.js"),
     template!("c/build.sh"),
     template!("c/edge_config.h"),
+    template!("c/edge_json.h"),
     template!("c/plugin.filter.c"),
     template!("c/plugin.enrich.c"),
     template!("c/plugin.route.c"),
+    template!("c/plugin.transform.c"),
+    template!("c/plugin.aggregate.c"),
 ];
 
 fn template(path: &str) -> &'static str {
@@ -321,6 +369,37 @@ fn kind_readme(kind: Kind) -> &'static str {
              config), the others to the router's default sinks. Config: `{\"contains\": \
              \"ERROR\", \"destination\": \"alerts\"}` (the defaults)."
         }
+        Kind::Transform => {
+            "Passes every record on with its partition key set to the string value of the \
+             top-level field `key`, and for a record containing `alert_if_contains` also emits \
+             a derived record `{\"alert\":RECORD}` with the same key and the attribute \
+             `type` = `alert`: one input, one or two outputs. A record that is not a JSON \
+             object is an error (dead-lettered by default). Config: `{\"key\": \"device\", \
+             \"alert_if_contains\": \"ERROR\"}` (the defaults)."
+        }
+        Kind::Aggregate => {
+            "Counts records and sums the whole-number field `sum` per value of the top-level \
+             string field `key`, and emits one record per key, `{\"device\":\"gw-1\",\
+             \"count\":2,\"bytes\":200}` keyed by the key, on every `tick` (every `tick_ms` \
+             of the stage) and on `flush` (at shutdown and before a reload), then starts again \
+             from zero. A record without the key is dropped (counted); one whose `sum` is not \
+             a whole number, or that is not a JSON object, is an error. The counts live in the \
+             plugin instance: a trap, timeout or memory-cap hit loses that instance's open \
+             counts (the router counts it in `plugin_state_losses` and logs it). `plugin run` \
+             calls `process` on the sample, then `flush`. Config: `{\"key\": \"device\", \
+             \"sum\": \"bytes\"}` (the defaults)."
+        }
+    }
+}
+
+/// Lines of the README's pipeline example beyond `name`, `kind`, `plugin` and `config`.
+fn stage_lines(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Aggregate => {
+            "key = \"device\"   # every record of a device reaches the same instance\n\
+             tick_ms = 60000  # emit the counts every minute\n"
+        }
+        _ => "",
     }
 }
 
@@ -329,16 +408,28 @@ pub fn render(req: &Request) -> Result<Vec<File>, ScaffoldError> {
     check_name(&req.name)?;
     let world = req.kind.world();
     let ident = req.name.replace('-', "_");
-    let sdk = match &req.sdk {
-        Sdk::Version(v) => toml_string(v),
-        Sdk::Path(p) => format!("{{ path = {} }}", toml_string(p)),
+    let sdk = match (&req.sdk, req.kind.is_v02()) {
+        (Sdk::Version(v), false) => toml_string(v),
+        (Sdk::Path(p), false) => format!("{{ path = {} }}", toml_string(p)),
+        (Sdk::Version(v), true) => {
+            format!("{{ version = {}, features = [\"v0-2\"] }}", toml_string(v))
+        }
+        (Sdk::Path(p), true) => format!("{{ path = {}, features = [\"v0-2\"] }}", toml_string(p)),
     };
     let native_test = match req.lang {
         Lang::Rust => "cargo test --quiet\n",
         _ => "",
     };
     let (edit, needs, notes) = lang_readme(req.lang);
-    let vars: [(&str, &str); 11] = [
+    let notes = if req.lang == Lang::C && req.kind.is_v02() {
+        format!(
+            "{notes} `edge_json.h` finds a record's top-level fields by scanning and writes \
+             JSON strings and numbers."
+        )
+    } else {
+        notes.to_owned()
+    };
+    let vars: [(&str, &str); 13] = [
         ("name", &req.name),
         ("ident", &ident),
         ("kind", world),
@@ -347,8 +438,10 @@ pub fn render(req: &Request) -> Result<Vec<File>, ScaffoldError> {
         ("native_test", native_test),
         ("edit", edit),
         ("needs", needs),
-        ("notes", notes),
+        ("notes", &notes),
         ("behaviour", kind_readme(req.kind)),
+        ("contract", req.kind.contract()),
+        ("stage_lines", stage_lines(req.kind)),
         ("router_version", env!("CARGO_PKG_VERSION")),
     ];
     let plan = plan(req.lang, req.kind);
@@ -360,10 +453,11 @@ pub fn render(req: &Request) -> Result<Vec<File>, ScaffoldError> {
             executable,
         });
     }
-    // The contract, as the router reads it (not a template: copied as it is).
+    // The contract of the world's version, as the router reads it (not a template: copied as
+    // it is). Alone in `wit/`, so the bindings generators find the world by its name.
     files.push(File {
         path: "wit/plugin.wit".into(),
-        contents: WIT.to_owned(),
+        contents: if req.kind.is_v02() { WIT_V02 } else { WIT }.to_owned(),
         executable: false,
     });
     Ok(files)
@@ -372,12 +466,19 @@ pub fn render(req: &Request) -> Result<Vec<File>, ScaffoldError> {
 /// Which template makes which file of a project: (output path, template path, executable).
 fn plan(lang: Lang, kind: Kind) -> Vec<(String, String, bool)> {
     let world = kind.world();
+    // Contract 0.2 projects share their own sample and helpers.
+    let v = if kind.is_v02() { "_v02" } else { "" };
+    let sample = if kind.is_v02() {
+        "common/sample.v02.ndjson"
+    } else {
+        "common/sample.ndjson"
+    };
     let mut plan: Vec<(String, String, bool)> = vec![
         ("README.md".into(), "common/README.md".into(), false),
         ("build.sh".into(), format!("{}/build.sh", dir(lang)), true),
         ("test.sh".into(), "common/test.sh".into(), true),
         (".gitignore".into(), "common/gitignore".into(), false),
-        ("sample.ndjson".into(), "common/sample.ndjson".into(), false),
+        ("sample.ndjson".into(), sample.into(), false),
         (
             "config.json".into(),
             format!("common/config.{world}.json"),
@@ -398,17 +499,24 @@ fn plan(lang: Lang, kind: Kind) -> Vec<(String, String, bool)> {
             plan.push(("app.py".into(), format!("python/app.{world}.py"), false));
             plan.push((
                 "edge_plugin.py".into(),
-                "python/edge_plugin.py".into(),
+                format!("python/edge_plugin{v}.py"),
                 false,
             ));
         }
         Lang::Js => {
             plan.push(("app.js".into(), format!("js/app.{world}.js"), false));
-            plan.push(("edge-plugin.js".into(), "js/edge-plugin.js".into(), false));
+            plan.push((
+                "edge-plugin.js".into(),
+                format!("js/edge-plugin{}.js", v.replace('_', "-")),
+                false,
+            ));
         }
         Lang::C => {
             plan.push(("plugin.c".into(), format!("c/plugin.{world}.c"), false));
             plan.push(("edge_config.h".into(), "c/edge_config.h".into(), false));
+            if kind.is_v02() {
+                plan.push(("edge_json.h".into(), "c/edge_json.h".into(), false));
+            }
         }
     }
     plan
@@ -520,6 +628,86 @@ mod tests {
         let test = &files.iter().find(|f| f.path == "test.sh").unwrap().contents;
         assert!(test.contains("\n./build.sh"), "{test}");
         assert!(!test.contains("cargo"), "{test}");
+    }
+
+    #[test]
+    fn contract_0_2_projects_get_the_0_2_wit_their_helpers_and_the_sdk_feature() {
+        let get = |files: &[File], p: &str| {
+            files
+                .iter()
+                .find(|f| f.path == p)
+                .unwrap_or_else(|| panic!("no {p}"))
+                .contents
+                .clone()
+        };
+        for kind in [Kind::Transform, Kind::Aggregate] {
+            let world = kind.world();
+            for lang in LANGS {
+                let files = render(&request(lang, kind)).unwrap();
+                assert_eq!(get(&files, "wit/plugin.wit"), WIT_V02, "{lang} {world}");
+                assert_eq!(
+                    get(&files, "sample.ndjson"),
+                    template("common/sample.v02.ndjson")
+                );
+                assert_eq!(
+                    get(&files, "expected.out"),
+                    template(&format!("common/expected.{world}.out"))
+                );
+                let readme = get(&files, "README.md");
+                assert!(
+                    readme.contains(&format!("`{world}` world of `edge-router:plugin@0.2.0`")),
+                    "{readme}"
+                );
+                assert!(get(&files, "test.sh").contains(&format!("--kind {world} ")));
+            }
+            let rust = render(&request(Lang::Rust, kind)).unwrap();
+            assert!(get(&rust, "Cargo.toml").contains(
+                "edge-router-plugin = { path = \"/src/plugin-sdk\", features = [\"v0-2\"] }"
+            ));
+            assert!(get(&rust, "src/lib.rs").contains(&format!("export_{world}!(Plugin)")));
+            let python = render(&request(Lang::Python, kind)).unwrap();
+            assert!(get(&python, "build.sh").contains(&format!("-d wit -w {world} ")));
+            assert_eq!(
+                get(&python, "edge_plugin.py"),
+                template("python/edge_plugin_v02.py")
+            );
+            let js = render(&request(Lang::Js, kind)).unwrap();
+            assert!(get(&js, "build.sh").contains(&format!("--world-name {world} ")));
+            assert_eq!(
+                get(&js, "edge-plugin.js"),
+                template("js/edge-plugin-v02.js")
+            );
+            let c = render(&request(Lang::C, kind)).unwrap();
+            assert!(get(&c, "build.sh").contains(&format!("dist/bindings/{world}.c")));
+            assert!(get(&c, "plugin.c").contains(&format!("#include \"{world}.h\"")));
+            assert_eq!(get(&c, "edge_json.h"), template("c/edge_json.h"));
+        }
+        let rust = render(&Request {
+            sdk: Sdk::Version("0.2".into()),
+            ..request(Lang::Rust, Kind::Aggregate)
+        })
+        .unwrap();
+        assert!(
+            get(&rust, "Cargo.toml")
+                .contains("edge-router-plugin = { version = \"0.2\", features = [\"v0-2\"] }")
+        );
+        assert!(get(&rust, "README.md").contains("tick_ms = 60000"));
+        // 0.1 projects are as they were: the 0.1 contract, no feature, no 0.2 helper.
+        let filter = render(&request(Lang::Python, Kind::Filter)).unwrap();
+        assert_eq!(get(&filter, "wit/plugin.wit"), WIT);
+        assert_eq!(
+            get(&filter, "edge_plugin.py"),
+            template("python/edge_plugin.py")
+        );
+        assert_eq!(
+            get(&filter, "sample.ndjson"),
+            template("common/sample.ndjson")
+        );
+        let c = render(&request(Lang::C, Kind::Route)).unwrap();
+        assert!(!c.iter().any(|f| f.path == "edge_json.h"));
+        let rust = render(&request(Lang::Rust, Kind::Route)).unwrap();
+        assert!(!get(&rust, "Cargo.toml").contains("v0-2"));
+        assert!(!get(&rust, "README.md").contains("tick_ms"));
     }
 
     #[test]

@@ -378,39 +378,38 @@ impl WasmStage {
                 }
             }
         };
-        self.lose_instance();
+        let lost = self.lose_instance();
         let (stage_range, records) = (range.clone(), n);
         self.guard.warn(|| {
             format!(
                 "{} (records {}..{} of a batch, {records} in the call); the call's records are \
-                 isolated or follow on_error = {}",
+                 isolated or follow on_error = {}{}",
                 failure.message,
                 stage_range.start + 1,
                 stage_range.end,
-                self.cfg.on_error.name()
+                self.cfg.on_error.name(),
+                lost.unwrap_or_default()
             )
         });
         Err(failure)
     }
 
-    /// Drops the live instance after a failed call; an aggregate's state goes with it, which is
-    /// counted and logged.
-    fn lose_instance(&mut self) {
-        if self.instance.take().is_some() && self.plugin.kind() == PluginKind::Aggregate {
-            self.counters()
-                .plugin_state_losses
-                .fetch_add(1, Ordering::Relaxed);
-            let slot = self.slot;
-            self.guard.warn(|| {
-                format!(
-                    "aggregate instance {} of {} was replaced after a failed call: the windows \
-                     it held open are lost (the records it had absorbed stay counted as \
-                     absorbed)",
-                    slot.index + 1,
-                    slot.count
-                )
-            });
+    /// Drops the live instance after a failed call. An aggregate's state goes with it: that is
+    /// counted, and the sentence saying so is returned for the caller's warning about the
+    /// failure (one warning, so the stage's warning limit cannot hold back one half of it).
+    fn lose_instance(&mut self) -> Option<String> {
+        if self.instance.take().is_none() || self.plugin.kind() != PluginKind::Aggregate {
+            return None;
         }
+        self.counters()
+            .plugin_state_losses
+            .fetch_add(1, Ordering::Relaxed);
+        Some(format!(
+            "; aggregate instance {} of {} is replaced: the windows it held open are lost (the \
+             records it had absorbed stay counted as absorbed)",
+            self.slot.index + 1,
+            self.slot.count
+        ))
     }
 
     /// Calls an aggregate's `tick` or `flush` and returns what it emitted, as a batch from
@@ -496,9 +495,13 @@ impl WasmStage {
         let outputs = match outputs {
             Ok(o) => o,
             Err(message) => {
-                self.guard
-                    .warn(|| format!("the aggregate's {what} failed: {message}"));
-                self.lose_instance();
+                let lost = self.lose_instance();
+                self.guard.warn(|| {
+                    format!(
+                        "the aggregate's {what} failed: {message}{}",
+                        lost.unwrap_or_default()
+                    )
+                });
                 return None;
             }
         };
