@@ -766,6 +766,12 @@ impl WasmStage {
     /// order, then (aggregate) the records emitted by each call in call order.
     fn emitted(&self, batch: &Batch, verdicts: &[Verdict], kept: &Kept) -> (Batch, Tally) {
         let mut emit = Emit::new(&self.destination_masks, self.default_mask);
+        // Every output is passed on (inputs passed on under `on_error = "pass"` may add more).
+        let (bytes, records) = kept
+            .calls
+            .iter()
+            .fold((0, 0), |(b, r), o| (b + o.data.len(), r + o.len()));
+        emit.reserve(bytes, records);
         let mut tally = Tally::default();
         let mut passed = false;
         for (i, v) in verdicts.iter().enumerate() {
