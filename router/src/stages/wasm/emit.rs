@@ -66,6 +66,7 @@ impl<'a> Emit<'a> {
         self.spans.is_empty()
     }
 
+    #[inline]
     fn push_payload(&mut self, payload: &[u8]) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(payload);
@@ -83,6 +84,20 @@ impl<'a> Emit<'a> {
             .and_then(|r| r.get(i).copied())
             .unwrap_or(self.default_mask);
         (route, batch.meta(i).cloned())
+    }
+
+    /// Adds output `k` of `outputs`, which sets nothing, for an input without metadata or a
+    /// route (or for an aggregate's state): what [`Emit::push_output`] does then, without
+    /// looking anything up.
+    #[inline]
+    pub fn push_plain_output(&mut self, outputs: &Outputs, k: usize) {
+        self.push_payload(outputs.payload(k));
+        if self.any_meta {
+            self.meta.push(None);
+        }
+        if self.any_routes {
+            self.routes.push(self.default_mask);
+        }
     }
 
     /// Keeps routes from now on; the `before` records so far had the default route (any other
