@@ -355,12 +355,118 @@ impl<'a> JsonValue<'a> {
 }
 
 /// Parses JSON number text (already checked against the grammar) to a finite f64.
+///
+/// Short numbers (nearly all) take [`parse_f64_exact`], which allocates nothing and is exact;
+/// the rest go to the standard library's parser.
+#[inline]
 fn parse_f64(text: &[u8]) -> Option<f64> {
+    if let Some(v) = parse_f64_exact(text) {
+        return Some(v);
+    }
+    parse_f64_std(text)
+}
+
+#[inline(never)]
+fn parse_f64_std(text: &[u8]) -> Option<f64> {
     std::str::from_utf8(text)
         .ok()?
         .parse::<f64>()
         .ok()
         .filter(|f| f.is_finite())
+}
+
+/// Powers of ten that an f64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The value of JSON number text with at most 15 significant digits and a decimal exponent
+/// (after moving the point) within 22 either way; `None` for anything else, which the caller
+/// parses the long way. Exact (correctly rounded): the digits make an integer below 2^53 and
+/// the power of ten is exact, so the one multiplication or division rounds once, as the
+/// standard library's parser does (Clinger's fast path).
+#[inline(always)]
+fn parse_f64_exact(text: &[u8]) -> Option<f64> {
+    let (negative, body) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut digits = 0u32;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        mantissa = mantissa * 10 + u64::from(b - b'0');
+        digits += 1;
+        i += 1;
+        if digits > 15 {
+            return None;
+        }
+    }
+    if i == 0 {
+        return None;
+    }
+    let mut exponent = 0i32;
+    if body.get(i) == Some(&b'.') {
+        i += 1;
+        let first = i;
+        while let Some(&b) = body.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            mantissa = mantissa * 10 + u64::from(b - b'0');
+            digits += 1;
+            exponent -= 1;
+            i += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+        if i == first {
+            return None;
+        }
+    }
+    if let Some(b'e' | b'E') = body.get(i) {
+        i += 1;
+        let sign = match body.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let first = i;
+        let mut e = 0i32;
+        while let Some(&b) = body.get(i) {
+            if !b.is_ascii_digit() || i - first >= 3 {
+                break;
+            }
+            e = e * 10 + i32::from(b - b'0');
+            i += 1;
+        }
+        if i == first {
+            return None;
+        }
+        exponent += sign * e;
+    }
+    if i != body.len() {
+        // More exponent digits than three, or not a number at all.
+        return None;
+    }
+    let m = mantissa as f64;
+    let value = if exponent >= 0 {
+        m * *EXACT_POWERS_OF_TEN.get(exponent as usize)?
+    } else {
+        m / *EXACT_POWERS_OF_TEN.get(exponent.unsigned_abs() as usize)?
+    };
+    Some(if negative { -value } else { value })
 }
 
 /// Finds the value at `path` in `doc`; None when the path is absent, a segment does not fit
@@ -378,6 +484,119 @@ pub fn lookup<'a>(doc: &'a [u8], path: &JsonPath) -> Option<JsonValue<'a>> {
     };
     let mut pos = skip_ws(doc, start);
     for segment in &path.segments {
+        pos = match segment {
+            Segment::Key(key) => member_start(doc, pos, key.as_bytes())?,
+            Segment::Index(index) => element_start(doc, pos, *index)?,
+        };
+    }
+    value_at(doc, pos).map(|(value, _)| value)
+}
+
+/// Looks up several paths in one pass: calls `found(k, value)` for each `k` where
+/// `lookup(doc, &paths[k])` is `Some(value)`, with that same value, once (in no promised order);
+/// paths with no value get no call.
+///
+/// The members of the top-level object are scanned once for all the paths (each path's first
+/// key compared with each member's name until the path is found), and the scan stops when
+/// every path is found: a stage that reads several fields of a record pays for one walk over
+/// it, not one per field. Paths that start with an index, and paths past the 64th, are looked
+/// up alone.
+pub fn lookup_each<'a>(
+    doc: &'a [u8],
+    paths: &[JsonPath],
+    mut found: impl FnMut(usize, JsonValue<'a>),
+) {
+    // Bit k: path k is looked for in the scan below and not yet decided.
+    let mut pending = 0u64;
+    for (k, p) in paths.iter().enumerate() {
+        if k < 64 && matches!(p.segments.first(), Some(Segment::Key(_))) {
+            pending |= 1 << k;
+        } else if let Some(v) = lookup(doc, p) {
+            found(k, v);
+        }
+    }
+    if pending == 0 {
+        return;
+    }
+    let start = if doc.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    let pos = skip_ws(doc, start);
+    // As `member_start`, for every pending path at once.
+    if doc.get(pos) != Some(&b'{') {
+        return;
+    }
+    let mut i = skip_ws(doc, pos + 1);
+    if doc.get(i) == Some(&b'}') {
+        return;
+    }
+    loop {
+        if doc.get(i) != Some(&b'"') {
+            return;
+        }
+        let Some((close, escaped)) = string_close(doc, i + 1) else {
+            return;
+        };
+        let Some(raw) = doc.get(i + 1..close) else {
+            return;
+        };
+        i = skip_ws(doc, close + 1);
+        if doc.get(i) != Some(&b':') {
+            return;
+        }
+        i = skip_ws(doc, i + 1);
+        // The end of this member's value, when reading it for a path already found it.
+        let mut end = None;
+        let mut bits = pending;
+        while bits != 0 {
+            let k = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some((Segment::Key(key), rest)) =
+                paths.get(k).and_then(|p| p.segments.split_first())
+            else {
+                continue;
+            };
+            let matched = if escaped {
+                unescaped_eq(raw, key.as_bytes())
+            } else {
+                Some(bytes_eq(raw, key.as_bytes()))
+            };
+            match matched {
+                // A bad escape fails the lookup of this path (as in `member_start`).
+                None => pending &= !(1 << k),
+                Some(false) => {}
+                Some(true) => {
+                    pending &= !(1 << k);
+                    if rest.is_empty() {
+                        if let Some((value, past)) = value_at(doc, i) {
+                            end = Some(past);
+                            found(k, value);
+                        }
+                    } else if let Some(value) = lookup_from(doc, i, rest) {
+                        found(k, value);
+                    }
+                }
+            }
+        }
+        if pending == 0 {
+            return;
+        }
+        let Some(past) = end.or_else(|| value_end(doc, i)) else {
+            return;
+        };
+        i = skip_ws(doc, past);
+        match doc.get(i) {
+            Some(b',') => i = skip_ws(doc, i + 1),
+            _ => return,
+        }
+    }
+}
+
+/// The value at `segments` from the value starting at `pos` (the rest of [`lookup`]).
+fn lookup_from<'a>(doc: &'a [u8], mut pos: usize, segments: &[Segment]) -> Option<JsonValue<'a>> {
+    for segment in segments {
         pos = match segment {
             Segment::Key(key) => member_start(doc, pos, key.as_bytes())?,
             Segment::Index(index) => element_start(doc, pos, *index)?,
@@ -464,8 +683,16 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
             k += 8;
         }
         word(a, n - 8) == word(b, n - 8)
+    } else if n >= 4 {
+        // The first and the last four bytes (overlapping).
+        let half = |s: &[u8], k: usize| {
+            s.get(k..k + 4)
+                .and_then(|w| w.first_chunk::<4>())
+                .map(|w| u32::from_le_bytes(*w))
+        };
+        half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4)
     } else {
-        a == b
+        a.iter().zip(b).all(|(x, y)| x == y)
     }
 }
 
@@ -1535,6 +1762,15 @@ mod tests {
     mod reference {
         use super::super::{DEPTH_MAX, JsonPath, JsonValue, RawStr, Segment, unescaped_eq};
 
+        /// Number text to a finite f64 by the standard library alone.
+        pub fn parse_f64(text: &[u8]) -> Option<f64> {
+            std::str::from_utf8(text)
+                .ok()?
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+        }
+
         /// Finds the value at `path` in `doc`; None when the path is absent, a segment does not fit
         /// (index into an object, key into an array), or the document is malformed before the value is
         /// reached. Leading whitespace and a UTF-8 BOM are allowed. Only the bytes up to the end of the
@@ -1916,6 +2152,21 @@ mod tests {
         for p in paths {
             prop_assert_eq!(lookup(doc, p), reference::lookup(doc, p), "path {}", p);
         }
+        // All at once: the same values, each once.
+        let mut each = vec![None; paths.len()];
+        let mut calls = 0;
+        lookup_each(doc, paths, |k, v| {
+            calls += 1;
+            each[k] = Some(v);
+        });
+        let alone: Vec<_> = paths.iter().map(|p| lookup(doc, p)).collect();
+        prop_assert_eq!(&each, &alone);
+        prop_assert_eq!(calls, alone.iter().flatten().count());
+        for p in paths {
+            if let Some(v @ JsonValue::Number(_)) = lookup(doc, p) {
+                prop_assert_eq!(v.as_f64(), reference::parse_f64(v.raw()), "number {}", p);
+            }
+        }
         Ok(())
     }
 
@@ -1978,6 +2229,66 @@ mod tests {
     }
 
     #[test]
+    fn bytes_eq_is_slice_equality_at_every_length() {
+        let base: Vec<u8> = (0..24u8).map(|b| b'a' + b).collect();
+        for n in 0..24 {
+            let a = &base[..n];
+            assert!(bytes_eq(a, a));
+            for m in 0..24 {
+                assert_eq!(bytes_eq(a, &base[..m]), n == m);
+            }
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 1;
+                assert!(!bytes_eq(a, &b), "{n} bytes, differing at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_each_finds_what_lookup_finds_in_one_pass() {
+        let doc = br#"{"a":1,"b":{"c":"x","d":[5,6]},"a":2,"e\u0066":3.5,"g":"\q","h":true}"#;
+        let paths: Vec<JsonPath> = [
+            "h", "b.d[1]", "a", "b.c", "ef", "b", "[0]", "zz", "b.zz", "a",
+        ]
+        .iter()
+        .map(|p| path(p))
+        .collect();
+        let mut got = vec![None; paths.len()];
+        lookup_each(doc, &paths, |k, v| {
+            assert!(got[k].is_none(), "path {k} found twice");
+            got[k] = Some(v);
+        });
+        let alone: Vec<_> = paths.iter().map(|p| lookup(doc, p)).collect();
+        assert_eq!(got, alone);
+        // The first of duplicate keys, for both paths naming it.
+        assert_eq!(got[2], Some(JsonValue::Number(b"1")));
+        assert_eq!(got[9], Some(JsonValue::Number(b"1")));
+        assert_eq!(got[4], Some(JsonValue::Number(b"3.5")));
+        assert_eq!(got[6], None);
+        // A bad escape in a member's name ends the lookups that reach it and compare with it,
+        // as it ends `lookup`.
+        let bad = br#"{"x":1,"\q":2,"y":3}"#;
+        let paths = [path("x"), path("y")];
+        let mut got = vec![None; 2];
+        lookup_each(bad, &paths, |k, v| got[k] = Some(v));
+        assert_eq!(got, [lookup(bad, &paths[0]), lookup(bad, &paths[1])]);
+        assert_eq!(got, [Some(JsonValue::Number(b"1")), None]);
+        // Not an object, or broken: nothing, or what comes before the break.
+        let mut calls = 0;
+        lookup_each(b"[1]", &[path("a")], |_, _| calls += 1);
+        lookup_each(br#"{"a":1,"b":}"#, &[path("b"), path("c")], |_, _| {
+            calls += 1
+        });
+        assert_eq!(calls, 0);
+        let mut got = vec![None; 2];
+        lookup_each(br#"{"a":1,"b":}"#, &[path("a"), path("b")], |k, v| {
+            got[k] = Some(v)
+        });
+        assert_eq!(got, [Some(JsonValue::Number(b"1")), None]);
+    }
+
+    #[test]
     fn number_end_matches_reference_at_every_length() {
         // Every shape of number with its sign, point and exponent at every position around the
         // block boundary, at every start offset within a block, followed by each kind of end.
@@ -2001,6 +2312,12 @@ mod tests {
         shapes.push("0123".to_owned());
         shapes.push("-0.0e0".to_owned());
         for shape in &shapes {
+            // The same value to the bit (-0 included) as the standard library's parser.
+            assert_eq!(
+                parse_f64(shape.as_bytes()).map(f64::to_bits),
+                reference::parse_f64(shape.as_bytes()).map(f64::to_bits),
+                "{shape:?}"
+            );
             for pad in 0..17 {
                 for end in ["", ",", "}", "]", " ", "x", ".", "e", "5"] {
                     let doc = format!("{}{shape}{end}", " ".repeat(pad));
@@ -2280,6 +2597,23 @@ mod tests {
                 mutated[at] = flip.1;
             }
             agrees_with_reference(&mutated, &paths)?;
+        }
+
+        #[test]
+        fn numbers_parse_as_the_standard_library_parses_them(
+            text in prop_oneof![
+                "-?[0-9]{1,17}(\\.[0-9]{1,17})?([eE][+-]?[0-9]{1,4})?",
+                "-?(0|[1-9][0-9]{0,15})(\\.[0-9]{0,16}[1-9])?(e-?(1?[0-9]|2[0-4]))?",
+                "[-+.eE0-9]{1,12}",
+            ],
+            f in any::<f64>(),
+        ) {
+            let bits = |t: &str| parse_f64(t.as_bytes()).map(f64::to_bits);
+            let expected = |t: &str| reference::parse_f64(t.as_bytes()).map(f64::to_bits);
+            prop_assert_eq!(bits(&text), expected(&text), "{}", text);
+            for t in [format!("{f}"), format!("{f:e}"), format!("{f:.3}"), format!("{f:.12e}")] {
+                prop_assert_eq!(bits(&t), expected(&t), "{}", t);
+            }
         }
 
         #[test]

@@ -49,41 +49,134 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use edge_router_plugin::jsonpath::lookup_each;
 use edge_router_plugin::{
     Absorbed, Aggregate, Context, Emitter, JsonPath, JsonValue, Record, Setup,
 };
 use serde_json::Value;
 
-/// FNV-1a over the key bytes: keys are short, and SipHash's keys would be fixed here anyway
-/// (a component gets no randomness); the instance's memory cap and call deadline bound what a
-/// flood of colliding keys could cost.
-#[derive(Default)]
-struct Fnv(u64);
+/// A key as held in the map: up to [`SHORT_KEY`] bytes inline in three words (compared and
+/// hashed a word at a time, no pointer to follow), longer ones boxed. A key's bytes decide its
+/// form, so equal keys always have the same form.
+#[derive(Debug, Clone)]
+enum Key {
+    /// The bytes, zero-padded, little-endian words; and the length.
+    Short([u64; 3], u8),
+    /// Longer than [`SHORT_KEY`].
+    Long(Box<[u8]>),
+}
 
-impl Hasher for Fnv {
+/// Longest key held inline.
+const SHORT_KEY: usize = 24;
+
+// By hand: word by word, inline (a derived comparison of the arrays may become a `memcmp`
+// call, a byte loop in WebAssembly), and four words into the hash.
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Short(a, la), Key::Short(b, lb)) => {
+                a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && la == lb
+            }
+            (Key::Long(a), Key::Long(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::Short(w, len) => {
+                h.write_u64(w[0]);
+                h.write_u64(w[1]);
+                h.write_u64(w[2]);
+                h.write_u8(*len);
+            }
+            Key::Long(b) => h.write(b),
+        }
+    }
+}
+
+impl Key {
+    fn new(bytes: &[u8]) -> Key {
+        if bytes.len() > SHORT_KEY {
+            return Key::Long(bytes.into());
+        }
+        let mut padded = [0u8; SHORT_KEY];
+        if let Some(head) = padded.get_mut(..bytes.len()) {
+            head.copy_from_slice(bytes);
+        }
+        let mut words = [0u64; 3];
+        for (w, chunk) in words.iter_mut().zip(padded.chunks_exact(8)) {
+            if let Ok(b) = <[u8; 8]>::try_from(chunk) {
+                *w = u64::from_le_bytes(b);
+            }
+        }
+        Key::Short(words, bytes.len() as u8)
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Key::Short(words, len) => {
+                let mut v: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                v.truncate(usize::from(*len));
+                v
+            }
+            Key::Long(b) => b.to_vec(),
+        }
+    }
+}
+
+/// A multiply-and-shift hash of whole words (what [`Key`] feeds it): after each multiply the
+/// high half, where every byte of the word has reached, is folded onto the low bits the map
+/// picks buckets with. (A 128-bit product would mix better but is a library call in
+/// WebAssembly.) Not keyed: a component gets no randomness, and the instance's memory cap and
+/// call deadline bound what a flood of colliding keys could cost.
+#[derive(Default)]
+struct WordHash(u64);
+
+impl WordHash {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        let h = (self.0 ^ w).wrapping_mul(Self::K);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+impl Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        // Long keys (and the slice length prefix): eight bytes at a time.
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            if let Some(head) = w.get_mut(..chunk.len()) {
+                head.copy_from_slice(chunk);
+            }
+            self.mix(u64::from_le_bytes(w));
         }
-        self.0 = h;
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
     }
 }
 
-type Keys = HashMap<Box<[u8]>, KeyState, BuildHasherDefault<Fnv>>;
+type Keys = HashMap<Key, KeyState, BuildHasherDefault<WordHash>>;
 
 /// Longest partition key set on outputs, in characters.
 const KEY_CHARS_MAX: usize = 256;
@@ -125,8 +218,35 @@ struct Window {
 struct KeyState {
     /// Largest event time seen (event time only).
     max_ts: Option<i64>,
-    /// Open windows by start.
-    windows: BTreeMap<i64, Window>,
+    /// Open windows, ascending by start, each start once. A key has one or two open at a time
+    /// unless lateness keeps more: a sorted vector beats a tree here, and the window a record
+    /// belongs to is nearly always the last.
+    windows: Vec<(i64, Window)>,
+}
+
+impl KeyState {
+    /// The open window starting at `start`, opened (with `fields` fields) if need be.
+    fn window(&mut self, start: i64, fields: usize) -> &mut Window {
+        let at = match self.windows.last() {
+            Some(&(last, _)) if last == start => self.windows.len() - 1,
+            Some(&(last, _)) if last < start => self.open(self.windows.len(), start, fields),
+            None => self.open(0, start, fields),
+            Some(_) => match self.windows.binary_search_by_key(&start, |&(s, _)| s) {
+                Ok(at) => at,
+                Err(at) => self.open(at, start, fields),
+            },
+        };
+        &mut self.windows[at].1
+    }
+
+    fn open(&mut self, at: usize, start: i64, fields: usize) -> usize {
+        let w = Window {
+            count: 0,
+            fields: vec![FieldStats::default(); fields],
+        };
+        self.windows.insert(at, (start, w));
+        at
+    }
 }
 
 /// Event or arrival time.
@@ -139,11 +259,15 @@ enum Time {
 /// The aggregate stage.
 #[derive(Debug)]
 pub struct WindowStats {
-    key: JsonPath,
-    fields: Vec<(JsonPath, String)>,
+    /// What each record is read for, in one pass ([`lookup_each`]): the key, then (event time)
+    /// the timestamp, then the fields.
+    paths: Vec<JsonPath>,
+    /// Index in `paths` of the first field.
+    first_field: usize,
+    /// The fields' names as JSON strings, for outputs.
+    names: Vec<String>,
     window_ms: i64,
     time: Time,
-    timestamp: Option<JsonPath>,
     lateness_ms: i64,
     late_is_error: bool,
     max_keys: usize,
@@ -153,6 +277,18 @@ pub struct WindowStats {
     closed_upto: i64,
     /// Field values of the record in hand (kept for its allocation).
     scratch: Vec<Option<f64>>,
+    /// An output being written (kept for its allocation).
+    text: String,
+}
+
+/// How a record's time places it, as `absorb` needs it.
+#[derive(Debug, Clone, Copy)]
+struct Placing {
+    window_ms: i64,
+    time: Time,
+    lateness_ms: i64,
+    late_is_error: bool,
+    closed_upto: i64,
 }
 
 fn path(v: &str, what: &str) -> Result<JsonPath, String> {
@@ -167,26 +303,31 @@ impl WindowStats {
     /// Emits the windows of `key` that `close` says are over.
     fn emit_closed(
         out: &mut Emitter,
-        cfg: &WindowStats,
-        key: &[u8],
+        cfg: &mut WindowStats,
+        key: &Key,
         st: &mut KeyState,
         close: impl Fn(i64) -> bool,
     ) {
-        while let Some((&start, _)) = st.windows.first_key_value() {
-            if !close(start + cfg.window_ms) {
-                break;
-            }
-            if let Some(w) = st.windows.remove(&start) {
-                cfg.write(out, key, start, &w);
-            }
+        let due = st
+            .windows
+            .iter()
+            .take_while(|&&(start, _)| close(start + cfg.window_ms))
+            .count();
+        if due == 0 {
+            return;
+        }
+        let key = key.bytes();
+        for (start, w) in st.windows.drain(..due) {
+            cfg.write(out, &key, start, &w);
         }
     }
 
-    fn write(&self, out: &mut Emitter, key: &[u8], start: i64, w: &Window) {
+    fn write(&mut self, out: &mut Emitter, key: &[u8], start: i64, w: &Window) {
         let key_text = String::from_utf8_lossy(key);
-        let mut s = String::with_capacity(64 + 96 * self.fields.len());
+        let s = &mut self.text;
+        s.clear();
         s.push_str("{\"key\":");
-        s.push_str(&Value::String(key_text.clone().into_owned()).to_string());
+        json_string(s, &key_text);
         let _ = write!(
             s,
             ",\"window_start\":{start},\"window_end\":{},\"count\":{}",
@@ -196,17 +337,17 @@ impl WindowStats {
         if let Some(i) = self.instance {
             let _ = write!(s, ",\"instance\":{i}");
         }
-        for ((_, name), f) in self.fields.iter().zip(&w.fields) {
+        for (name, f) in self.names.iter().zip(&w.fields) {
             let _ = write!(s, ",{name}:{{\"count\":{}", f.count);
             if f.count > 0 {
-                let _ = write!(
-                    s,
-                    ",\"min\":{},\"max\":{},\"mean\":{},\"last\":{}",
-                    num(f.min),
-                    num(f.max),
-                    num(f.sum / f.count as f64),
-                    num(f.last)
-                );
+                s.push_str(",\"min\":");
+                num(s, f.min);
+                s.push_str(",\"max\":");
+                num(s, f.max);
+                s.push_str(",\"mean\":");
+                num(s, f.sum / f.count as f64);
+                s.push_str(",\"last\":");
+                num(s, f.last);
             }
             s.push('}');
         }
@@ -218,9 +359,47 @@ impl WindowStats {
         }
     }
 
-    fn absorb(&mut self, key: &[u8], t: i64, rec: &Record<'_>) -> Result<Absorbed, String> {
-        let known = self.keys.contains_key(key);
-        if !known && self.keys.len() >= self.max_keys {
+    /// Takes a record whose key and timestamp values are `key` and `ts` (as found) into its
+    /// window, or says why not.
+    fn absorb_found(
+        &mut self,
+        key: Option<JsonValue<'_>>,
+        ts: Option<JsonValue<'_>>,
+        rec: &Record<'_>,
+        values: &[Option<f64>],
+    ) -> Result<Absorbed, String> {
+        let key = match key {
+            Some(v) => v.key_bytes().ok_or("the key has a bad escape")?,
+            None => return Err("the record has no key".into()),
+        };
+        let t = match self.time {
+            Time::Event => match ts {
+                Some(v @ JsonValue::Number(_)) => {
+                    let ms = v.as_f64().ok_or("the timestamp is not a finite number")?;
+                    ms.floor() as i64
+                }
+                _ => return Err("the record has no numeric timestamp".into()),
+            },
+            Time::Arrival => (rec.arrival_unix_nanos / 1_000_000) as i64,
+        };
+        self.absorb(&key, t, values)
+    }
+
+    /// Takes a record of `key` at time `t` with field values `values` into its window.
+    fn absorb(&mut self, key: &[u8], t: i64, values: &[Option<f64>]) -> Result<Absorbed, String> {
+        let placing = Placing {
+            window_ms: self.window_ms,
+            time: self.time,
+            lateness_ms: self.lateness_ms,
+            late_is_error: self.late_is_error,
+            closed_upto: self.closed_upto,
+        };
+        // A key already held costs one lookup.
+        let key = Key::new(key);
+        if let Some(st) = self.keys.get_mut(&key) {
+            return update(st, placing, t, values);
+        }
+        if self.keys.len() >= self.max_keys {
             // Forget keys with nothing open (their watermarks) before refusing a new one.
             self.keys.retain(|_, st| !st.windows.is_empty());
             if self.keys.len() >= self.max_keys {
@@ -230,80 +409,82 @@ impl WindowStats {
                 ));
             }
         }
-        let window_ms = self.window_ms;
-        let mut start = self.start_of(t);
-        let (lateness, late_is_error, time, closed_upto) = (
-            self.lateness_ms,
-            self.late_is_error,
-            self.time,
-            self.closed_upto,
-        );
-        let mut values = std::mem::take(&mut self.scratch);
-        values.clear();
-        values.extend(
-            self.fields
-                .iter()
-                .map(|(p, _)| rec.field(p).and_then(|v| v.as_f64())),
-        );
-        // Looked up before inserting: no key copy for a key already held.
-        if !known {
-            self.keys.insert(key.into(), KeyState::default());
-        }
-        let Some(st) = self.keys.get_mut(key) else {
-            self.scratch = values;
-            return Err("internal error: the key vanished".into());
-        };
-        match time {
-            Time::Event => {
-                if let Some(max) = st.max_ts {
-                    let watermark = max.saturating_sub(lateness);
-                    if start + window_ms <= watermark {
-                        self.scratch = values;
-                        return if late_is_error {
-                            Err(format!(
-                                "late record: its window [{start}, {}) ended at or before the \
-                                 key's watermark {watermark} (latest timestamp {max} minus \
-                                 allowed_lateness_ms {lateness})",
-                                start + window_ms
-                            ))
-                        } else {
-                            Ok(Absorbed::Dropped)
-                        };
-                    }
-                }
-                st.max_ts = Some(st.max_ts.map_or(t, |m| m.max(t)));
-            }
-            Time::Arrival => start = start.max(closed_upto),
-        }
-        let n = values.len();
-        let w = st.windows.entry(start).or_insert_with(|| Window {
-            count: 0,
-            fields: vec![FieldStats::default(); n],
-        });
-        w.count += 1;
-        for (f, v) in w.fields.iter_mut().zip(&values) {
-            if let Some(v) = *v {
-                f.count += 1;
-                f.min = f.min.min(v);
-                f.max = f.max.max(v);
-                f.sum += v;
-                if t >= f.last_at {
-                    f.last = v;
-                    f.last_at = t;
-                }
-            }
-        }
-        self.scratch = values;
-        Ok(Absorbed::Yes)
+        let st = self.keys.entry(key).or_default();
+        update(st, placing, t, values)
     }
 }
 
-/// A number as JSON (finite values only reach here).
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
+/// Takes a record at time `t` with field values `values` into the key state `st`.
+fn update(
+    st: &mut KeyState,
+    p: Placing,
+    t: i64,
+    values: &[Option<f64>],
+) -> Result<Absorbed, String> {
+    let mut start = t.div_euclid(p.window_ms) * p.window_ms;
+    match p.time {
+        Time::Event => {
+            if let Some(max) = st.max_ts {
+                let watermark = max.saturating_sub(p.lateness_ms);
+                if start + p.window_ms <= watermark {
+                    return if p.late_is_error {
+                        Err(format!(
+                            "late record: its window [{start}, {}) ended at or before the \
+                             key's watermark {watermark} (latest timestamp {max} minus \
+                             allowed_lateness_ms {})",
+                            start + p.window_ms,
+                            p.lateness_ms
+                        ))
+                    } else {
+                        Ok(Absorbed::Dropped)
+                    };
+                }
+            }
+            st.max_ts = Some(st.max_ts.map_or(t, |m| m.max(t)));
+        }
+        Time::Arrival => start = start.max(p.closed_upto),
+    }
+    let w = st.window(start, values.len());
+    w.count += 1;
+    for (f, v) in w.fields.iter_mut().zip(values) {
+        if let Some(v) = *v {
+            f.count += 1;
+            // Values are finite (no NaN): plain comparisons, which WebAssembly does inline
+            // (`f64::min` is a call there, for its NaN rules).
+            if v < f.min {
+                f.min = v;
+            }
+            if v > f.max {
+                f.max = v;
+            }
+            f.sum += v;
+            if t >= f.last_at {
+                f.last = v;
+                f.last_at = t;
+            }
+        }
+    }
+    Ok(Absorbed::Yes)
+}
+
+/// Appends `text` as a JSON string.
+fn json_string(out: &mut String, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
     } else {
-        "null".to_owned()
+        out.push_str(&Value::String(text.to_owned()).to_string());
+    }
+}
+
+/// Appends a number as JSON (finite values only reach here).
+fn num(out: &mut String, v: f64) {
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str("null");
     }
 }
 
@@ -370,13 +551,21 @@ impl Aggregate for WindowStats {
             .and_then(Value::as_bool)
             .unwrap_or(false)
             .then_some(ctx.instance);
+        let mut paths = vec![key];
+        paths.extend(timestamp);
+        let first_field = paths.len();
+        let mut names = Vec::with_capacity(fields.len());
+        for (p, name) in fields {
+            paths.push(p);
+            names.push(name);
+        }
         Ok((
             WindowStats {
-                key,
-                fields,
+                paths,
+                first_field,
+                names,
                 window_ms,
                 time,
-                timestamp,
                 lateness_ms: int("allowed_lateness_ms", Some(0))?,
                 late_is_error,
                 max_keys: int("max_keys", Some(100_000))?.max(1) as usize,
@@ -384,27 +573,31 @@ impl Aggregate for WindowStats {
                 keys: Keys::default(),
                 closed_upto: i64::MIN,
                 scratch: Vec::new(),
+                text: String::new(),
             },
             Setup::default(),
         ))
     }
 
     fn process(&mut self, rec: &Record<'_>, _out: &mut Emitter) -> Result<Absorbed, String> {
-        let key = match rec.field(&self.key) {
-            Some(v) => v.key_bytes().ok_or("the key has a bad escape")?,
-            None => return Err("the record has no key".into()),
-        };
-        let t = match (&self.time, &self.timestamp) {
-            (Time::Event, Some(p)) => match rec.field(p) {
-                Some(v @ JsonValue::Number(_)) => {
-                    let ms = v.as_f64().ok_or("the timestamp is not a finite number")?;
-                    ms.floor() as i64
-                }
-                _ => return Err("the record has no numeric timestamp".into()),
-            },
-            _ => (rec.arrival_unix_nanos / 1_000_000) as i64,
-        };
-        self.absorb(&key, t, rec)
+        // One pass over the record for the key, the timestamp and the fields.
+        let (mut key, mut ts) = (None, None);
+        let first_field = self.first_field;
+        let mut values = std::mem::take(&mut self.scratch);
+        values.clear();
+        values.resize(self.paths.len() - first_field, None);
+        lookup_each(rec.payload, &self.paths, |k, v| {
+            if k == 0 {
+                key = Some(v);
+            } else if k < first_field {
+                ts = Some(v);
+            } else if let Some(slot) = values.get_mut(k - first_field) {
+                *slot = v.as_f64();
+            }
+        });
+        let result = self.absorb_found(key, ts, rec, &values);
+        self.scratch = values;
+        result
     }
 
     fn tick(&mut self, now_unix_nanos: u64, out: &mut Emitter) {

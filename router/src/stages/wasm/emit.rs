@@ -14,11 +14,16 @@ use super::outputs::{OutputMeta, Outputs};
 use crate::core::record::{Batch, Hold, Origin, PositionBase, RecordMeta, Span};
 
 /// Builds one batch of records, each a copy of an input record or an output of an answer.
+///
+/// The side tables (metadata, routes) are kept only from the first record that needs one: the
+/// records before it had no metadata and the default route, which is what they get then. So
+/// records without either cost no entries.
 pub struct Emit<'a> {
     data: Vec<u8>,
     spans: Vec<Span>,
-    /// One entry per record; `None` for no metadata (no allocation for records without).
+    /// Once `any_meta`, one entry per record (`None` for no metadata); empty before.
     meta: Vec<Option<RecordMeta>>,
+    /// Once `any_routes`, one entry per record; empty before.
     routes: Vec<u64>,
     any_meta: bool,
     any_routes: bool,
@@ -44,6 +49,13 @@ impl<'a> Emit<'a> {
         }
     }
 
+    /// Makes room for `records` more records of `bytes` payload bytes in all, so that building
+    /// a batch of known size copies each payload once (no regrowing).
+    pub fn reserve(&mut self, bytes: usize, records: usize) {
+        self.data.reserve(bytes.saturating_add(records));
+        self.spans.reserve(records);
+    }
+
     /// Records so far.
     pub fn len(&self) -> usize {
         self.spans.len()
@@ -54,6 +66,7 @@ impl<'a> Emit<'a> {
         self.spans.is_empty()
     }
 
+    #[inline]
     fn push_payload(&mut self, payload: &[u8]) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(payload);
@@ -73,10 +86,45 @@ impl<'a> Emit<'a> {
         (route, batch.meta(i).cloned())
     }
 
+    /// Adds output `k` of `outputs`, which sets nothing, for an input without metadata or a
+    /// route (or for an aggregate's state): what [`Emit::push_output`] does then, without
+    /// looking anything up.
+    #[inline]
+    pub fn push_plain_output(&mut self, outputs: &Outputs, k: usize) {
+        self.push_payload(outputs.payload(k));
+        if self.any_meta {
+            self.meta.push(None);
+        }
+        if self.any_routes {
+            self.routes.push(self.default_mask);
+        }
+    }
+
+    /// Keeps routes from now on; the `before` records so far had the default route (any other
+    /// would have started the table already).
+    fn want_routes(&mut self, before: usize) {
+        if !self.any_routes {
+            self.any_routes = true;
+            self.routes.clear();
+            self.routes.resize(before, self.default_mask);
+        }
+    }
+
+    /// Keeps metadata from now on; the `before` records so far had none.
+    fn want_meta(&mut self, before: usize) {
+        if !self.any_meta {
+            self.any_meta = true;
+            self.meta.clear();
+            self.meta.resize(before, None);
+        }
+    }
+
     /// Passes input `i` of `batch` on unchanged.
     pub fn push_input(&mut self, batch: &Batch, i: usize) {
         let (route, meta) = self.base(batch, i);
-        self.any_routes |= batch.routes().is_some();
+        if batch.routes().is_some() {
+            self.want_routes(self.spans.len());
+        }
         self.push_payload(batch.payload(i));
         self.finish_record(route, meta, None);
     }
@@ -92,7 +140,9 @@ impl<'a> Emit<'a> {
     ) {
         let (route, base) = match input {
             Some((batch, i)) => {
-                self.any_routes |= batch.routes().is_some();
+                if batch.routes().is_some() {
+                    self.want_routes(self.spans.len());
+                }
                 self.base(batch, i)
             }
             None => (self.default_mask, None),
@@ -101,12 +151,20 @@ impl<'a> Emit<'a> {
         self.finish_record(route, base, meta);
     }
 
+    /// Adds the side-table entries of the record just pushed.
     fn finish_record(&mut self, route: u64, base: Option<RecordMeta>, set: Option<&OutputMeta>) {
+        let before = self.spans.len().saturating_sub(1);
         let mut route = route;
         let Some(set) = set else {
-            self.any_meta |= base.is_some();
-            self.meta.push(base);
-            self.routes.push(route);
+            if base.is_some() {
+                self.want_meta(before);
+            }
+            if self.any_meta {
+                self.meta.push(base);
+            }
+            if self.any_routes {
+                self.routes.push(route);
+            }
             return;
         };
         let mut meta = base.unwrap_or_default();
@@ -138,13 +196,19 @@ impl<'a> Emit<'a> {
                     .iter()
                     .filter_map(|&d| self.masks.get(d as usize))
                     .fold(0, |a, m| a | m);
-                self.any_routes = true;
+                self.want_routes(before);
             }
         }
         let set_any = meta != RecordMeta::default();
-        self.any_meta |= set_any;
-        self.meta.push(set_any.then_some(meta));
-        self.routes.push(route);
+        if set_any {
+            self.want_meta(before);
+        }
+        if self.any_meta {
+            self.meta.push(set_any.then_some(meta));
+        }
+        if self.any_routes {
+            self.routes.push(route);
+        }
     }
 
     /// The batch: with `origin` (its position no longer counts from the new chunk) and `hold`.
@@ -183,10 +247,6 @@ pub fn concat(batches: Vec<Batch>, origin: Origin, default_mask: u64) -> Option<
         for i in 0..b.len() {
             emit.push_input(b, i);
         }
-    }
-    // Routes of records without one are the default: keep them unset if no batch had any.
-    if batches.iter().all(|b| b.routes().is_none()) {
-        emit.any_routes = false;
     }
     Some(emit.finish(origin, hold))
 }
@@ -283,6 +343,44 @@ mod tests {
         assert_eq!(c.routes(), Some(&[1, 2, 4][..]));
         assert!(concat(vec![empty], origin(), 1).is_none());
         assert_eq!(concat(vec![a], origin(), 1).unwrap().payload(0), b"a");
+    }
+
+    #[test]
+    fn side_tables_started_late_give_the_records_before_no_metadata_and_the_default_route() {
+        let outputs = Outputs {
+            data: b"abcd".to_vec(),
+            ends: vec![1, 2, 3, 4],
+            meta: vec![],
+        };
+        let set = OutputMeta {
+            output: 2,
+            partition_key: Some("k".into()),
+            destinations: vec![1],
+            ..OutputMeta::default()
+        };
+        let masks = [0b01, 0b10];
+        let mut e = Emit::new(&masks, 0b100);
+        e.push_output(&outputs, 0, None, None);
+        e.push_output(&outputs, 1, None, None);
+        e.push_output(&outputs, 2, Some(&set), None);
+        e.push_output(&outputs, 3, None, None);
+        let b = e.finish(origin(), None);
+        assert_eq!(b.routes(), Some(&[0b100, 0b100, 0b10, 0b100][..]));
+        let keys: Vec<Option<&str>> = (0..4)
+            .map(|i| b.meta(i).unwrap().partition_key.as_deref())
+            .collect();
+        assert_eq!(keys, [None, None, Some("k"), None]);
+        // Routes from a later input batch: the records before get the default.
+        let plain = Batch::new(
+            Bytes::from_static(b"a\n"),
+            vec![Span { start: 0, end: 1 }],
+            origin(),
+        );
+        let mut routed = plain.clone();
+        routed.set_routes(vec![0b1000]);
+        let c = concat(vec![plain.clone(), plain, routed], origin(), 0b100).unwrap();
+        assert_eq!(c.routes(), Some(&[0b100, 0b100, 0b1000][..]));
+        assert!(c.metadata().is_none());
     }
 
     #[test]

@@ -570,6 +570,12 @@ fn push_outputs<'b>(
     outputs: &Outputs,
     input: impl Fn(usize) -> Option<(&'b Batch, usize)>,
 ) {
+    if outputs.meta.is_empty() && (0..outputs.len()).all(|k| input(k).is_none()) {
+        for k in 0..outputs.len() {
+            emit.push_plain_output(outputs, k);
+        }
+        return;
+    }
     let mut meta = outputs.meta.iter().peekable();
     for k in 0..outputs.len() {
         let set = meta.next_if(|m| m.output as usize == k);
@@ -769,6 +775,14 @@ impl WasmStage {
     /// order, then (aggregate) the records emitted by each call in call order.
     fn emitted(&self, batch: &Batch, verdicts: &[Verdict], kept: &Kept) -> (Batch, Tally) {
         let mut emit = Emit::new(&self.destination_masks, self.default_mask);
+        // Every output is passed on (inputs passed on under `on_error = "pass"` may add more).
+        let (bytes, records) = kept
+            .calls
+            .iter()
+            .fold((0, 0), |(b, r), o| (b + o.data.len(), r + o.len()));
+        emit.reserve(bytes, records);
+        // Inputs without metadata or routes give their outputs nothing to start from.
+        let plain = batch.metadata().is_none() && batch.routes().is_none();
         let mut tally = Tally::default();
         let mut passed = false;
         for (i, v) in verdicts.iter().enumerate() {
@@ -782,6 +796,14 @@ impl WasmStage {
                         continue;
                     };
                     let first = first as usize;
+                    tally.created += u64::from(count.saturating_sub(1));
+                    passed = true;
+                    if plain && outputs.meta.is_empty() {
+                        for k in first..first + count as usize {
+                            emit.push_plain_output(outputs, k);
+                        }
+                        continue;
+                    }
                     let mut meta = outputs
                         .meta
                         .iter()
@@ -791,8 +813,6 @@ impl WasmStage {
                         let set = meta.next_if(|m| m.output as usize == k);
                         emit.push_output(outputs, k, set, Some((batch, i)));
                     }
-                    tally.created += u64::from(count.saturating_sub(1));
-                    passed = true;
                 }
                 Verdict::Absorbed => tally.absorbed += 1,
                 _ => {}
