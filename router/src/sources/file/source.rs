@@ -799,6 +799,21 @@ impl FileSource {
         self.book.track(identity, path, start);
         let mut t = self.tracked(path, identity, start);
         t.size = size;
+        if start > 0 && self.cfg.skip_header_lines > 0 {
+            // Read on from a checkpoint (or its end): the header lines begun before `start`
+            // were skipped then; the rest of them still are (a stop in the middle of them).
+            t.header_left = match header_left(path, id, start, self.cfg.skip_header_lines) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(
+                        "source `{}`: {}: counting its header lines: {e}; none skipped",
+                        self.name,
+                        path.display()
+                    );
+                    0
+                }
+            };
+        }
         self.files.insert(id, t);
         self.paths.insert(path.to_owned(), id);
         if size > start {
@@ -825,6 +840,7 @@ impl FileSource {
                 ..RecordMeta::default()
             },
             size: start,
+            // From a later offset: `found` counts what is left of the header.
             header_left: if start == 0 {
                 self.cfg.skip_header_lines
             } else {
@@ -1232,9 +1248,14 @@ fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, fo
                 };
                 skip.size = (skip.size + i as u64).saturating_sub(u64::from(cr));
                 if let Some(skip) = t.skip.take() {
-                    found
-                        .letters
-                        .push(too_long(source, &t.path, skip, max_record));
+                    if t.header_left > 0 {
+                        // A header line, however long: skipped, not a dead letter.
+                        t.header_left -= 1;
+                    } else {
+                        found
+                            .letters
+                            .push(too_long(source, &t.path, skip, max_record));
+                    }
                 }
                 let _ = t.buf.split_to(i + 1);
                 t.base += i as u64 + 1;
@@ -1270,6 +1291,11 @@ fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, fo
         };
         t.framed = nl + 1;
         if end - line.start > max_record as u64 {
+            if t.header_left > 0 {
+                // A header line, however long: skipped, not a dead letter.
+                t.header_left -= 1;
+                continue;
+            }
             let from = (line.start - t.base) as usize;
             let skip = Skip {
                 start: line.start,
@@ -1351,6 +1377,63 @@ fn too_long(source: &Arc<str>, path: &Path, skip: Skip, max_record: usize) -> De
         truncated: true,
         arrival_unix_nanos: 0,
     }
+}
+
+/// Counts the lines begun in the first bytes of a file, fed in order (pure; for
+/// `skip_header_lines`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LinesBegun {
+    /// Line ends (LF) seen.
+    ends: u64,
+    /// The bytes fed so far end inside a line.
+    mid_line: bool,
+}
+
+impl LinesBegun {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.ends += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        if let Some(&last) = bytes.last() {
+            self.mid_line = last != b'\n';
+        }
+    }
+
+    /// Lines begun: a line cut at the end of what was fed counts (the reader passes a line on
+    /// unterminated only after `partial_line_timeout`, and then it was counted as a line).
+    fn count(&self) -> u64 {
+        self.ends + u64::from(self.mid_line)
+    }
+
+    /// Of `skip` header lines, how many are still to come after the bytes fed.
+    fn header_left(&self, skip: u64) -> u64 {
+        skip.saturating_sub(self.count())
+    }
+}
+
+/// How many of the first `skip` lines of file `id` at `path` are still to be skipped when it
+/// is read from `start`: reads its first bytes until `skip` line ends or `start`.
+fn header_left(path: &Path, id: FileId, start: u64, skip: u64) -> io::Result<u64> {
+    let f = File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.dev() != id.dev || meta.ino() != id.ino {
+        return Err(io::Error::other("another file is at the path now"));
+    }
+    let mut begun = LinesBegun::default();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0u64;
+    while at < start && begun.ends < skip {
+        let want = buf
+            .len()
+            .min(usize::try_from(start - at).unwrap_or(usize::MAX));
+        let n = match f.read_at(&mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        begun.feed(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(begun.header_left(skip))
 }
 
 /// Reads the first bytes of a file (through `open` if given, else by opening `path`).
@@ -1559,6 +1642,68 @@ mod tests {
         file.write_all(b"3,c\n").unwrap();
         pump(&mut src);
         assert_eq!(payloads(&rx), ["3,c"]);
+    }
+
+    #[test]
+    fn lines_begun_counts_line_ends_empty_lines_and_a_cut_last_line() {
+        let mut b = LinesBegun::default();
+        assert_eq!(b.header_left(2), 2);
+        b.feed(b"id,name\r\n");
+        assert_eq!((b.count(), b.header_left(2)), (1, 1));
+        b.feed(b"# un");
+        assert_eq!((b.count(), b.header_left(3)), (2, 1));
+        b.feed(b"");
+        assert_eq!(b.count(), 2);
+        b.feed(b"its\n\n");
+        assert_eq!((b.count(), b.header_left(2)), (3, 0));
+    }
+
+    /// Stopped with one of two header lines read (and, the second time, the second one half
+    /// written): after each restart the rest of the header is skipped, and no data line.
+    #[test]
+    fn skip_header_lines_goes_on_after_a_restart_in_the_middle_of_the_header() {
+        for second in [&b""[..], b"# un"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data.csv");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let header = |c: &mut FileSourceConfig| c.skip_header_lines = 2;
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(b"id,name\n").unwrap();
+            file.write_all(second).unwrap();
+            pump(&mut src);
+            src.stop();
+            assert!(payloads(&rx).is_empty());
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(&b"# units: none\n1,a\n2,b\n"[second.len()..])
+                .unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["1,a", "2,b"]);
+            src.stop();
+            // Past the header: nothing more is skipped.
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(b"3,c\n").unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["3,c"]);
+        }
+    }
+
+    /// A header line longer than `max_record_bytes` is a header line all the same: skipped, not
+    /// a dead letter, whether it is longer than one read or not.
+    #[test]
+    fn a_header_line_over_max_record_bytes_is_skipped_without_a_dead_letter() {
+        for long in [150usize, READ_BYTES + 10] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data.csv");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let (mut src, rx, dead_rx) = source_with(dir.path(), &path, 100, |c| {
+                c.skip_header_lines = 1;
+            });
+            file.write_all(&vec![b'h'; long]).unwrap();
+            file.write_all(b"\n1,a\n").unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["1,a"]);
+            assert!(dead_rx.try_recv().is_none());
+        }
     }
 
     #[test]
