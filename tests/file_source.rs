@@ -2,7 +2,8 @@
 //! appearing while it runs, rename-and-create rotation under a writer with `ack = "delivered"`
 //! and a clean restart in the middle (every line exactly once), copytruncate, an unterminated
 //! last line, a line over `max_record_bytes`, multi-line Java stack traces, a corrupt
-//! checkpoint file, and the `file` attribute in sink paths.
+//! checkpoint file, `skip_header_lines` across a restart in the middle of the header, and the
+//! `file` attribute in sink paths.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -444,6 +445,38 @@ fn a_corrupt_checkpoint_file_is_reported_and_the_source_starts_per_start_at() {
     t.wait_lines(3);
     stop(run);
     assert_eq!(t.lines(), ["one", "two", "three"]);
+}
+
+/// `skip_header_lines = 2`, stopped when the file holds one header line and half of the second:
+/// after the restart the rest of the header is still skipped, and no data line; a restart past
+/// the header skips nothing more.
+#[test]
+fn a_restart_in_the_middle_of_the_header_still_skips_the_rest_of_it() {
+    let t = Tail::new();
+    let data = t.log("data.csv");
+    append(&data, "id,name\n# un");
+    t.follow(
+        &data,
+        "start_at = \"beginning\"\nskip_header_lines = 2\nack = \"delivered\"\n\
+         partial_line_timeout_ms = 600000",
+    );
+    let run = t.start();
+    let checkpoint = t.dir().join("state/logs.json");
+    wait_for("the checkpoint past the first header line", LONG, || {
+        std::fs::read_to_string(&checkpoint).is_ok_and(|c| c.contains("\"offset\": 8"))
+    });
+    stop(run);
+    append(&data, "its: none\n1,a\n");
+    let run = t.start();
+    t.wait_lines(1);
+    append(&data, "2,b\n");
+    t.wait_lines(2);
+    stop(run);
+    let run = t.start();
+    append(&data, "3,c\n");
+    t.wait_lines(3);
+    stop(run);
+    assert_eq!(t.lines(), ["1,a", "2,b", "3,c"]);
 }
 
 /// configs/tail-app-logs.toml runs as it is, from a working directory with a `logs/` folder.

@@ -7,7 +7,10 @@
 //!   reader look at that path alone (`stat` and its first bytes); a file created, renamed or
 //!   deleted where the patterns match asks for a rescan (at most every [`MIN_EVENT_RESCAN`]);
 //!   a change elsewhere only has the rotated files still open checked. Nothing noted, nothing
-//!   done: the thread sleeps in `poll` until a change, a timer or shutdown;
+//!   done: the thread sleeps in `poll` until a change, a timer or shutdown. Changes are taken
+//!   at most every [`MIN_CHANGE_LOOK`] (10 ms): a steady writer's appends are read in one
+//!   batch per look rather than one per `write`, and the first change after a quiet spell is
+//!   taken at once;
 //! - every `rescan_interval` (and when changes ask), the include patterns are expanded (minus
 //!   excludes) and each path is `stat`ed and its first bytes read; [`decide`] says what
 //!   changed; a file with bytes to read gets a turn in the [`Schedule`]. A rescan is a
@@ -26,14 +29,16 @@
 //!   multi-line record still pending is not passed on: the checkpoint stays before it, and it is
 //!   read again, whole, at the next start.
 //!
-//! Memory: per file at most [`READ_BYTES`] plus what is held (a pending multi-line record, at
-//! most `multiline.max_bytes` unless one longer line, and an unterminated line, at most
-//! `max_record_bytes`); a longer line is skipped as it is read and dead-lettered with its first
-//! `max_record_bytes`.
+//! Memory: reads go into the source's read buffers ([`READ_BYTES`] each, recycled once the sinks
+//! dropped every chunk cut from them, as stdin does, without zeroing); a file has one only while
+//! it has more to read. Between reads a file holds only what is still needed (a pending
+//! multi-line record, at most `multiline.max_bytes` unless one longer line, and an unterminated
+//! line, at most `max_record_bytes`), copied out of the read buffer; a longer line is skipped
+//! as it is read and dead-lettered with its first `max_record_bytes`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -56,9 +61,9 @@ use crate::sources::file::multiline::{Joined, Joiner, Line, MultilineRules};
 use crate::sources::file::partial::PartialLine;
 use crate::sources::file::rotation::{Action, Known, Observed, Retired, decide};
 use crate::sources::file::schedule::{Schedule, Turn};
-use crate::sources::file::watch::{Change, Look, WatchMode, look, roots};
+use crate::sources::file::watch::{Change, Interest, Look, WatchMode, look, roots};
 use crate::sources::file::watcher::{WatchError, Watcher};
-use crate::sources::stdin::Framing;
+use crate::sources::stdin::{BufferPool, Framing, read_fd};
 use crate::topology::{DeadLetterClosed, DeadLetterTx, Outlet};
 
 /// Most bytes one turn reads of one file (the schedule's quantum).
@@ -70,6 +75,11 @@ const TURNS_PER_ROUND: usize = 64;
 /// Rescans asked for by change notifications (a file created, renamed or deleted) are at most
 /// this often; the periodic one is every `rescan_interval`.
 pub const MIN_EVENT_RESCAN: Duration = Duration::from_millis(50);
+
+/// Changes noted by the watcher are looked at most this often: under a stream of writes, what
+/// is appended meanwhile is read as one (fewer wake-ups of every thread, larger batches); the
+/// first write after a quiet spell is looked at at once.
+pub const MIN_CHANGE_LOOK: Duration = Duration::from_millis(10);
 
 /// The longest rescan interval when change notifications fail and the source polls.
 pub const POLL_FALLBACK: Duration = Duration::from_secs(1);
@@ -140,6 +150,8 @@ struct Tracked {
     base: u64,
     /// Bytes read and still needed (a pending record, an unterminated line).
     buf: BytesMut,
+    /// `buf` is one of the source's read buffers (back to [`FileSource::pool`] when done).
+    pooled: bool,
     /// Offset of the next line to frame.
     framed: u64,
     skip: Option<Skip>,
@@ -187,7 +199,6 @@ pub struct FileSource {
     shutdown: Shutdown,
     grace: Duration,
     rules: Option<MultilineRules>,
-    exclude: Vec<(glob::Pattern, bool)>,
     checkpoint_path: PathBuf,
     book: Book,
     files: HashMap<FileId, Tracked>,
@@ -199,16 +210,24 @@ pub struct FileSource {
     scanned_once: bool,
     /// Change notifications (`watch = "events"` while they work).
     watcher: Option<Watcher>,
-    /// The include patterns, to match paths changes are noted at.
-    include: Vec<glob::Pattern>,
+    /// The paths read (include minus exclude patterns), to match paths changes are noted at.
+    interest: Interest,
+    /// Every path the last rescan found is matched by [`Self::interest`] (the watcher may
+    /// then leave writes elsewhere unnoted).
+    scanned_paths_match: bool,
     /// Real paths of symlinked files, to the paths (links) they are known by.
     aliases: HashMap<PathBuf, PathBuf>,
     /// Files not read because of `ignore_older_than`: their identity and size then.
     ignored: HashMap<PathBuf, (FileId, u64)>,
     rescan_interval: Duration,
     last_scan: Option<Instant>,
+    /// Read buffers of [`READ_BYTES`], recycled once the sinks dropped every chunk cut from
+    /// them (no page faults or zeroing of fresh memory per read).
+    pool: BufferPool,
     /// Stops this source alone (a reload removing or changing it).
     stop: Option<Shutdown>,
+    /// When changes were last noted and looked at ([`MIN_CHANGE_LOOK`]).
+    last_change_look: Option<Instant>,
 }
 
 impl FileSource {
@@ -255,16 +274,7 @@ impl FileSource {
                 timeout: m.timeout,
             })
         });
-        let exclude = cfg
-            .exclude
-            .iter()
-            .filter_map(|p| Some((glob::Pattern::new(p).ok()?, p.contains('/'))))
-            .collect();
-        let include = cfg
-            .include
-            .iter()
-            .filter_map(|p| glob::Pattern::new(p).ok())
-            .collect();
+        let interest = Interest::new(&cfg.include, &cfg.exclude);
         let (acks_tx, acks) = mpsc::channel();
         let cfg_rescan = cfg.rescan_interval;
         Ok(FileSource {
@@ -277,7 +287,6 @@ impl FileSource {
             shutdown,
             grace,
             rules,
-            exclude,
             checkpoint_path,
             book: Book::new(loaded, unix_now()),
             files: HashMap::new(),
@@ -287,12 +296,15 @@ impl FileSource {
             persisted: None,
             scanned_once: false,
             watcher: None,
-            include,
+            interest,
+            scanned_paths_match: true,
             aliases: HashMap::new(),
             ignored: HashMap::new(),
             rescan_interval: cfg_rescan,
             last_scan: None,
+            pool: BufferPool::new(READ_BYTES),
             stop: None,
+            last_change_look: None,
         })
     }
 
@@ -322,7 +334,7 @@ impl FileSource {
             None => None,
         };
         if self.cfg.watch == WatchMode::Events {
-            match Watcher::new() {
+            match Watcher::new(self.interest.clone()) {
                 Ok(w) => self.watcher = Some(w),
                 Err(e) => self.poll_instead(&e),
             }
@@ -371,7 +383,9 @@ impl FileSource {
                 continue;
             }
             let mut until = next_scan.min(next_persist);
+            let mut retired = false;
             for t in self.files.values() {
+                retired |= t.retired.is_some();
                 let deadlines = [
                     t.partial.deadline(),
                     t.joiner.as_ref().and_then(Joiner::deadline),
@@ -381,11 +395,27 @@ impl FileSource {
                     until = until.min(d);
                 }
             }
+            if let Some(w) = &self.watcher {
+                w.note_every_write(
+                    retired || !self.aliases.is_empty() || !self.scanned_paths_match,
+                );
+            }
             let mut fds = vec![wake.as_fd()];
             fds.extend(stop_wake.as_ref().map(|f| f.as_fd()));
+            let stops = fds.len();
             fds.extend(self.watcher.as_ref().map(Watcher::fd));
             let timeout = until.saturating_duration_since(Instant::now());
-            wait(&fds, timeout).map_err(|e| wait_err(&self.name, e))?;
+            let ready = wait(&fds, timeout).map_err(|e| wait_err(&self.name, e))?;
+            let changed = ready.get(stops).copied().unwrap_or(false);
+            let rest = self
+                .last_change_look
+                .map(|t| (t + MIN_CHANGE_LOOK).saturating_duration_since(Instant::now()));
+            if changed && let Some(rest) = rest.filter(|r| !r.is_zero()) {
+                // Changes again soon after the last look: the rest of `MIN_CHANGE_LOOK`
+                // first (shutdown and a stop still end it), so what is written meanwhile is
+                // read at once.
+                wait(&fds[..stops], rest).map_err(|e| wait_err(&self.name, e))?;
+            }
         }
         self.stop();
         Ok(())
@@ -478,23 +508,12 @@ impl FileSource {
     }
 
     fn excluded(&self, path: &Path) -> bool {
-        let name = path.file_name().map(Path::new);
-        self.exclude.iter().any(|(p, whole)| {
-            if *whole {
-                p.matches_path(path)
-            } else {
-                name.is_some_and(|n| p.matches_path(n))
-            }
-        })
+        self.interest.excluded(path)
     }
 
     /// Whether the include patterns (minus excludes) match `path`.
     fn matches(&self, path: &Path) -> bool {
-        let opts = glob::MatchOptions {
-            require_literal_separator: true,
-            ..glob::MatchOptions::new()
-        };
-        self.include.iter().any(|p| p.matches_path_with(path, opts)) && !self.excluded(path)
+        self.interest.matches(path)
     }
 
     /// Change notifications failed: warn and poll (every `rescan_interval`, at most
@@ -529,6 +548,9 @@ impl FileSource {
             return false;
         };
         let noted = w.take();
+        if noted.rescan || !noted.paths.is_empty() {
+            self.last_change_look = Some(now);
+        }
         let mut rescan = noted.rescan;
         let mut retired = false;
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
@@ -647,6 +669,12 @@ impl FileSource {
         self.scanned_once = true;
         self.ensure_watches();
         let paths = self.expand();
+        self.scanned_paths_match = paths.iter().all(|p| self.matches(p));
+        if !self.scanned_paths_match
+            && let Some(w) = &self.watcher
+        {
+            w.note_every_write(true);
+        }
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
         let wall = SystemTime::now();
         for path in &paths {
@@ -750,6 +778,7 @@ impl FileSource {
             return;
         }
         self.aliases.insert(real, path.to_owned());
+        w.note_every_write(true);
     }
 
     /// A path not known before: a new file, a checkpointed one, or one known at another path.
@@ -799,6 +828,21 @@ impl FileSource {
         self.book.track(identity, path, start);
         let mut t = self.tracked(path, identity, start);
         t.size = size;
+        if start > 0 && self.cfg.skip_header_lines > 0 {
+            // Read on from a checkpoint (or its end): the header lines begun before `start`
+            // were skipped then; the rest of them still are (a stop in the middle of them).
+            t.header_left = match header_left(path, id, start, self.cfg.skip_header_lines) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(
+                        "source `{}`: {}: counting its header lines: {e}; none skipped",
+                        self.name,
+                        path.display()
+                    );
+                    0
+                }
+            };
+        }
         self.files.insert(id, t);
         self.paths.insert(path.to_owned(), id);
         if size > start {
@@ -816,6 +860,7 @@ impl FileSource {
             retired: None,
             base: start,
             buf: BytesMut::new(),
+            pooled: false,
             framed: start,
             skip: None,
             partial: PartialLine::new(self.cfg.partial_line_timeout),
@@ -825,6 +870,7 @@ impl FileSource {
                 ..RecordMeta::default()
             },
             size: start,
+            // From a later offset: `found` counts what is left of the header.
             header_left: if start == 0 {
                 self.cfg.skip_header_lines
             } else {
@@ -945,6 +991,10 @@ impl FileSource {
             return;
         }
         t.retired = Some(Retired::new(t.identity, now, self.cfg.rotate_wait));
+        // Written to at a path no pattern may match: every write counts until it is closed.
+        if let Some(w) = &self.watcher {
+            w.note_every_write(true);
+        }
         self.counters
             .file_rotations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1037,7 +1087,7 @@ impl FileSource {
             c.file = None;
             if c.skip.is_none() {
                 let n = c.needed();
-                c.buf = BytesMut::new();
+                recycle(&mut self.pool, c);
                 c.base = n;
                 c.framed = n;
                 c.partial = PartialLine::new(self.cfg.partial_line_timeout);
@@ -1069,32 +1119,36 @@ impl FileSource {
     }
 
     /// Reads up to [`READ_BYTES`] of `key` and passes its records on; `true` when the read
-    /// filled the quantum (there may be more).
+    /// filled the room it had (there may be more).
     fn read_once(&mut self, key: FileId, now: Instant) -> Result<bool, FileSourceError> {
         let max_record = self.cfg.max_record_bytes;
         let Some(t) = self.files.get_mut(&key) else {
             return Ok(false);
         };
-        let Some(f) = t.file.as_mut() else {
+        if t.file.is_none() {
+            return Ok(false);
+        }
+        make_room(&mut self.pool, t);
+        let want = (t.buf.capacity() - t.buf.len()).min(READ_BYTES);
+        let Some(f) = t.file.as_ref() else {
             return Ok(false);
         };
-        let len = t.buf.len();
-        t.buf.resize(len + READ_BYTES, 0);
-        let n = loop {
-            match f.read(&mut t.buf[len..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("source `{}`: reading {}: {e}", self.name, t.path.display());
-                    break 0;
-                }
+        let n = match read_fd(f.as_fd(), &mut t.buf, want) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("source `{}`: reading {}: {e}", self.name, t.path.display());
+                0
             }
         };
-        t.buf.truncate(len + n);
         let mut found = Found::default();
         frame(t, max_record, &self.name, now, &mut found);
         self.pass_on(key, found)?;
-        Ok(n == READ_BYTES)
+        let more = n == want;
+        if !more && let Some(t) = self.files.get_mut(&key) {
+            // Read to its end for now: what is held moves out of the read buffer.
+            keep_held(&mut self.pool, t);
+        }
+        Ok(more)
     }
 
     /// Passes `found` on from file `key`: one batch of its records (with the file's range as
@@ -1117,7 +1171,7 @@ impl FileSource {
         }
         if t.buf.is_empty() {
             // Nothing held: give the memory back (idle files hold none).
-            t.buf = BytesMut::new();
+            recycle(&mut self.pool, t);
         }
         let meta = t.meta.clone();
         let Some(ledger) = self.book.ledger(key) else {
@@ -1213,6 +1267,44 @@ impl FileSource {
     }
 }
 
+/// Makes room in `t.buf` for a read of at least half of [`READ_BYTES`]: what is held (a
+/// partial line, a pending record) moves to a recycled buffer, or, when it is long, the buffer
+/// grows (bounded by `max_record_bytes` and `multiline.max_bytes`).
+fn make_room(pool: &mut BufferPool, t: &mut Tracked) {
+    if t.buf.capacity() - t.buf.len() >= READ_BYTES / 2 {
+        return;
+    }
+    if t.buf.len() <= READ_BYTES / 2 {
+        let mut next = pool.take();
+        next.extend_from_slice(&t.buf);
+        recycle(pool, t);
+        t.buf = next;
+        t.pooled = true;
+    } else {
+        t.buf.reserve(READ_BYTES);
+        t.pooled = false;
+    }
+}
+
+/// Empties `t.buf`, giving a read buffer back to the pool.
+fn recycle(pool: &mut BufferPool, t: &mut Tracked) {
+    let mut old = std::mem::take(&mut t.buf);
+    if std::mem::take(&mut t.pooled) {
+        old.clear();
+        pool.give_back(old);
+    }
+}
+
+/// A file read to its end for now: what it holds moves to memory of its own size and the read
+/// buffer goes back to the pool, so a file waiting for more holds only what it must.
+fn keep_held(pool: &mut BufferPool, t: &mut Tracked) {
+    if t.pooled {
+        let held = BytesMut::from(&t.buf[..]);
+        recycle(pool, t);
+        t.buf = held;
+    }
+}
+
 fn t_path(files: &HashMap<FileId, Tracked>, key: FileId) -> String {
     files
         .get(&key)
@@ -1232,9 +1324,14 @@ fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, fo
                 };
                 skip.size = (skip.size + i as u64).saturating_sub(u64::from(cr));
                 if let Some(skip) = t.skip.take() {
-                    found
-                        .letters
-                        .push(too_long(source, &t.path, skip, max_record));
+                    if t.header_left > 0 {
+                        // A header line, however long: skipped, not a dead letter.
+                        t.header_left -= 1;
+                    } else {
+                        found
+                            .letters
+                            .push(too_long(source, &t.path, skip, max_record));
+                    }
                 }
                 let _ = t.buf.split_to(i + 1);
                 t.base += i as u64 + 1;
@@ -1270,6 +1367,11 @@ fn frame(t: &mut Tracked, max_record: usize, source: &Arc<str>, now: Instant, fo
         };
         t.framed = nl + 1;
         if end - line.start > max_record as u64 {
+            if t.header_left > 0 {
+                // A header line, however long: skipped, not a dead letter.
+                t.header_left -= 1;
+                continue;
+            }
             let from = (line.start - t.base) as usize;
             let skip = Skip {
                 start: line.start,
@@ -1353,6 +1455,63 @@ fn too_long(source: &Arc<str>, path: &Path, skip: Skip, max_record: usize) -> De
     }
 }
 
+/// Counts the lines begun in the first bytes of a file, fed in order (pure; for
+/// `skip_header_lines`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LinesBegun {
+    /// Line ends (LF) seen.
+    ends: u64,
+    /// The bytes fed so far end inside a line.
+    mid_line: bool,
+}
+
+impl LinesBegun {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.ends += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        if let Some(&last) = bytes.last() {
+            self.mid_line = last != b'\n';
+        }
+    }
+
+    /// Lines begun: a line cut at the end of what was fed counts (the reader passes a line on
+    /// unterminated only after `partial_line_timeout`, and then it was counted as a line).
+    fn count(&self) -> u64 {
+        self.ends + u64::from(self.mid_line)
+    }
+
+    /// Of `skip` header lines, how many are still to come after the bytes fed.
+    fn header_left(&self, skip: u64) -> u64 {
+        skip.saturating_sub(self.count())
+    }
+}
+
+/// How many of the first `skip` lines of file `id` at `path` are still to be skipped when it
+/// is read from `start`: reads its first bytes until `skip` line ends or `start`.
+fn header_left(path: &Path, id: FileId, start: u64, skip: u64) -> io::Result<u64> {
+    let f = File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.dev() != id.dev || meta.ino() != id.ino {
+        return Err(io::Error::other("another file is at the path now"));
+    }
+    let mut begun = LinesBegun::default();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0u64;
+    while at < start && begun.ends < skip {
+        let want = buf
+            .len()
+            .min(usize::try_from(start - at).unwrap_or(usize::MAX));
+        let n = match f.read_at(&mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        begun.feed(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(begun.header_left(skip))
+}
+
 /// Reads the first bytes of a file (through `open` if given, else by opening `path`).
 fn read_head(open: Option<&File>, path: &Path, head: &mut Vec<u8>) -> io::Result<()> {
     let opened;
@@ -1390,8 +1549,8 @@ fn open_at(path: &Path, id: FileId, offset: u64) -> io::Result<File> {
 }
 
 /// Waits for `timeout`, or less if one of `fds` becomes readable (shutdown triggered, this
-/// source stopped, a change noted).
-fn wait(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
+/// source stopped, a change noted); which of them are readable.
+fn wait(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<Vec<bool>> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
         tv_sec: 1,
@@ -1399,7 +1558,8 @@ fn wait(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
     });
     let mut fds: Vec<PollFd<'_>> = fds.iter().map(|f| PollFd::new(f, PollFlags::IN)).collect();
     match poll(&mut fds, Some(&ts)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Ok(_) => Ok(fds.iter().map(|f| !f.revents().is_empty()).collect()),
+        Err(rustix::io::Errno::INTR) => Ok(vec![false; fds.len()]),
         Err(e) => Err(e.into()),
     }
 }
@@ -1559,6 +1719,68 @@ mod tests {
         file.write_all(b"3,c\n").unwrap();
         pump(&mut src);
         assert_eq!(payloads(&rx), ["3,c"]);
+    }
+
+    #[test]
+    fn lines_begun_counts_line_ends_empty_lines_and_a_cut_last_line() {
+        let mut b = LinesBegun::default();
+        assert_eq!(b.header_left(2), 2);
+        b.feed(b"id,name\r\n");
+        assert_eq!((b.count(), b.header_left(2)), (1, 1));
+        b.feed(b"# un");
+        assert_eq!((b.count(), b.header_left(3)), (2, 1));
+        b.feed(b"");
+        assert_eq!(b.count(), 2);
+        b.feed(b"its\n\n");
+        assert_eq!((b.count(), b.header_left(2)), (3, 0));
+    }
+
+    /// Stopped with one of two header lines read (and, the second time, the second one half
+    /// written): after each restart the rest of the header is skipped, and no data line.
+    #[test]
+    fn skip_header_lines_goes_on_after_a_restart_in_the_middle_of_the_header() {
+        for second in [&b""[..], b"# un"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data.csv");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let header = |c: &mut FileSourceConfig| c.skip_header_lines = 2;
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(b"id,name\n").unwrap();
+            file.write_all(second).unwrap();
+            pump(&mut src);
+            src.stop();
+            assert!(payloads(&rx).is_empty());
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(&b"# units: none\n1,a\n2,b\n"[second.len()..])
+                .unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["1,a", "2,b"]);
+            src.stop();
+            // Past the header: nothing more is skipped.
+            let (mut src, rx, _dead) = source_with(dir.path(), &path, 100, header);
+            file.write_all(b"3,c\n").unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["3,c"]);
+        }
+    }
+
+    /// A header line longer than `max_record_bytes` is a header line all the same: skipped, not
+    /// a dead letter, whether it is longer than one read or not.
+    #[test]
+    fn a_header_line_over_max_record_bytes_is_skipped_without_a_dead_letter() {
+        for long in [150usize, READ_BYTES + 10] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("data.csv");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let (mut src, rx, dead_rx) = source_with(dir.path(), &path, 100, |c| {
+                c.skip_header_lines = 1;
+            });
+            file.write_all(&vec![b'h'; long]).unwrap();
+            file.write_all(b"\n1,a\n").unwrap();
+            pump(&mut src);
+            assert_eq!(payloads(&rx), ["1,a"]);
+            assert!(dead_rx.try_recv().is_none());
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! What change notifications ask of the reader, without I/O.
 //!
-//! Owns three decisions of `watch = "events"` (README "Tailing files"):
+//! Owns four decisions of `watch = "events"` (README "Tailing files"):
 //! - [`roots`]: which directories to watch for a set of include patterns (the literal
 //!   directory before the first wildcard; recursively when a wildcard is in a directory part);
+//! - [`Interest`]: which paths the source reads (include minus exclude patterns), and so which
+//!   writes the watcher's thread need not even note: a write to a file no pattern matches (the
+//!   sink's own output next to the log, another program's log in `/var/log`) wakes nobody
+//!   unless a rotated file or a symlinked one is being read;
 //! - [`Pending`]: the changes noted by the watcher's thread and not handled yet, bounded: past
 //!   [`MAX_PENDING`] distinct paths (or when the kernel's queue overflowed) they collapse into
 //!   one full rescan, so memory does not grow with the rate of events;
@@ -14,6 +18,64 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The paths a source reads: its include patterns minus its exclude patterns (an exclude
+/// pattern without a `/` is matched against the file name alone).
+#[derive(Debug, Clone, Default)]
+pub struct Interest {
+    include: Vec<glob::Pattern>,
+    exclude: Vec<(glob::Pattern, bool)>,
+}
+
+impl Interest {
+    /// The interest of `include` minus `exclude` (patterns that do not parse are left out: the
+    /// config reader rejects them first).
+    pub fn new(include: &[String], exclude: &[String]) -> Interest {
+        Interest {
+            include: include
+                .iter()
+                .filter_map(|p| glob::Pattern::new(p).ok())
+                .collect(),
+            exclude: exclude
+                .iter()
+                .filter_map(|p| Some((glob::Pattern::new(p).ok()?, p.contains('/'))))
+                .collect(),
+        }
+    }
+
+    /// Whether an exclude pattern matches `path`.
+    pub fn excluded(&self, path: &Path) -> bool {
+        let name = path.file_name().map(Path::new);
+        self.exclude.iter().any(|(p, whole)| {
+            if *whole {
+                p.matches_path(path)
+            } else {
+                name.is_some_and(|n| p.matches_path(n))
+            }
+        })
+    }
+
+    /// Whether the include patterns (minus excludes) match `path`.
+    pub fn matches(&self, path: &Path) -> bool {
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        self.include.iter().any(|p| p.matches_path_with(path, opts)) && !self.excluded(path)
+    }
+
+    /// Whether a `change` at `path`, as the watcher reports it, is worth noting when every
+    /// path the source reads is matched (`every_write`: some file is read that no pattern
+    /// may match, a file rotated away or found through a symlink, so every write counts). A
+    /// write to a path no pattern matches is not; anything else is. A root `.` (a pattern
+    /// without a directory) reports `./name` for the pattern's `name`.
+    pub fn worth_noting(&self, path: &Path, change: Change, every_write: bool) -> bool {
+        change != Change::Data
+            || every_write
+            || self.matches(path)
+            || path.strip_prefix("./").is_ok_and(|p| self.matches(p))
+    }
+}
 
 /// Most distinct paths noted between two looks before they collapse into a rescan.
 pub const MAX_PENDING: usize = 4096;
@@ -227,6 +289,35 @@ mod tests {
             [root("/a", true)],
             "the recursive watch of a directory covers the plain one"
         );
+    }
+
+    #[test]
+    fn only_writes_to_unmatched_paths_are_not_worth_noting() {
+        let i = Interest::new(
+            &["/var/log/app/*.log".to_owned(), "*.txt".to_owned()],
+            &["*.gz".to_owned(), "/var/log/app/skip.log".to_owned()],
+        );
+        let p = Path::new;
+        assert!(i.worth_noting(p("/var/log/app/a.log"), Change::Data, false));
+        assert!(i.worth_noting(p("./notes.txt"), Change::Data, false));
+        assert!(i.worth_noting(p("notes.txt"), Change::Data, false));
+        for other in [
+            "/var/log/app/out.ndjson",
+            "/var/log/app/skip.log",
+            "/var/log/syslog",
+        ] {
+            assert!(!i.worth_noting(p(other), Change::Data, false), "{other}");
+            assert!(i.worth_noting(p(other), Change::Data, true), "{other}");
+            assert!(i.worth_noting(p(other), Change::Name, false), "{other}");
+            assert!(
+                i.worth_noting(p(other), Change::Directory, false),
+                "{other}"
+            );
+        }
+        // A separator is matched literally; a `/` in an exclude pattern matches the whole path.
+        assert!(!i.matches(p("/var/log/app/sub/a.log")));
+        assert!(i.excluded(p("/x/a.log.gz")));
+        assert!(!i.excluded(p("/x/skip.log")));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! [`super::watch`].
 //!
 //! Owns one `notify` watcher (inotify on Linux) per source and an eventfd the reader waits on
-//! beside the shutdown one. The watcher's thread only notes each change in the bounded
+//! beside the shutdown one. The watcher's thread only notes each change worth noting
+//! ([`Interest::worth_noting`]: not a write to a path the source does not read) in the bounded
 //! [`Pending`] and signals the eventfd; the reader takes what is noted and decides with
 //! [`super::watch::look`]. Directories are watched once each; one that disappears is watched
 //! again by the next full rescan that finds it.
@@ -10,12 +11,13 @@
 use std::collections::HashSet;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use notify::event::{CreateKind, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::sources::file::watch::{Change, Noted, Pending};
+use crate::sources::file::watch::{Change, Interest, Noted, Pending};
 
 /// Why watching could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub struct Watcher {
     pending: Arc<Mutex<Pending>>,
     wake: Arc<OwnedFd>,
     watched: HashSet<PathBuf>,
+    /// Every write is noted, matched or not (see [`Watcher::note_every_write`]).
+    every_write: Arc<AtomicBool>,
 }
 
 /// The change a notification reports.
@@ -51,16 +55,31 @@ fn change_of(kind: &EventKind) -> Change {
 }
 
 impl Watcher {
-    /// A watcher watching nothing yet.
-    pub fn new() -> Result<Watcher, WatchError> {
+    /// A watcher watching nothing yet, for a source reading the paths of `interest`; until
+    /// told otherwise it notes every write.
+    pub fn new(interest: Interest) -> Result<Watcher, WatchError> {
         use rustix::event::{EventfdFlags, eventfd};
         let wake = Arc::new(
             eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
                 .map_err(std::io::Error::from)?,
         );
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let (p, w) = (pending.clone(), wake.clone());
+        let every_write = Arc::new(AtomicBool::new(true));
+        let (p, w, every) = (pending.clone(), wake.clone(), every_write.clone());
         let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = &res
+                && !ev.need_rescan()
+            {
+                let change = change_of(&ev.kind);
+                let every = every.load(Ordering::Acquire);
+                if !ev
+                    .paths
+                    .iter()
+                    .any(|path| interest.worth_noting(path, change, every))
+                {
+                    return;
+                }
+            }
             let mut p = p.lock().unwrap_or_else(PoisonError::into_inner);
             match res {
                 Ok(ev) if ev.need_rescan() => p.lost(),
@@ -83,7 +102,15 @@ impl Watcher {
             pending,
             wake,
             watched: HashSet::new(),
+            every_write,
         })
+    }
+
+    /// Whether writes to paths the source's patterns do not match are noted too: needed while
+    /// it reads a file that left its path (rotated, deleted) or one found through a symlink,
+    /// or reads a path its patterns do not match.
+    pub fn note_every_write(&self, every: bool) {
+        self.every_write.store(every, Ordering::Release);
     }
 
     /// Watches `dir` (and below it when `recursive`) unless it is watched already; `Ok(false)`
@@ -168,11 +195,50 @@ mod tests {
         }
     }
 
+    /// Unless told to note every write, writes to paths the patterns do not match are not
+    /// even signalled; creations are.
+    #[test]
+    fn writes_to_paths_not_read_are_left_unnoted_unless_every_write_counts() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("*.log").display().to_string();
+        let mut w = Watcher::new(Interest::new(&[pattern], &[])).unwrap();
+        w.note_every_write(false);
+        assert!(w.watch(dir.path(), false).unwrap());
+        let log = dir.path().join("a.log");
+        let other = dir.path().join("out.ndjson");
+        let mut o = std::fs::File::create(&other).unwrap();
+        let mut l = std::fs::File::create(&log).unwrap();
+        // Noted until `want` is seen; what was noted.
+        let until = |want: &Path| {
+            let mut seen: Vec<(PathBuf, Change)> = Vec::new();
+            while !seen.iter().any(|(p, _)| p == want) {
+                seen.extend(next(&w).paths);
+            }
+            seen
+        };
+        let mut created: Vec<(PathBuf, Change)> = Vec::new();
+        while [&log, &other]
+            .iter()
+            .any(|f| !created.iter().any(|(p, _)| p == *f))
+        {
+            created.extend(next(&w).paths);
+        }
+        // The write to `other` comes first; only the log's is noted.
+        o.write_all(b"x\n").unwrap();
+        l.write_all(b"y\n").unwrap();
+        let seen = until(&log);
+        assert_eq!(seen, [(log.clone(), Change::Data)]);
+        w.note_every_write(true);
+        o.write_all(b"z\n").unwrap();
+        assert_eq!(until(&other), [(other.clone(), Change::Data)]);
+    }
+
     #[test]
     fn writes_creations_and_directories_are_noted_and_signalled() {
         use std::io::Write as _;
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Watcher::new().unwrap();
+        let mut w = Watcher::new(Interest::default()).unwrap();
         assert!(!w.watch(&dir.path().join("missing"), false).unwrap());
         assert!(w.watch(dir.path(), false).unwrap());
         let path = dir.path().join("a.log");

@@ -233,7 +233,7 @@ impl StdinInput {
 /// Reads from `fd` straight into the buffer's spare capacity, without zeroing it first (zeroing
 /// every chunk cost ~4% of a stdin -> file run).
 #[allow(unsafe_code)]
-fn read_fd(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
     buf.reserve(max);
     let len = buf.len();
     let spare = &mut buf.spare_capacity_mut()[..max];
@@ -292,7 +292,8 @@ pub(crate) struct BufferPool {
 const MAX_PARKED: usize = 64;
 
 impl BufferPool {
-    fn new(capacity: usize) -> BufferPool {
+    /// A pool of buffers of `capacity` bytes.
+    pub(crate) fn new(capacity: usize) -> BufferPool {
         BufferPool {
             capacity,
             parked: std::collections::VecDeque::new(),
@@ -302,7 +303,7 @@ impl BufferPool {
     /// An empty buffer with at least `capacity` bytes of room: a parked one whose chunks are
     /// all gone, or a new one. Other parked buffers that are free are released, so the pool
     /// holds no idle memory beyond what it hands out.
-    fn take(&mut self) -> BytesMut {
+    pub(crate) fn take(&mut self) -> BytesMut {
         let capacity = self.capacity;
         let mut chosen: Option<BytesMut> = None;
         self.parked.retain_mut(|b| {
@@ -318,7 +319,7 @@ impl BufferPool {
     }
 
     /// Parks an emptied buffer until its chunks are gone.
-    fn give_back(&mut self, b: BytesMut) {
+    pub(crate) fn give_back(&mut self, b: BytesMut) {
         debug_assert!(b.is_empty());
         if self.parked.len() >= MAX_PARKED {
             self.parked.pop_front();
