@@ -509,7 +509,7 @@ impl WasmStage {
             return None;
         }
         let mut emit = Emit::new(&self.destination_masks, self.default_mask);
-        push_outputs(&mut emit, &outputs, |_| None);
+        push_outputs(&mut emit, &outputs);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -563,23 +563,15 @@ fn errors02(v: Vec<types02::RecordError>) -> Vec<RecordError> {
         .collect()
 }
 
-/// Adds every output of `outputs` to `emit`; `input(k)` names the input record output `k`
-/// came from, if any.
-fn push_outputs<'b>(
-    emit: &mut Emit<'_>,
-    outputs: &Outputs,
-    input: impl Fn(usize) -> Option<(&'b Batch, usize)>,
-) {
-    if outputs.meta.is_empty() && (0..outputs.len()).all(|k| input(k).is_none()) {
-        for k in 0..outputs.len() {
-            emit.push_plain_output(outputs, k);
-        }
-        return;
-    }
+/// Adds every output of an aggregate's `outputs` (made from its state, not from an input) to
+/// `emit`.
+fn push_outputs(emit: &mut Emit<'_>, outputs: &Outputs) {
     let mut meta = outputs.meta.iter().peekable();
     for k in 0..outputs.len() {
-        let set = meta.next_if(|m| m.output as usize == k);
-        emit.push_output(outputs, k, set, input(k));
+        match meta.next_if(|m| m.output as usize == k) {
+            None => emit.push_plain_output(outputs, k),
+            set => emit.push_output(outputs, k, set, None),
+        }
     }
 }
 
@@ -798,20 +790,17 @@ impl WasmStage {
                     let first = first as usize;
                     tally.created += u64::from(count.saturating_sub(1));
                     passed = true;
-                    if plain && outputs.meta.is_empty() {
-                        for k in first..first + count as usize {
-                            emit.push_plain_output(outputs, k);
-                        }
-                        continue;
-                    }
-                    let mut meta = outputs
+                    // `meta` is strictly ascending by output (checked): a binary search, not a
+                    // scan from the start for every input.
+                    let from = outputs
                         .meta
-                        .iter()
-                        .skip_while(|m| (m.output as usize) < first)
-                        .peekable();
+                        .partition_point(|m| (m.output as usize) < first);
+                    let mut meta = outputs.meta[from..].iter().peekable();
                     for k in first..first + count as usize {
-                        let set = meta.next_if(|m| m.output as usize == k);
-                        emit.push_output(outputs, k, set, Some((batch, i)));
+                        match meta.next_if(|m| m.output as usize == k) {
+                            None if plain => emit.push_plain_output(outputs, k),
+                            set => emit.push_output(outputs, k, set, Some((batch, i))),
+                        }
                     }
                 }
                 Verdict::Absorbed => tally.absorbed += 1,
@@ -820,7 +809,7 @@ impl WasmStage {
         }
         if self.plugin.kind() == PluginKind::Aggregate {
             for outputs in &kept.calls {
-                push_outputs(&mut emit, outputs, |_| None);
+                push_outputs(&mut emit, outputs);
                 tally.created += outputs.len() as u64;
             }
         }
