@@ -9,7 +9,9 @@
 //!   back (it would otherwise wait for the next start);
 //! - **left with the sink** when it was handed out and not acknowledged yet: the sink has its
 //!   records in memory and writes or dead-letters them as usual (so they are counted there,
-//!   never twice); only their copy on disk goes;
+//!   never twice); only their copy on disk goes. The log lists them until the sink acknowledges
+//!   them ([`super::with_sink`]), so that those a crash takes from the sink's memory are counted
+//!   as dropped at the next start;
 //! - already done when it was acknowledged.
 //!
 //! Segments are deleted oldest first and never in part, so no partial entry is ever left, and
@@ -130,14 +132,35 @@ pub fn plan<'a>(
         p.segments += 1;
         p.freed += seg.bytes;
         for s in seg.entries {
-            match s.state {
-                EntryState::Acked => {}
-                EntryState::Pending if s.loc.id < read_cursor => p.left_with_sink += 1,
-                EntryState::Pending | EntryState::Unreadable => p.dropped.add(&s.loc),
+            match fate(s, read_cursor) {
+                Fate::Done => {}
+                Fate::LeftWithSink => p.left_with_sink += 1,
+                Fate::Dropped => p.dropped.add(&s.loc),
             }
         }
     }
     p
+}
+
+/// What becomes of an entry when its segment is deleted (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Not handed to the sink (or unreadable): dropped, counted now.
+    Dropped,
+    /// Handed to the sink, not acknowledged: the sink still writes or dead-letters it; the log
+    /// lists it ([`super::with_sink`]) until the sink acknowledges it.
+    LeftWithSink,
+    /// Acknowledged already.
+    Done,
+}
+
+/// The [`Fate`] of entry `s` of a deleted segment, with the reader at `read_cursor`.
+pub fn fate(s: &Slot, read_cursor: u64) -> Fate {
+    match s.state {
+        EntryState::Acked => Fate::Done,
+        EntryState::Pending if s.loc.id < read_cursor => Fate::LeftWithSink,
+        EntryState::Pending | EntryState::Unreadable => Fate::Dropped,
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //!   the disk fails.
 //! - [`evict`] (pure): which of the oldest segments `when_full = "drop_oldest"` deletes, and
 //!   what that drops ([`DiskLog::drop_oldest`] does it).
+//! - [`with_sink`] (pure): the list of entries of deleted segments the sink still holds, its
+//!   file, and what the next start counts of it as dropped.
 //! - [`batch`]: a batch as an entry's records, and what an entry holds ([`batch::summary`]:
 //!   its records and arrival time, kept per entry so drops are counted without reading back).
 //! - [`fs`](mod@fs): [`LogFs`], every file operation of the log and its segments, and
@@ -26,6 +28,8 @@
 //! <dir>/00000000000000000000.seg          entries 0.. (the file name is the first entry id)
 //! <dir>/00000000000000000412.seg          entries 412..; the newest is the one appended to
 //! <dir>/acked                             the ack point: b"ERBA", 1u8, 0, 0, 0, u64 LE, CRC-32 LE
+//! <dir>/with-sink                         entries of deleted segments the sink still holds
+//!                                         (only after a drop_oldest; see [`with_sink`])
 //! <dir>/00000000000000000412.seg.damaged-8192   bad bytes moved aside by recovery
 //! ```
 //!
@@ -36,7 +40,11 @@
 //! id u64 | count u32 | count * (len u32, payload)
 //! ```
 //!
-//! Entry ids increase strictly across the whole log. A segment is never appended to again once
+//! Entry ids increase strictly across the whole log, also across restarts and crashes: a start
+//! takes the next id from the segment files and the ack point, so when the last segment file
+//! goes (acknowledged, or deleted by `drop_oldest`) ahead of the persisted ack point, an empty
+//! segment is started at once, and a start that deletes the last spent files persists the ack
+//! point first. A segment is never appended to again once
 //! the log has moved on (after a restart the log always starts a new segment), and it is deleted
 //! when all of its entries are acknowledged. The ack point (the lowest unacknowledged id) is
 //! written to `acked` through `acked.tmp` and a rename, whenever the log syncs.
@@ -68,6 +76,12 @@
 //!   entries not handed out are dropped (not delivered, counted with their records, bytes, ids
 //!   and arrival times), the ack point moves past them, and the reader goes on with the oldest
 //!   entry kept. This is the one way an entry leaves the log unacknowledged.
+//! - **Every drop is counted.** Entries of a deleted segment that the sink holds (handed out,
+//!   not acknowledged) are delivered or dead-lettered by the sink; until it acknowledges them
+//!   they are listed in `with-sink`, written before the segment is deleted, so those a crash
+//!   takes from the sink's memory are counted as dropped at the next start
+//!   ([`Recovery::lost_with_sink`]). An entry acknowledged after the last sync is counted too
+//!   although it was delivered: the overcount is bounded like the duplicates.
 //! - **Disk failures lose nothing acknowledged.** A write or fsync that fails (a full disk,
 //!   an I/O error) appends nothing: the error names the file and the operation, and the
 //!   caller keeps the batch (the sink's buffer waits and tries again on a full disk with
@@ -88,6 +102,7 @@ pub mod format;
 pub mod fs;
 pub mod log;
 pub mod segment;
+pub mod with_sink;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -14,7 +14,10 @@
 //! [`crate::buffer::evict`]) until the batch fits, counts what that dropped in the buffer's
 //! counters (`dropped_oldest`, `dropped_oldest_bytes`; not dead-lettered), lets go of the holds
 //! of sources waiting for those records, and logs the drops at most once a second with the ids
-//! and arrival times they covered. Entries the sink has taken stay with it.
+//! and arrival times they covered. Entries the sink has taken stay with it; the log lists them
+//! until the sink acknowledges them, and what an earlier run left listed (lost with the sink's
+//! memory at a crash or a stop whose grace ran out) is counted as dropped at the start, as
+//! recovered and then dropped (`records_in` and `dropped_oldest`), and logged with its ids.
 //!
 //! When the disk fails (`on_refused` decides): a full disk (`ENOSPC`, `EDQUOT`) is treated
 //! like a full buffer — with `when_full = "block"` the writer keeps the batch and tries again
@@ -149,6 +152,7 @@ fn run_on(fs: Arc<dyn LogFs>, name: &str, cfg: &BufferConfig, ends: Ends) -> any
         );
     }
     counters.add_in(recovery.records, 0);
+    count_lost_with_sink(name, &recovery.lost_with_sink, &counters);
     let shared = Arc::new(Shared {
         name: name.to_owned(),
         state: Mutex::new(State {
@@ -208,8 +212,10 @@ fn run_on(fs: Arc<dyn LogFs>, name: &str, cfg: &BufferConfig, ends: Ends) -> any
     }
     let mut st = shared.lock();
     // Everything appended is acknowledged once the sink has dealt with it (written or
-    // dead-lettered); a sink that failed dead-letters what it is given, so this ends.
-    while st.log.pending_entries() > 0 {
+    // dead-lettered); a sink that failed dead-letters what it is given, so this ends. Entries
+    // of deleted segments the sink holds are waited for too: the list of them is then empty,
+    // so the next start counts nothing a clean stop delivered.
+    while st.log.pending_entries() > 0 || st.log.left_with_sink() > 0 {
         st = shared
             .changed
             .wait(st)
@@ -498,6 +504,42 @@ impl Writer<'_> {
             describe_drop(&t, self.cfg.max_bytes)
         );
     }
+}
+
+/// Counts what an earlier run lost with the sink's memory (entries of segments `drop_oldest`
+/// deleted while the sink held them, not acknowledged when that run ended): as recovered
+/// (`records_in`) and dropped (`dropped_oldest`), so the accounting invariant of this run holds;
+/// and logs them with their ids and arrival times.
+fn count_lost_with_sink(
+    name: &str,
+    lost: &[crate::buffer::segment::EntryLoc],
+    counters: &Counters,
+) {
+    if lost.is_empty() {
+        return;
+    }
+    let t = crate::buffer::with_sink::tally(lost);
+    counters.add_in(t.records, 0);
+    counters
+        .dropped_oldest
+        .fetch_add(t.records, Ordering::Relaxed);
+    counters
+        .dropped_oldest_bytes
+        .fetch_add(t.bytes, Ordering::Relaxed);
+    let ids = crate::buffer::with_sink::id_ranges(lost.iter().map(|e| e.id), 32);
+    let arrived = match t.arrivals {
+        Some((from, to)) => format!("arrived from {} to {}", rfc3339(from), rfc3339(to)),
+        None => "arrival times unknown".to_owned(),
+    };
+    tracing::warn!(
+        "sink `{name}`: disk buffer (when_full = \"drop_oldest\"): {} records ({} entries, {} \
+         bytes; entries {ids}; {arrived}) that the sink held from deleted segments were not \
+         acknowledged when the last run ended: counted as dropped (some may have been delivered \
+         just before it ended)",
+        t.records,
+        t.entries,
+        t.bytes,
+    );
 }
 
 /// Counts a batch the buffer refuses (`drop_newest`, or `drop_oldest` with nothing left to
@@ -1283,6 +1325,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rec.entries, 0);
+    }
+
+    /// A crash while the sink held entries of segments `drop_oldest` had deleted: the next
+    /// start counts them as recovered and dropped (the accounting invariant holds in that run),
+    /// delivers the rest, and a clean stop leaves nothing listed.
+    #[test]
+    fn what_the_sink_held_from_deleted_segments_at_a_crash_is_counted_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), WhenFull::DropOldest, INTERVAL);
+        let one_entry_a_segment = crate::buffer::LogConfig {
+            segment_bytes: 1,
+            ..cfg.log_config()
+        };
+        let (mut log, _) = DiskLog::open(dir.path(), one_entry_a_segment).unwrap();
+        let mut owned = Vec::new();
+        for i in 0..4 {
+            let b = records(&[&format!("r{i}a"), &format!("r{i}b")]);
+            log.append(&batch_codec::encode(&b, &mut owned)).unwrap();
+        }
+        // The sink has taken entries 0 and 1; their segments are deleted, then the crash.
+        for id in 0..2 {
+            assert_eq!(log.read_next().unwrap().unwrap().id, id);
+        }
+        for _ in 0..2 {
+            assert_eq!(log.drop_oldest(1).left_with_sink, 1);
+        }
+        assert_eq!(log.left_with_sink(), 2);
+        std::mem::forget(log);
+
+        let h = Harness::start(&FaultyFs::new(), cfg);
+        let counters = h.counters.clone();
+        let (result, got, _) = h.finish();
+        result.unwrap();
+        assert_eq!(got.concat(), ["r2a", "r2b", "r3a", "r3b"]);
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (recovered, dropped) = (get(&counters.records_in), get(&counters.dropped_oldest));
+        assert_eq!((recovered, dropped), (8, 4));
+        assert!(get(&counters.dropped_oldest_bytes) > 0);
+        assert_eq!(recovered, 4 + dropped, "recovered = delivered + dropped");
+        assert!(!dir.path().join(crate::buffer::log::LEFT_FILE).exists());
+        let (_, rec) = DiskLog::open(dir.path(), cfg_log(dir.path())).unwrap();
+        assert!(rec.lost_with_sink.is_empty(), "counted once");
+    }
+
+    fn cfg_log(dir: &Path) -> crate::buffer::LogConfig {
+        config(dir, WhenFull::DropOldest, INTERVAL).log_config()
     }
 
     /// A full disk with `when_full = "drop_oldest"`: the oldest segment goes (what the sink
