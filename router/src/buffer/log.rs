@@ -1953,14 +1953,14 @@ mod tests {
             append(&mut log, i);
         }
         assert_eq!(log.drop_oldest(60).dropped.entries, 4);
-        std::mem::forget(log);
+        log.crash();
         let (log, rec) = DiskLog::open(dir.path(), cfg(240, 240)).unwrap();
         assert_eq!((rec.ack_point, rec.entries), (0, 0), "the file read");
         assert!(log.next_id() >= 4, "{}", log.next_id());
         // The start took the ids over into the ack point before deleting the empty segment.
         assert!(files(dir.path(), ".seg").is_empty());
         let first = log.next_id();
-        std::mem::forget(log);
+        log.crash();
         let (mut log, rec) = DiskLog::open(dir.path(), cfg(240, 240)).unwrap();
         assert_eq!(rec.ack_point, first);
         assert_eq!(append(&mut log, 9).id, first);
@@ -2072,7 +2072,7 @@ mod tests {
             log.sync_deadline(Instant::now()).is_some(),
             "the list waits for a sync"
         );
-        std::mem::forget(log); // kill -9: 1 was delivered (an overcount), 2 is lost
+        log.crash(); // kill -9: 1 was delivered (an overcount), 2 is lost
         let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 360)).unwrap();
         let lost: Vec<_> = rec.lost_with_sink.iter().map(|e| e.id).collect();
         assert_eq!(lost, [1, 2]);
@@ -2092,7 +2092,7 @@ mod tests {
         log.sync().unwrap();
         let listed = LeftWithSink::decode(&fs::read(&left).unwrap()).unwrap();
         assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [3, 5]);
-        std::mem::forget(log);
+        log.crash();
         let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 360)).unwrap();
         let lost: Vec<_> = rec.lost_with_sink.iter().map(|e| e.id).collect();
         assert_eq!(lost, [3, 5]);
@@ -2122,7 +2122,7 @@ mod tests {
         let seg = segment::segment_path(dir.path(), 0);
         let kept = fs::read(&seg).unwrap();
         assert_eq!(log.drop_oldest(1).left_with_sink, 3);
-        std::mem::forget(log);
+        log.crash();
         fs::write(&seg, kept).unwrap(); // as if the deletion had not happened
         let (mut log, rec) = DiskLog::open(dir.path(), cfg(180, 360)).unwrap();
         assert!(rec.lost_with_sink.is_empty(), "{:?}", rec.lost_with_sink);

@@ -425,12 +425,7 @@ impl Writer<'_> {
                         break Err(reason);
                     }
                     forget_dropped(&mut st, &plan.dropped);
-                    self.counters
-                        .dropped_oldest
-                        .fetch_add(plan.dropped.records, Ordering::Relaxed);
-                    self.counters
-                        .dropped_oldest_bytes
-                        .fetch_add(plan.dropped.bytes, Ordering::Relaxed);
+                    count_oldest_dropped(self.counters, &plan.dropped);
                     self.unlogged.merge(&plan.dropped);
                     // The append is tried again; each turn deletes a segment or ends the loop.
                 }
@@ -520,12 +515,7 @@ fn count_lost_with_sink(
     }
     let t = crate::buffer::with_sink::tally(lost);
     counters.add_in(t.records, 0);
-    counters
-        .dropped_oldest
-        .fetch_add(t.records, Ordering::Relaxed);
-    counters
-        .dropped_oldest_bytes
-        .fetch_add(t.bytes, Ordering::Relaxed);
+    count_oldest_dropped(counters, &t);
     let ids = crate::buffer::with_sink::id_ranges(lost.iter().map(|e| e.id), 32);
     let arrived = match t.arrivals {
         Some((from, to)) => format!("arrived from {} to {}", rfc3339(from), rfc3339(to)),
@@ -540,6 +530,16 @@ fn count_lost_with_sink(
         t.entries,
         t.bytes,
     );
+}
+
+/// Counts what `drop_oldest` deleted (`dropped_oldest`, `dropped_oldest_bytes`).
+fn count_oldest_dropped(counters: &Counters, t: &Tally) {
+    counters
+        .dropped_oldest
+        .fetch_add(t.records, Ordering::Relaxed);
+    counters
+        .dropped_oldest_bytes
+        .fetch_add(t.bytes, Ordering::Relaxed);
 }
 
 /// Counts a batch the buffer refuses (`drop_newest`, or `drop_oldest` with nothing left to
